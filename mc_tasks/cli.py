@@ -1,0 +1,81 @@
+"""The ``modality-conflict`` command: one entry point, one module per subcommand.
+
+Each subcommand module exposes ``add_parser(subparsers)`` and ``run(args) -> int``; this file only wires
+them. Bad input raises an exception whose message names the problem: it is printed as ``error: ...`` with
+exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# (subcommand, module); modules are imported lazily so `modality-conflict build` never imports torch.
+SUBCOMMANDS: tuple[tuple[str, str], ...] = (
+    ("build", "modality_conflict.dataset_builder.commands"),
+    ("validate", "modality_conflict.dataset_builder.commands"),
+    ("push", "modality_conflict.dataset_builder.commands"),
+    ("tasks", "modality_conflict.mc_tasks.evaluate"),
+    ("eval", "modality_conflict.mc_tasks.evaluate"),
+    ("probe", "modality_conflict.mc_tasks.probe"),
+    ("report", "modality_conflict.mc_tasks.report"),
+    ("submit", "modality_conflict.mc_tasks.submission"),
+    ("verify", "modality_conflict.mc_tasks.submission"),
+    ("leaderboard", "modality_conflict.mc_tasks.submission"),
+    ("eval-results", "modality_conflict.mc_tasks.submission"),
+    ("demo", "modality_conflict.mc_tasks.demo"),
+)
+
+
+class UsageError(Exception):
+    """Bad input from the command line or a file it names."""
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modality-conflict",
+        description="Image-text conflict benchmark for multimodal LLMs (arXiv 2511.02243).",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    wanted = None
+    if argv:
+        wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name, module_name in SUBCOMMANDS:
+        # Only import the module of the requested subcommand (all of them for --help).
+        if wanted is not None and wanted in dict(SUBCOMMANDS) and name != wanted:
+            subparsers.add_parser(name)
+            continue
+        module = importlib.import_module(module_name)
+        module.add_parser(subparsers, name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (UsageError, ValueError, FileNotFoundError, FileExistsError, PermissionError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:
+        # Failures of a run (lmms-eval left no results, the Hub refused a push): exit 1, not a traceback.
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # noqa: BLE001 - library errors with a message are still bad input
+        from modality_conflict.dataset_builder.errors import ModalityConflictError
+
+        if isinstance(error, ModalityConflictError):
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

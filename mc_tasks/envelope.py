@@ -1,0 +1,72 @@
+"""The response envelope: how the project's model wrapper hands uncertainty to the task.
+
+lmms-eval passes only the generated string from a model to ``process_results``. The project's wrapper
+therefore returns a JSON object as its "generation"; the task recognises it by its ``mc_envelope`` key and
+falls back to treating any other response as plain generated text. Everything in it also lands in
+lmms-eval's per-sample logs, which is what lets probing and submissions reuse it without a second pass.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+ENVELOPE_VERSION = 1
+ENVELOPE_KEY = "mc_envelope"
+
+
+def encode_envelope(
+    *,
+    text: str,
+    entropy: float | None,
+    estimator: str,
+    answer_logprobs: dict[str, float] | None = None,
+    lens: dict[str, Any] | None = None,
+) -> str:
+    """Serialise one prompt's outcome as the string the wrapper returns to lmms-eval.
+
+    Parameters
+    ----------
+    text
+        The generated answer text (what any other model would have returned).
+    entropy
+        First-answer-token entropy in nats, or None when it could not be computed.
+    estimator
+        Label of the entropy estimator, e.g. ``"full_vocab"``.
+    answer_logprobs
+        Optional log-probabilities of each candidate answer's first token at the answer position.
+    lens
+        Optional logit-lens record (see ``modality_conflict.mc_tasks.logit_lens``).
+    """
+    if entropy is not None and not math.isfinite(entropy):
+        raise ValueError(f"entropy must be finite, got {entropy!r}")
+    payload: dict[str, Any] = {
+        ENVELOPE_KEY: ENVELOPE_VERSION,
+        "text": text,
+        "entropy": entropy,
+        "estimator": estimator,
+    }
+    if answer_logprobs is not None:
+        payload["answer_logprobs"] = answer_logprobs
+    if lens is not None:
+        payload["lens"] = lens
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+
+
+def decode_envelope(response: object) -> dict[str, Any] | None:
+    """Return the envelope carried by ``response``, or None when it is ordinary generated text."""
+    if not isinstance(response, str):
+        return None
+    stripped = response.strip()
+    if not stripped.startswith("{") or ENVELOPE_KEY not in stripped:
+        return None
+    try:
+        payload = json.loads(stripped)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(payload, dict) or payload.get(ENVELOPE_KEY) != ENVELOPE_VERSION:
+        return None
+    if not isinstance(payload.get("text"), str):
+        raise ValueError("response envelope has no 'text' string")
+    return payload
