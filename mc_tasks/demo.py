@@ -40,8 +40,20 @@ def run_demo(args: argparse.Namespace) -> int:
     results_dir = out / "results"
     model_args = f"pretrained={model_dir},device=cpu,device_map=cpu,batch_size={args.batch_size}"
     _run(
-        [*cli, "eval", "--model", "modality_conflict_hf", "--model-args", model_args, "--tasks", "modality_conflict",
-         "--data", str(data_dir), "--output", str(results_dir)]
+        [
+            *cli,
+            "eval",
+            "--model",
+            "modality_conflict_hf",
+            "--model-args",
+            model_args,
+            "--tasks",
+            "modality_conflict",
+            "--data",
+            str(data_dir),
+            "--output",
+            str(results_dir),
+        ]
     )
     report_dir = out / "report"
     _run([*cli, "report", str(results_dir), "--out", str(report_dir)])

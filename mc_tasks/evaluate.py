@@ -19,11 +19,19 @@ from typing import Any
 from modality_conflict.mc_tasks.plugin import DATA_ENV
 from modality_conflict.mc_tasks.task_config import write_local_task_dir
 
-REQUIRED_METRICS = ("tfr", "vfr", "other_rate", "mean_dh", "balance_point", "n_conflicts", "entropy_estimator")
+REQUIRED_METRICS = (
+    "tfr",
+    "vfr",
+    "other_rate",
+    "mean_dh",
+    "balance_point",
+    "n_conflicts",
+    "entropy_estimator",
+)
 GROUP_TASKS = {"modality_conflict": ("modality_conflict_color",)}
 
 
-class EvaluationFailed(RuntimeError):
+class EvaluationFailedError(RuntimeError):
     """lmms-eval ran but left no usable results."""
 
 
@@ -41,13 +49,13 @@ def find_run_outputs(output_dir: Path, tasks: list[str], *, since: float = 0.0) 
 
     Raises
     ------
-    EvaluationFailed
+    EvaluationFailedError
         When no results file exists, a task is missing, a required metric is absent, or a task's report
         says it could not be computed.
     """
     candidates = [p for p in Path(output_dir).rglob("*_results.json") if p.stat().st_mtime >= since]
     if not candidates:
-        raise EvaluationFailed(f"lmms-eval wrote no *_results.json under {output_dir}")
+        raise EvaluationFailedError(f"lmms-eval wrote no *_results.json under {output_dir}")
     results_json = max(candidates, key=lambda p: p.stat().st_mtime)
     results = json.loads(results_json.read_text())
     per_task = results.get("results", {})
@@ -55,14 +63,14 @@ def find_run_outputs(output_dir: Path, tasks: list[str], *, since: float = 0.0) 
     samples: dict[str, Path] = {}
     for task in expected:
         if task not in per_task:
-            raise EvaluationFailed(f"{results_json} has no results for task {task!r}")
+            raise EvaluationFailedError(f"{results_json} has no results for task {task!r}")
         metrics = {key.split(",")[0]: value for key, value in per_task[task].items()}
         missing = [m for m in REQUIRED_METRICS if m not in metrics]
         if missing:
-            raise EvaluationFailed(f"{results_json}: task {task!r} lacks metrics {missing}")
+            raise EvaluationFailedError(f"{results_json}: task {task!r} lacks metrics {missing}")
         report = metrics.get("report")
         if isinstance(report, dict) and report.get("status") == "undefined":
-            raise EvaluationFailed(f"task {task!r}: {report.get('reason')}")
+            raise EvaluationFailedError(f"task {task!r}: {report.get('reason')}")
         stem = results_json.name[: -len("_results.json")]
         logs = sorted(results_json.parent.glob(f"{stem}_samples_{task}.jsonl"))
         if logs:
@@ -75,7 +83,7 @@ def lmms_eval_command(args: argparse.Namespace, include_path: Path | None) -> li
     if args.model_args:
         command += ["--model_args", args.model_args]
     command += ["--batch_size", str(args.batch_size), "--output_path", str(args.output), "--log_samples"]
-    command += ["--bootstrap_iters", "0", "--seed", str(args.seed)]
+    command += ["--seed", str(args.seed)]
     if include_path is not None:
         command += ["--include_path", str(include_path)]
     if args.limit is not None:
@@ -96,7 +104,7 @@ def run_eval(args: argparse.Namespace) -> int:
     print("running:", " ".join(command), flush=True)
     completed = subprocess.run(command, env=env, check=False)
     if completed.returncode != 0:
-        raise EvaluationFailed(f"lmms-eval exited with status {completed.returncode}")
+        raise EvaluationFailedError(f"lmms-eval exited with status {completed.returncode}")
     outputs = find_run_outputs(output, args.tasks.split(","), since=started - 1)
     print(f"results: {outputs.results_json}")
     for task, path in outputs.samples.items():
@@ -107,7 +115,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def format_summary(results: dict[str, Any]) -> str:
     """A short plain-text table of the headline metrics of every modality_conflict task."""
-    lines = [f"{'task':32} {'TFR':>7} {'VFR':>7} {'other':>7} {'mean dH':>8} {'balance [95% CI]':>26} {'n':>5}"]
+    lines = [
+        f"{'task':32} {'TFR':>7} {'VFR':>7} {'other':>7} {'mean dH':>8} {'balance [95% CI]':>26} {'n':>5}"
+    ]
     for task, metrics in sorted(results.get("results", {}).items()):
         report = metrics.get("report,none")
         if not isinstance(report, dict):
@@ -118,7 +128,11 @@ def format_summary(results: dict[str, Any]) -> str:
 
         balance = report.get("balance_point")
         low, high = report.get("balance_point_delta_low"), report.get("balance_point_delta_high")
-        if isinstance(balance, (int, float)) and isinstance(low, (int, float)) and isinstance(high, (int, float)):
+        if (
+            isinstance(balance, (int, float))
+            and isinstance(low, (int, float))
+            and isinstance(high, (int, float))
+        ):
             balance_text = f"{balance:+.3f} [{low:+.3f}, {high:+.3f}]"
         else:
             balance_text = str(report.get("balance_point_status", "undefined"))
@@ -139,13 +153,16 @@ def run_tasks(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     if name == "tasks":
         parser = subparsers.add_parser(
-            "tasks", help="write a copy of the task folder that reads a local dataset folder (for --include_path)"
+            "tasks",
+            help="write a copy of the task folder that reads a local dataset folder (for --include_path)",
         )
         parser.add_argument("--data", required=True, help="folder made by `modality-conflict build`")
         parser.add_argument("--out", required=True, help="where to write the task folder")
         parser.set_defaults(func=run_tasks)
         return
-    parser = subparsers.add_parser("eval", help="run lmms-eval on the modality_conflict tasks and check its output")
+    parser = subparsers.add_parser(
+        "eval", help="run lmms-eval on the modality_conflict tasks and check its output"
+    )
     parser.add_argument("--model", default="modality_conflict_hf", help="lmms-eval model name")
     parser.add_argument("--model-args", default="", help="lmms-eval --model_args string")
     parser.add_argument("--tasks", default="modality_conflict", help="comma-separated task or group names")

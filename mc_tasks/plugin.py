@@ -48,7 +48,9 @@ def install_task_discovery() -> None:
 
     @functools.wraps(original)
     def initialize_tasks(self: Any, include_path: Any = None, include_defaults: bool = True) -> Any:
-        return original(self, include_path=_with_project_tasks(include_path), include_defaults=include_defaults)
+        return original(
+            self, include_path=_with_project_tasks(include_path), include_defaults=include_defaults
+        )
 
     initialize_tasks._modality_conflict = True  # type: ignore[attr-defined]
     TaskManager.initialize_tasks = initialize_tasks

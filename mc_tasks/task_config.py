@@ -39,7 +39,9 @@ def write_local_task_dir(data_dir: Path, out_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         for source in TASKS_DIR.iterdir():
-            if source.is_file() and (source.suffix in {".yaml", ".py", ".md"} or source.name == TEMPLATE_NAME):
+            if source.is_file() and (
+                source.suffix in {".yaml", ".py", ".md"} or source.name == TEMPLATE_NAME
+            ):
                 shutil.copy2(source, staging / source.name)
         template = staging / TEMPLATE_NAME
         lines = template.read_text().splitlines()

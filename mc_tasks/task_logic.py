@@ -56,7 +56,7 @@ def doc_to_visual(doc: Mapping[str, Any]) -> list:
 
 
 def doc_to_text(doc: Mapping[str, Any], lmms_eval_specific_kwargs: Mapping[str, str] | None = None) -> str:
-    """"[conflict description] [question] [command]" as in the paper, with optional model-specific wrapping."""
+    """The paper's prompt, "[conflict description] [question] [command]", with optional wrapping."""
     kwargs = lmms_eval_specific_kwargs or {}
     condition = _label(doc["condition"], CONDITIONS, "condition")
     prompt = prompt_for(condition, doc["text"], doc["question"])
@@ -132,7 +132,9 @@ def _mode(answers: list[str]) -> str:
     return min(counts, key=lambda name: (-counts[name], order[name]))
 
 
-def make_record(doc: Mapping[str, Any], results: Sequence[object], *, mode: str = "generate") -> dict[str, Any]:
+def make_record(
+    doc: Mapping[str, Any], results: Sequence[object], *, mode: str = "generate"
+) -> dict[str, Any]:
     """Everything the metrics and a submission need from one doc and its responses.
 
     ``mode`` is the task variant: ``"generate"`` (one greedy answer; the project's wrapper adds its
@@ -157,9 +159,13 @@ def make_record(doc: Mapping[str, Any], results: Sequence[object], *, mode: str 
     answer_scores: list[float] | None = None
     if mode == "loglik":
         if len(results) != len(COLORS):
-            raise ValueError(f"row {record['row_id']!r}: {len(results)} loglikelihoods for {len(COLORS)} colours")
+            raise ValueError(
+                f"row {record['row_id']!r}: {len(results)} loglikelihoods for {len(COLORS)} colours"
+            )
         raw = ""
-        answer, entropy, estimator, answer_scores = _scores_to_answer([_parse_loglikelihood(r) for r in results])
+        answer, entropy, estimator, answer_scores = _scores_to_answer(
+            [_parse_loglikelihood(r) for r in results]
+        )
     elif mode == "sampled":
         answers = [normalize_answer(str(r)) for r in results]
         raw = str(results[0])
@@ -267,7 +273,8 @@ def join_records(records: Sequence[Mapping[str, Any]]) -> tuple[ConflictItems, d
         joined.append((conflict, vision, text))
     if not joined:
         raise IncompleteRecordsError(
-            f"no conflict item has all three conditions ({len(conflicts)} conflict rows, {missing} incomplete)"
+            f"no conflict item has all three conditions "
+            f"({len(conflicts)} conflict rows, {missing} incomplete)"
         )
 
     def column(pick: Callable[[tuple], Any], dtype: Any = object) -> np.ndarray:

@@ -1,0 +1,37 @@
+"""Builder of the colour-recognition conflict set of arXiv 2511.02243.
+
+Public entry points (imported lazily, so ``import modality_conflict.dataset_builder`` stays cheap and
+worker processes do not import ``datasets``):
+
+- :func:`build_dataset` - render the set into a Hub-style folder;
+- :func:`validate_dataset` - check such a folder;
+- :func:`push_dataset` - upload it to the Hub in one commit;
+- :func:`prompt_for` - prompt of one condition;
+- :data:`FEATURES` - the explicit ``datasets.Features``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "build_dataset": "modality_conflict.dataset_builder.builder",
+    "BuildResult": "modality_conflict.dataset_builder.builder",
+    "validate_dataset": "modality_conflict.dataset_builder.validate",
+    "ValidationReport": "modality_conflict.dataset_builder.validate",
+    "push_dataset": "modality_conflict.dataset_builder.push",
+    "PushResult": "modality_conflict.dataset_builder.push",
+    "prompt_for": "modality_conflict.dataset_builder.prompts",
+    "row_prompt": "modality_conflict.dataset_builder.prompts",
+    "item_prompts": "modality_conflict.dataset_builder.prompts",
+    "FEATURES": "modality_conflict.dataset_builder.features",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

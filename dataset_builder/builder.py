@@ -1,0 +1,362 @@
+"""Build the colour-conflict set into a Hub-style dataset folder.
+
+Groups are rendered in worker processes (one task per group) and written in group order by the parent,
+which keeps only a bounded window of finished groups in memory. Output goes to a temporary sibling folder
+that is renamed into place at the end, so an interrupted build never leaves a folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Generator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_all_start_methods, get_context
+from multiprocessing.context import BaseContext
+from pathlib import Path
+from typing import Any
+
+from modality_conflict.dataset_builder.constants import (
+    BUILDER_VERSION,
+    CONDITIONS,
+    CONTROL_VISUAL_TIERS,
+    CONTROLS,
+    DATASET_NAME,
+    GROUPS_PER_SHARD,
+    PRESETS,
+    SPLIT,
+    VISUAL_TIERS,
+)
+from modality_conflict.dataset_builder.errors import BuildError
+from modality_conflict.dataset_builder.plan import control_tiers, group_rows, rows_per_group
+from modality_conflict.dataset_builder.writer import (
+    CARD_NAME,
+    MANIFEST_NAME,
+    ShardWriter,
+    atomic_output_dir,
+    file_entries,
+    hash_mismatches,
+    read_manifest,
+    remove_stale_partials,
+    shard_name,
+    write_manifest,
+)
+
+#: Largest accepted group count (group ids are formatted with four digits).
+MAX_GROUPS = 10_000
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """Outcome of :func:`build_dataset`.
+
+    Attributes
+    ----------
+    out
+        The dataset folder.
+    groups, seed
+        Build arguments.
+    num_rows
+        Rows written.
+    num_image_cells
+        Rows that carry an image (vision-only and conflict rows).
+    num_rendered
+        Distinct images drawn (one per group and visual tier).
+    files
+        Relative paths of the files in the folder, manifest last.
+    reused
+        True when an identical, verified build was already there and nothing was written.
+    seconds
+        Wall time of the call.
+    """
+
+    out: Path
+    groups: int
+    seed: int
+    num_rows: int
+    num_image_cells: int
+    num_rendered: int
+    files: list[str] = field(default_factory=list)
+    reused: bool = False
+    seconds: float = 0.0
+
+
+def resolve_groups(preset: str | None, groups: int | None) -> int:
+    """Number of groups from a preset name and/or an explicit count (the count wins).
+
+    Parameters
+    ----------
+    preset
+        A key of :data:`PRESETS` or None.
+    groups
+        Explicit number of groups or None.
+
+    Returns
+    -------
+    int
+    """
+    if groups is not None:
+        return int(groups)
+    name = preset or "paper"
+    if name not in PRESETS:
+        raise BuildError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def shard_bounds(groups: int) -> list[tuple[int, int]]:
+    """Group ranges ``[start, stop)`` of each shard; depends on the group count only.
+
+    Parameters
+    ----------
+    groups
+        Total number of groups.
+
+    Returns
+    -------
+    list of tuple
+    """
+    count = max(1, math.ceil(groups / GROUPS_PER_SHARD))
+    edges = [round(i * groups / count) for i in range(count + 1)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def default_workers() -> int:
+    """All cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _mp_context() -> BaseContext:
+    # Fork starts workers fastest and works for scripts read from stdin; it is unsafe once the parent
+    # runs other threads (HTTP clients, progress monitors), and then "spawn" starts them clean instead.
+    if "fork" in get_all_start_methods() and threading.active_count() == 1:
+        return get_context("fork")
+    return get_context("spawn")
+
+
+def _iter_groups(
+    seed: int, groups: Sequence[int], workers: int
+) -> Generator[list[dict[str, Any]], None, None]:
+    """Rows of each group, in order, rendered by ``workers`` processes."""
+    if workers <= 1 or len(groups) <= 1:
+        for g in groups:
+            yield group_rows(seed, g)
+        return
+    # A bounded window of submitted groups keeps memory flat when rendering outpaces writing.
+    window = 2 * workers + 2
+    todo = iter(groups)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context()) as pool:
+        pending: deque[Future[list[dict[str, Any]]]] = deque()
+        for g in todo:
+            pending.append(pool.submit(group_rows, seed, g))
+            if len(pending) >= window:
+                break
+        try:
+            while pending:
+                rows = pending.popleft().result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append(pool.submit(group_rows, seed, nxt))
+                yield rows
+        finally:
+            # The consumer stopped early (error, interrupt): drop queued groups instead of rendering them.
+            for future in pending:
+                future.cancel()
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    class _Bar(tqdm):  # type: ignore[misc, valid-type]
+        # No monitor thread: the parent may still fork its workers after the bar exists.
+        monitor_interval = 0
+
+    return _Bar(total=total, unit="group", desc="building", disable=not enabled, dynamic_ncols=True)
+
+
+def _check_arguments(groups: int, seed: int, workers: int) -> None:
+    if not 1 <= groups <= MAX_GROUPS:
+        raise BuildError(f"--groups must be between 1 and {MAX_GROUPS}, got {groups}")
+    if seed < 0:
+        raise BuildError(f"--seed must be a non-negative integer, got {seed}")
+    if workers < 1:
+        raise BuildError(f"--workers must be at least 1, got {workers}")
+
+
+def build_arguments(groups: int, seed: int) -> dict[str, int]:
+    """The arguments that determine the output bytes (recorded in the manifest)."""
+    return {"groups": int(groups), "seed": int(seed)}
+
+
+def _existing_build(out: Path, groups: int, seed: int, overwrite: bool) -> dict[str, Any] | None:
+    """Decide what to do with an existing ``out``: the manifest of a verified identical build, or None
+    to (re)build. Raises when ``out`` must not be replaced."""
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise BuildError(f"{out} exists and is not a folder")
+    manifest = read_manifest(out)
+    if manifest is None or manifest.get("dataset") != DATASET_NAME:
+        if any(out.iterdir()):
+            raise BuildError(
+                f"{out} exists and is not a dataset made by `modality-conflict build` "
+                f"(no valid {MANIFEST_NAME}); choose another --out or empty it first"
+            )
+        return None
+    same = (
+        manifest.get("arguments") == build_arguments(groups, seed)
+        and manifest.get("builder_version") == BUILDER_VERSION
+    )
+    if overwrite:
+        return None
+    if not same:
+        args = manifest.get("arguments", {})
+        raise BuildError(
+            f"{out} holds a build with other arguments (groups={args.get('groups')}, "
+            f"seed={args.get('seed')}, builder {manifest.get('builder_version')}); "
+            "pass --overwrite to replace it"
+        )
+    return manifest if not hash_mismatches(out, manifest) else None
+
+
+def _software_versions() -> dict[str, str]:
+    import numpy
+    import PIL
+    import pyarrow
+
+    return {"numpy": numpy.__version__, "pillow": PIL.__version__, "pyarrow": pyarrow.__version__}
+
+
+def build_dataset(
+    out: str | os.PathLike[str],
+    *,
+    groups: int,
+    seed: int = 0,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> BuildResult:
+    """Build the set into ``out`` (Hub dataset layout: ``data/*.parquet``, ``README.md``, ``manifest.json``).
+
+    Parameters
+    ----------
+    out
+        Output folder. If it already holds a verified build with the same arguments nothing is done; a
+        build with other arguments is replaced only with ``overwrite``; other non-empty folders are never
+        replaced.
+    groups
+        Number of item groups (400 in the paper).
+    seed
+        Seed of every random choice; the same seed gives byte-identical files.
+    workers
+        Worker processes (default: all cores). The output does not depend on it.
+    overwrite
+        Replace an existing build made with other arguments.
+    progress
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    BuildResult
+
+    Raises
+    ------
+    BuildError
+        Bad arguments or an output folder that must not be replaced.
+    """
+    started = time.perf_counter()
+    workers = default_workers() if workers is None else int(workers)
+    _check_arguments(groups, seed, workers)
+    out = Path(out).absolute()
+    per_group = rows_per_group()
+    images_per_group = per_group - sum(len(control_tiers(c)[1]) for c in CONTROLS)
+    remove_stale_partials(out)
+    existing = _existing_build(out, groups, seed, overwrite)
+    if existing is not None:
+        return BuildResult(
+            out=out,
+            groups=groups,
+            seed=seed,
+            num_rows=int(existing.get("num_rows", 0)),
+            num_image_cells=groups * images_per_group,
+            num_rendered=groups * len(VISUAL_TIERS),
+            files=sorted(existing.get("files", {})) + [MANIFEST_NAME],
+            reused=True,
+            seconds=time.perf_counter() - started,
+        )
+
+    from modality_conflict.dataset_builder.card import render_card
+    from modality_conflict.dataset_builder.features import arrow_schema
+
+    schema = arrow_schema()
+    bounds = shard_bounds(groups)
+    condition_counts: Counter[str] = Counter()
+    control_counts: Counter[str] = Counter()
+    num_rows = num_bytes = 0
+    with (
+        atomic_output_dir(out) as tmp,
+        _progress_bar(groups, progress) as bar,
+        contextlib.closing(_iter_groups(seed, range(groups), workers)) as stream,
+    ):
+        (tmp / "data").mkdir()
+        names = []
+        for index, (start, stop) in enumerate(bounds):
+            name = shard_name(index, len(bounds))
+            names.append(name)
+            with ShardWriter(tmp / name, schema) as writer:
+                for _ in range(start, stop):
+                    rows = next(stream)
+                    writer.write_rows(rows)
+                    condition_counts.update(CONDITIONS[r["condition"]] for r in rows)
+                    control_counts.update(CONTROLS[r["control"]] for r in rows)
+                    bar.update(1)
+            num_rows += writer.num_rows
+            num_bytes += writer.num_bytes
+        download_size = sum((tmp / n).stat().st_size for n in names)
+        card = render_card(
+            num_rows=num_rows,
+            num_bytes=num_bytes,
+            download_size=download_size,
+            groups=groups,
+            seed=seed,
+            counts=dict(condition_counts),
+        )
+        (tmp / CARD_NAME).write_text(card, encoding="utf-8")
+        manifest = {
+            "dataset": DATASET_NAME,
+            "builder_version": BUILDER_VERSION,
+            "arguments": build_arguments(groups, seed),
+            "split": SPLIT,
+            "num_rows": num_rows,
+            "rows_per_group": per_group,
+            "counts": {
+                "condition": {c: condition_counts[c] for c in CONDITIONS},
+                "control": {c: control_counts[c] for c in CONTROLS},
+            },
+            "layout": {
+                "control_visual_tiers": list(CONTROL_VISUAL_TIERS),
+                "groups_per_shard": [stop - start for start, stop in bounds],
+            },
+            "software": _software_versions(),
+            "files": file_entries(tmp, [*names, CARD_NAME]),
+        }
+        # The manifest is written last: a folder with a manifest is a finished build.
+        write_manifest(tmp, manifest)
+    return BuildResult(
+        out=out,
+        groups=groups,
+        seed=seed,
+        num_rows=num_rows,
+        num_image_cells=groups * images_per_group,
+        num_rendered=groups * len(VISUAL_TIERS),
+        files=[*names, CARD_NAME, MANIFEST_NAME],
+        reused=False,
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,43 @@
+"""Exception types raised by the dataset builder.
+
+Every error a user can provoke with bad input is a subclass of :class:`ModalityConflictError`, so the
+command line can print its message without a traceback and exit with status 2.
+"""
+
+from __future__ import annotations
+
+
+class ModalityConflictError(Exception):
+    """Base class of all errors caused by bad input or a bad environment (not by a bug)."""
+
+
+class BuildError(ModalityConflictError):
+    """The dataset could not be built (bad arguments, an output folder that must not be replaced, ...)."""
+
+
+class RenderError(ModalityConflictError):
+    """An image specification cannot be drawn (for example a layout that does not fit the canvas)."""
+
+
+class DatasetValidationError(ModalityConflictError):
+    """A built dataset folder does not satisfy the schema or the construction invariants.
+
+    Parameters
+    ----------
+    problems
+        One line per problem found, most important first. The exception message lists them all.
+    """
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems: list[str] = [problems] if isinstance(problems, str) else list(problems)
+        head = self.problems[0] if self.problems else "invalid dataset"
+        rest = self.problems[1:]
+        message = head if not rest else head + "\n" + "\n".join(f"  also: {p}" for p in rest)
+        super().__init__(message)
+
+
+class PushError(ModalityConflictError, RuntimeError):
+    """Publishing a dataset folder to the Hugging Face Hub failed; no commit was made.
+
+    Also a ``RuntimeError``: the command line reports a failed run (exit status 1), not bad input.
+    """

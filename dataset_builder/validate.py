@@ -1,0 +1,536 @@
+"""Check a built dataset folder: files, schema, construction invariants, coverage, balance, images.
+
+Rows are streamed batch by batch, so validation memory does not grow with the number of images (only the
+row ids and one digest per distinct image are kept). Every problem names the file, the row number
+(0-based over the whole split, in file order), the row id and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+from modality_conflict.dataset_builder.constants import (
+    COLORS,
+    CONDITIONS,
+    CONTROLS,
+    DATASET_NAME,
+    QUESTION_TEMPLATE,
+    SHAPES,
+    SPLIT,
+    TEXT_TIERS,
+    VISUAL_TIERS,
+)
+from modality_conflict.dataset_builder.errors import DatasetValidationError
+from modality_conflict.dataset_builder.plan import expected_row_ids, item_id, text_key, vision_key
+from modality_conflict.dataset_builder.texts import INTERMEDIARY_OBJECTS, WORLD_OBJECTS
+from modality_conflict.dataset_builder.writer import (
+    CARD_NAME,
+    DATA_DIR,
+    MANIFEST_NAME,
+    data_files,
+    hash_mismatches,
+    read_manifest,
+)
+from PIL import Image
+
+_TEMPLATE_PREFIX = ("direct-", "simple-", "world-")
+_BATCH_ROWS = 512
+
+
+@dataclass
+class ValidationReport:
+    """Summary of a folder that passed :func:`validate_dataset`.
+
+    Attributes
+    ----------
+    folder
+        The folder checked.
+    num_rows, num_groups
+        Rows and item groups.
+    files
+        Parquet files checked.
+    counts
+        ``{"condition": {...}, "control": {...}}`` row counts by name.
+    images_decoded
+        Distinct images decoded.
+    """
+
+    folder: Path
+    num_rows: int = 0
+    num_groups: int = 0
+    files: list[str] = field(default_factory=list)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    images_decoded: int = 0
+
+    def summary(self) -> str:
+        """One-paragraph human-readable summary."""
+        cond = ", ".join(f"{v} {k}" for k, v in self.counts.get("condition", {}).items())
+        ctrl = ", ".join(f"{v} {k}" for k, v in self.counts.get("control", {}).items())
+        return (
+            f"{self.folder}: OK - {self.num_rows} rows in {len(self.files)} file(s), "
+            f"{self.num_groups} groups; conditions: {cond}; controls: {ctrl}; "
+            f"{self.images_decoded} distinct images decoded"
+        )
+
+
+class _Problems:
+    """Collects problem lines, keeping the first ``limit`` and counting the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.lines: list[str] = []
+        self.dropped = 0
+
+    def add(self, line: str) -> None:
+        if len(self.lines) < self.limit:
+            self.lines.append(line)
+        else:
+            self.dropped += 1
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            lines = list(self.lines)
+            if self.dropped:
+                lines.append(f"... and {self.dropped} more problem(s)")
+            raise DatasetValidationError(lines)
+
+
+def read_card_metadata(folder: Path) -> dict[str, Any]:
+    """YAML front matter of the folder's ``README.md``.
+
+    Raises
+    ------
+    DatasetValidationError
+        If the card is missing or has no parseable front matter.
+    """
+    path = Path(folder) / CARD_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise DatasetValidationError(f"{CARD_NAME}: cannot read the dataset card ({error})") from error
+    if not text.startswith("---\n"):
+        raise DatasetValidationError(f"{CARD_NAME}: no YAML front matter (the file must start with '---')")
+    end = text.find("\n---", 4)
+    if end < 0:
+        raise DatasetValidationError(f"{CARD_NAME}: YAML front matter is not closed by '---'")
+    try:
+        meta = yaml.safe_load(text[4:end])
+    except yaml.YAMLError as error:
+        raise DatasetValidationError(f"{CARD_NAME}: front matter is not valid YAML ({error})") from error
+    if not isinstance(meta, dict):
+        raise DatasetValidationError(f"{CARD_NAME}: front matter is not a mapping")
+    return meta
+
+
+def _check_card(meta: dict[str, Any], problems: _Problems) -> int | None:
+    """Check the card's features and configs; return its declared number of test rows."""
+    from datasets import Features
+    from modality_conflict.dataset_builder.features import FEATURES
+
+    for key in ("license", "task_categories", "size_categories", "pretty_name", "configs", "dataset_info"):
+        if key not in meta:
+            problems.add(f"{CARD_NAME}: front matter lacks '{key}'")
+    info = meta.get("dataset_info") or {}
+    try:
+        features = Features._from_yaml_list(info.get("features") or [])
+    except Exception as error:  # noqa: BLE001 - any parse failure of third-party YAML is reported
+        problems.add(f"{CARD_NAME}: dataset_info.features cannot be read ({error})")
+    else:
+        if features != FEATURES:
+            diff = sorted(set(FEATURES) ^ set(features)) or [
+                k for k in FEATURES if features.get(k) != FEATURES[k]
+            ]
+            problems.add(
+                f"{CARD_NAME}: dataset_info.features differ from the expected features (columns {diff})"
+            )
+    configs = meta.get("configs") or []
+    paths = [
+        df.get("path")
+        for cfg in configs
+        if isinstance(cfg, dict)
+        for df in (cfg.get("data_files") or [])
+        if isinstance(df, dict) and df.get("split") == SPLIT
+    ]
+    if not paths:
+        problems.add(f"{CARD_NAME}: configs declare no data files for split '{SPLIT}'")
+    for split in info.get("splits") or []:
+        if isinstance(split, dict) and split.get("name") == SPLIT:
+            return split.get("num_examples")
+    problems.add(f"{CARD_NAME}: dataset_info.splits has no '{SPLIT}' entry")
+    return None
+
+
+def _check_schema(name: str, schema: pa.Schema, problems: _Problems) -> bool:
+    """Compare a shard's schema with the expected one; True when rows can be checked."""
+    from datasets import Features
+    from modality_conflict.dataset_builder.features import FEATURES, arrow_schema
+
+    expected = arrow_schema()
+    ok = True
+    for f in expected:
+        if f.name not in schema.names:
+            problems.add(f"{name}: missing column '{f.name}'")
+            ok = False
+        elif not schema.field(f.name).type.equals(f.type):
+            problems.add(f"{name}: column '{f.name}' has type {schema.field(f.name).type}, expected {f.type}")
+            ok = False
+    for extra in [n for n in schema.names if n not in expected.names]:
+        problems.add(f"{name}: unexpected column '{extra}'")
+        ok = False
+    if ok and schema.names != expected.names:
+        problems.add(f"{name}: columns are in the order {schema.names}, expected {expected.names}")
+    if (schema.metadata or {}).get(b"huggingface") is None:
+        problems.add(f"{name}: schema has no 'huggingface' features metadata")
+    elif ok:
+        features = Features.from_arrow_schema(schema)
+        wrong = [k for k in FEATURES if features.get(k) != FEATURES[k]]
+        if wrong:
+            problems.add(
+                f"{name}: 'huggingface' features metadata differs from the expected features for {wrong}"
+            )
+    return ok
+
+
+def _iter_rows(path: Path) -> Iterator[dict[str, Any]]:
+    handle = pq.ParquetFile(path)
+    for batch in handle.iter_batches(batch_size=_BATCH_ROWS):
+        yield from batch.to_pylist()
+
+
+def _label(value: Any, names: tuple[str, ...]) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+        return names[value]
+    return None
+
+
+class _RowChecker:
+    """Per-row and per-group invariants, accumulated while streaming."""
+
+    def __init__(self, problems: _Problems, check_images: bool) -> None:
+        self.problems = problems
+        self.check_images = check_images
+        self.seen: dict[str, int] = {}
+        self.group_answers: dict[int, set[tuple[int, int]]] = defaultdict(set)
+        self.group_shapes: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        self.condition_counts: Counter[str] = Counter()
+        self.control_counts: Counter[str] = Counter()
+        self.image_sizes: dict[bytes, tuple[int, int] | str] = {}
+        self.rows = 0
+
+    def _fail(self, where: str, field_name: str, message: str) -> None:
+        self.problems.add(f"{where}: field '{field_name}' {message}")
+
+    def check(self, file: str, row: dict[str, Any]) -> None:
+        index = self.rows
+        self.rows += 1
+        row_id = row.get("row_id")
+        where = f"{file} row {index} ({row_id})"
+        if not isinstance(row_id, str) or not row_id:
+            self._fail(where, "row_id", "is empty")
+            return
+        if row_id in self.seen:
+            self._fail(where, "row_id", f"repeats row {self.seen[row_id]}")
+        self.seen[row_id] = index
+
+        condition = _label(row.get("condition"), CONDITIONS)
+        control = _label(row.get("control"), CONTROLS)
+        yv = _label(row.get("vision_answer"), COLORS)
+        yt = _label(row.get("text_answer"), COLORS)
+        for name, value, names in (
+            ("condition", condition, CONDITIONS),
+            ("control", control, CONTROLS),
+            ("vision_answer", yv, COLORS),
+            ("text_answer", yt, COLORS),
+        ):
+            if value is None:
+                self._fail(where, name, f"has value {row.get(name)!r}, not an index of {list(names)}")
+        if None in (condition, control, yv, yt):
+            return
+        self.condition_counts[condition] += 1
+        self.control_counts[control] += 1
+        group = row.get("group_id")
+        if not isinstance(group, int) or group < 0:
+            self._fail(where, "group_id", f"is {group!r}, expected a non-negative integer")
+            return
+        if yv == yt:
+            self._fail(where, "text_answer", f"equals 'vision_answer' ({yv})")
+        self.group_answers[group].add((row["vision_answer"], row["text_answer"]))
+        if row.get("answer_choices") != list(COLORS):
+            self._fail(where, "answer_choices", f"is {row.get('answer_choices')!r}, expected {list(COLORS)}")
+        shape = row.get("shape")
+        if shape not in SHAPES:
+            self._fail(where, "shape", f"is {shape!r}, not one of {list(SHAPES)}")
+        elif row.get("question") != QUESTION_TEMPLATE.format(shape=shape):
+            self._fail(
+                where,
+                "question",
+                f"is {row.get('question')!r}, expected {QUESTION_TEMPLATE.format(shape=shape)!r}",
+            )
+        else:
+            self.group_shapes[group][control].add(shape)
+
+        dv, dt = row.get("visual_tier"), row.get("text_tier")
+        has_image = condition in ("vision_only", "conflict")
+        has_text = condition in ("text_only", "conflict")
+        if has_image and dv not in range(len(VISUAL_TIERS)):
+            self._fail(where, "visual_tier", f"is {dv!r}, expected 0..{len(VISUAL_TIERS) - 1}")
+            return
+        if not has_image and dv != -1:
+            self._fail(where, "visual_tier", f"is {dv!r}, expected -1 for a {condition} row")
+        if has_text and dt not in TEXT_TIERS:
+            self._fail(where, "text_tier", f"is {dt!r}, expected one of {list(TEXT_TIERS)}")
+            return
+        if not has_text and dt != -1:
+            self._fail(where, "text_tier", f"is {dt!r}, expected -1 for a {condition} row")
+
+        if condition == "vision_only":
+            expected = {
+                "row_id": vision_key(group, dv, control),
+                "vision_key": row_id,
+                "text_key": "",
+                "item_id": "",
+            }
+        elif condition == "text_only":
+            expected = {
+                "row_id": text_key(group, dt, control),
+                "vision_key": "",
+                "text_key": row_id,
+                "item_id": "",
+            }
+        else:
+            iid = item_id(group, dv, dt, control)
+            expected = {
+                "row_id": iid,
+                "item_id": iid,
+                "vision_key": vision_key(group, dv, control),
+                "text_key": text_key(group, dt, control),
+            }
+        for name, want in expected.items():
+            if row.get(name) != want:
+                self._fail(where, name, f"is {row.get(name)!r}, expected {want!r}")
+
+        if has_text:
+            self._check_text(where, row, dt, control, yt)
+        elif row.get("text") or row.get("template_id"):
+            self._fail(where, "text", "is not empty on a vision_only row")
+        if has_image:
+            self._check_image(where, row, dv)
+        elif row.get("image") is not None:
+            self._fail(where, "image", "is set on a text_only row")
+
+    def _check_text(self, where: str, row: dict[str, Any], dt: int, control: str, yt: str) -> None:
+        text = row.get("text") or ""
+        if not text:
+            self._fail(where, "text", "is empty")
+            return
+        if not str(row.get("template_id", "")).startswith(_TEMPLATE_PREFIX[dt]):
+            self._fail(
+                where,
+                "template_id",
+                f"is {row.get('template_id')!r}, expected a '{_TEMPLATE_PREFIX[dt]}*' template",
+            )
+        # The text must claim the text answer: by name (tiers 0-1) or through an object of that colour.
+        if dt in (0, 1) and not re.search(rf"\b{yt}\b", text):
+            self._fail(where, "text", f"does not state the text answer '{yt}': {text!r}")
+        if dt == 1 and not any(f" {b}" in text for b in INTERMEDIARY_OBJECTS):
+            self._fail(where, "text", f"names no intermediary object: {text!r}")
+        if dt == 2 and not any(obj in text for obj in WORLD_OBJECTS[yt]):
+            self._fail(where, "text", f"names no object whose colour is '{yt}': {text!r}")
+        shape = row.get("shape")
+        mentions = bool(re.search(rf"\b{shape}\b", text))
+        if control == "text_irrelevant" and mentions:
+            self._fail(where, "text", f"talks about the asked shape '{shape}' in a text_irrelevant row")
+        if control != "text_irrelevant" and not mentions:
+            self._fail(where, "text", f"does not talk about the asked shape '{shape}'")
+
+    def _check_image(self, where: str, row: dict[str, Any], dv: int) -> None:
+        tier = VISUAL_TIERS[dv]
+        if (row.get("image_width"), row.get("image_height")) != (tier.width, tier.height):
+            self._fail(
+                where,
+                "image_width",
+                f"and 'image_height' are {row.get('image_width')}x{row.get('image_height')}, "
+                f"tier {dv} uses {tier.width}x{tier.height}",
+            )
+        if row.get("num_distractors") != tier.num_distractors:
+            self._fail(
+                where,
+                "num_distractors",
+                f"is {row.get('num_distractors')}, tier {dv} has {tier.num_distractors}",
+            )
+        image = row.get("image")
+        data = image.get("bytes") if isinstance(image, dict) else None
+        if not data:
+            self._fail(where, "image", "has no embedded bytes")
+            return
+        if not self.check_images:
+            return
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        if digest not in self.image_sizes:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(io.BytesIO(data)) as img:
+                        img.load()
+                        self.image_sizes[digest] = img.size
+            except Exception as error:  # noqa: BLE001 - PIL raises many types for corrupt data
+                self.image_sizes[digest] = f"{type(error).__name__}: {error}"
+        result = self.image_sizes[digest]
+        if isinstance(result, str):
+            self._fail(where, "image", f"cannot be decoded ({result})")
+        elif result != (tier.width, tier.height):
+            self._fail(
+                where, "image", f"is {result[0]}x{result[1]}, tier {dv} uses {tier.width}x{tier.height}"
+            )
+
+    def finish(self, num_groups: int | None) -> int:
+        """Group-level checks: coverage, consistent answers, balance. Returns the group count."""
+        groups = sorted(self.group_answers)
+        if num_groups is None:
+            num_groups = (groups[-1] + 1) if groups else 0
+        if groups and (groups[0] < 0 or groups[-1] >= num_groups):
+            self.problems.add(
+                f"group ids run {groups[0]}..{groups[-1]}, the manifest says {num_groups} groups"
+            )
+        for g in range(num_groups):
+            missing = [rid for rid in expected_row_ids(g) if rid not in self.seen]
+            if missing:
+                shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                self.problems.add(f"tier coverage: group {g} lacks {len(missing)} row(s): {shown}")
+        allowed = {rid for g in range(num_groups) for rid in expected_row_ids(g)}
+        extra = [rid for rid in self.seen if rid not in allowed]
+        if extra:
+            self.problems.add(f"tier coverage: {len(extra)} unexpected row id(s), e.g. {extra[:3]}")
+        vision_counts: Counter[str] = Counter()
+        text_counts: Counter[str] = Counter()
+        for g in groups:
+            pairs = self.group_answers[g]
+            if len(pairs) != 1:
+                shown = sorted((COLORS[a], COLORS[b]) for a, b in pairs)
+                self.problems.add(f"group {g}: rows disagree on (vision_answer, text_answer): {shown}")
+            a, b = min(pairs)
+            vision_counts[COLORS[a]] += 1
+            text_counts[COLORS[b]] += 1
+            shapes = self.group_shapes[g]
+            asked = shapes.get("none", set()) | shapes.get("text_irrelevant", set())
+            if len(asked) > 1:
+                self.problems.add(f"group {g}: rows disagree on the target shape: {sorted(asked)}")
+            if asked & shapes.get("image_irrelevant", set()):
+                self.problems.add(
+                    f"group {g}: the image_irrelevant rows ask about the target shape {sorted(asked)}"
+                )
+        for name, counts in (("vision_answer", vision_counts), ("text_answer", text_counts)):
+            if not groups:
+                break
+            per_color = [counts.get(c, 0) for c in COLORS]
+            if max(per_color) - min(per_color) > 1:
+                shown = ", ".join(f"{c}: {n}" for c, n in zip(COLORS, per_color, strict=True))
+                self.problems.add(
+                    f"answer balance: groups per '{name}' colour differ by more than one ({shown})"
+                )
+        return num_groups
+
+
+def validate_dataset(
+    folder: str | os.PathLike[str], *, check_images: bool = True, max_problems: int = 20
+) -> ValidationReport:
+    """Validate a folder made by :func:`modality_conflict.dataset_builder.builder.build_dataset`.
+
+    Checks the manifest and every file's sha256, the dataset card's YAML (features, configs, split size),
+    each shard's schema and embedded features, every row's fields and keys, that Yv != Yt on every row
+    (so every conflict is a conflict by construction), tier coverage of every group, answer balance over
+    groups, and that each distinct image decodes to its tier's size.
+
+    Parameters
+    ----------
+    folder
+        Dataset folder.
+    check_images
+        Decode images (the slowest step).
+    max_problems
+        Problems listed in the error before the rest are only counted.
+
+    Returns
+    -------
+    ValidationReport
+
+    Raises
+    ------
+    DatasetValidationError
+        Listing every problem found (up to ``max_problems``), each naming the file, row and field.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise DatasetValidationError(f"{root}: not a folder")
+    problems = _Problems(max_problems)
+    manifest = read_manifest(root)
+    num_groups = None
+    if manifest is None:
+        problems.add(f"{MANIFEST_NAME}: missing or not valid JSON")
+    else:
+        if manifest.get("dataset") != DATASET_NAME:
+            problems.add(
+                f"{MANIFEST_NAME}: 'dataset' is {manifest.get('dataset')!r}, expected {DATASET_NAME!r}"
+            )
+        for line in hash_mismatches(root, manifest):
+            problems.add(f"manifest hash mismatch: {line}")
+        listed = set(manifest.get("files") or {})
+        for name in data_files(root):
+            if name not in listed:
+                problems.add(f"{name}: not listed in {MANIFEST_NAME}")
+        groups = (manifest.get("arguments") or {}).get("groups")
+        num_groups = groups if isinstance(groups, int) else None
+    try:
+        card_rows = _check_card(read_card_metadata(root), problems)
+    except DatasetValidationError as error:
+        problems.add(str(error))
+        card_rows = None
+    files = data_files(root)
+    if not files:
+        problems.add(f"{DATA_DIR}/: no parquet files")
+    checker = _RowChecker(problems, check_images)
+    for name in files:
+        path = root / name
+        try:
+            schema = pq.read_schema(path)
+        except (OSError, pa.ArrowException) as error:
+            problems.add(f"{name}: cannot be read as parquet ({error})")
+            continue
+        if not _check_schema(name, schema, problems):
+            continue
+        try:
+            for row in _iter_rows(path):
+                checker.check(name, row)
+        except (OSError, pa.ArrowException) as error:
+            problems.add(f"{name}: reading rows failed after row {checker.rows} ({error})")
+    num_groups = checker.finish(num_groups)
+    if manifest is not None and manifest.get("num_rows") != checker.rows:
+        problems.add(
+            f"{MANIFEST_NAME}: num_rows is {manifest.get('num_rows')}, the files hold {checker.rows}"
+        )
+    if card_rows is not None and card_rows != checker.rows:
+        problems.add(f"{CARD_NAME}: split '{SPLIT}' declares {card_rows} rows, the files hold {checker.rows}")
+    problems.raise_if_any()
+    return ValidationReport(
+        folder=root,
+        num_rows=checker.rows,
+        num_groups=num_groups,
+        files=files,
+        counts={
+            "condition": {c: checker.condition_counts[c] for c in CONDITIONS},
+            "control": {c: checker.control_counts[c] for c in CONTROLS},
+        },
+        images_decoded=len(checker.image_sizes),
+    )

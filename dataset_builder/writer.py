@@ -1,0 +1,259 @@
+"""Byte-deterministic parquet shards, the generation manifest and atomic output folders.
+
+Shards are written row group by row group (one row group per item group), so memory stays bounded by
+one group's rows whatever the size of the set. Writer settings are fixed: no timestamps, the same
+compression, statistics only on the small scalar columns, and the ``datasets`` features embedded in the
+schema metadata. Rows of one group share their images, and parquet's dictionary encoding stores each
+distinct PNG once per row group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from modality_conflict.dataset_builder.constants import SPLIT
+from modality_conflict.dataset_builder.errors import BuildError
+
+MANIFEST_NAME = "manifest.json"
+CARD_NAME = "README.md"
+DATA_DIR = "data"
+_HASH_CHUNK = 1 << 20
+_STAT_COLUMNS = ("row_id", "condition", "control", "group_id", "visual_tier", "text_tier")
+_PARTIAL_RE = re.compile(r"^\.(?P<name>.+)\.(?:partial|old)-(?P<pid>\d+)-[0-9a-f]+$")
+
+
+def shard_name(index: int, count: int, split: str = SPLIT) -> str:
+    """Hub-style shard path, e.g. ``data/test-00000-of-00002.parquet``."""
+    return f"{DATA_DIR}/{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ShardWriter:
+    """Stream rows into one parquet file with fixed, reproducible settings.
+
+    Parameters
+    ----------
+    path
+        File to create.
+    schema
+        Arrow schema (with the ``huggingface`` metadata).
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path = Path(path)
+        self.schema = schema
+        self.num_rows = 0
+        self.num_bytes = 0
+        self._writer = pq.ParquetWriter(
+            self.path,
+            schema,
+            compression="zstd",
+            compression_level=3,
+            use_dictionary=True,
+            # Statistics of binary image columns would only bloat the footer.
+            write_statistics=list(_STAT_COLUMNS),
+            # Large enough for every distinct PNG of a group, so identical images are stored once.
+            dictionary_pagesize_limit=16 << 20,
+        )
+
+    def write_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append ``rows`` as one row group.
+
+        Parameters
+        ----------
+        rows
+            Rows encoded for Arrow (see :func:`modality_conflict.dataset_builder.plan.group_rows`).
+        """
+        table = pa.Table.from_pylist(list(rows), schema=self.schema)
+        self._writer.write_table(table, row_group_size=max(1, table.num_rows))
+        self.num_rows += table.num_rows
+        self.num_bytes += table.nbytes
+
+    def close(self) -> None:
+        """Finish the file (writes the footer)."""
+        self._writer.close()
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_manifest(folder: Path, payload: dict[str, Any]) -> Path:
+    """Write ``manifest.json`` with sorted keys and a trailing newline (byte-stable).
+
+    Parameters
+    ----------
+    folder
+        Dataset folder.
+    payload
+        Manifest content (JSON-serialisable).
+
+    Returns
+    -------
+    Path
+        The manifest path.
+    """
+    path = Path(folder) / MANIFEST_NAME
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest of a folder, or None when it has none or it is not valid JSON."""
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def file_entries(folder: Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{relative path: {"sha256", "size"}}`` for files of a folder."""
+    out = {}
+    for name in sorted(names):
+        path = Path(folder) / name
+        out[name] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+    return out
+
+
+def hash_mismatches(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """Files listed in a manifest that are missing or whose sha256 differs.
+
+    Parameters
+    ----------
+    folder
+        Dataset folder.
+    manifest
+        Its parsed manifest.
+
+    Returns
+    -------
+    list of str
+        One message per bad file (empty when every hash verifies).
+    """
+    problems = []
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        return [f"{MANIFEST_NAME}: no 'files' table"]
+    for name, entry in sorted(files.items()):
+        path = Path(folder) / name
+        expected = entry.get("sha256") if isinstance(entry, dict) else None
+        if not path.is_file():
+            problems.append(f"{name}: listed in {MANIFEST_NAME} but missing")
+            continue
+        actual = sha256_file(path)
+        if actual != expected:
+            problems.append(f"{name}: sha256 {actual} does not match {MANIFEST_NAME} ({expected})")
+    return problems
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(out: Path) -> list[Path]:
+    """Delete temporary siblings left by interrupted builds of ``out``.
+
+    These are ``.<name>.partial-*`` (a build in progress) and ``.<name>.old-*`` (a replaced build not
+    yet deleted). Folders of a dead process, or of this process (left by an earlier interrupted call),
+    are removed; folders of other live processes are left alone.
+
+    Parameters
+    ----------
+    out
+        The final output folder.
+
+    Returns
+    -------
+    list of Path
+        The folders removed.
+    """
+    out = Path(out)
+    removed = []
+    if not out.parent.is_dir():
+        return removed
+    for entry in out.parent.iterdir():
+        match = _PARTIAL_RE.match(entry.name)
+        if not match or match["name"] != out.name or not entry.is_dir():
+            continue
+        pid = int(match["pid"])
+        if pid == os.getpid() or not _pid_alive(pid):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``out`` that replaces ``out`` only if the block succeeds.
+
+    On an exception the temporary folder is deleted and ``out`` is left as it was. A process killed
+    mid-build leaves only a hidden ``.<name>.partial-<pid>-<token>`` folder, which
+    :func:`remove_stale_partials` deletes on the next run. An existing ``out`` is moved aside, the new
+    folder renamed into place, then the old one deleted.
+
+    Parameters
+    ----------
+    out
+        Final folder.
+
+    Yields
+    ------
+    Path
+        Empty temporary folder on the same filesystem.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except OSError as error:
+            if old is not None:
+                os.replace(old, out)
+            raise BuildError(f"could not move the new dataset into {out}: {error}") from error
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def data_files(folder: Path) -> list[str]:
+    """Relative paths of the parquet files under ``folder/data``, sorted."""
+    root = Path(folder)
+    return sorted(p.relative_to(root).as_posix() for p in (root / DATA_DIR).glob("*.parquet"))

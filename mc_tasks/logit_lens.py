@@ -1,0 +1,318 @@
+"""Logit lens for Hugging Face decoder MLLMs: what each layer would answer at the answer position.
+
+At every decoder layer the hidden state of the last prompt position (where the first answer token is
+predicted) goes through the model's final norm and LM head, giving that layer's next-token logits
+(method.md, "Layer-wise probing").
+
+How the hidden states are taken
+    Forward hooks on the decoder layers keep only the last position of each layer's *output*, and only on
+    the first call after :meth:`LastPositionRecorder.reset` (the prompt forward pass; decoding steps that
+    follow in ``generate`` are ignored). This costs ``n_layers x batch x hidden`` floats, never
+    ``n_layers x positions``, which matters for prompts with hundreds of image tokens.
+    ``output_hidden_states`` is not used: it materialises every position of every layer, and in
+    transformers 5 its last entry is replaced by the output of the final norm (``last_hidden_state``)
+    while the other entries are raw layer outputs, so it would need per-architecture special cases.
+    With hooks every layer, the last included, is a raw residual-stream state and the lens applies the
+    final norm to all of them uniformly. Hence the last layer's lens logits are the model's real output
+    logits (same modules, same inputs) for LLaVA / LLaVA-NeXT (Llama/Mistral/Vicuna decoders),
+    Qwen2-VL / Qwen2.5-VL, Idefics3 / SmolVLM and plain causal LMs.
+
+The last prompt position is the last position of the batch: the project's wrapper pads on the left.
+Logit soft-capping (Gemma's ``final_logit_softcapping``) and Cohere's ``logit_scale`` are applied when the
+text config sets them, so the last layer keeps matching the real logits there too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from modality_conflict.dataset_builder.errors import ModalityConflictError
+
+__all__ = [
+    "LastPositionRecorder",
+    "LensModules",
+    "UnsupportedModelError",
+    "find_lens_modules",
+    "lens_logits",
+    "lens_records",
+]
+
+_NORM_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f", "norm_f")
+_LAYER_NAMES = ("layers", "h", "blocks")
+
+
+class UnsupportedModelError(ModalityConflictError):
+    """The model's final norm, LM head or decoder layers could not be located."""
+
+
+@dataclass(frozen=True)
+class LensModules:
+    """The pieces of a decoder the logit lens needs.
+
+    Attributes
+    ----------
+    final_norm : torch.nn.Module
+        The norm applied to the last layer's output before the LM head.
+    lm_head : torch.nn.Module
+        The output projection to vocabulary logits.
+    decoder_layers : Sequence[torch.nn.Module]
+        The decoder layers, input side first.
+    logit_scale : float | None
+        Multiplier applied to the LM head output (Cohere), or None.
+    logit_softcap : float | None
+        Soft-capping constant ``c`` of ``c * tanh(logits / c)`` (Gemma), or None.
+    """
+
+    final_norm: nn.Module
+    lm_head: nn.Module
+    decoder_layers: Sequence[nn.Module]
+    logit_scale: float | None = None
+    logit_softcap: float | None = None
+
+    @property
+    def n_layers(self) -> int:
+        """Number of decoder layers."""
+        return len(self.decoder_layers)
+
+
+def _first_attr(module: nn.Module, names: Sequence[str]) -> Any:
+    for name in names:
+        value = getattr(module, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _text_config(model: nn.Module) -> Any:
+    config = getattr(model, "config", None)
+    if config is None:
+        return None
+    get_text_config = getattr(config, "get_text_config", None)
+    return get_text_config() if callable(get_text_config) else config
+
+
+def find_lens_modules(model: nn.Module) -> LensModules:
+    """Locate the final norm, LM head and decoder layers of a Hugging Face decoder (multimodal or not).
+
+    Parameters
+    ----------
+    model
+        A ``*ForConditionalGeneration`` / ``*ForCausalLM`` model (unwrapped from DDP/accelerate).
+
+    Returns
+    -------
+    LensModules
+
+    Raises
+    ------
+    UnsupportedModelError
+        When one of the pieces cannot be found; the message names the model class.
+    """
+    name = type(model).__name__
+    get_head = getattr(model, "get_output_embeddings", None)
+    lm_head = get_head() if callable(get_head) else None
+    if not isinstance(lm_head, nn.Module):
+        raise UnsupportedModelError(f"logit lens: {name} has no LM head (get_output_embeddings() is None)")
+
+    candidates: list[nn.Module] = []
+    get_decoder = getattr(model, "get_decoder", None)
+    if callable(get_decoder):
+        try:
+            decoder = get_decoder()
+        except (AttributeError, NotImplementedError, ValueError):
+            decoder = None
+        if isinstance(decoder, nn.Module):
+            candidates.append(decoder)
+    for path in ("model.language_model", "language_model", "model.text_model", "text_model", "model"):
+        module: Any = model
+        for part in path.split("."):
+            module = getattr(module, part, None)
+        if isinstance(module, nn.Module) and all(module is not c for c in candidates):
+            candidates.append(module)
+
+    for decoder in candidates:
+        norm = _first_attr(decoder, _NORM_NAMES)
+        layers = _first_attr(decoder, _LAYER_NAMES)
+        if isinstance(norm, nn.Module) and isinstance(layers, nn.ModuleList) and len(layers) > 0:
+            config = _text_config(model)
+            scale = getattr(config, "logit_scale", None)
+            softcap = getattr(config, "final_logit_softcapping", None)
+            return LensModules(
+                final_norm=norm,
+                lm_head=lm_head,
+                decoder_layers=list(layers),
+                logit_scale=float(scale) if isinstance(scale, (int, float)) else None,
+                logit_softcap=float(softcap) if isinstance(softcap, (int, float)) else None,
+            )
+    raise UnsupportedModelError(
+        f"logit lens: cannot find the final norm ({'/'.join(_NORM_NAMES)}) and decoder layers "
+        f"({'/'.join(_LAYER_NAMES)}) of {name}; this architecture is not supported"
+    )
+
+
+class LastPositionRecorder:
+    """Forward hooks that keep each decoder layer's output at the last position of the first pass.
+
+    Use as a context manager around the forward or ``generate`` call::
+
+        with LastPositionRecorder(modules) as recorder:
+            model.generate(...)
+        states = recorder.states()  # n_layers tensors of shape (batch, hidden)
+
+    Parameters
+    ----------
+    modules
+        From :func:`find_lens_modules`.
+    """
+
+    def __init__(self, modules: LensModules) -> None:
+        self._modules = modules
+        self._states: list[torch.Tensor | None] = [None] * modules.n_layers
+        self._handles: list[Any] = []
+
+    def _hook(self, index: int) -> Any:
+        def record(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            if self._states[index] is not None:
+                return  # a decoding step after the prompt pass
+            hidden = output[0] if isinstance(output, (tuple, list)) else output
+            self._states[index] = hidden[:, -1, :].detach()
+
+        return record
+
+    def reset(self) -> None:
+        """Forget what was recorded, so that the next forward pass is recorded."""
+        self._states = [None] * self._modules.n_layers
+
+    def __enter__(self) -> LastPositionRecorder:
+        self.reset()
+        self._handles = [
+            layer.register_forward_hook(self._hook(i)) for i, layer in enumerate(self._modules.decoder_layers)
+        ]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def states(self) -> list[torch.Tensor]:
+        """The recorded ``(batch, hidden)`` states, one per layer.
+
+        Raises
+        ------
+        RuntimeError
+            When some layer did not run since the last reset.
+        """
+        missing = [i for i, s in enumerate(self._states) if s is None]
+        if missing:
+            raise RuntimeError(f"logit lens: decoder layers {missing} recorded nothing")
+        return [s for s in self._states if s is not None]
+
+
+def _param_device(module: nn.Module, fallback: torch.device) -> torch.device:
+    for parameter in module.parameters():
+        return parameter.device
+    return fallback
+
+
+@torch.no_grad()
+def lens_logits(modules: LensModules, states: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """Yield each layer's next-token logits, ``(batch, vocab)`` float32, one layer at a time.
+
+    Parameters
+    ----------
+    modules
+        From :func:`find_lens_modules`.
+    states
+        Per-layer ``(batch, hidden)`` residual-stream states (raw layer outputs, before the final norm).
+    """
+    norm_device = _param_device(modules.final_norm, states[0].device)
+    head_device = _param_device(modules.lm_head, norm_device)
+    for state in states:
+        hidden = modules.final_norm(state.to(norm_device)).to(head_device)
+        logits = modules.lm_head(hidden)
+        if modules.logit_scale is not None:
+            logits = logits * modules.logit_scale
+        if modules.logit_softcap is not None:
+            logits = torch.tanh(logits / modules.logit_softcap) * modules.logit_softcap
+        yield logits.float()
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def lens_records(
+    modules: LensModules,
+    states: Sequence[torch.Tensor],
+    answer_token_ids: Mapping[str, int],
+    decode: Any,
+    *,
+    extra_answer_token_ids: Mapping[str, Mapping[str, int]] | None = None,
+) -> list[dict[str, Any]]:
+    """Per-prompt logit-lens records from one forward pass (JSON-safe; they go into the envelope).
+
+    Parameters
+    ----------
+    modules
+        From :func:`find_lens_modules`.
+    states
+        Per-layer ``(batch, hidden)`` states from :class:`LastPositionRecorder`.
+    answer_token_ids
+        ``{answer: token id}`` in the order the answers are reported (COLORS order). Each id is the
+        *first* token of the answer as it would follow the assistant prefix of the chat template (see
+        ``modality_conflict.mc_tasks.hf_model.answer_first_token_ids``); multi-token answers are tracked by
+        that first token only.
+    decode
+        Callable turning one token id into its text (``lambda i: tokenizer.decode([i])``).
+    extra_answer_token_ids
+        Optional further token-id sets, e.g. ``{"capitalized": {"red": id("Red"), ...}}``: each adds
+        ``answer_token_ids_<name>`` and ``answer_logits_<name>`` to the records.
+
+    Returns
+    -------
+    list[dict]
+        One record per batch row: ``n_layers``; ``top1_ids`` and ``top1_tokens`` (one per layer, input
+        side first; the last layer's top-1 is the model's greedy first answer token);
+        ``answer_token_ids``; ``answer_logits`` (per layer, one logit per answer in ``answer_token_ids``
+        order; non-finite values become None).
+    """
+    answers = list(answer_token_ids)
+    id_sets: dict[str, list[int]] = {"": [int(answer_token_ids[a]) for a in answers]}
+    for name, mapping in (extra_answer_token_ids or {}).items():
+        id_sets[f"_{name}"] = [int(mapping[a]) for a in answers]
+
+    batch = states[0].shape[0]
+    top1: list[list[int]] = [[] for _ in range(batch)]
+    picked: dict[str, list[list[list[float | None]]]] = {key: [[] for _ in range(batch)] for key in id_sets}
+    for logits in lens_logits(modules, states):
+        best = logits.argmax(dim=-1).tolist()
+        for key, ids in id_sets.items():
+            values = logits[:, ids].tolist()
+            for row in range(batch):
+                picked[key][row].append([_finite_or_none(v) for v in values[row]])
+        for row in range(batch):
+            top1[row].append(int(best[row]))
+
+    token_text: dict[int, str] = {}
+    records = []
+    for row in range(batch):
+        for token in top1[row]:
+            if token not in token_text:
+                token_text[token] = str(decode(token))
+        record: dict[str, Any] = {
+            "n_layers": modules.n_layers,
+            "top1_ids": top1[row],
+            "top1_tokens": [token_text[t] for t in top1[row]],
+        }
+        for key, ids in id_sets.items():
+            record[f"answer_token_ids{key}"] = dict(zip(answers, ids, strict=True))
+            record[f"answer_logits{key}"] = picked[key][row]
+        records.append(record)
+    return records

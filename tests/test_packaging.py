@@ -1,0 +1,147 @@
+"""The package as a user gets it: a non-editable install, its data files, and lmms-eval finding its tasks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TASK_FILES = {
+    "_default_template_yaml",
+    "modality_conflict.yaml",
+    "modality_conflict_color.yaml",
+    "modality_conflict_color_quick.yaml",
+    "modality_conflict_controls.yaml",
+    "modality_conflict_loglik.yaml",
+    "modality_conflict_sampled.yaml",
+    "utils.py",
+    "README.md",
+}
+PROJECT_TASKS = {
+    "modality_conflict",
+    "modality_conflict_color",
+    "modality_conflict_color_quick",
+    "modality_conflict_controls",
+    "modality_conflict_loglik",
+    "modality_conflict_sampled",
+}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(REPO),
+        ],
+        check=True,
+    )
+    (built,) = out.glob("modality_conflict-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def installed_env(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh environment holding only the non-editable wheel, borrowing third-party packages read-only."""
+    env_dir = tmp_path_factory.mktemp("env")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
+    site = Path(
+        subprocess.run(
+            [
+                str(env_dir / "bin" / "python"),
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+    )
+    # A plain path entry: the development environment's own .pth files (the editable install) are not run.
+    (site / "borrowed_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return env_dir
+
+
+def test_wheel_holds_one_import_package_with_task_files(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"modality_conflict"}
+    task_dir = "modality_conflict/mc_tasks/modality_conflict/"
+    assert {name[len(task_dir) :] for name in names if name.startswith(task_dir)} >= TASK_FILES
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "[lmms_eval.models]" in text and "modality-conflict = modality_conflict.mc_tasks.cli:main" in text
+
+
+def test_non_editable_install_imports_from_site_packages(installed_env: Path, tmp_path: Path) -> None:
+    python = installed_env / "bin" / "python"
+    code = (
+        "import modality_conflict.metrics as m, modality_conflict.mc_tasks.plugin as p; "
+        "print(m.__file__); print(p.TASKS_DIR); import importlib.util; "
+        "print(importlib.util.find_spec('metrics'))"
+    )
+    # Run outside the repository: `python -c` puts the working directory first on sys.path.
+    lines = subprocess.run(
+        [str(python), "-c", code], cwd=tmp_path, check=True, capture_output=True, text=True
+    ).stdout.split("\n")
+    assert str(installed_env) in lines[0] and str(REPO) not in lines[0]
+    assert (Path(lines[1]) / "_default_template_yaml").is_file()
+    assert lines[2] == "None", "the install must not provide a bare top-level `metrics` module"
+
+
+def test_lmms_eval_cli_lists_tasks_from_non_editable_install(installed_env: Path, tmp_path: Path) -> None:
+    python = installed_env / "bin" / "python"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("MODALITY_CONFLICT_DATA", None)
+    completed = subprocess.run(
+        [str(python), "-m", "lmms_eval", "--tasks", "list"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    listed = {line.strip(" -") for line in (completed.stdout + completed.stderr).splitlines()}
+    assert listed >= PROJECT_TASKS, completed.stderr[-2000:]
+
+
+def test_console_script_help_names_every_subcommand(installed_env: Path) -> None:
+    python = installed_env / "bin" / "python"
+    completed = subprocess.run(
+        [str(python), "-m", "modality_conflict.mc_tasks.cli", "--help"],
+        cwd=installed_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for name in (
+        "build",
+        "validate",
+        "push",
+        "eval",
+        "probe",
+        "report",
+        "submit",
+        "verify",
+        "leaderboard",
+        "demo",
+    ):
+        assert name in completed.stdout

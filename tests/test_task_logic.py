@@ -1,0 +1,164 @@
+"""Per-doc records and their aggregation, as the lmms-eval task hooks use them."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from modality_conflict.dataset_builder.constants import COLORS, CONDITIONS
+from modality_conflict.mc_tasks import task_logic
+from modality_conflict.mc_tasks.envelope import encode_envelope
+from fixtures_results import simulate_responses, synthetic_docs
+
+
+def _doc(condition: str, **overrides: Any) -> dict[str, Any]:
+    doc = {
+        "row_id": "g0001-v03-t1-none",
+        "condition": CONDITIONS.index(condition),
+        "control": 0,
+        "group_id": 1,
+        "item_id": "g0001-v03-t1-none" if condition == "conflict" else "",
+        "vision_key": "" if condition == "text_only" else "g0001-v03-none",
+        "text_key": "" if condition == "vision_only" else "g0001-t1-none",
+        "visual_tier": -1 if condition == "text_only" else 3,
+        "text_tier": -1 if condition == "vision_only" else 1,
+        "shape": "circle",
+        "question": "What color is the circle?",
+        "text": "" if condition == "vision_only" else "The circle is blue.",
+        "vision_answer": COLORS.index("red"),
+        "text_answer": COLORS.index("blue"),
+        "answer_choices": list(COLORS),
+        "image": None if condition == "text_only" else Image.new("RGB", (8, 8), "red"),
+    }
+    doc.update(overrides)
+    return doc
+
+
+def test_prompts_follow_the_paper_and_text_only_has_no_image() -> None:
+    assert task_logic.doc_to_text(_doc("conflict")) == (
+        "The circle is blue. What color is the circle? Please use one word to answer this question."
+    )
+    assert task_logic.doc_to_text(_doc("vision_only")) == (
+        "What color is the circle? Please use one word to answer this question."
+    )
+    assert task_logic.doc_to_visual(_doc("text_only")) == []
+    (image,) = task_logic.doc_to_visual(_doc("conflict"))
+    assert image.mode == "RGB"
+    wrapped = task_logic.doc_to_text(_doc("vision_only"), {"pre_prompt": "<", "post_prompt": ">"})
+    assert wrapped.startswith("<What") and wrapped.endswith("question.>")
+
+
+def test_envelope_record_carries_answer_entropy_and_estimator() -> None:
+    response = encode_envelope(
+        text=" Blue.",
+        entropy=0.25,
+        estimator="full_vocab",
+        answer_logprobs={c: -1.0 - i for i, c in enumerate(COLORS)},
+    )
+    record = task_logic.make_record(_doc("conflict"), [response])
+    assert record["answer"] == "blue"
+    assert record["entropy"] == 0.25 and record["entropy_estimator"] == "full_vocab"
+    assert record["answer_scores"] == [-1.0, -2.0, -3.0, -4.0, -5.0, -6.0]
+    assert record["vision_answer"] == "red" and record["text_answer"] == "blue"
+    assert record["condition"] == "conflict" and record["control"] == "none"
+
+
+def test_plain_generation_has_no_entropy() -> None:
+    record = task_logic.make_record(_doc("text_only"), ["It is Violet"])
+    assert record["answer"] == "purple"
+    assert record["entropy"] is None and record["entropy_estimator"] == "none"
+
+
+def test_loglik_strings_are_mean_losses_and_argmin_wins() -> None:
+    # lmms-eval 0.7.x hands multiple_choice responses over as strings of (mean loss, is_greedy).
+    losses = [2.0, 0.5, 3.0, 1.0, 2.5, 4.0]
+    record = task_logic.make_record(
+        _doc("vision_only"), [f"({loss}, False)" for loss in losses], mode="loglik"
+    )
+    assert record["answer"] == "yellow"
+    assert record["entropy_estimator"] == "answer_set_length_normalised"
+    p = np.exp(-np.array(losses))
+    p /= p.sum()
+    assert record["entropy"] == pytest.approx(float(-(p * np.log(p)).sum()))
+
+
+def test_loglik_log_probabilities_give_the_exact_answer_set_entropy() -> None:
+    log_probs = [math.log(0.5), math.log(0.25), math.log(0.125), math.log(0.0625), -9.0, -9.0]
+    record = task_logic.make_record(_doc("text_only"), [(lp, False) for lp in log_probs], mode="loglik")
+    assert record["answer"] == "red" and record["entropy_estimator"] == "answer_set"
+    p = np.exp(np.array(log_probs))
+    p /= p.sum()
+    assert record["entropy"] == pytest.approx(float(-(p * np.log(p)).sum()))
+
+
+def test_loglik_rejects_mixed_signs_and_wrong_counts() -> None:
+    with pytest.raises(ValueError, match="mix"):
+        task_logic.make_record(_doc("conflict"), [(-1.0, 0), (2.0, 0)] + [(-1.0, 0)] * 4, mode="loglik")
+    with pytest.raises(ValueError, match="5 loglikelihoods"):
+        task_logic.make_record(_doc("conflict"), [(-1.0, 0)] * 5, mode="loglik")
+    with pytest.raises(ValueError, match="cannot read"):
+        task_logic.make_record(_doc("conflict"), ["(nan"] * 6, mode="loglik")
+
+
+def test_sampled_answers_give_mode_and_miller_madow_entropy() -> None:
+    record = task_logic.make_record(_doc("conflict"), ["Red", "red.", "Blue", "RED"], mode="sampled")
+    assert record["answer"] == "red" and record["entropy_estimator"] == "sampled"
+    plug_in = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert record["entropy"] == pytest.approx(plug_in + (2 - 1) / (2 * 4))
+
+
+def test_report_is_independent_of_record_order() -> None:
+    docs = synthetic_docs(16)
+    responses = simulate_responses(docs, balance_point=0.2, seed=3)
+    records = [task_logic.make_record(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
+    shuffled = records[:]
+    random.Random(7).shuffle(shuffled)
+    first = task_logic.build_report(records)
+    assert first["status"] == "ok" and first["n_conflicts"] > 0
+    assert first == task_logic.build_report(shuffled)
+    assert isinstance(first["balance_point"], float) or first["balance_point_reason"]
+
+
+def test_every_aggregation_reads_the_same_cached_report() -> None:
+    docs = synthetic_docs(8, with_controls=False)
+    responses = simulate_responses(docs, balance_point=0.0, seed=1)
+    records = [task_logic.make_record(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
+    report = task_logic.aggregate_report(list(records))
+    assert task_logic.aggregate_tfr(list(reversed(records))) == report["tfr"]
+    assert task_logic.aggregate_balance_point_ci_low(records) == report["balance_point_delta_low"]
+    assert task_logic.aggregate_entropy_estimator(records) == "full_vocab"
+
+
+def test_incomplete_items_are_counted_and_an_empty_join_is_flagged() -> None:
+    docs = synthetic_docs(6, with_controls=False)
+    responses = simulate_responses(docs, balance_point=0.0, seed=2)
+    records = [task_logic.make_record(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
+    dropped_key = next(r["vision_key"] for r in records if r["condition"] == "vision_only")
+    partial = [r for r in records if not (r["condition"] == "vision_only" and r["vision_key"] == dropped_key)]
+    report = task_logic.build_report(partial)
+    lost = sum(1 for r in records if r["condition"] == "conflict" and r["vision_key"] == dropped_key)
+    assert report["n_incomplete_conflicts"] == lost > 0
+    only_conflicts = [r for r in records if r["condition"] == "conflict"]
+    undefined = task_logic.build_report(only_conflicts)
+    assert undefined["status"] == "undefined" and "no conflict item has all three conditions" in undefined["reason"]
+
+
+def test_mixed_estimators_are_refused() -> None:
+    docs = synthetic_docs(4, with_controls=False)
+    responses = simulate_responses(docs, balance_point=0.0, seed=2)
+    records = [task_logic.make_record(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
+    records[0] = {**records[0], "entropy_estimator": "sampled"}
+    with pytest.raises(ValueError, match="mix entropy estimators"):
+        task_logic.build_report(records)
+
+
+def test_bad_labels_name_the_field() -> None:
+    with pytest.raises(ValueError, match="'vision_answer'"):
+        task_logic.make_record(_doc("conflict", vision_answer=17), ["red"])
+    with pytest.raises(ValueError, match="'condition'"):
+        task_logic.make_record({**_doc("conflict"), "condition": "both"}, ["red"])
