@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+
 from modality_conflict.dataset_builder.constants import (
     ANSWER_COMMAND,
     BUILDER_VERSION,

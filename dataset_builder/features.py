@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 from datasets import ClassLabel, Features, Image, List, Value
+
 from modality_conflict.dataset_builder.constants import COLORS, CONDITIONS, CONTROLS
 
 #: Column order and types of every shard. Unimodal rows use "" for strings that do not apply and -1

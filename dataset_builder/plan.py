@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from modality_conflict.dataset_builder.constants import (
     COLORS,
     CONDITIONS,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from PIL import Image, ImageDraw
+
 from modality_conflict.dataset_builder.constants import (
     BACKGROUND_RGB,
     COLOR_RGB,
@@ -23,7 +25,6 @@ from modality_conflict.dataset_builder.constants import (
     VisualTier,
 )
 from modality_conflict.dataset_builder.errors import RenderError
-from PIL import Image, ImageDraw
 
 #: Palette index 0 is the background; index i + 1 is COLORS[i].
 _PALETTE = np.array([BACKGROUND_RGB] + [COLOR_RGB[c] for c in COLORS], dtype=np.uint8)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from modality_conflict.dataset_builder.constants import COLORS, TEXT_TIERS
 
 #: Tier 0, direct: the text states the colour.

@@ -21,6 +21,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+from PIL import Image
+
 from modality_conflict.dataset_builder.constants import (
     COLORS,
     CONDITIONS,
@@ -43,7 +45,6 @@ from modality_conflict.dataset_builder.writer import (
     hash_mismatches,
     read_manifest,
 )
-from PIL import Image
 
 _TEMPLATE_PREFIX = ("direct-", "simple-", "world-")
 _BATCH_ROWS = 512
@@ -137,6 +138,7 @@ def read_card_metadata(folder: Path) -> dict[str, Any]:
 def _check_card(meta: dict[str, Any], problems: _Problems) -> int | None:
     """Check the card's features and configs; return its declared number of test rows."""
     from datasets import Features
+
     from modality_conflict.dataset_builder.features import FEATURES
 
     for key in ("license", "task_categories", "size_categories", "pretty_name", "configs", "dataset_info"):
@@ -175,6 +177,7 @@ def _check_card(meta: dict[str, Any], problems: _Problems) -> int | None:
 def _check_schema(name: str, schema: pa.Schema, problems: _Problems) -> bool:
     """Compare a shard's schema with the expected one; True when rows can be checked."""
     from datasets import Features
+
     from modality_conflict.dataset_builder.features import FEATURES, arrow_schema
 
     expected = arrow_schema()

@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from modality_conflict.dataset_builder.constants import SPLIT
 from modality_conflict.dataset_builder.errors import BuildError
 

@@ -38,7 +38,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"building {model_dir} (SmolLM2-135M-Instruct language model, random vision tower)", flush=True)
         build_smollm2_llava(model_dir)
     results_dir = out / "results"
-    model_args = f"pretrained={model_dir},device=cpu,device_map=cpu,batch_size={args.batch_size}"
+    model_args = f"pretrained={model_dir},device=cpu,device_map=cpu"
     _run(
         [
             *cli,

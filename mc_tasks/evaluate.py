@@ -127,7 +127,7 @@ def format_summary(results: dict[str, Any]) -> str:
             return f"{value:{width}.3f}" if isinstance(value, (int, float)) else f"{'n/a':>{width}}"
 
         balance = report.get("balance_point")
-        low, high = report.get("balance_point_delta_low"), report.get("balance_point_delta_high")
+        low, high = report.get("balance_point_ci_low"), report.get("balance_point_ci_high")
         if (
             isinstance(balance, (int, float))
             and isinstance(low, (int, float))
@@ -140,7 +140,10 @@ def format_summary(results: dict[str, Any]) -> str:
             f"{task:32} {fmt(report.get('tfr'))} {fmt(report.get('vfr'))} {fmt(report.get('other_rate'))} "
             f"{fmt(report.get('mean_dh'), 8)} {balance_text:>26} {report.get('n_conflicts', 0):>5}"
         )
-        lines.append(f"{'':32} entropy estimator: {report.get('entropy_estimator')}")
+        lines.append(
+            f"{'':32} entropy estimator: {report.get('entropy_estimator')}; "
+            f"interval: {report.get('balance_point_ci_method')}; status: {report.get('balance_point_status')}"
+        )
     return "\n".join(lines)
 
 

@@ -511,6 +511,7 @@ def load_dataset_index(folder: Path) -> DatasetIndex:
         When the folder has no manifest, a file's sha256 does not match it, or a shard cannot be read.
     """
     import pyarrow.parquet as pq
+
     from modality_conflict.dataset_builder.constants import COLORS, CONDITIONS, CONTROLS
     from modality_conflict.dataset_builder.writer import hash_mismatches
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-
-import yaml
 
 TASKS_DIR = Path(__file__).resolve().parent / "modality_conflict"
 TEMPLATE_NAME = "_default_template_yaml"
@@ -21,34 +20,30 @@ def _default_cache_root() -> Path:
     return Path(root)
 
 
-def write_local_task_dir(data_dir: Path, out_dir: Path) -> Path:
-    """Write the task folder to ``out_dir`` with ``dataset_path`` set to the local ``data_dir``.
+def _task_files() -> list[Path]:
+    return sorted(
+        p
+        for p in TASKS_DIR.iterdir()
+        if p.is_file() and (p.suffix in {".yaml", ".py", ".md"} or p.name == TEMPLATE_NAME)
+    )
 
-    Raises
-    ------
-    FileNotFoundError
-        When ``data_dir`` has no ``data/`` folder of parquet shards (not made by ``modality-conflict build``).
-    """
-    data_dir = Path(data_dir).resolve()
+
+def _stage_task_dir(data_dir: Path, parent: Path, name: str) -> Path:
+    """Write the rewritten task folder into a fresh temporary sibling and return it."""
     if not any((data_dir / "data").glob("*.parquet")):
         raise FileNotFoundError(
             f"{data_dir} holds no data/*.parquet: build it with `modality-conflict build --out {data_dir}`"
         )
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=parent))
     try:
-        for source in TASKS_DIR.iterdir():
-            if source.is_file() and (
-                source.suffix in {".yaml", ".py", ".md"} or source.name == TEMPLATE_NAME
-            ):
-                shutil.copy2(source, staging / source.name)
+        for source in _task_files():
+            shutil.copy2(source, staging / source.name)
         template = staging / TEMPLATE_NAME
-        lines = template.read_text().splitlines()
         rewritten, skipping = [], False
-        for line in lines:
+        for line in template.read_text().splitlines():
             if line.startswith("dataset_path:"):
-                rewritten.append(f"dataset_path: {yaml.safe_dump(str(data_dir)).splitlines()[0]}")
+                rewritten.append(f"dataset_path: {json.dumps(str(data_dir))}")
                 continue
             if line.startswith("dataset_kwargs:"):
                 rewritten.append("dataset_kwargs: {}")
@@ -59,17 +54,48 @@ def write_local_task_dir(data_dir: Path, out_dir: Path) -> Path:
             skipping = False
             rewritten.append(line)
         template.write_text("\n".join(rewritten) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return staging
+
+
+def write_local_task_dir(data_dir: Path, out_dir: Path) -> Path:
+    """Write the task folder to ``out_dir`` with ``dataset_path`` set to the local ``data_dir``.
+
+    An existing ``out_dir`` is replaced.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``data_dir`` has no ``data/`` folder of parquet shards (not made by ``modality-conflict build``).
+    """
+    data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
+    staging = _stage_task_dir(data_dir, out_dir.parent, out_dir.name)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(staging, out_dir)
     return out_dir
 
 
 def local_task_dir(data_dir: Path) -> Path:
-    """A cached task folder for ``data_dir`` (one per data folder, rewritten on every call)."""
+    """A cached task folder for ``data_dir``, safe when several ranks of one run ask at once.
+
+    The folder name hashes the data path and the task files, so a folder that exists is complete and
+    current: it is reused, never rewritten in place. A rank that loses the race to create it drops its copy.
+    """
     data_dir = Path(data_dir).resolve()
-    tag = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
-    return write_local_task_dir(data_dir, _default_cache_root() / "tasks" / tag / "modality_conflict")
+    digest = hashlib.sha256(str(data_dir).encode())
+    for source in _task_files():
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    out_dir = _default_cache_root() / "tasks" / digest.hexdigest()[:20] / "modality_conflict"
+    if out_dir.is_dir():
+        return out_dir
+    staging = _stage_task_dir(data_dir, out_dir.parent, out_dir.name)
+    try:
+        os.rename(staging, out_dir)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not out_dir.is_dir():
+            raise
+    return out_dir

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from modality_conflict.dataset_builder.constants import (
     COLORS,
     CONDITIONS,

@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+
 from modality_conflict.dataset_builder import builder as builder_module
 from modality_conflict.dataset_builder import writer as writer_module
 from modality_conflict.dataset_builder.builder import build_dataset, resolve_groups, shard_bounds

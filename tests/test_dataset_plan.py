@@ -6,6 +6,7 @@ import re
 from collections import Counter
 
 import pytest
+
 from modality_conflict.dataset_builder.constants import (
     ANSWER_COMMAND,
     COLORS,

@@ -20,6 +20,7 @@ import httpx2
 import huggingface_hub
 import pytest
 from huggingface_hub.utils._http import hf_request_event_hook
+
 from modality_conflict.dataset_builder.builder import build_dataset
 from modality_conflict.dataset_builder.errors import DatasetValidationError, PushError
 from modality_conflict.dataset_builder.push import PushAuthError, push_dataset

@@ -6,6 +6,8 @@ import io
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from modality_conflict.dataset_builder.constants import (
     COLOR_RGB,
     COLORS,
@@ -15,7 +17,6 @@ from modality_conflict.dataset_builder.constants import (
 )
 from modality_conflict.dataset_builder.errors import RenderError
 from modality_conflict.dataset_builder.render import ImageSpec, render, shape_mask
-from PIL import Image
 
 
 def _spec(

@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from modality_conflict.dataset_builder.builder import build_dataset
 from modality_conflict.dataset_builder.constants import COLORS
 from modality_conflict.dataset_builder.errors import DatasetValidationError

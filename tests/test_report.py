@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures_results import write_lmms_eval_run
+from PIL import Image
+
 from modality_conflict.mc_tasks.cli import main
 from modality_conflict.mc_tasks.report import (
     COLORS_CYCLE,
@@ -18,7 +20,6 @@ from modality_conflict.mc_tasks.report import (
     load_task_runs,
     write_report,
 )
-from PIL import Image
 
 RESULT_SOURCES = ("synthetic", "tiny_lmms_eval_run")
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from fixtures_results import write_lmms_eval_run
 from huggingface_hub import parse_eval_result_entries
+
 from modality_conflict.dataset_builder.builder import build_dataset
 from modality_conflict.mc_tasks import submission as sub
 from modality_conflict.mc_tasks.cli import main

@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fixtures_results import simulate_responses, synthetic_docs
 from PIL import Image
 
 from modality_conflict.dataset_builder.constants import COLORS, CONDITIONS
 from modality_conflict.mc_tasks import task_logic
 from modality_conflict.mc_tasks.envelope import encode_envelope
-from fixtures_results import simulate_responses, synthetic_docs
 
 
 def _doc(condition: str, **overrides: Any) -> dict[str, Any]:
@@ -130,7 +130,7 @@ def test_every_aggregation_reads_the_same_cached_report() -> None:
     records = [task_logic.make_record(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
     report = task_logic.aggregate_report(list(records))
     assert task_logic.aggregate_tfr(list(reversed(records))) == report["tfr"]
-    assert task_logic.aggregate_balance_point_ci_low(records) == report["balance_point_delta_low"]
+    assert task_logic.aggregate_balance_point_ci_low(records) == report["balance_point_ci_low"]
     assert task_logic.aggregate_entropy_estimator(records) == "full_vocab"
 
 
@@ -145,7 +145,10 @@ def test_incomplete_items_are_counted_and_an_empty_join_is_flagged() -> None:
     assert report["n_incomplete_conflicts"] == lost > 0
     only_conflicts = [r for r in records if r["condition"] == "conflict"]
     undefined = task_logic.build_report(only_conflicts)
-    assert undefined["status"] == "undefined" and "no conflict item has all three conditions" in undefined["reason"]
+    assert (
+        undefined["status"] == "undefined"
+        and "no conflict item has all three conditions" in undefined["reason"]
+    )
 
 
 def test_mixed_estimators_are_refused() -> None:

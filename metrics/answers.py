@@ -1,0 +1,183 @@
+"""Free-form answers to one of a closed set of candidate answers, or ``"other"``.
+
+The rules are deterministic and deliberately small: lower-casing, punctuation and article removal,
+plurals, a few colour synonyms and a one-word negation rule ("blue, not red" -> blue). An answer that
+names no candidate, or more than one, is ``"other"``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+COLORS: tuple[str, ...] = ("red", "yellow", "blue", "green", "purple", "orange")
+"""The six colours, in the dataset's ClassLabel order."""
+
+OTHER = "other"
+"""Label for answers that map to no single candidate."""
+
+COLOR_SYNONYMS: Mapping[str, str] = {
+    # Only words whose colour is unambiguous among the six; e.g. "cyan", "olive" and "amber" are left out
+    # because they sit between two candidates.
+    "violet": "purple",
+    "lilac": "purple",
+    "lavender": "purple",
+    "mauve": "purple",
+    "magenta": "purple",
+    "plum": "purple",
+    "purplish": "purple",
+    "crimson": "red",
+    "scarlet": "red",
+    "maroon": "red",
+    "vermilion": "red",
+    "reddish": "red",
+    "navy": "blue",
+    "azure": "blue",
+    "cobalt": "blue",
+    "sapphire": "blue",
+    "bluish": "blue",
+    "blueish": "blue",
+    "emerald": "green",
+    "lime": "green",
+    "greenish": "green",
+    "gold": "yellow",
+    "golden": "yellow",
+    "lemon": "yellow",
+    "yellowish": "yellow",
+    "tangerine": "orange",
+    "orangish": "orange",
+    "orangey": "orange",
+    "orangeish": "orange",
+}
+"""Colour words mapped to the candidate they name (used only when that candidate is in the set)."""
+
+_ARTICLES = frozenset({"a", "an", "the"})
+_NEGATIONS = frozenset({"not", "no", "isnt", "never", "nor", "neither", "aint", "wasnt"})
+_NON_WORD = re.compile(r"[^0-9a-z]+")
+
+
+def _tokens(text: str) -> list[str]:
+    # Apostrophes are dropped before splitting so that "isn't" stays one token ("isnt").
+    cleaned = _NON_WORD.sub(" ", text.casefold().replace("'", "").replace("\u2019", ""))
+    return [token for token in cleaned.split() if token not in _ARTICLES]
+
+
+def _plural_forms(word: str) -> tuple[str, ...]:
+    return (word, word + "s", word + "es")
+
+
+def _phrase_table(candidates: Sequence[str], synonyms: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    if len(candidates) == 0:
+        raise ValueError("candidates must not be empty")
+    table: dict[tuple[str, ...], str] = {}
+    # Synonyms first so that a candidate spelled like a synonym wins.
+    for word, target in synonyms.items():
+        words = _tokens(word)
+        if target in candidates and words:
+            *head, last = words
+            for form in _plural_forms(last):
+                table.setdefault((*head, form), target)
+    for candidate in candidates:
+        words = _tokens(candidate)
+        if not words:
+            raise ValueError(f"candidate {candidate!r} has no letters or digits")
+        *head, last = words
+        for form in _plural_forms(last):
+            table[(*head, form)] = candidate
+        table[tuple(words)] = candidate
+    return table
+
+
+@functools.lru_cache(maxsize=8)
+def _default_table(candidates: tuple[str, ...]) -> dict[tuple[str, ...], str]:
+    return _phrase_table(candidates, COLOR_SYNONYMS)
+
+
+def _table(candidates: Sequence[str], synonyms: Mapping[str, str] | None) -> dict[tuple[str, ...], str]:
+    candidates = tuple(candidates)
+    return _default_table(candidates) if synonyms is None else _phrase_table(candidates, synonyms)
+
+
+def normalize_answer(
+    text: str, candidates: Sequence[str] = COLORS, *, synonyms: Mapping[str, str] | None = None
+) -> str:
+    """Map a free-form answer to one of ``candidates`` or ``"other"``.
+
+    Parameters
+    ----------
+    text : str
+        The model's answer, e.g. ``"The circle is Violet."``.
+    candidates : sequence of str, optional
+        The closed answer set, default :data:`COLORS`. Multi-word candidates are matched as phrases.
+    synonyms : mapping of str to str, optional
+        Extra words mapped to a candidate. Default: :data:`COLOR_SYNONYMS` (entries whose target is not
+        among ``candidates`` are ignored).
+
+    Returns
+    -------
+    str
+        The single candidate the answer names, else ``"other"`` (no candidate, or several).
+
+    Notes
+    -----
+    Steps: case folding; punctuation becomes space; articles (a, an, the) are dropped; each word or
+    phrase is looked up as a candidate, a synonym, or their plural (``+s``/``+es``); a match directly
+    preceded by a negation ("not", "no", "isn't", "nor", ...) is discarded. If exactly one distinct
+    candidate remains it is the answer.
+
+    Examples
+    --------
+    >>> normalize_answer("Violet.")
+    'purple'
+    >>> normalize_answer("It is blue, not red")
+    'blue'
+    >>> normalize_answer("red or blue")
+    'other'
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"answer must be a str, got {type(text).__name__}")
+    table = _table(candidates, synonyms)
+    return _match(text, table, max(len(key) for key in table))
+
+
+def _match(text: str, table: dict[tuple[str, ...], str], longest: int) -> str:
+    tokens = _tokens(text)
+    found: set[str] = set()
+    position = 0
+    while position < len(tokens):
+        for size in range(min(longest, len(tokens) - position), 0, -1):
+            match = table.get(tuple(tokens[position : position + size]))
+            if match is not None:
+                if not (position > 0 and tokens[position - 1] in _NEGATIONS):
+                    found.add(match)
+                position += size
+                break
+        else:
+            position += 1
+    return found.pop() if len(found) == 1 else OTHER
+
+
+def normalize_answers(
+    texts: Iterable[str], candidates: Sequence[str] = COLORS, *, synonyms: Mapping[str, str] | None = None
+) -> np.ndarray:
+    """:func:`normalize_answer` over many answers; repeated strings are normalised once.
+
+    Returns
+    -------
+    numpy.ndarray
+        1-D array of str, one label per input answer.
+    """
+    table = _table(candidates, synonyms)
+    longest = max(len(key) for key in table)
+    cache: dict[str, str] = {}
+    out = []
+    for text in texts:
+        if not isinstance(text, str):
+            raise TypeError(f"answer {len(out)} must be a str, got {type(text).__name__}")
+        if text not in cache:
+            cache[text] = _match(text, table, longest)
+        out.append(cache[text])
+    return np.array(out, dtype=str)

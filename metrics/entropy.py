@@ -1,0 +1,293 @@
+"""Entropy estimators for a model's uncertainty on a unimodal prompt, all in nats.
+
+Three estimators, each labelled in its result because their values are not interchangeable:
+
+``"full_vocab"``
+    Entropy of the next-token distribution over the whole vocabulary at the first answer token (the
+    paper's measure), from logits.
+``"answer_set"`` / ``"answer_set_length_normalised"``
+    Entropy of the distribution over the closed answer set, renormalised from one log-likelihood per
+    candidate answer (for models that only expose scores).
+``"sampled"``
+    Entropy of the empirical distribution of K sampled answers (for generation-only models).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from modality_conflict.metrics._common import as_float_array
+
+ESTIMATORS: tuple[str, ...] = ("full_vocab", "answer_set", "answer_set_length_normalised", "sampled")
+"""Labels of the entropy estimators, as carried in records and reports."""
+
+
+@dataclass(frozen=True)
+class EntropyEstimate:
+    """Entropies from one estimator.
+
+    Attributes
+    ----------
+    values : numpy.ndarray
+        Entropies in nats; the input's shape without the category axis (0-d for a single distribution).
+    estimator : str
+        One of :data:`ESTIMATORS`.
+    note : str
+        What the values mean and their caveats.
+    """
+
+    values: np.ndarray = field(compare=False)
+    estimator: str
+    note: str
+
+
+def _index_text(index: tuple[int, ...]) -> str:
+    return str(index[0]) if len(index) == 1 else str(index)
+
+
+def _entropy_from_log_weights(log_weights: np.ndarray, name: str, axis: int) -> np.ndarray:
+    """Entropy of softmax(log_weights) along ``axis``; -inf entries are zero-probability outcomes."""
+    if log_weights.ndim == 0 or log_weights.shape[axis] == 0:
+        raise ValueError(
+            f"{name} needs at least one category along axis {axis}, got shape {log_weights.shape}"
+        )
+    bad = np.isnan(log_weights) | (log_weights == np.inf)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} has {float(log_weights[index])!r} at index {_index_text(index)}")
+    peak = np.max(log_weights, axis=axis, keepdims=True)
+    if np.any(peak == -np.inf):
+        index = tuple(int(i) for i in np.argwhere(np.squeeze(peak == -np.inf, axis=axis))[0])
+        raise ValueError(
+            f"{name} is -inf for every category at distribution {_index_text(index) if index else '()'}"
+        )
+    # Shift by the maximum (log-sum-exp trick) so that exp never overflows.
+    shifted = log_weights - peak
+    weights = np.exp(shifted)
+    total = np.sum(weights, axis=axis, keepdims=True)
+    probs = weights / total
+    # p * log p with p = 0 (shifted = -inf) contributes 0, not NaN.
+    plogp = np.where(probs > 0, probs * np.where(probs > 0, shifted, 0.0), 0.0)
+    entropy = np.log(np.squeeze(total, axis=axis)) - np.sum(plogp, axis=axis)
+    return np.maximum(entropy, 0.0)
+
+
+def full_vocab_entropy(logits: ArrayLike, *, axis: int = -1) -> EntropyEstimate:
+    """Entropy of the next-token distribution from logits over the whole vocabulary.
+
+    Parameters
+    ----------
+    logits : array_like
+        Logits, shape ``(..., V)``. ``-inf`` marks masked tokens; NaN and ``+inf`` are errors.
+    axis : int, optional
+        The vocabulary axis, default last.
+
+    Returns
+    -------
+    EntropyEstimate
+        ``estimator="full_vocab"``; ``values`` has the shape of ``logits`` without ``axis``.
+
+    Notes
+    -----
+    ``H = log Z - sum_j p_j (l_j - m)`` with ``m = max_j l_j`` and ``Z = sum_j exp(l_j - m)``, which is
+    exact and never overflows. Values lie in ``[0, log V]``.
+
+    Examples
+    --------
+    >>> float(full_vocab_entropy([0.0, 0.0]).values)
+    0.6931...
+    """
+    array = as_float_array(logits, "logits", ndim=None)
+    values = _entropy_from_log_weights(array, "logits", axis)
+    vocab = array.shape[axis]
+    return EntropyEstimate(
+        values=values,
+        estimator="full_vocab",
+        note=f"next-token entropy over the full vocabulary of {vocab} tokens, nats (at most log V = "
+        f"{np.log(vocab):.4f})",
+    )
+
+
+def answer_set_entropy(
+    log_probs: ArrayLike | None = None,
+    *,
+    mean_losses: ArrayLike | None = None,
+    token_counts: ArrayLike | None = None,
+    length_normalised: bool = False,
+    axis: int = -1,
+) -> EntropyEstimate:
+    """Entropy over the closed answer set from one log-likelihood per candidate answer.
+
+    Give exactly one of ``log_probs`` or ``mean_losses``.
+
+    Parameters
+    ----------
+    log_probs : array_like, optional
+        Summed log-probability of each candidate answer's tokens, shape ``(..., A)``; values must be
+        ``<= 0`` (``-inf`` allowed for impossible answers).
+    mean_losses : array_like, optional
+        Mean per-token negative log-likelihood of each answer (what several lmms-eval ``loglikelihood``
+        implementations return), ``>= 0``. Converted with ``token_counts`` to summed log-probabilities
+        (``-mean_loss * n_tokens``). Without token counts the per-token mean cannot be undone: pass
+        ``length_normalised=True`` to use ``-mean_loss`` as the score, which is a different estimator.
+    token_counts : array_like, optional
+        Number of answer tokens for each entry of ``mean_losses`` (broadcast against it); positive.
+    length_normalised : bool, optional
+        Use ``-mean_loss`` directly (only with ``mean_losses`` and no ``token_counts``).
+    axis : int, optional
+        The answer axis, default last.
+
+    Returns
+    -------
+    EntropyEstimate
+        ``estimator="answer_set"`` for summed log-probabilities (from ``log_probs`` or
+        ``mean_losses`` with ``token_counts``), ``"answer_set_length_normalised"`` otherwise.
+
+    Notes
+    -----
+    The scores are renormalised over the A candidates: ``q = softmax(scores)``, ``H = -sum q log q``,
+    so ``0 <= H <= log A`` (``log 6 = 1.792`` for the six colours). Because probability outside the
+    answer set is ignored, this is not comparable in value to the full-vocabulary entropy.
+
+    Examples
+    --------
+    >>> float(answer_set_entropy(log_probs=[-1.0, -1.0]).values)
+    0.6931...
+    """
+    if (log_probs is None) == (mean_losses is None):
+        raise ValueError("give exactly one of log_probs or mean_losses")
+    if log_probs is not None:
+        if token_counts is not None or length_normalised:
+            raise ValueError("token_counts and length_normalised apply to mean_losses, not log_probs")
+        scores = as_float_array(log_probs, "log_probs", ndim=None)
+        positive = scores > 0
+        if positive.any():
+            index = tuple(int(i) for i in np.argwhere(positive)[0])
+            raise ValueError(
+                f"log_probs must be <= 0, got {float(scores[index])!r} at index {_index_text(index)} "
+                "(pass mean_losses= for losses)"
+            )
+        estimator, source = "answer_set", "summed answer log-probabilities"
+    else:
+        losses = as_float_array(mean_losses, "mean_losses", ndim=None)
+        negative = losses < 0
+        if negative.any():
+            index = tuple(int(i) for i in np.argwhere(negative)[0])
+            value = float(losses[index])
+            raise ValueError(f"mean_losses must be >= 0, got {value!r} at index {_index_text(index)}")
+        if token_counts is not None:
+            if length_normalised:
+                raise ValueError("length_normalised=True ignores token counts; pass one or the other")
+            counts = as_float_array(token_counts, "token_counts", ndim=None)
+            try:
+                losses, counts = np.broadcast_arrays(losses, counts)
+            except ValueError:
+                raise ValueError(
+                    f"token_counts shape {counts.shape} does not match mean_losses shape {losses.shape}"
+                ) from None
+            invalid = ~(np.isfinite(counts) & (counts >= 1) & (counts == np.round(counts)))
+            if invalid.any():
+                index = tuple(int(i) for i in np.argwhere(invalid)[0])
+                raise ValueError(
+                    f"token_counts must be positive integers, got {float(counts[index])!r} "
+                    f"at index {_index_text(index)}"
+                )
+            scores = -losses * counts
+            estimator, source = "answer_set", "summed answer log-probabilities (mean loss x token count)"
+        elif length_normalised:
+            scores = -losses
+            estimator, source = "answer_set_length_normalised", "per-token mean log-likelihoods"
+        else:
+            raise ValueError(
+                "mean_losses without token_counts: pass token_counts, or length_normalised=True for the "
+                "length-normalised estimator"
+            )
+    values = _entropy_from_log_weights(scores, "log_probs" if log_probs is not None else "mean_losses", axis)
+    size = scores.shape[axis]
+    note = (
+        f"entropy over {size} candidate answers renormalised from {source}, nats (at most log {size} = "
+        f"{np.log(size):.4f}); probability outside the answer set is ignored"
+    )
+    if estimator == "answer_set_length_normalised":
+        note += "; length-normalised scores are not log-probabilities of the answers"
+    return EntropyEstimate(values=values, estimator=estimator, note=note)
+
+
+def sampled_answer_entropy(
+    samples: Sequence[Sequence[str]] | np.ndarray,
+    *,
+    candidates: Sequence[str] | None = None,
+    correction: Literal["miller_madow"] | None = "miller_madow",
+) -> EntropyEstimate:
+    """Entropy of the empirical distribution of K sampled answers per item.
+
+    Parameters
+    ----------
+    samples : sequence of sequences of str, or 2-D array
+        One sequence of (normalised) sampled answers per item; K may differ between items.
+    candidates : sequence of str, optional
+        If given, every sample must be one of these (include ``"other"`` if it may occur).
+    correction : {"miller_madow", None}, optional
+        ``"miller_madow"`` (default) adds ``(m - 1) / (2K)``, with ``m`` the number of distinct
+        answers seen, to the plug-in estimate; None returns the plug-in estimate.
+
+    Returns
+    -------
+    EntropyEstimate
+        ``estimator="sampled"``, one value per item.
+
+    Notes
+    -----
+    The plug-in estimate ``-sum (c/K) log(c/K)`` is biased low by about ``(m - 1) / (2K)``; with
+    K = 8 samples and two distinct answers the bias is about 0.06 nats. The Miller-Madow correction
+    removes the first-order term; it can exceed ``log m`` for tiny K. One sample gives 0 either way.
+
+    Examples
+    --------
+    >>> float(sampled_answer_entropy([["red", "red", "blue", "blue"]], correction=None).values[0])
+    0.6931...
+    """
+    if correction not in ("miller_madow", None):
+        raise ValueError(f"correction must be 'miller_madow' or None, got {correction!r}")
+    if isinstance(samples, str) or (len(samples) > 0 and isinstance(samples[0], str)):
+        raise ValueError("samples must hold one sequence of answers per item, e.g. [['red', 'blue', ...]]")
+    rows = [np.asarray(row, dtype=object).reshape(-1) for row in samples]
+    lengths = np.array([len(row) for row in rows], dtype=np.int64)
+    empty = np.flatnonzero(lengths == 0)
+    if empty.size:
+        raise ValueError(f"item {int(empty[0])} has no sampled answers")
+    n_items = len(rows)
+    if n_items == 0:
+        values = np.zeros(0)
+    else:
+        flat = np.concatenate(rows)
+        non_str = [i for i, value in enumerate(flat) if not isinstance(value, str)]
+        if non_str:
+            item = int(np.searchsorted(np.cumsum(lengths), non_str[0], side="right"))
+            raise ValueError(f"item {item} has a non-string sample {flat[non_str[0]]!r}")
+        labels, codes = np.unique(flat.astype(str), return_inverse=True)
+        if candidates is not None:
+            unknown = np.setdiff1d(labels, np.asarray(list(candidates), dtype=str))
+            if unknown.size:
+                position = int(np.flatnonzero(flat.astype(str) == unknown[0])[0])
+                item = int(np.searchsorted(np.cumsum(lengths), position, side="right"))
+                raise ValueError(f"item {item} has sample {str(unknown[0])!r}, not one of {list(candidates)}")
+        item_index = np.repeat(np.arange(n_items), lengths)
+        counts = np.bincount(item_index * labels.size + codes, minlength=n_items * labels.size)
+        counts = counts.reshape(n_items, labels.size).astype(float)
+        k = lengths.astype(float)
+        clogc = np.where(counts > 0, counts * np.log(np.where(counts > 0, counts, 1.0)), 0.0)
+        values = np.maximum(np.log(k) - clogc.sum(axis=1) / k, 0.0)
+        if correction == "miller_madow":
+            observed = (counts > 0).sum(axis=1)
+            values = values + (observed - 1) / (2.0 * k)
+    if correction == "miller_madow":
+        note = "entropy of K sampled answers with the Miller-Madow correction (m - 1)/(2K), nats"
+    else:
+        note = "plug-in entropy of K sampled answers, nats; biased low by about (m - 1)/(2K)"
+    return EntropyEstimate(values=values, estimator="sampled", note=note)

@@ -1,0 +1,79 @@
+"""Shared pytest fixtures. Each section belongs to one part of the project; add new sections below."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# ---------------------------------------------------------------------------------------------------------
+# Tiny random-weight checkpoints (modality_conflict.mc_tasks.tiny_models), built once per test session.
+# ---------------------------------------------------------------------------------------------------------
+
+TINY_ARCHITECTURES = ("llava", "qwen2_vl", "idefics3")
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight LLaVA checkpoint folder (tiny CLIP + tiny Llama, 16 image tokens)."""
+    from modality_conflict.mc_tasks.tiny_models import build_tiny_llava
+
+    return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight Qwen2-VL checkpoint folder (4 image tokens)."""
+    from modality_conflict.mc_tasks.tiny_models import build_tiny_qwen2_vl
+
+    return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny_qwen2_vl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_idefics3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight Idefics3 (SmolVLM-style) checkpoint folder (4 image tokens)."""
+    from modality_conflict.mc_tasks.tiny_models import build_tiny_idefics3
+
+    return build_tiny_idefics3(tmp_path_factory.mktemp("tiny_idefics3"))
+
+
+@pytest.fixture(scope="session", params=TINY_ARCHITECTURES)
+def tiny_mllm_dir(request: pytest.FixtureRequest) -> Path:
+    """Each tiny checkpoint folder in turn (parametrised over :data:`TINY_ARCHITECTURES`)."""
+    return request.getfixturevalue(f"tiny_{request.param}_dir")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Real lmms-eval CLI runs on the small dataset preset (the lead's section). Every run is checked through
+# its output files, since the lmms-eval CLI exits 0 even when evaluation fails.
+# ---------------------------------------------------------------------------------------------------------
+
+E2E_GROUPS = 12  # the small preset
+
+
+@pytest.fixture(scope="session")
+def small_dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small preset of the conflict dataset, built once through the real CLI."""
+    from modality_conflict.mc_tasks.cli import main
+
+    out = tmp_path_factory.mktemp("dataset") / "color-conflict"
+    assert main(["build", "--groups", str(E2E_GROUPS), "--seed", "0", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_lmms_eval_run(
+    tmp_path_factory: pytest.TempPathFactory, small_dataset_dir: Path, tiny_llava_dir: Path
+) -> Path:
+    """lmms-eval ``--output_path`` of a run of the project's wrapper on the tiny LLaVA, with sample logs."""
+    from lmms_eval_runs import run_lmms_eval
+
+    out = tmp_path_factory.mktemp("run_wrapper")
+    run_lmms_eval(
+        out,
+        model="modality_conflict_hf",
+        model_args=f"pretrained={tiny_llava_dir},device=cpu,device_map=cpu",
+        tasks="modality_conflict",
+        data_dir=small_dataset_dir,
+    )
+    return out

@@ -1,0 +1,275 @@
+"""The project's lmms-eval model on the tiny checkpoints: envelopes, batching, scoring, arguments."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from lmms_eval.api.instance import Instance
+from loguru import logger
+from PIL import Image
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
+
+from modality_conflict.mc_tasks.envelope import decode_envelope
+from modality_conflict.mc_tasks.hf_model import (
+    ANSWER_WORDS,
+    ModalityConflictHF,
+    ModelArgumentError,
+    answer_first_token_ids,
+)
+
+QUESTION = "What color is the circle? Please use one word to answer this question."
+DOCS = [
+    {"image": Image.new("RGB", (64, 64), "red"), "text": QUESTION},  # vision-only
+    {"image": None, "text": "The circle is blue. " + QUESTION},  # text-only
+    {"image": Image.new("RGB", (96, 64), "red"), "text": "The circle is blue. " + QUESTION},  # conflict
+    {"image": None, "text": "The circle's color is the same as a banana. " + QUESTION},  # text-only
+]
+GREEDY = {"max_new_tokens": 3, "temperature": 0, "do_sample": False, "until": ["\n\n"]}
+
+
+def doc_to_visual(doc: dict[str, Any]) -> list[Image.Image]:
+    return [doc["image"]] if doc["image"] is not None else []
+
+
+def _requests(kind: str, second: Any, doc_ids: Sequence[int] = range(len(DOCS))) -> list[Instance]:
+    """Requests as lmms-eval builds them: (context, gen_kwargs/target, doc_to_visual, doc_id, task, split)."""
+    requests = []
+    for i in doc_ids:
+        # Each request gets its own gen_kwargs dict, as in lmms-eval (wrappers may pop from it).
+        own = dict(second) if isinstance(second, dict) else second
+        arguments = (DOCS[i]["text"], own, doc_to_visual, i, "mc", "test")
+        requests.append(Instance(kind, arguments, idx=0, metadata={"task": "mc", "doc_id": i, "repeats": 1}))
+    return requests
+
+
+def _wrapper(folder: Path, **kwargs: Any) -> ModalityConflictHF:
+    model = ModalityConflictHF(pretrained=str(folder), device="cpu", **kwargs)
+    model.task_dict = {"mc": {"test": DOCS}}
+    return model
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_mllm_dir: Path) -> tuple[Any, Any]:
+    processor = AutoProcessor.from_pretrained(tiny_mllm_dir)
+    return processor, AutoModelForImageTextToText.from_pretrained(tiny_mllm_dir).eval()
+
+
+def _reference_inputs(processor: Any, doc: dict[str, Any], extra: str = "") -> Any:
+    content: list[dict[str, Any]] = [{"type": "image"}] if doc["image"] is not None else []
+    content.append({"type": "text", "text": doc["text"]})
+    prompt = processor.apply_chat_template(
+        [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+    )
+    if doc["image"] is None:
+        return processor(text=[prompt + extra], return_tensors="pt")
+    return processor(text=[prompt + extra], images=[[doc["image"]]], return_tensors="pt")
+
+
+def test_envelope_matches_the_models_own_logits(tiny_mllm_dir: Path, reference: tuple[Any, Any]) -> None:
+    processor, model = reference
+    wrapper = _wrapper(tiny_mllm_dir, batch_size=1)
+    responses = wrapper.generate_until(_requests("generate_until", GREEDY))
+    assert len(responses) == len(DOCS)
+    for doc, response in zip(DOCS, responses, strict=True):
+        envelope = decode_envelope(response)
+        assert envelope is not None and envelope["estimator"] == "full_vocab"
+        inputs = _reference_inputs(processor, doc)
+        with torch.no_grad():
+            logits = model(**inputs).logits[0, -1].double()
+            greedy = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+        log_probs = torch.log_softmax(logits, dim=-1)
+        entropy = float(-(log_probs.exp() * log_probs).sum())
+        assert math.isfinite(envelope["entropy"])
+        assert envelope["entropy"] == pytest.approx(entropy, abs=1e-4)
+
+        for word in ANSWER_WORDS:
+            ids = sorted({wrapper.answer_token_ids[word], wrapper.answer_token_ids_capitalized[word]})
+            expected = float(torch.logsumexp(log_probs[ids], dim=0))
+            assert envelope["answer_logprobs"][word] == pytest.approx(expected, abs=1e-4)
+
+        new = greedy[0, inputs["input_ids"].shape[1] :].tolist()
+        eos = processor.tokenizer.eos_token_id
+        new = new[: new.index(eos)] if eos in new else new
+        assert envelope["text"] == processor.tokenizer.decode(new, skip_special_tokens=True).strip()
+
+        lens = envelope["lens"]
+        assert lens["n_layers"] == model.config.get_text_config().num_hidden_layers
+        assert lens["top1_ids"][-1] == int(logits.argmax())
+        assert list(lens["answer_token_ids"]) == list(ANSWER_WORDS)
+        real = [float(logits[wrapper.answer_token_ids[w]]) for w in ANSWER_WORDS]
+        assert lens["answer_logits"][-1] == pytest.approx(real, abs=1e-4)
+
+
+def test_batched_equals_unbatched(tiny_mllm_dir: Path) -> None:
+    single = _wrapper(tiny_mllm_dir, batch_size=1)
+    batched = _wrapper(tiny_mllm_dir, batch_size=4)
+    one = [json.loads(r) for r in single.generate_until(_requests("generate_until", GREEDY))]
+    many = [json.loads(r) for r in batched.generate_until(_requests("generate_until", GREEDY))]
+    # Requests are grouped by image count: two image prompts and two text-only prompts -> two calls.
+    assert single.n_model_calls == 4 and batched.n_model_calls == 2
+    for a, b in zip(one, many, strict=True):
+        assert a["text"] == b["text"]
+        assert a["entropy"] == pytest.approx(b["entropy"], abs=1e-5)
+        assert a["lens"]["top1_ids"] == b["lens"]["top1_ids"]
+        assert a["answer_logprobs"] == pytest.approx(b["answer_logprobs"], abs=1e-4)
+
+
+def test_text_only_request_has_no_image_tokens(tiny_llava_dir: Path) -> None:
+    wrapper = _wrapper(tiny_llava_dir)
+    prompt = wrapper._prompt(DOCS[1]["text"], 0)
+    assert "<image>" not in prompt and prompt.endswith("ASSISTANT:")
+    (response,) = wrapper.generate_until(_requests("generate_until", GREEDY, [1]))
+    assert decode_envelope(response) is not None
+    assert wrapper.n_model_calls == 1 and 1 <= wrapper.n_forward_passes <= 3
+
+
+def test_generation_arguments_are_honoured(tiny_qwen2_vl_dir: Path) -> None:
+    wrapper = _wrapper(tiny_qwen2_vl_dir, lens=False, batch_size=4)
+    requests = _requests("generate_until", {"max_new_tokens": 1, "temperature": 0, "do_sample": False})
+    short = [json.loads(r) for r in wrapper.generate_until(requests)]
+    assert wrapper.n_forward_passes == 2  # one step for each of the two batches
+    assert all("lens" not in e for e in short)
+    for envelope in short:
+        assert len(wrapper.tokenizer.encode(envelope["text"], add_special_tokens=False)) <= 1
+
+    greedy = [json.loads(r) for r in wrapper.generate_until(_requests("generate_until", GREEDY))]
+    stop = greedy[0]["text"][1:2]
+    if stop.strip():
+        cut = json.loads(
+            wrapper.generate_until(_requests("generate_until", {**GREEDY, "until": [stop]})[:1])[0]
+        )
+        assert cut["text"] == greedy[0]["text"].split(stop)[0].strip()
+
+    torch.manual_seed(0)
+    sampled = [
+        json.loads(r)
+        for r in wrapper.generate_until(_requests("generate_until", {"do_sample": True, "temperature": 1.0}))
+    ]
+    # Entropy is a property of the prompt's distribution, not of the sampled answer.
+    for a, b in zip(greedy, sampled, strict=True):
+        assert a["entropy"] == pytest.approx(b["entropy"], abs=1e-6)
+
+    with pytest.raises(ModelArgumentError, match="num_beams"):
+        wrapper.generate_until(_requests("generate_until", {"num_beams": 2}))
+
+
+def test_unknown_generation_argument_warns_once(tiny_idefics3_dir: Path) -> None:
+    wrapper = _wrapper(tiny_idefics3_dir, lens=False)
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(str(m)), level="WARNING")
+    try:
+        for _ in range(2):
+            wrapper.generate_until(_requests("generate_until", {**GREEDY, "frobnicate": 3}, [0]))
+    finally:
+        logger.remove(sink)
+    assert sum("frobnicate" in m for m in messages) == 1
+
+
+def test_loglikelihood_is_the_exact_sum_of_continuation_log_probs(
+    tiny_mllm_dir: Path, reference: tuple[Any, Any]
+) -> None:
+    processor, model = reference
+    wrapper = _wrapper(tiny_mllm_dir, batch_size=3)
+    continuation = " green circle"
+    scores = wrapper.loglikelihood(_requests("loglikelihood", continuation))
+    assert wrapper.n_model_calls == 2
+    aligned = wrapper.answer_prefix + continuation.lstrip()
+    for doc, (score, is_greedy) in zip(DOCS, scores, strict=True):
+        context = _reference_inputs(processor, doc)["input_ids"][0]
+        inputs = _reference_inputs(processor, doc, aligned)
+        ids = inputs["input_ids"][0]
+        assert torch.equal(ids[: len(context)], context)
+        n_cont = len(ids) - len(context)
+        assert n_cont >= 2  # a multi-token continuation: the score is a sum, not a mean
+        with torch.no_grad():
+            log_probs = torch.log_softmax(model(**inputs).logits[0].double(), dim=-1)
+        positions = range(len(context) - 1, len(ids) - 1)
+        expected = sum(float(log_probs[p, ids[p + 1]]) for p in positions)
+        assert score == pytest.approx(expected, abs=1e-3)
+        assert is_greedy == all(int(log_probs[p].argmax()) == int(ids[p + 1]) for p in positions)
+
+
+def test_loglikelihood_verbatim_and_greedy_flag(tiny_llava_dir: Path) -> None:
+    wrapper = _wrapper(tiny_llava_dir, align_continuation=False)
+    envelope = json.loads(
+        wrapper.generate_until(_requests("generate_until", {**GREEDY, "max_new_tokens": 1}, [1]))[0]
+    )
+    greedy_token = envelope["lens"]["top1_ids"][-1]
+    text = wrapper.tokenizer.decode([greedy_token])
+    ((score, is_greedy),) = wrapper.loglikelihood(_requests("loglikelihood", text, [1]))
+    assert is_greedy
+    log_probs = envelope["answer_logprobs"]  # sanity: a single-token score is a log-probability
+    assert score <= 0.0 and math.isfinite(score)
+    assert max(log_probs.values()) <= 0.0
+
+
+def test_answer_token_ids_follow_the_template(tiny_mllm_dir: Path) -> None:
+    wrapper = _wrapper(tiny_mllm_dir)
+    tokenizer = wrapper.tokenizer
+    expected_prefix = "" if "qwen2_vl" in tiny_mllm_dir.name else " "
+    assert wrapper.answer_prefix == expected_prefix
+    for word in ANSWER_WORDS:
+        assert (
+            tokenizer.convert_ids_to_tokens(wrapper.answer_token_ids[word])
+            == ("Ġ" * len(expected_prefix)) + word
+        )
+    ids = answer_first_token_ids(tokenizer, "USER: hi ASSISTANT:", " ", ["red", "Red"])
+    assert ids == {
+        "red": tokenizer.convert_tokens_to_ids("Ġred"),
+        "Red": tokenizer.convert_tokens_to_ids("ĠRed"),
+    }
+
+
+def test_plain_causal_lm_answers_text_only(tmp_path: Path, tiny_llava_dir: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llava_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    wrapper = _wrapper(tmp_path, batch_size=2)
+    assert wrapper.text_only
+    responses = wrapper.generate_until(_requests("generate_until", GREEDY, [1, 3]))
+    assert all(decode_envelope(r)["lens"]["n_layers"] == 2 for r in responses)
+    with pytest.raises(ModelArgumentError, match="text-only"):
+        wrapper.generate_until(_requests("generate_until", GREEDY, [0]))
+
+
+def test_bad_model_arguments_are_clear_errors(tiny_llava_dir: Path) -> None:
+    with pytest.raises(ModelArgumentError, match="unknown model_args.*lense"):
+        ModalityConflictHF(pretrained=str(tiny_llava_dir), device="cpu", lense=False)
+    with pytest.raises(ModelArgumentError, match="dtype"):
+        ModalityConflictHF(pretrained=str(tiny_llava_dir), device="cpu", dtype="float13")
+    with pytest.raises(ModelArgumentError, match="batch_size"):
+        ModalityConflictHF(pretrained=str(tiny_llava_dir), device="cpu", batch_size=0)
+    wrapper = _wrapper(tiny_llava_dir)
+    with pytest.raises(NotImplementedError, match="single-turn"):
+        wrapper.generate_until_multi_round([])
+
+
+def test_created_from_an_lmms_eval_argument_string(tiny_llava_dir: Path) -> None:
+    wrapper = ModalityConflictHF.create_from_arg_string(
+        f"pretrained={tiny_llava_dir},dtype=float32,lens=False,max_new_tokens=2",
+        {"batch_size": 2, "max_batch_size": None, "device": "cpu"},
+    )
+    assert wrapper.batch_size == 2 and wrapper.use_lens is False and wrapper.lens_modules is None
+    assert wrapper.max_new_tokens == 2 and wrapper.model.dtype == torch.float32
+    assert wrapper.rank == 0 and wrapper.world_size == 1
