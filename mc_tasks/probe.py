@@ -304,7 +304,11 @@ def balance_from_report(report: Mapping[str, Any], source: str) -> Balance:
 
 
 def _interval_fields(
-    summary: Any, region: str, level: float, methods: Sequence[str] = ("t", "bootstrap")
+    summary: Any,
+    region: str,
+    level: float,
+    methods: Sequence[str] = ("t", "bootstrap"),
+    no_bootstrap_reason: str | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for method in methods:
@@ -313,6 +317,8 @@ def _interval_fields(
         out[f"{prefix}_low"], out[f"{prefix}_high"] = interval.low, interval.high
         if interval.reason:
             out[f"{prefix}_reason"] = interval.reason
+            if method == "bootstrap" and summary.n_resamples == 0 and no_bootstrap_reason:
+                out[f"{prefix}_reason"] = no_bootstrap_reason
     return out
 
 
@@ -361,6 +367,8 @@ def summarize_oscillations(
         n_resamples=n_resamples,
         rng=seed,
     )
+    # oscillation_summary resamples only when both regions hold items.
+    why = "no bootstrap: a region is empty" if n_resamples > 0 else None
     for region, n, mean in (
         ("ambiguous", summary.n_ambiguous, summary.mean_ambiguous),
         ("clear", summary.n_clear, summary.mean_clear),
@@ -368,12 +376,12 @@ def summarize_oscillations(
         entry: dict[str, Any] = {"n_items": n, "mean_oscillations": mean}
         if mean is None:
             entry["reason"] = "no items in this region"
-        entry.update(_interval_fields(summary, region, confidence_level))
+        entry.update(_interval_fields(summary, region, confidence_level, no_bootstrap_reason=why))
         out[region] = entry
     difference: dict[str, Any] = {"ambiguous_minus_clear": summary.difference}
     if summary.difference is None:
         difference["reason"] = "a region is empty"
-    difference.update(_interval_fields(summary, "difference", confidence_level))
+    difference.update(_interval_fields(summary, "difference", confidence_level, no_bootstrap_reason=why))
     out["difference"] = difference
     return out
 
@@ -442,6 +450,7 @@ def heatmap_grid(items: Sequence[Mapping[str, Any]], n_layers: int, bins: int = 
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     return {
+        "items": "main items (control 'none') with a dH",
         "edges": [float(e) for e in edges],
         "counts": per_bin.tolist(),
         "mean": [[None if not np.isfinite(v) else float(v) for v in row] for row in mean],
@@ -474,7 +483,8 @@ def plot_heatmap(grid: Mapping[str, Any], balance: Balance, radius: float, path:
     )
     if balance.value is not None:
         axes.axvline(balance.value, color="black", lw=1.5, label=f"balance point {balance.value:+.2f}")
-        axes.axvspan(balance.value - radius, balance.value + radius, color="black", alpha=0.08, lw=0)
+        for edge in (balance.value - radius, balance.value + radius):
+            axes.axvline(edge, color="black", lw=1.0, ls="--")
         axes.legend(loc="upper right", fontsize=8, framealpha=0.8)
     centres = (edges[:-1] + edges[1:]) / 2
     axes.set_xticks(edges)
@@ -864,7 +874,7 @@ def write_outputs(result: ProbeResult, out: Path) -> dict[str, Path]:
     paths["json"].write_text(json.dumps(result.to_json(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
     if result.n_layers:
         model = result.provenance.get("model") or result.provenance.get("model_args") or ""
-        shaded = "; shaded: ambiguous region" if result.balance.value is not None else ""
+        shaded = "; dashed: ambiguous region" if result.balance.value is not None else ""
         title = (
             f"Logit lens at the answer position, main conflict items ({model})\n{FIRST_TOKEN_NOTE}{shaded}"
         )
@@ -886,10 +896,12 @@ def _fmt_mean(entry: Mapping[str, Any]) -> str:
 def summary_lines(result: ProbeResult) -> list[str]:
     """A few lines for the terminal: items, balance point, and the region means with 95% t intervals."""
     skipped = ", ".join(f"{n} {SKIP_REASONS.get(k, k)}" for k, n in sorted(result.skipped.items()))
+    layers = f" over {result.n_layers} layers" if result.n_layers else ""
     lines = [
-        f"probed {len(result.items)} conflict items over {result.n_layers or 0} layers"
-        + (f" (skipped: {skipped})" if skipped else "")
+        f"probed {len(result.items)} conflict items{layers}" + (f" (skipped: {skipped})" if skipped else "")
     ]
+    if not result.items:
+        lines.append("no heatmap: no conflict item was left to probe")
     aggregates = result.aggregates
     if result.balance.value is not None:
         lines.append(
@@ -952,7 +964,8 @@ def run_probe(args: argparse.Namespace) -> int:
             data=Path(args.data) if args.data else None,
             **options,
         )
-        default_out = Path(args.results) / "probe" if Path(args.results).is_dir() else Path("probe")
+        results = Path(args.results)
+        default_out = (results if results.is_dir() else results.parent) / "probe"
     else:
         result = probe_from_model(args.model, Path(args.data), limit_groups=args.limit_groups, **options)
         default_out = Path("probe")
@@ -972,7 +985,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
         "norm and LM head, label its top-1 token as the vision answer, the text answer or neither, and "
         "count vision/text switches. With --results the lens is read from the sample logs of a "
         "`--model modality_conflict_hf --log_samples` run (no forward pass); otherwise the model answers "
-        "the dataset's rows once. Writes probe.json and heatmap.png. " + FIRST_TOKEN_NOTE + ".",
+        "the dataset's rows once. Writes probe.json and heatmap.png. Multi-token answers are tracked by "
+        "their first token only.",
     )
     parser.add_argument("--model", metavar="PATH_OR_ID", help="checkpoint folder or Hub id (HF decoder MLLM)")
     parser.add_argument("--data", metavar="DIR", help="dataset folder made by `modality-conflict build`")

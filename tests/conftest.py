@@ -62,6 +62,16 @@ def small_dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def quick_dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four groups, every condition and control: for the paths that cost several calls per prompt."""
+    from modality_conflict.mc_tasks.cli import main
+
+    out = tmp_path_factory.mktemp("dataset_quick") / "color-conflict"
+    assert main(["build", "--groups", "4", "--seed", "1", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_lmms_eval_run(
     tmp_path_factory: pytest.TempPathFactory, small_dataset_dir: Path, tiny_llava_dir: Path
 ) -> Path:

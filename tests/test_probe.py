@@ -27,12 +27,14 @@ from modality_conflict.mc_tasks import task_logic
 from modality_conflict.mc_tasks.cli import main
 from modality_conflict.mc_tasks.envelope import encode_envelope
 from modality_conflict.mc_tasks.hf_model import ModalityConflictHF
+from modality_conflict.mc_tasks.logit_lens import find_lens_modules
 from modality_conflict.mc_tasks.probe import (
     FIRST_TOKEN_NOTE,
     Balance,
     ProbeError,
     ProbeResult,
     aggregate,
+    answer_rows,
     balance_from_report,
     build_items,
     heatmap_grid,
@@ -40,6 +42,7 @@ from modality_conflict.mc_tasks.probe import (
     probe_from_model,
     probe_item,
     summary_lines,
+    write_outputs,
 )
 from modality_conflict.metrics.probing import count_oscillations
 
@@ -62,21 +65,41 @@ def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _colour_biased_copy(source: Path, out: Path) -> Path:
-    """A copy of a tiny checkpoint whose colour tokens dominate the LM head (see the module docstring)."""
+def _colour_biased_copy(source: Path, out: Path, dataset_dir: Path) -> Path:
+    """A copy of a tiny checkpoint whose colour tokens dominate the LM head (see the module docstring).
+
+    The answer-position states of a random model share one large common direction, so plainly scaled
+    colour rows would give every prompt the same colour: the rows are made orthogonal to the mean state
+    of the dataset's prompts first, which leaves the choice to what differs between prompts.
+    """
     shutil.copytree(source, out)
-    wrapper = ModalityConflictHF(pretrained=str(out), device="cpu", lens=False)
+    wrapper = ModalityConflictHF(pretrained=str(out), device="cpu", lens=False, batch_size=16)
+    states: list[torch.Tensor] = []
+
+    def keep(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        states.append(output[:, -1, :].detach())
+
+    handle = find_lens_modules(wrapper.model).final_norm.register_forward_hook(keep)
+    rows = load_rows(dataset_dir, limit_groups=LIMIT_GROUPS)
+    answer_rows(wrapper, rows.select(range(0, len(rows), 3)), max_new_tokens=1)
+    handle.remove()
+    mean = torch.cat(states).mean(dim=0)
+    direction = mean / mean.norm()
     ids = sorted(set(wrapper.answer_token_ids.values()) | set(wrapper.answer_token_ids_capitalized.values()))
     with torch.no_grad():
-        wrapper.model.get_output_embeddings().weight[ids] *= 30.0
+        weight = wrapper.model.get_output_embeddings().weight
+        colour = weight[ids]
+        weight[ids] = 30.0 * (colour - (colour @ direction)[:, None] * direction[None, :])
     wrapper.model.save_pretrained(out)
     return out
 
 
 @pytest.fixture(scope="module", params=["llava", "qwen2_vl"])
-def biased_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def biased_dir(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path
+) -> Path:
     source = request.getfixturevalue(f"tiny_{request.param}_dir")
-    return _colour_biased_copy(source, tmp_path_factory.mktemp("biased") / request.param)
+    return _colour_biased_copy(source, tmp_path_factory.mktemp("biased") / request.param, dataset_dir)
 
 
 @pytest.fixture(scope="module")
@@ -114,14 +137,8 @@ def test_probe_from_model_shapes_and_outputs(
         assert len(item["top1_ids"]) == len(item["top1_labels"]) == len(item["logit_diff"]) == n_layers
         assert all(value is not None and math.isfinite(value) for value in item["logit_diff"])
         for token, label in zip(item["top1_ids"], item["top1_labels"], strict=True):
-            expected = (
-                "vision"
-                if token in item["yv_token_ids"]
-                else "text"
-                if token in item["yt_token_ids"]
-                else "other"
-            )
-            assert label == expected
+            vision, text = token in item["yv_token_ids"], token in item["yt_token_ids"]
+            assert label == ("vision" if vision else "text" if text else "other")
         assert item["oscillations"] == count_oscillations(item["top1_labels"])
         assert -2.0 <= item["dh"] <= 2.0
 
@@ -130,22 +147,33 @@ def test_probe_from_model_shapes_and_outputs(
     assert probed.provenance["generate_calls"] >= 2
     assert probed.provenance["forward_passes"] == probed.provenance["generate_calls"]
 
-    out = tmp_path / "probe"
-    code = main(
-        ["probe", "--model", str(biased_dir), "--data", str(dataset_dir), "--limit-groups", "1"]
-        + ["--max-new-tokens", "1", "--device", "cpu", "--n-resamples", "50", "--out", str(out)]
-    )
-    assert code == 0
-    written = json.loads((out / "probe.json").read_text())
+    paths = write_outputs(probed, tmp_path / "probe")
+    written = json.loads(paths["json"].read_text())
     assert written["note"] == FIRST_TOKEN_NOTE == written["aggregates"]["note"]
     assert written["n_layers"] == n_layers and written["n_items"] == len(probed.items)
     assert [i["item_id"] for i in written["items"]] == [i["item_id"] for i in probed.items]
-    assert [i["oscillations"] for i in written["items"]] == [i["oscillations"] for i in probed.items]
     assert len(written["heatmap"]["mean"]) == n_layers
     assert len(written["heatmap"]["edges"]) == len(written["heatmap"]["mean"][0]) + 1
-    pixels = _pixels(out / "heatmap.png")
+    pixels = _pixels(paths["heatmap"])
     assert pixels.shape[0] > 200 and pixels.shape[1] > 200
     assert float(pixels.std()) > 5.0 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20
+
+
+def test_cli_from_model_on_a_third_architecture(
+    tiny_idefics3_dir: Path, dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "probe"
+    code = main(
+        ["probe", "--model", str(tiny_idefics3_dir), "--data", str(dataset_dir), "--limit-groups", "1"]
+        + ["--device", "cpu", "--n-resamples", "50", "--out", str(out)]
+    )
+    assert code == 0, capsys.readouterr().err
+    written = json.loads((out / "probe.json").read_text())
+    assert written["provenance"]["model_class"] == "Idefics3ForConditionalGeneration"
+    assert written["n_items"] + sum(written["skipped"].values()) == N_CONFLICTS_PER_GROUP
+    assert all(len(item["top1_labels"]) == written["n_layers"] for item in written["items"])
+    printed = capsys.readouterr().out
+    assert "conflict items" in printed and FIRST_TOKEN_NOTE in printed and "probe.json" in printed
 
 
 def _reference_logits(model: Any, processor: Any, row: dict[str, Any]) -> torch.Tensor:
@@ -291,7 +319,7 @@ def _items(dh: Sequence[float], counts: Sequence[int], control: str = "none") ->
 
 
 def test_region_means_and_intervals() -> None:
-    main_items = _items([-0.3, 0.1, 0.45, 0.7, -1.5, 1.9], [2, 1, 3, 0, 1, 0])
+    main_items = _items([-0.3, 0.1, 0.45, 0.55, -1.5, 1.9], [2, 1, 3, 0, 1, 0])
     controls = _items([0.0, 0.2, -0.9], [0, 1, 0], control="text_irrelevant")
     result = aggregate(main_items + controls, Balance(0.1, "test", "given"), radius=0.5, n_resamples=300)
     main = result["by_control"]["none"]
@@ -310,7 +338,7 @@ def test_region_means_and_intervals() -> None:
     json.dumps(result, allow_nan=False)
 
     narrow = aggregate(main_items, Balance(0.1, "test", "given"), radius=0.25, n_resamples=0)
-    assert narrow["by_control"]["none"]["ambiguous"]["n_items"] == 2
+    assert narrow["by_control"]["none"]["ambiguous"]["n_items"] == 1
 
 
 def test_undefined_balance_point_leaves_the_regions_undefined() -> None:
@@ -385,6 +413,10 @@ def test_results_folder_needs_no_model(
     assert written["aggregates"]["balance_point_status"] == probed.aggregates["balance_point_status"]
     assert written["aggregates"]["balance_point"] == probed.aggregates["balance_point"]
     assert "probed" in capsys.readouterr().out
+    # --model is only a fallback for logs without lens data: these have it, so it is never loaded.
+    args = ["probe", "--results", str(logged_run), "--model", "never/loaded", "--out", str(out / "again")]
+    assert main(args) == 0
+    assert json.loads((out / "again" / "probe.json").read_text())["items"] == written["items"]
 
 
 def test_results_balance_point_is_used_and_named(
@@ -414,7 +446,7 @@ def test_results_balance_point_is_used_and_named(
 
 def test_results_without_lens_data(
     tmp_path: Path,
-    biased_dir: Path,
+    tiny_llava_dir: Path,
     dataset_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
@@ -428,13 +460,13 @@ def test_results_without_lens_data(
     assert error.startswith("error:") and "no logit-lens data" in error and "--model" in error
 
     # With --model the model answers the conflict rows for the lens only; the rest comes from the logs.
-    args = ["probe", "--results", str(tmp_path / "results"), "--model", str(biased_dir), "--device", "cpu"]
+    args = ["probe", "--results", str(tmp_path / "results"), "--model", str(tiny_llava_dir)]
+    args += ["--device", "cpu", "--max-new-tokens", "1"]
     assert main([*args, "--out", str(tmp_path / "p")]) == 2
     assert "--data" in capsys.readouterr().err
-    assert (
-        main([*args, "--data", str(dataset_dir), "--out", str(tmp_path / "p"), "--max-new-tokens", "1"]) == 0
-    )
-    assert "carry no logit-lens data" in capsys.readouterr().out
+    assert main([*args, "--data", str(dataset_dir), "--out", str(tmp_path / "p")]) == 0
+    printed = capsys.readouterr().out
+    assert "carry no logit-lens data" in printed and "differs from the logged one" in printed
     written = json.loads((tmp_path / "p" / "probe.json").read_text())
     n_conflicts = sum(CONDITIONS[d["condition"]] == "conflict" for d in docs)
     assert written["provenance"]["lens_from_model"] == n_conflicts

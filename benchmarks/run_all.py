@@ -1,0 +1,374 @@
+"""Run every benchmark, print one table of figures against their goals and write ``benchmarks/results.json``.
+
+``make bench`` runs this script with the project's virtual environment. The benchmarks, each a script of
+its own in this folder that can also be run alone:
+
+- ``bench_models.py``: model calls and wall time per prompt, the project's wrapper against lmms-eval's
+  ``llava_hf`` loglikelihood path and generation plus a probing pass (tiny LLaVA, small preset);
+- ``bench_overhead.py``: share of a real lmms-eval run's time spent outside the model's forward passes;
+- ``bench_build.py``: time, images per second and peak memory of building the paper-size colour set
+  with 1 and 2 worker processes;
+- ``bench_metrics.py``: the full metrics report on 100,000 items with 2,000 bootstrap resamples.
+
+Each runs in its own process (clean memory figures, no shared torch state). Ratios are measured within
+one run; absolute times depend on the machine, whose description (and load average, since a busy
+machine slows everything) is printed and stored with them.
+
+Usage::
+
+    python benchmarks/run_all.py            # full run (about 5 minutes on 2 cores)
+    python benchmarks/run_all.py --quick    # smoke run on small sizes (about 1 minute); size-bound goals
+                                            # are then not judged
+    python benchmarks/run_all.py --smollm2  # also the overhead with a real 135M-parameter language model
+
+Exit status: 0 when every benchmark ran (whether or not each goal is met; ``--strict`` makes an unmet
+goal fail too), 1 when one could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import bench_common
+
+HERE = bench_common.HERE
+
+
+@dataclass
+class Figure:
+    """One row of the table."""
+
+    figure: str
+    value: str
+    goal: str
+    passed: bool | None  # None: no goal, or not judged (quick run)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Problem sizes of a full or a quick run."""
+
+    model_groups: int
+    overhead_groups: int
+    build_groups: int
+    metrics_groups: int
+    metrics_repeats: int
+
+
+FULL = Sizes(model_groups=12, overhead_groups=12, build_groups=400, metrics_groups=2000, metrics_repeats=3)
+QUICK = Sizes(model_groups=2, overhead_groups=2, build_groups=40, metrics_groups=200, metrics_repeats=1)
+
+
+def _run_script(name: str, args: list[str], out: Path, log: Path) -> dict[str, Any] | None:
+    """Run one benchmark script; its summary goes to stdout, its progress output to ``log``."""
+    print(f"\n== {name} {' '.join(args)}", flush=True)
+    command = [sys.executable, str(HERE / name), *args, "--out", str(out)]
+    started = time.perf_counter()
+    with log.open("w") as handle:
+        completed = subprocess.run(command, stderr=handle, check=False)
+    seconds = time.perf_counter() - started
+    if not out.exists():
+        tail = log.read_text()[-2000:]
+        print(f"{name} failed (exit {completed.returncode}); last output:\n{tail}", file=sys.stderr)
+        return None
+    report = json.loads(out.read_text())
+    report["_script_seconds"] = round(seconds, 1)
+    report["_exit_status"] = completed.returncode
+    return report
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return f"{value:.{digits}f}"
+
+
+def model_figures(report: dict[str, Any] | None) -> list[Figure]:
+    """Rows from bench_models.py."""
+    if report is None:
+        return [Figure("model calls (bench_models.py)", "error", "", False)]
+    methods = report["methods"]
+    wrapper = methods["modality_conflict_hf"]
+    loglik = methods["llava_hf_loglikelihood"]
+    probe = methods["generate_then_probe"]
+    ratios = report["ratios_vs_wrapper"]
+    return [
+        Figure(
+            "calls per prompt, modality_conflict_hf (1 generate: answer + entropy + lens)",
+            _fmt(wrapper["invocations_per_prompt"]),
+            "1",
+            wrapper["invocations_per_prompt"] <= 1.0,
+        ),
+        Figure(
+            "calls per prompt, llava_hf loglikelihood (1 forward per colour)",
+            _fmt(loglik["invocations_per_prompt"]),
+            "",
+            None,
+        ),
+        Figure("calls per prompt, generate + probing pass", _fmt(probe["invocations_per_prompt"]), "", None),
+        Figure(
+            "calls: llava_hf loglikelihood / wrapper",
+            f"{ratios['llava_hf_loglikelihood']['invocations']:.2f}x",
+            ">= 4x",
+            ratios["llava_hf_loglikelihood"]["invocations"] >= 4.0,
+        ),
+        Figure(
+            "calls per conflict triplet (3 prompts): wrapper / loglik / gen+probe",
+            f"{wrapper['invocations_per_triplet']:.0f} / {loglik['invocations_per_triplet']:.0f} / "
+            f"{probe['invocations_per_triplet']:.0f}",
+            "",
+            None,
+        ),
+        Figure(
+            f"calls per conflict item on the deduplicated rows ({report['rows']} rows, "
+            f"{report['conflict_items']} items)",
+            f"{wrapper['invocations_per_conflict_item']:.2f} / {loglik['invocations_per_conflict_item']:.2f} / "
+            f"{probe['invocations_per_conflict_item']:.2f}",
+            "",
+            None,
+        ),
+        Figure(
+            "forward passes per prompt incl. decoding steps: wrapper / loglik / gen+probe",
+            f"{wrapper['forwards_per_prompt']:.0f} / {loglik['forwards_per_prompt']:.0f} / "
+            f"{probe['forwards_per_prompt']:.0f}",
+            "",
+            None,
+        ),
+        Figure(
+            "wall ms per prompt (tiny LLaVA): wrapper / loglik / gen+probe",
+            f"{wrapper['ms_per_prompt']:.1f} / {loglik['ms_per_prompt']:.1f} / {probe['ms_per_prompt']:.1f}",
+            "",
+            None,
+        ),
+        Figure(
+            "wall time vs wrapper: llava_hf loglikelihood / generate + probe",
+            f"{ratios['llava_hf_loglikelihood']['wall_time']:.2f}x / "
+            f"{ratios['generate_then_probe']['wall_time']:.2f}x",
+            "",
+            None,
+        ),
+    ]
+
+
+def overhead_figures(report: dict[str, Any] | None, label: str, judged: bool) -> list[Figure]:
+    """Rows from bench_overhead.py."""
+    if report is None:
+        return [Figure(f"plugin overhead, {label} (bench_overhead.py)", "error", "", False)]
+    share = report["share_outside_forward"]
+    return [
+        Figure(
+            f"time outside model forward passes, lmms-eval run, {label} ({report['prompts']} prompts)",
+            f"{100 * share:.1f}%",
+            "< 5%" if judged else "",
+            share < 0.05 if judged else None,
+        ),
+        Figure(
+            f"  same, outside model.generate (decoding loop counted as model), {label}",
+            f"{100 * report['share_outside_generate']:.1f}%",
+            "",
+            None,
+        ),
+        Figure(
+            f"  overhead per prompt vs forward per prompt, {label}",
+            f"{report['overhead_ms_per_prompt']:.1f} ms vs {report['forward_ms_per_prompt']:.1f} ms",
+            "",
+            None,
+        ),
+        Figure(
+            f"  process_results per doc / report, timed directly, {label}",
+            f"{report['direct']['process_results_ms_per_doc']:.3f} ms / "
+            f"{1000 * report['direct']['build_report_seconds']:.1f} ms",
+            "",
+            None,
+        ),
+    ]
+
+
+def build_figures(report: dict[str, Any] | None, sizes: Sizes, quick: bool) -> list[Figure]:
+    """Rows from bench_build.py."""
+    if report is None:
+        return [Figure("dataset build (bench_build.py)", "error", "", False)]
+    runs = {r["workers"]: r for r in report["runs"]}
+    judged = not quick
+    rows = []
+    for workers, run in sorted(runs.items()):
+        peak = max(v for v in (run["peak_rss_tree_mib"], run["peak_rss_parent_mib"]) if v is not None)
+        rows.append(
+            Figure(
+                f"build {sizes.build_groups} groups, {workers} process(es): time",
+                f"{run['build_seconds']:.1f} s",
+                "< 120 s" if judged else "",
+                run["build_seconds"] < 120 if judged else None,
+            )
+        )
+        rows.append(
+            Figure(
+                f"build {sizes.build_groups} groups, {workers} process(es): images drawn/s (rows with image/s)",
+                f"{run['images_drawn_per_second']:.0f} ({run['image_cells_per_second']:.0f})",
+                "",
+                None,
+            )
+        )
+        rows.append(
+            Figure(
+                f"build {sizes.build_groups} groups, {workers} process(es): peak memory (all processes)",
+                f"{peak:.0f} MiB",
+                "< 2048 MiB" if judged else "",
+                peak < 2048 if judged else None,
+            )
+        )
+    if 1 in runs and 2 in runs:
+        speedup = runs[1]["build_seconds"] / runs[2]["build_seconds"]
+        cores = report["machine"].get("cpus") or 1
+        judged_speedup = judged and cores >= 2
+        rows.append(
+            Figure(
+                "build speed-up, 2 processes vs 1",
+                f"{speedup:.2f}x",
+                ">= 1.5x (2+ cores)" if judged_speedup else "",
+                speedup >= 1.5 if judged_speedup else None,
+            )
+        )
+    rows.append(
+        Figure(
+            "build output identical for 1 and 2 processes",
+            str(report["outputs_identical_across_worker_counts"]).lower(),
+            "true",
+            bool(report["outputs_identical_across_worker_counts"]),
+        )
+    )
+    return rows
+
+
+def metrics_figures(report: dict[str, Any] | None, quick: bool) -> list[Figure]:
+    """Rows from bench_metrics.py."""
+    if report is None:
+        return [Figure("metrics report (bench_metrics.py)", "error", "", False)]
+    best = report["summarize_seconds_best"]
+    judged = not quick
+    return [
+        Figure(
+            f"metrics report, {report['n_items']:,} items, {report['n_resamples']:,} resamples "
+            f"(best of {report['repeats']})",
+            f"{best:.2f} s",
+            "< 2 s" if judged else "",
+            best < 2.0 if judged else None,
+        )
+    ]
+
+
+def format_table(figures: list[Figure], machine: dict[str, Any], quick: bool) -> str:
+    """The table printed at the end."""
+    width = max(len(f.figure) for f in figures)
+    value_width = max(len(f.value) for f in figures)
+    goal_width = max(max(len(f.goal) for f in figures), 4)
+    header = f"{'figure':{width}}  {'value':>{value_width}}  {'goal':{goal_width}}  result"
+    lines = [
+        "machine: " + bench_common.describe_machine(machine),
+        "quick run: size-bound goals not judged" if quick else "full run",
+        header,
+        "-" * len(header),
+    ]
+    for f in figures:
+        result = "" if f.passed is None else ("pass" if f.passed else "FAIL")
+        lines.append(f"{f.figure:{width}}  {f.value:>{value_width}}  {f.goal:{goal_width}}  {result}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks, print the table and write the JSON report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every benchmark")
+    parser.add_argument(
+        "--smollm2",
+        action="store_true",
+        help="also measure the overhead with the SmolLM2-135M LLaVA (2 groups; builds a 260 MB checkpoint)",
+    )
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a judged goal is not met")
+    parser.add_argument("--out", type=Path, default=HERE / "results.json", help="JSON report path")
+    parser.add_argument("--work", type=Path, help="folder for checkpoints, data and logs (default: temp)")
+    args = parser.parse_args(argv)
+    bench_common.set_offline_env()
+    sizes = QUICK if args.quick else FULL
+    machine_start = bench_common.machine_info()
+    print("machine: " + bench_common.describe_machine(machine_start), flush=True)
+    started = time.perf_counter()
+
+    with tempfile.TemporaryDirectory(prefix="mc-bench-") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        common = ["--work", str(work)]
+        reports: dict[str, dict[str, Any] | None] = {}
+        reports["models"] = _run_script(
+            "bench_models.py",
+            ["--groups", str(sizes.model_groups), *common],
+            work / "models.json",
+            work / "models.log",
+        )
+        reports["overhead"] = _run_script(
+            "bench_overhead.py",
+            ["--groups", str(sizes.overhead_groups), *common],
+            work / "overhead.json",
+            work / "overhead.log",
+        )
+        if args.smollm2:
+            reports["overhead_smollm2"] = _run_script(
+                "bench_overhead.py",
+                ["--model", "smollm2", "--groups", "2", *common],
+                work / "overhead_smollm2.json",
+                work / "overhead_smollm2.log",
+            )
+        reports["build"] = _run_script(
+            "bench_build.py",
+            ["--groups", str(sizes.build_groups), "--workers", "1", "2"],
+            work / "build.json",
+            work / "build.log",
+        )
+        reports["metrics"] = _run_script(
+            "bench_metrics.py",
+            ["--groups", str(sizes.metrics_groups), "--repeats", str(sizes.metrics_repeats)],
+            work / "metrics.json",
+            work / "metrics.log",
+        )
+
+    figures = model_figures(reports["models"])
+    figures += overhead_figures(reports["overhead"], "tiny LLaVA", judged=True)
+    if args.smollm2:
+        figures += overhead_figures(reports["overhead_smollm2"], "SmolLM2-135M LLaVA", judged=True)
+    figures += build_figures(reports["build"], sizes, args.quick)
+    figures += metrics_figures(reports["metrics"], args.quick)
+
+    if reports.get("build"):
+        for run in reports["build"]["runs"]:
+            run.pop("files", None)  # per-file hashes: only their equality matters here
+    machine = bench_common.machine_info()
+    machine["load_average_at_start"] = machine_start["load_average_1_5_15"]
+    total = time.perf_counter() - started
+    result = {
+        "quick": args.quick,
+        "sizes": asdict(sizes),
+        "seconds": round(total, 1),
+        "machine": machine,
+        "figures": [asdict(f) for f in figures],
+        "benchmarks": reports,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print()
+    print(format_table(figures, machine, args.quick))
+    print(f"\n{total:.0f} s in all; report: {args.out}")
+    if any(r is None for r in reports.values()):
+        return 1
+    if args.strict and any(f.passed is False for f in figures):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
