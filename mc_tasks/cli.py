@@ -18,6 +18,7 @@ SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("validate", "modality_conflict.dataset_builder.commands"),
     ("push", "modality_conflict.dataset_builder.commands"),
     ("tasks", "modality_conflict.mc_tasks.evaluate"),
+    ("pin-dataset", "modality_conflict.mc_tasks.task_config"),
     ("eval", "modality_conflict.mc_tasks.evaluate"),
     ("probe", "modality_conflict.mc_tasks.probe"),
     ("report", "modality_conflict.mc_tasks.report"),

@@ -50,7 +50,7 @@ from modality_conflict.dataset_builder.constants import COLORS, CONTROLS
 from modality_conflict.dataset_builder.errors import ModalityConflictError
 from modality_conflict.mc_tasks import task_logic
 from modality_conflict.mc_tasks.envelope import decode_envelope
-from modality_conflict.mc_tasks.report import RECORD_KEY, load_task_runs
+from modality_conflict.mc_tasks.report import iter_samples, load_task_runs
 from modality_conflict.metrics.following import classify_following
 from modality_conflict.metrics.probing import count_oscillations, oscillation_summary
 from modality_conflict.metrics.uncertainty import relative_uncertainty
@@ -573,28 +573,23 @@ def _first_string(value: object) -> str | None:
 def read_sample_envelopes(path: Path) -> dict[str, dict[str, Any]]:
     """``row_id -> envelope`` of the conflict rows of an lmms-eval sample log.
 
-    The per-doc records come from :func:`modality_conflict.mc_tasks.report.read_sample_records`; this adds
-    what that reader leaves out: the raw response (``resps``, or ``filtered_resps`` where lmms-eval dropped
-    an identical ``resps``), decoded as the wrapper's envelope. Rows whose response is not an envelope are
-    left out.
+    Reads the log with :func:`modality_conflict.mc_tasks.report.iter_samples` and keeps what
+    ``read_sample_records`` leaves out: the raw response (``resps``, or ``filtered_resps`` where
+    lmms-eval dropped an identical ``resps``), decoded as the wrapper's envelope. Rows whose response is
+    not an envelope are left out.
     """
     out: dict[str, dict[str, Any]] = {}
-    with Path(path).open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                sample = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ProbeError(f"{path}:{number}: not a JSON line ({error})") from None
-            record = sample.get(RECORD_KEY) if isinstance(sample, dict) else None
-            if not isinstance(record, dict) or record.get("condition") != "conflict":
+    try:
+        for _, sample, record in iter_samples(path):
+            if record.get("condition") != "conflict":
                 continue
             for key in ("resps", "filtered_resps"):
                 envelope = decode_envelope(_first_string(sample.get(key)))
                 if envelope is not None:
                     out[str(record["row_id"])] = envelope
                     break
+    except ValueError as error:
+        raise ProbeError(str(error)) from None
     return out
 
 

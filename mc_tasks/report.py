@@ -107,19 +107,17 @@ def find_results_files(path: Path) -> list[Path]:
     return [newest[folder] for folder in sorted(newest)]
 
 
-def read_sample_records(path: Path) -> list[dict[str, Any]]:
-    """The per-doc records of an lmms-eval sample log.
+def iter_samples(path: Path) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
+    """``(line number, sample, record)`` for each doc of an lmms-eval sample log, one line at a time.
 
     Each line of the log is one doc; its ``report`` key holds the record that ``process_results`` returned
-    (the same dict stands under every metric key). Lines are parsed one at a time: with the project's model
-    wrapper they also carry logit-lens data, which is not kept.
+    (the same dict stands under every metric key).
 
     Raises
     ------
     ValueError
         When a line is not JSON or has no record, naming the line.
     """
-    records: list[dict[str, Any]] = []
     with Path(path).open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -131,8 +129,12 @@ def read_sample_records(path: Path) -> list[dict[str, Any]]:
             record = sample.get(RECORD_KEY) if isinstance(sample, dict) else None
             if not isinstance(record, dict) or "row_id" not in record:
                 raise ValueError(f"{path}:{number}: no per-doc record under {RECORD_KEY!r}")
-            records.append(record)
-    return records
+            yield number, sample, record
+
+
+def read_sample_records(path: Path) -> list[dict[str, Any]]:
+    """The per-doc records of an lmms-eval sample log (logit-lens data in the responses is not kept)."""
+    return [record for _, _, record in iter_samples(path)]
 
 
 def _task_reports(results: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:

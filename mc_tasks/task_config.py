@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 TASKS_DIR = Path(__file__).resolve().parent / "modality_conflict"
 TEMPLATE_NAME = "_default_template_yaml"
@@ -99,3 +101,47 @@ def local_task_dir(data_dir: Path) -> Path:
         if not out_dir.is_dir():
             raise
     return out_dir
+
+
+_SHA = re.compile(r"[0-9a-f]{40}")
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def pin_dataset(repo_id: str, revision: str, *, template: Path = TASKS_DIR / TEMPLATE_NAME) -> Path:
+    """Point the task template at ``repo_id`` pinned to the commit ``revision`` (what ``push`` printed).
+
+    Raises
+    ------
+    ValueError
+        When ``revision`` is not a full 40-character commit sha (a branch name is not a pin) or
+        ``repo_id`` is not ``USER/NAME``.
+    """
+    if not _SHA.fullmatch(revision):
+        raise ValueError(f"revision {revision!r} is not a 40-character commit sha")
+    if not _REPO_ID.fullmatch(repo_id):
+        raise ValueError(f"repo id {repo_id!r} is not of the form USER/NAME")
+    lines = Path(template).read_text().splitlines()
+    path_lines = [i for i, line in enumerate(lines) if line.startswith("dataset_path:")]
+    revision_lines = [i for i, line in enumerate(lines) if line.startswith("  revision:")]
+    if len(path_lines) != 1 or len(revision_lines) != 1:
+        raise ValueError(f"{template} has no single dataset_path / dataset_kwargs.revision to pin")
+    lines[path_lines[0]] = f"dataset_path: {repo_id}"
+    lines[revision_lines[0]] = f"  revision: {revision}"
+    staging = Path(template).with_name(f".{Path(template).name}.tmp")
+    staging.write_text("\n".join(lines) + "\n")
+    os.replace(staging, template)
+    return Path(template)
+
+
+def run_pin(args: Any) -> int:
+    print(pin_dataset(args.repo_id, args.revision))
+    return 0
+
+
+def add_parser(subparsers: Any, name: str) -> None:
+    parser = subparsers.add_parser(
+        name, help="pin the task YAMLs to a published dataset commit (run in a source checkout after push)"
+    )
+    parser.add_argument("repo_id", metavar="USER/NAME")
+    parser.add_argument("revision", metavar="SHA", help="the commit sha printed by `modality-conflict push`")
+    parser.set_defaults(func=run_pin)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from fixtures_results import simulate_responses, synthetic_docs
 from PIL import Image
 
@@ -165,3 +167,41 @@ def test_bad_labels_name_the_field() -> None:
         task_logic.make_record(_doc("conflict", vision_answer=17), ["red"])
     with pytest.raises(ValueError, match="'condition'"):
         task_logic.make_record({**_doc("conflict"), "condition": "both"}, ["red"])
+
+
+def test_pin_dataset_rewrites_only_the_pin(tmp_path: Path) -> None:
+    from modality_conflict.mc_tasks.task_config import TASKS_DIR, TEMPLATE_NAME, pin_dataset
+
+    template = tmp_path / TEMPLATE_NAME
+    template.write_text((TASKS_DIR / TEMPLATE_NAME).read_text())
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    pin_dataset("someone/color-conflict", sha, template=template)
+    config = yaml.safe_load(
+        "\n".join(line for line in template.read_text().splitlines() if "!function" not in line)
+    )
+    assert config["dataset_path"] == "someone/color-conflict"
+    assert config["dataset_kwargs"] == {"revision": sha}
+    before = (TASKS_DIR / TEMPLATE_NAME).read_text().splitlines()
+    after = template.read_text().splitlines()
+    assert sum(a != b for a, b in zip(before, after, strict=True)) == 2
+    with pytest.raises(ValueError, match="not a 40-character commit sha"):
+        pin_dataset("someone/color-conflict", "main", template=template)
+    with pytest.raises(ValueError, match="USER/NAME"):
+        pin_dataset("no-slash", sha, template=template)
+
+
+def test_local_task_dir_is_shared_and_points_at_the_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modality_conflict.mc_tasks.task_config import local_task_dir
+
+    monkeypatch.setenv("MODALITY_CONFLICT_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    with pytest.raises(FileNotFoundError, match="modality-conflict build"):
+        local_task_dir(data)
+    (data / "data").mkdir(parents=True)
+    (data / "data" / "test-00000-of-00001.parquet").write_bytes(b"")
+    first = local_task_dir(data)
+    assert local_task_dir(data) == first  # a second rank reuses the folder, never rewrites it
+    assert f'dataset_path: "{data.resolve()}"' in (first / "_default_template_yaml").read_text()
+    assert "  revision:" not in (first / "_default_template_yaml").read_text()
