@@ -9,10 +9,6 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -126,20 +122,3 @@ def ensure_dataset(folder: Path, groups: int, seed: int = 0, workers: int = 1) -
 
     build_dataset(folder, groups=groups, seed=seed, workers=workers)
     return folder
-
-
-@contextmanager
-def stopwatch() -> Iterator[dict[str, float]]:
-    """Measure wall and CPU time of a block: ``with stopwatch() as t: ...`` then ``t["wall"]``, ``t["cpu"]``."""
-    result: dict[str, float] = {}
-    wall, cpu = time.perf_counter(), time.process_time()
-    try:
-        yield result
-    finally:
-        result["wall"] = time.perf_counter() - wall
-        result["cpu"] = time.process_time() - cpu
-
-
-def python_executable() -> str:
-    """The interpreter running this script (the venv's under ``make bench``)."""
-    return sys.executable

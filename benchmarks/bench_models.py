@@ -1,6 +1,6 @@
 """Model calls and wall time per prompt: the project's wrapper against two ways of getting the same numbers.
 
-All three run in one process on the same random-weight tiny LLaVA checkpoint (built here) and the same
+All run in one process on the same random-weight tiny LLaVA checkpoint (built here) and the same
 lmms-eval requests, built by lmms-eval itself from the small preset of the colour set (12 groups, 972
 rows: every vision-only, text-only and conflict row, controls included):
 
@@ -18,6 +18,9 @@ rows: every vision-only, text-only and conflict row, controls included):
     ``output_hidden_states=True`` for the entropy, answer scores and logit lens (what a plugin would do
     on top of a generation-only wrapper; ``llava_hf``'s own ``generate_until`` cannot serve here: it
     has no inputs for text-only prompts).
+``generate_only``
+    A reference, not a way of getting the figures: the same prompts through a bare ``generate`` (answer
+    text only). The wrapper's wall time against it is the cost of entropy, answer scores and lens.
 
 Counts come from hooks on the top-level Hugging Face model:
 
@@ -30,7 +33,7 @@ Counts come from hooks on the top-level Hugging Face model:
 A conflict triplet is three prompts (vision-only, text-only, conflict), so calls per triplet are three
 times calls per prompt. The dataset shares unimodal rows between items, so calls per conflict item on
 the actual rows are lower; both are reported. Requests are fed group by group, rotating the order of
-the three methods, so that a busy moment of a shared machine hits all three alike. Torch runs on one
+the methods, so that a busy moment of a shared machine hits all of them alike. Torch runs on one
 thread by default: on the tiny model two threads were 2-5x slower and far noisier on a busy 2-core
 machine.
 
@@ -44,6 +47,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -145,7 +149,7 @@ class _Transformers5ProcessorShim:
         return self._processor(*args, images=images, text=text, **kwargs)
 
 
-def _make_probe_class() -> type:
+def _make_baseline_classes() -> tuple[type, type]:
     from modality_conflict.mc_tasks.envelope import encode_envelope
     from modality_conflict.mc_tasks.hf_model import ModalityConflictHF
     from modality_conflict.mc_tasks.logit_lens import lens_records
@@ -184,13 +188,23 @@ def _make_probe_class() -> type:
                 for row in range(new_tokens.shape[0])
             ]
 
-    return GenerateThenProbe
+    class GenerateOnly(ModalityConflictHF):
+        """The wrapper's prompts answered by a bare ``generate``: text only, no entropy, no lens."""
+
+        @torch.no_grad()
+        def _generate_batch(self, inputs: Any, settings: dict[str, Any], until: list[str]) -> list[str]:
+            eos = sorted(self._eos_ids())
+            sequences = self._model.generate(
+                **inputs, **settings, pad_token_id=self._tokenizer.pad_token_id, eos_token_id=eos or None
+            )
+            new_tokens = sequences[:, inputs["input_ids"].shape[1] :]
+            return [self._decode_answer(new_tokens[row], until) for row in range(new_tokens.shape[0])]
+
+    return GenerateThenProbe, GenerateOnly
 
 
 def _tasks(data_dir: Path) -> dict[str, Any]:
     """lmms-eval's own task objects for the generation and the loglikelihood variants, requests built."""
-    import os
-
     os.environ["MODALITY_CONFLICT_DATA"] = str(data_dir)
     import lmms_eval.models  # noqa: F401  (loads the entry point that registers the project's tasks)
     from lmms_eval.tasks import TaskManager, get_task_dict
@@ -250,7 +264,7 @@ def _compare_envelopes(a: dict[int, list[Any]], b: dict[int, list[Any]]) -> dict
 
 
 def run(groups: int, threads: int, work: Path) -> dict[str, Any]:
-    """Run the three methods over the preset and return the figures."""
+    """Run the methods over the preset and return the figures."""
     torch.set_num_threads(threads)
     checkpoint = bench_common.ensure_tiny_llava(work / "tiny_llava")
     data_dir = bench_common.ensure_dataset(work / f"data_g{groups}", groups)
@@ -268,11 +282,13 @@ def run(groups: int, threads: int, work: Path) -> dict[str, Any]:
     from modality_conflict.mc_tasks.hf_model import ModalityConflictHF
 
     load = {"pretrained": str(checkpoint), "device": "cpu", "device_map": "cpu"}
+    probe_class, bare_class = _make_baseline_classes()
     wrapper = ModalityConflictHF(**load)
-    probe = _make_probe_class()(**load)
+    probe = probe_class(**load)
+    bare = bare_class(**load)
     llava_hf = LlavaHf(**load)
     llava_hf._image_processor = _Transformers5ProcessorShim(llava_hf._image_processor)
-    for lm in (wrapper, probe, llava_hf):
+    for lm in (wrapper, probe, bare, llava_hf):
         lm.task_dict.update({name: task.dataset for name, task in tasks.items()})
 
     methods = [
@@ -300,6 +316,14 @@ def run(groups: int, threads: int, work: Path) -> dict[str, Any]:
             "modality_conflict_color",
             CallCounter().attach(probe.model),
         ),
+        Method(
+            "generate_only",
+            "reference: the same prompts, a bare generate (answer text only: no entropy, no lens)",
+            bare,
+            "generate_until",
+            "modality_conflict_color",
+            CallCounter().attach(bare.model),
+        ),
     ]
     instances = {
         "modality_conflict_color": generation_task.instances,
@@ -317,6 +341,7 @@ def run(groups: int, threads: int, work: Path) -> dict[str, Any]:
         method.counter.invocations = method.counter.forwards = method.counter.prefills = 0
         method.counter.forward_seconds = method.counter.generate_seconds = 0.0
 
+    own_counts = (wrapper.n_model_calls, wrapper.n_forward_passes)
     started = time.perf_counter()
     for step, group in enumerate(sorted(by_group["modality_conflict_color"])):
         shift = step % len(methods)
@@ -373,9 +398,12 @@ def run(groups: int, threads: int, work: Path) -> dict[str, Any]:
             for name in results
             if name != "modality_conflict_hf"
         },
-        "two_pass_consistency": _compare_envelopes(
-            methods[0].responses, methods[2].responses
-        ),
+        "two_pass_consistency": _compare_envelopes(methods[0].responses, methods[2].responses),
+        # The wrapper's own counters (its n_model_calls / n_forward_passes attributes) over the same run.
+        "wrapper_own_counters": {
+            "n_model_calls": wrapper.n_model_calls - own_counts[0],
+            "n_forward_passes": wrapper.n_forward_passes - own_counts[1],
+        },
     }
 
 

