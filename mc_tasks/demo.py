@@ -53,6 +53,8 @@ def run_demo(args: argparse.Namespace) -> int:
             str(data_dir),
             "--output",
             str(results_dir),
+            "--batch-size",
+            str(args.batch_size),
         ]
     )
     report_dir = out / "report"

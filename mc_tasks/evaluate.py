@@ -28,6 +28,7 @@ REQUIRED_METRICS = (
     "n_conflicts",
     "entropy_estimator",
 )
+ACCURACY_ROWS = (("vision-only", "vision_accuracy_by_tier"), ("text-only", "text_accuracy_by_tier"))
 GROUP_TASKS = {"modality_conflict": ("modality_conflict_color",)}
 
 
@@ -144,6 +145,16 @@ def format_summary(results: dict[str, Any]) -> str:
             f"{'':32} entropy estimator: {report.get('entropy_estimator')}; "
             f"interval: {report.get('balance_point_ci_method')}; status: {report.get('balance_point_status')}"
         )
+        if report.get("balance_point_reason"):
+            lines.append(f"{'':32} balance point: {report['balance_point_reason']}")
+        for label, key in ACCURACY_ROWS:
+            by_tier = report.get(key)
+            if isinstance(by_tier, dict) and by_tier:
+                cells = " ".join(
+                    f"{tier}:{'n/a' if value is None else format(value, '.2f')}"
+                    for tier, value in by_tier.items()
+                )
+                lines.append(f"{'':32} {label} accuracy by tier: {cells}")
     return "\n".join(lines)
 
 
