@@ -7,6 +7,7 @@ Not a benchmark itself. The scripts in this folder import it as a sibling module
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 from pathlib import Path
@@ -19,6 +20,12 @@ OFFLINE_ENV = {
     "HF_DATASETS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    """Write a benchmark's JSON report, creating its folder."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def set_offline_env() -> None:

@@ -45,7 +45,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -449,8 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         report = run(args.groups, args.threads, work)
     report["machine"] = bench_common.machine_info()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    bench_common.write_report(report, args.out)
     print(format_summary(report))
     print(f"wrote {args.out}")
     return 0

@@ -419,8 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run(args.groups, args.threads, work, model=args.model, profile=args.profile)
     report["machine"] = bench_common.machine_info()
     report["profiled"] = args.profile is not None
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    bench_common.write_report(report, args.out)
     print(format_summary(report))
     print(f"wrote {args.out}")
     return 0

@@ -7,7 +7,7 @@ description. Text-only and conflict prompts are the same string: they differ onl
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from modality_conflict.dataset_builder.constants import ANSWER_COMMAND, CONDITIONS
@@ -46,27 +46,37 @@ def prompt_for(condition: str, text: str, question: str) -> str:
     return f"{text.strip()} {question.strip()} {ANSWER_COMMAND}"
 
 
-def condition_name(value: object) -> str:
-    """Name of a ``condition`` value, whether a dataset gives the ClassLabel index or the name.
+def label_name(value: object, names: Sequence[str], field: str) -> str:
+    """Name of a ClassLabel value, whether a dataset gives the index or the name.
 
     Parameters
     ----------
     value
-        An int index into :data:`CONDITIONS` or one of its names.
+        An int index into ``names`` or one of its entries.
+    names
+        The ClassLabel's names, in index order.
+    field
+        The column, named in the error.
 
     Returns
     -------
     str
+
+    Raises
+    ------
+    ValueError
+        When ``value`` is neither, naming the field.
     """
-    if isinstance(value, str) and value in CONDITIONS:
+    if isinstance(value, str) and value in names:
         return value
-    if (
-        isinstance(value, numbers.Integral)
-        and not isinstance(value, bool)
-        and 0 <= int(value) < len(CONDITIONS)
-    ):
-        return CONDITIONS[int(value)]
-    raise ValueError(f"condition {value!r} is neither a name nor an index of {list(CONDITIONS)}")
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= int(value) < len(names):
+        return names[int(value)]
+    raise ValueError(f"field {field!r}: {value!r} is neither a name nor an index of {list(names)}")
+
+
+def condition_name(value: object) -> str:
+    """Name of a ``condition`` value (:func:`label_name` over :data:`CONDITIONS`)."""
+    return label_name(value, CONDITIONS, "condition")
 
 
 def row_prompt(row: Mapping[str, Any]) -> str:

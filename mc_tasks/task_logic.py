@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from modality_conflict.dataset_builder.constants import COLORS, CONDITIONS, CONTROLS
+from modality_conflict.dataset_builder.prompts import label_name as _label
 from modality_conflict.dataset_builder.prompts import prompt_for
 from modality_conflict.mc_tasks.envelope import decode_envelope
 from modality_conflict.metrics import ConflictItems, summarize
@@ -30,17 +31,6 @@ from modality_conflict.metrics.entropy import answer_set_entropy, sampled_answer
 QUICK_GROUPS = 4
 REPORT_SEED = 20251104  # fixed so that the bootstrap interval in a results file can be recomputed exactly
 N_RESAMPLES = 2000
-
-
-def _label(value: object, names: Sequence[str], field: str) -> str:
-    """Return a ClassLabel value as its name, whether the dataset handed over an int or a str."""
-    if isinstance(value, str):
-        if value not in names:
-            raise ValueError(f"field {field!r} has unknown value {value!r}; expected one of {list(names)}")
-        return value
-    if isinstance(value, (int, np.integer)) and 0 <= int(value) < len(names):
-        return names[int(value)]
-    raise ValueError(f"field {field!r} has value {value!r}, not a label of {list(names)}")
 
 
 # --- prompts ---------------------------------------------------------------------------------------------
