@@ -101,7 +101,7 @@ def describe_machine(info: dict[str, Any]) -> str:
 CHECKPOINTS = {
     "tiny": "tiny LLaVA (random weights; 3-layer, 64-wide Llama; tiny_models.build_tiny_llava, seed 0)",
     "smollm2": "LLaVA around SmolLM2-135M-Instruct (real language model, random vision tower; "
-    "tiny_models.build_smollm2_llava)",
+    "smollm2_llava.build_smollm2_llava)",
 }
 
 
@@ -109,7 +109,7 @@ def ensure_smollm2_llava(folder: Path) -> Path:
     """Build the SmolLM2-135M LLaVA checkpoint into ``folder`` unless it is already there."""
     if (folder / "config.json").exists() and any(folder.glob("*.safetensors")):
         return folder
-    from modality_conflict.mc_tasks.tiny_models import build_smollm2_llava
+    from modality_conflict.models.smollm2_llava import build_smollm2_llava
 
     return build_smollm2_llava(folder, seed=0)
 
@@ -118,7 +118,7 @@ def ensure_tiny_llava(folder: Path) -> Path:
     """Build the random-weight tiny LLaVA checkpoint into ``folder`` unless it is already there."""
     if (folder / "config.json").exists() and (folder / "model.safetensors").exists():
         return folder
-    from modality_conflict.mc_tasks.tiny_models import build_tiny_llava
+    from modality_conflict.models.tiny_models import build_tiny_llava
 
     return build_tiny_llava(folder, seed=0)
 

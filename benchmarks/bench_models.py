@@ -149,39 +149,46 @@ class _Transformers5ProcessorShim:
 
 
 def _make_baseline_classes() -> tuple[type, type]:
-    from modality_conflict.mc_tasks.envelope import encode_envelope
-    from modality_conflict.mc_tasks.hf_model import ModalityConflictHF
-    from modality_conflict.mc_tasks.logit_lens import lens_records
     from modality_conflict.metrics.entropy import full_vocab_entropy
+    from modality_conflict.models.chat import AnswerTokens
+    from modality_conflict.models.envelope import encode_envelope
+    from modality_conflict.models.generation import answer_logprobs, decode_answer, eos_token_ids
+    from modality_conflict.models.hf_model import ModalityConflictHF
+    from modality_conflict.models.logit_lens import lens_records
 
     class GenerateThenProbe(ModalityConflictHF):
         """The wrapper's prompts answered in two passes: ``generate``, then a probing forward pass."""
 
         @torch.no_grad()
-        def _generate_batch(self, inputs: Any, settings: dict[str, Any], until: list[str]) -> list[str]:
-            eos = sorted(self._eos_ids())
+        def _generate_batch(
+            self, inputs: Any, settings: dict[str, Any], until: list[str], answers: AnswerTokens | None
+        ) -> list[str]:
+            eos = eos_token_ids(self._model, self._tokenizer)
             sequences = self._model.generate(
-                **inputs, **settings, pad_token_id=self._tokenizer.pad_token_id, eos_token_id=eos or None
+                **inputs,
+                **settings,
+                pad_token_id=self._tokenizer.pad_token_id,
+                eos_token_id=sorted(eos) or None,
             )
             probe = self._model(**inputs, output_hidden_states=True)
             last = probe.logits[:, -1].float()
             entropies = full_vocab_entropy(last.double().cpu().numpy()).values
-            answer_logprobs = self._answer_logprobs(torch.log_softmax(last, dim=-1))
+            logprobs = answer_logprobs(torch.log_softmax(last, dim=-1), answers)
             states = [h[:, -1] for h in probe.hidden_states[1:]]
             lens = lens_records(
                 self.lens_modules,
                 states,
-                self.answer_token_ids,
+                answers.lower,
                 lambda token: self._tokenizer.decode([token]),
-                extra_answer_token_ids={"capitalized": self.answer_token_ids_capitalized},
+                extra_answer_token_ids={"capitalized": answers.capitalized},
             )
             new_tokens = sequences[:, inputs["input_ids"].shape[1] :]
             return [
                 encode_envelope(
-                    text=self._decode_answer(new_tokens[row], until),
+                    text=decode_answer(self._tokenizer, new_tokens[row], until, eos),
                     entropy=float(entropies[row]) if math.isfinite(float(entropies[row])) else None,
                     estimator="full_vocab",
-                    answer_logprobs=answer_logprobs[row],
+                    answer_logprobs=logprobs[row],
                     lens=lens[row],
                 )
                 for row in range(new_tokens.shape[0])
@@ -191,13 +198,21 @@ def _make_baseline_classes() -> tuple[type, type]:
         """The wrapper's prompts answered by a bare ``generate``: text only, no entropy, no lens."""
 
         @torch.no_grad()
-        def _generate_batch(self, inputs: Any, settings: dict[str, Any], until: list[str]) -> list[str]:
-            eos = sorted(self._eos_ids())
+        def _generate_batch(
+            self, inputs: Any, settings: dict[str, Any], until: list[str], answers: AnswerTokens | None
+        ) -> list[str]:
+            eos = eos_token_ids(self._model, self._tokenizer)
             sequences = self._model.generate(
-                **inputs, **settings, pad_token_id=self._tokenizer.pad_token_id, eos_token_id=eos or None
+                **inputs,
+                **settings,
+                pad_token_id=self._tokenizer.pad_token_id,
+                eos_token_id=sorted(eos) or None,
             )
             new_tokens = sequences[:, inputs["input_ids"].shape[1] :]
-            return [self._decode_answer(new_tokens[row], until) for row in range(new_tokens.shape[0])]
+            return [
+                decode_answer(self._tokenizer, new_tokens[row], until, eos)
+                for row in range(new_tokens.shape[0])
+            ]
 
     return GenerateThenProbe, GenerateOnly
 
@@ -241,7 +256,7 @@ class Method:
 
 def _compare_envelopes(a: dict[int, list[Any]], b: dict[int, list[Any]]) -> dict[str, Any]:
     """How far the two-pass method's envelopes are from the wrapper's (same answers, same entropies)."""
-    from modality_conflict.mc_tasks.envelope import decode_envelope
+    from modality_conflict.models.envelope import decode_envelope
 
     same_text, entropy_diff, score_diff, n = 0, 0.0, 0.0, 0
     for doc_id, responses in a.items():
@@ -278,7 +293,7 @@ def run(groups: int, threads: int, work: Path) -> dict[str, Any]:
 
     from lmms_eval.models.simple.llava_hf import LlavaHf
 
-    from modality_conflict.mc_tasks.hf_model import ModalityConflictHF
+    from modality_conflict.models.hf_model import ModalityConflictHF
 
     load = {"pretrained": str(checkpoint), "device": "cpu", "device_map": "cpu"}
     probe_class, bare_class = _make_baseline_classes()

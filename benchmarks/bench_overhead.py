@@ -96,8 +96,8 @@ def _child(timings_path: Path, lmms_eval_args: list[str], profile_path: Path | N
     from bench_models import CallCounter
     from lmms_eval.cli.dispatch import main as lmms_eval_main
 
-    from modality_conflict.mc_tasks import hf_model
-    from modality_conflict.mc_tasks.hf_model import ModalityConflictHF
+    from modality_conflict.models import generation
+    from modality_conflict.models.hf_model import ModalityConflictHF
 
     timers = _Timers()
     counters: list[CallCounter] = []
@@ -112,10 +112,10 @@ def _child(timings_path: Path, lmms_eval_args: list[str], profile_path: Path | N
     ModalityConflictHF.__init__ = init  # type: ignore[method-assign]
     timers.patch(ModalityConflictHF, "generate_until", "wrapper_generate_until")
     # Parts of the wrapper's own work (all outside model.generate).
-    timers.patch(ModalityConflictHF, "_docs", "wrapper_docs_scan")
+    timers.patch(ModalityConflictHF, "_requests", "wrapper_docs_scan")
     timers.patch(ModalityConflictHF, "_visuals", "wrapper_fetch_images")
     timers.patch(ModalityConflictHF, "_encode", "wrapper_processor")
-    timers.patch(hf_model, "lens_records", "wrapper_logit_lens")
+    timers.patch(generation, "lens_records", "wrapper_logit_lens")
     timers.patch(evaluator, "simple_evaluate", "simple_evaluate")
     timers.patch(evaluator, "evaluate", "evaluate")
     timers.patch(evaluator, "_thread_map_ordered", "postprocess_phase")

@@ -25,7 +25,7 @@ def _run(command: list[str]) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from modality_conflict.mc_tasks.tiny_models import build_smollm2_llava
+    from modality_conflict.models.smollm2_llava import build_smollm2_llava
 
     started = time.perf_counter()
     out = Path(args.out).resolve()

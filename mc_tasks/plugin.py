@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 MODEL_ID = "modality_conflict_hf"
-MODEL_CLASS_PATH = "modality_conflict.mc_tasks.hf_model.ModalityConflictHF"
+MODEL_CLASS_PATH = "modality_conflict.models.hf_model.ModalityConflictHF"
 DATA_ENV = "MODALITY_CONFLICT_DATA"
 TASKS_DIR = Path(__file__).resolve().parent / "modality_conflict"
 

@@ -1,7 +1,7 @@
 """``modality-conflict probe``: the logit lens at the answer position, layer by layer, on conflict items.
 
 For every conflict item (method.md, "Layer-wise probing") each decoder layer's hidden state at the answer
-position goes through the model's own final norm and LM head (:mod:`modality_conflict.mc_tasks.logit_lens`);
+position goes through the model's own final norm and LM head (:mod:`modality_conflict.models.logit_lens`);
 the layer's top-1 token is labelled *vision* when it is the first token of the model's vision-only answer
 Yv, *text* when it is the first token of its text-only answer Yt, and *other* otherwise. The oscillation
 count is the number of switches between vision and text, ignoring *other* layers
@@ -49,11 +49,11 @@ import numpy as np
 from modality_conflict.dataset_builder.constants import COLORS, CONTROLS
 from modality_conflict.dataset_builder.errors import ModalityConflictError
 from modality_conflict.mc_tasks import task_logic
-from modality_conflict.mc_tasks.envelope import decode_envelope
 from modality_conflict.mc_tasks.report import iter_samples, load_task_runs
 from modality_conflict.metrics.following import classify_following
 from modality_conflict.metrics.probing import count_oscillations, oscillation_summary
 from modality_conflict.metrics.uncertainty import relative_uncertainty
+from modality_conflict.models.envelope import decode_envelope
 
 __all__ = [
     "FIRST_TOKEN_NOTE",
@@ -636,7 +636,7 @@ def load_rows(data: Path, *, limit_groups: int | None = None, row_ids: set[str] 
 
 
 def _wrapper(model: Any, wrapper_kwargs: Mapping[str, Any]) -> Any:
-    from modality_conflict.mc_tasks.hf_model import ModalityConflictHF
+    from modality_conflict.models.hf_model import ModalityConflictHF
 
     if isinstance(model, ModalityConflictHF):
         if model.lens_modules is None:

@@ -23,10 +23,10 @@ import numpy as np
 from modality_conflict.dataset_builder.constants import COLORS, CONDITIONS, CONTROLS
 from modality_conflict.dataset_builder.prompts import label_name as _label
 from modality_conflict.dataset_builder.prompts import prompt_for
-from modality_conflict.mc_tasks.envelope import decode_envelope
 from modality_conflict.metrics import ConflictItems, summarize
 from modality_conflict.metrics.answers import normalize_answer
 from modality_conflict.metrics.entropy import answer_set_entropy, sampled_answer_entropy
+from modality_conflict.models.envelope import decode_envelope
 
 QUICK_GROUPS = 4
 REPORT_SEED = 20251104  # fixed so that the bootstrap interval in a results file can be recomputed exactly

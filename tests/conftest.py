@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 # ---------------------------------------------------------------------------------------------------------
-# Tiny random-weight checkpoints (modality_conflict.mc_tasks.tiny_models), built once per test session.
+# Tiny random-weight checkpoints (modality_conflict.models.tiny_models), built once per test session.
 # ---------------------------------------------------------------------------------------------------------
 
 TINY_ARCHITECTURES = ("llava", "qwen2_vl", "idefics3")
@@ -16,7 +16,7 @@ TINY_ARCHITECTURES = ("llava", "qwen2_vl", "idefics3")
 @pytest.fixture(scope="session")
 def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight LLaVA checkpoint folder (tiny CLIP + tiny Llama, 16 image tokens)."""
-    from modality_conflict.mc_tasks.tiny_models import build_tiny_llava
+    from modality_conflict.models.tiny_models import build_tiny_llava
 
     return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
 
@@ -24,7 +24,7 @@ def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qwen2_vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight Qwen2-VL checkpoint folder (4 image tokens)."""
-    from modality_conflict.mc_tasks.tiny_models import build_tiny_qwen2_vl
+    from modality_conflict.models.tiny_models import build_tiny_qwen2_vl
 
     return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny_qwen2_vl"))
 
@@ -32,7 +32,7 @@ def tiny_qwen2_vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_idefics3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight Idefics3 (SmolVLM-style) checkpoint folder (4 image tokens)."""
-    from modality_conflict.mc_tasks.tiny_models import build_tiny_idefics3
+    from modality_conflict.models.tiny_models import build_tiny_idefics3
 
     return build_tiny_idefics3(tmp_path_factory.mktemp("tiny_idefics3"))
 

@@ -26,7 +26,7 @@ from modality_conflict.dataset_builder.constants import (
     SHAPES,
 )
 from modality_conflict.mc_tasks import task_logic
-from modality_conflict.mc_tasks.envelope import encode_envelope
+from modality_conflict.models.envelope import encode_envelope
 
 TASK = "modality_conflict_color"
 DATASET_REPO = "modality-conflict/color-conflict"
@@ -286,7 +286,7 @@ def write_lmms_eval_run(
         "config": {
             "model": "modality_conflict_hf",
             "model_args": args,
-            "model_backend": "modality_conflict.mc_tasks.hf_model.ModalityConflictHF (generate_until)",
+            "model_backend": "modality_conflict.models.hf_model.ModalityConflictHF (generate_until)",
             "batch_size": "1",
             "batch_sizes": [],
             "device": None,

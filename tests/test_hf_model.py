@@ -21,21 +21,21 @@ from transformers import (
     LlamaForCausalLM,
 )
 
-from modality_conflict.mc_tasks.envelope import decode_envelope
-from modality_conflict.mc_tasks.hf_model import (
-    ANSWER_WORDS,
-    ModalityConflictHF,
-    ModelArgumentError,
-    answer_first_token_ids,
-)
+from modality_conflict.dataset_builder.constants import COLORS
+from modality_conflict.models.chat import answer_first_token_ids
+from modality_conflict.models.envelope import decode_envelope
+from modality_conflict.models.hf_model import ModalityConflictHF, ModelArgumentError
 
 QUESTION = "What color is the circle? Please use one word to answer this question."
+ANSWER_WORDS = COLORS
 DOCS = [
     {"image": Image.new("RGB", (64, 64), "red"), "text": QUESTION},  # vision-only
     {"image": None, "text": "The circle is blue. " + QUESTION},  # text-only
     {"image": Image.new("RGB", (96, 64), "red"), "text": "The circle is blue. " + QUESTION},  # conflict
     {"image": None, "text": "The circle's color is the same as a banana. " + QUESTION},  # text-only
 ]
+for _doc in DOCS:
+    _doc["answer_choices"] = list(ANSWER_WORDS)  # the dataset's column: the task's closed answer set
 GREEDY = {"max_new_tokens": 3, "temperature": 0, "do_sample": False, "until": ["\n\n"]}
 
 
@@ -80,6 +80,7 @@ def _reference_inputs(processor: Any, doc: dict[str, Any], extra: str = "") -> A
 def test_envelope_matches_the_models_own_logits(tiny_mllm_dir: Path, reference: tuple[Any, Any]) -> None:
     processor, model = reference
     wrapper = _wrapper(tiny_mllm_dir, batch_size=1)
+    answers = wrapper.answer_tokens(ANSWER_WORDS)
     responses = wrapper.generate_until(_requests("generate_until", GREEDY))
     assert len(responses) == len(DOCS)
     for doc, response in zip(DOCS, responses, strict=True):
@@ -95,7 +96,7 @@ def test_envelope_matches_the_models_own_logits(tiny_mllm_dir: Path, reference: 
         assert envelope["entropy"] == pytest.approx(entropy, abs=1e-4)
 
         for word in ANSWER_WORDS:
-            ids = sorted({wrapper.answer_token_ids[word], wrapper.answer_token_ids_capitalized[word]})
+            ids = sorted({answers.lower[word], answers.capitalized[word]})
             expected = float(torch.logsumexp(log_probs[ids], dim=0))
             assert envelope["answer_logprobs"][word] == pytest.approx(expected, abs=1e-4)
 
@@ -108,7 +109,7 @@ def test_envelope_matches_the_models_own_logits(tiny_mllm_dir: Path, reference: 
         assert lens["n_layers"] == model.config.get_text_config().num_hidden_layers
         assert lens["top1_ids"][-1] == int(logits.argmax())
         assert list(lens["answer_token_ids"]) == list(ANSWER_WORDS)
-        real = [float(logits[wrapper.answer_token_ids[w]]) for w in ANSWER_WORDS]
+        real = [float(logits[answers.lower[w]]) for w in ANSWER_WORDS]
         assert lens["answer_logits"][-1] == pytest.approx(real, abs=1e-4)
 
 
@@ -128,7 +129,7 @@ def test_batched_equals_unbatched(tiny_mllm_dir: Path) -> None:
 
 def test_text_only_request_has_no_image_tokens(tiny_llava_dir: Path) -> None:
     wrapper = _wrapper(tiny_llava_dir)
-    prompt = wrapper._prompt(DOCS[1]["text"], 0)
+    prompt = wrapper.chat.prompt(DOCS[1]["text"], 0)
     assert "<image>" not in prompt and prompt.endswith("ASSISTANT:")
     (response,) = wrapper.generate_until(_requests("generate_until", GREEDY, [1]))
     assert decode_envelope(response) is not None
@@ -222,7 +223,7 @@ def test_answer_token_ids_follow_the_template(tiny_mllm_dir: Path) -> None:
     assert wrapper.answer_prefix == expected_prefix
     for word in ANSWER_WORDS:
         assert (
-            tokenizer.convert_ids_to_tokens(wrapper.answer_token_ids[word])
+            tokenizer.convert_ids_to_tokens(wrapper.answer_tokens(ANSWER_WORDS).lower[word])
             == ("Ġ" * len(expected_prefix)) + word
         )
     ids = answer_first_token_ids(tokenizer, "USER: hi ASSISTANT:", " ", ["red", "Red"])
@@ -273,3 +274,34 @@ def test_created_from_an_lmms_eval_argument_string(tiny_llava_dir: Path) -> None
     assert wrapper.batch_size == 2 and wrapper.use_lens is False and wrapper.lens_modules is None
     assert wrapper.max_new_tokens == 2 and wrapper.model.dtype == torch.float32
     assert wrapper.rank == 0 and wrapper.world_size == 1
+
+
+def test_candidate_answers_come_from_each_document(tiny_llava_dir: Path) -> None:
+    wrapper = _wrapper(tiny_llava_dir, batch_size=4)
+    docs = [
+        {**DOCS[1], "answer_choices": ["cube", "sphere", "cylinder"]},
+        {**DOCS[3], "answer_choices": list(ANSWER_WORDS)},
+        {**DOCS[3], "answer_choices": ["rubber", "metal"]},
+        {key: value for key, value in DOCS[1].items() if key != "answer_choices"},
+    ]
+    wrapper.task_dict = {"mc": {"test": docs}}
+    requests = [
+        Instance(
+            "generate_until",
+            (d["text"], dict(GREEDY), doc_to_visual, i, "mc", "test"),
+            idx=0,
+            metadata={"task": "mc", "doc_id": i, "repeats": 1},
+        )
+        for i, d in enumerate(docs)
+    ]
+    envelopes = [decode_envelope(r) for r in wrapper.generate_until(requests)]
+    # One batch per distinct candidate set: each document's answers are scored against its own set.
+    assert wrapper.n_model_calls == 4
+    for doc, envelope in zip(docs[:3], envelopes[:3], strict=True):
+        assert list(envelope["answer_logprobs"]) == doc["answer_choices"]
+        assert list(envelope["lens"]["answer_token_ids"]) == doc["answer_choices"]
+        tokens = wrapper.answer_tokens(doc["answer_choices"])
+        assert envelope["lens"]["answer_token_ids"] == tokens.lower
+    assert wrapper.answer_tokens(["rubber", "metal"]) is wrapper.answer_tokens(("rubber", "metal"))
+    # A task without a closed answer set still gets the answer and its entropy.
+    assert "answer_logprobs" not in envelopes[3] and math.isfinite(envelopes[3]["entropy"])

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from lmms_eval_runs import offline_env, run_lmms_eval
 
-from modality_conflict.mc_tasks.envelope import decode_envelope
 from modality_conflict.mc_tasks.evaluate import EvaluationFailedError, RunOutputs, find_run_outputs
 from modality_conflict.mc_tasks.task_logic import METRIC_NAMES
+from modality_conflict.models.envelope import decode_envelope
 
 pytestmark = pytest.mark.slow
 

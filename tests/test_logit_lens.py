@@ -22,7 +22,7 @@ from transformers import (
     SmolVLMForConditionalGeneration,
 )
 
-from modality_conflict.mc_tasks.logit_lens import (
+from modality_conflict.models.logit_lens import (
     LastPositionRecorder,
     UnsupportedModelError,
     find_lens_modules,

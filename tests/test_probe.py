@@ -25,9 +25,6 @@ from torch import nn
 from modality_conflict.dataset_builder.constants import COLORS, CONDITIONS
 from modality_conflict.mc_tasks import task_logic
 from modality_conflict.mc_tasks.cli import main
-from modality_conflict.mc_tasks.envelope import encode_envelope
-from modality_conflict.mc_tasks.hf_model import ModalityConflictHF
-from modality_conflict.mc_tasks.logit_lens import find_lens_modules
 from modality_conflict.mc_tasks.probe import (
     FIRST_TOKEN_NOTE,
     Balance,
@@ -45,6 +42,10 @@ from modality_conflict.mc_tasks.probe import (
     write_outputs,
 )
 from modality_conflict.metrics.probing import count_oscillations
+from modality_conflict.models import loading
+from modality_conflict.models.envelope import encode_envelope
+from modality_conflict.models.hf_model import ModalityConflictHF
+from modality_conflict.models.logit_lens import find_lens_modules
 
 LIMIT_GROUPS = 1
 N_CONFLICTS_PER_GROUP = 42 + 5 + 5  # main set + text-irrelevant + image-irrelevant controls
@@ -85,7 +86,8 @@ def _colour_biased_copy(source: Path, out: Path, dataset_dir: Path) -> Path:
     handle.remove()
     mean = torch.cat(states).mean(dim=0)
     direction = mean / mean.norm()
-    ids = sorted(set(wrapper.answer_token_ids.values()) | set(wrapper.answer_token_ids_capitalized.values()))
+    tokens = wrapper.answer_tokens(COLORS)
+    ids = sorted(set(tokens.lower.values()) | set(tokens.capitalized.values()))
     with torch.no_grad():
         weight = wrapper.model.get_output_embeddings().weight
         colour = weight[ids]
@@ -515,7 +517,12 @@ def test_unsupported_architecture_names_the_class(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
 ) -> None:
-    monkeypatch.setattr(ModalityConflictHF, "_load_model", staticmethod(lambda *_: (cls(), True)))
+    class Loader:
+        @staticmethod
+        def from_pretrained(*_args: Any, **_kwargs: Any) -> nn.Module:
+            return cls()
+
+    monkeypatch.setattr(loading, "model_class_for", lambda *_args, **_kwargs: (Loader, True))
     code = main(["probe", "--model", str(tiny_llava_dir), "--data", str(dataset_dir), "--device", "cpu"])
     assert code == 2
     error = capsys.readouterr().err

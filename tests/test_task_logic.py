@@ -15,7 +15,7 @@ from PIL import Image
 
 from modality_conflict.dataset_builder.constants import COLORS, CONDITIONS
 from modality_conflict.mc_tasks import task_logic
-from modality_conflict.mc_tasks.envelope import encode_envelope
+from modality_conflict.models.envelope import encode_envelope
 
 
 def _doc(condition: str, **overrides: Any) -> dict[str, Any]:

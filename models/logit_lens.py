@@ -274,9 +274,9 @@ def lens_records(
     states
         Per-layer ``(batch, hidden)`` states from :class:`LastPositionRecorder`.
     answer_token_ids
-        ``{answer: token id}`` in the order the answers are reported (COLORS order). Each id is the
+        ``{answer: token id}`` in the task's order of its candidate answers. Each id is the
         *first* token of the answer as it would follow the assistant prefix of the chat template (see
-        ``modality_conflict.mc_tasks.hf_model.answer_first_token_ids``); multi-token answers are tracked by
+        ``modality_conflict.models.chat.answer_first_token_ids``); multi-token answers are tracked by
         that first token only.
     decode
         Callable turning one token id into its text (``lambda i: tokenizer.decode([i])``).

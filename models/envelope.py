@@ -37,7 +37,7 @@ def encode_envelope(
     answer_logprobs
         Optional log-probabilities of each candidate answer's first token at the answer position.
     lens
-        Optional logit-lens record (see ``modality_conflict.mc_tasks.logit_lens``).
+        Optional logit-lens record (see ``modality_conflict.models.logit_lens``).
     """
     if entropy is not None and not math.isfinite(entropy):
         raise ValueError(f"entropy must be finite, got {entropy!r}")

@@ -1,0 +1,192 @@
+"""Chat rendering: the prompt a model sees, where its answer starts, and the answers' first tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modality_conflict.models.loading import DEFAULT_IMAGE_TOKEN, ModelArgumentError
+
+PROBE_REQUEST = "Say a word."
+"""The user turn rendered to find the template's answer prefix and the answers' first tokens."""
+
+
+def answer_prefix(render: Callable[[list[dict[str, Any]], bool], str], probe: str = "red") -> str:
+    """What the chat template puts between the generation prompt and the answer text.
+
+    The template is rendered once with the generation prompt and once with an assistant turn holding
+    ``probe``. When the second starts with the first, the text between the end of the generation prompt
+    and ``probe`` is the prefix (``" "`` after LLaVA's ``"ASSISTANT:"`` or SmolVLM's ``"Assistant:"``,
+    ``""`` after ChatML's ``"assistant\\n"``). Otherwise a space is assumed unless the generation prompt
+    ends in whitespace.
+
+    Parameters
+    ----------
+    render
+        ``render(messages, add_generation_prompt) -> str``, the chat template.
+    probe
+        A word to place in the assistant turn.
+    """
+    user = {"role": "user", "content": [{"type": "text", "text": PROBE_REQUEST}]}
+    prompt = render([user], True)
+    full = render([user, {"role": "assistant", "content": [{"type": "text", "text": probe}]}], False)
+    if full.startswith(prompt):
+        position = full.find(probe, len(prompt))
+        if position >= 0:
+            return full[len(prompt) : position]
+    return "" if prompt[-1:].isspace() else " "
+
+
+def answer_first_token_ids(tokenizer: Any, prompt: str, prefix: str, words: Iterable[str]) -> dict[str, int]:
+    """The first token id of each answer word as the model would emit it right after ``prompt``.
+
+    ``prompt + prefix + word`` is tokenised and the first id after the tokens of ``prompt`` is taken, so
+    tokenisers that mark word starts (SentencePiece's ``▁``, byte-level BPE's ``Ġ``) get the form that
+    actually follows the assistant prefix. Only the first token of a multi-token answer is used.
+
+    Parameters
+    ----------
+    tokenizer
+        A Hugging Face tokenizer.
+    prompt
+        A rendered generation prompt (text only).
+    prefix
+        From :func:`answer_prefix`.
+    words
+        The answers.
+    """
+    base = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    ids: dict[str, int] = {}
+    for word in words:
+        full = tokenizer(prompt + prefix + word, add_special_tokens=False)["input_ids"]
+        if full[: len(base)] == base and len(full) > len(base):
+            ids[word] = int(full[len(base)])
+        else:  # a merge across the boundary: fall back to the word on its own
+            ids[word] = int(tokenizer(prefix + word, add_special_tokens=False)["input_ids"][0])
+    return ids
+
+
+def read_system_prompt(value: str) -> str:
+    """A ``system_prompt=`` model argument: the text itself, or the content of the file it names."""
+    path = Path(value)
+    try:
+        if path.is_file():
+            return path.read_text(encoding="utf-8").strip()
+    except (OSError, ValueError):  # a long prompt is not a valid path on some systems
+        pass
+    return value
+
+
+@dataclass(frozen=True)
+class AnswerTokens:
+    """First-token ids of one candidate answer set, lowercase as given and capitalised.
+
+    Attributes
+    ----------
+    answers
+        The candidates, in the task's order.
+    lower, capitalized
+        ``answer -> first token id`` of the answer as written and of its capitalised form.
+    """
+
+    answers: tuple[str, ...]
+    lower: dict[str, int]
+    capitalized: dict[str, int]
+
+    def case_insensitive_ids(self, answer: str) -> list[int]:
+        """The distinct first tokens of ``answer`` in either case."""
+        return sorted({self.lower[answer], self.capitalized[answer]})
+
+
+class ChatRenderer:
+    """Renders the benchmark's single-turn prompts with a checkpoint's chat template.
+
+    Parameters
+    ----------
+    processor, tokenizer
+        The checkpoint's processor (or tokenizer, for a text-only model) and its tokenizer.
+    text_only
+        Whether the model is a plain causal LM (its tokenizer holds the template).
+    image_token
+        The processor's image placeholder.
+    system_prompt
+        Optional system message placed before the user turn.
+    name
+        The checkpoint, for error messages.
+    """
+
+    def __init__(
+        self,
+        processor: Any,
+        tokenizer: Any,
+        *,
+        text_only: bool,
+        image_token: str,
+        system_prompt: str | None,
+        name: str,
+    ) -> None:
+        self.processor = processor
+        self.tokenizer = tokenizer
+        self.text_only = text_only
+        self.image_token = image_token
+        self.system_prompt = system_prompt
+        self.name = name
+        self.answer_prefix = answer_prefix(self.render)
+        self._probe_prompt = self.render([self.user_message(PROBE_REQUEST, 0)], True)
+        self._answer_tokens: dict[tuple[str, ...], AnswerTokens] = {}
+
+    def user_message(self, text: str, n_images: int) -> dict[str, Any]:
+        """A user turn: ``n_images`` image placeholders, then the text."""
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
+        content.append({"type": "text", "text": text})
+        return {"role": "user", "content": content}
+
+    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+        """The chat template applied to ``messages`` (with the system prompt, when there is one)."""
+        if self.system_prompt:
+            messages = [
+                {"role": "system", "content": [{"type": "text", "text": self.system_prompt}]},
+                *messages,
+            ]
+        template_owner = self.processor if getattr(self.processor, "chat_template", None) else None
+        if template_owner is not None and not self.text_only:
+            return template_owner.apply_chat_template(
+                messages, add_generation_prompt=add_generation_prompt, tokenize=False
+            )
+        if getattr(self.tokenizer, "chat_template", None) is None:
+            raise ModelArgumentError(
+                f"{self.name}: neither the processor nor the tokenizer has a chat template"
+            )
+        # Tokenizer templates expect string content: images become the image token before the text.
+        flat = []
+        for message in messages:
+            parts = message["content"]
+            text = "".join(
+                f"{self.image_token}\n" if part["type"] == "image" else part.get("text", "") for part in parts
+            )
+            flat.append({"role": message["role"], "content": text})
+        return self.tokenizer.apply_chat_template(
+            flat, add_generation_prompt=add_generation_prompt, tokenize=False
+        )
+
+    def prompt(self, context: str, n_images: int) -> str:
+        """The generation prompt of a task's context with ``n_images`` images."""
+        # Images always go first, as placeholders of the chat template; stray image tokens in the task's
+        # text would be counted twice, so they are removed.
+        text = context.replace(self.image_token, "").replace(DEFAULT_IMAGE_TOKEN, "").strip()
+        return self.render([self.user_message(text, n_images)], True)
+
+    def answer_tokens(self, answers: Sequence[str]) -> AnswerTokens:
+        """First-token ids of a candidate set as they follow the answer prefix (computed once per set)."""
+        key = tuple(str(a) for a in answers)
+        cached = self._answer_tokens.get(key)
+        if cached is None:
+            lower = answer_first_token_ids(self.tokenizer, self._probe_prompt, self.answer_prefix, key)
+            upper = answer_first_token_ids(
+                self.tokenizer, self._probe_prompt, self.answer_prefix, [a.capitalize() for a in key]
+            )
+            cached = AnswerTokens(key, lower, {a: upper[a.capitalize()] for a in key})
+            self._answer_tokens[key] = cached
+        return cached

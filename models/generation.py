@@ -1,0 +1,178 @@
+"""Generation: one ``generate`` call per batch gives the answer, its entropy and (optionally) the logit lens.
+
+The first step of ``generate`` is the prompt's forward pass, so its raw logits are the answer position's
+logits: the full-vocabulary entropy and the candidates' first-token log-probabilities come from them, and
+the logit lens records the same pass through forward hooks. With the lens off the hooks are simply not
+installed; the call itself is the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+from modality_conflict.metrics.entropy import full_vocab_entropy
+from modality_conflict.models.chat import AnswerTokens
+from modality_conflict.models.envelope import encode_envelope
+from modality_conflict.models.loading import ModelArgumentError
+from modality_conflict.models.logit_lens import LastPositionRecorder, LensModules, lens_records
+
+GENERATION_KEYS = frozenset(
+    {"until", "max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "num_beams"}
+)
+"""The generation arguments the wrapper honours; others are ignored with a warning."""
+
+ENTROPY_ESTIMATOR = "full_vocab"
+
+
+def generation_settings(
+    gen_kwargs: Mapping[str, Any], *, default_max_new_tokens: int
+) -> tuple[dict[str, Any], list[str]]:
+    """``generate`` keyword arguments and the stop strings for a task's generation arguments.
+
+    Raises
+    ------
+    ModelArgumentError
+        For beam search (the first-token entropy needs one sequence per prompt) or a malformed ``until``.
+    """
+    until = gen_kwargs.get("until")
+    if until is None:
+        until = []
+    elif isinstance(until, str):
+        until = [until]
+    elif not isinstance(until, (list, tuple)):
+        raise ModelArgumentError(f"'until' must be a string or a list of strings, got {type(until).__name__}")
+    if int(gen_kwargs.get("num_beams", 1) or 1) != 1:
+        raise ModelArgumentError("modality_conflict_hf supports num_beams=1 only (first-token entropy)")
+    temperature = float(gen_kwargs.get("temperature", 0.0) or 0.0)
+    do_sample = bool(gen_kwargs.get("do_sample", temperature > 0))
+    if do_sample and temperature == 0.0:
+        if "temperature" in gen_kwargs:
+            do_sample = False  # lmms-eval convention: temperature 0 means greedy
+        else:
+            temperature = 1.0
+    settings: dict[str, Any] = {
+        "max_new_tokens": int(gen_kwargs.get("max_new_tokens", default_max_new_tokens)),
+        "do_sample": do_sample,
+    }
+    if do_sample:
+        settings["temperature"] = temperature
+        if gen_kwargs.get("top_p") is not None:
+            settings["top_p"] = float(gen_kwargs["top_p"])
+        if gen_kwargs.get("top_k") is not None:
+            settings["top_k"] = int(gen_kwargs["top_k"])
+    else:
+        # Neutralise sampling defaults of the checkpoint's generation config.
+        settings.update(temperature=None, top_p=None, top_k=None)
+    return settings, [u for u in until if u]
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Every end-of-sequence id: the tokenizer's and the generation config's."""
+    ids: set[int] = set()
+    generation_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (tokenizer.eos_token_id, generation_eos):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    return ids
+
+
+def decode_answer(tokenizer: Any, ids: torch.Tensor, until: Iterable[str], eos: set[int]) -> str:
+    """The text of generated ids up to the first end token, cut at the first stop string."""
+    kept = []
+    for token in ids.tolist():
+        if token in eos or token == tokenizer.pad_token_id:
+            break
+        kept.append(token)
+    text = tokenizer.decode(kept, skip_special_tokens=True)
+    for stop in until:
+        position = text.find(stop)
+        if position >= 0:
+            text = text[:position]
+    return text.strip()
+
+
+def answer_logprobs(log_probs: torch.Tensor, answers: AnswerTokens) -> list[dict[str, float]]:
+    """Case-insensitive first-token log-probabilities of each candidate, one dict per batch row."""
+    columns = [
+        torch.logsumexp(log_probs[:, answers.case_insensitive_ids(answer)], dim=-1)
+        for answer in answers.answers
+    ]
+    table = torch.stack(columns, dim=-1).tolist()
+    return [
+        {a: (v if math.isfinite(v) else -1e30) for a, v in zip(answers.answers, row, strict=True)}
+        for row in table
+    ]
+
+
+@torch.no_grad()
+def generate_envelopes(
+    model: Any,
+    tokenizer: Any,
+    inputs: Any,
+    settings: Mapping[str, Any],
+    until: list[str],
+    *,
+    answers: AnswerTokens | None,
+    lens_modules: LensModules | None,
+) -> list[str]:
+    """One ``generate`` call for a batch; one response envelope per row.
+
+    Parameters
+    ----------
+    model, tokenizer
+        The loaded model and its tokenizer (left padding).
+    inputs
+        The processor's batch.
+    settings, until
+        From :func:`generation_settings`.
+    answers
+        The task's candidate answers and their first tokens; None when the task names none (then the
+        envelope has no ``answer_logprobs`` and the lens tracks no answer).
+    lens_modules
+        The logit lens's modules, or None for no lens.
+    """
+    recorder = LastPositionRecorder(lens_modules) if lens_modules is not None else None
+    eos = eos_token_ids(model, tokenizer)
+    with recorder if recorder is not None else contextlib.nullcontext():
+        output = model.generate(
+            **inputs,
+            **settings,
+            return_dict_in_generate=True,
+            output_logits=True,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=sorted(eos) or None,
+        )
+    # The raw (unprocessed) logits of the first step are the prompt pass's answer-position logits.
+    first = output.logits[0].float()
+    entropies = full_vocab_entropy(first.double().cpu().numpy()).values
+    logprobs = answer_logprobs(torch.log_softmax(first, dim=-1), answers) if answers is not None else None
+    lens = None
+    if recorder is not None:
+        lens = lens_records(
+            lens_modules,
+            recorder.states(),
+            answers.lower if answers is not None else {},
+            lambda token: tokenizer.decode([token]),
+            extra_answer_token_ids={"capitalized": answers.capitalized if answers is not None else {}},
+        )
+    new_tokens = output.sequences[:, inputs["input_ids"].shape[1] :]
+    envelopes = []
+    for row in range(new_tokens.shape[0]):
+        entropy = float(entropies[row])
+        envelopes.append(
+            encode_envelope(
+                text=decode_answer(tokenizer, new_tokens[row], until, eos),
+                entropy=entropy if math.isfinite(entropy) else None,
+                estimator=ENTROPY_ESTIMATOR,
+                answer_logprobs=logprobs[row] if logprobs is not None else None,
+                lens=lens[row] if lens is not None else None,
+            )
+        )
+    return envelopes

@@ -1,0 +1,95 @@
+"""lmms-eval requests as the wrapper sees them: what to answer, with how many images, among which answers."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modality_conflict.dataset_builder.errors import ModalityConflictError
+
+ANSWER_CHOICES_FIELD = "answer_choices"
+"""The dataset column holding a row's closed answer set (in the dataset's ClassLabel order)."""
+
+
+def as_list(visual: Any) -> list[Any]:
+    """``doc_to_visual``'s output flattened to a list of images."""
+    if visual is None:
+        return []
+    if isinstance(visual, (list, tuple)):
+        flat: list[Any] = []
+        for item in visual:
+            flat.extend(as_list(item))
+        return flat
+    return [visual]
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """One lmms-eval request with what the wrapper needs to know about its document.
+
+    Attributes
+    ----------
+    context
+        The task's prompt text.
+    argument
+        The request's second argument: generation kwargs (``generate_until``) or the continuation
+        (``loglikelihood``).
+    n_images
+        How many images the document shows.
+    doc_to_visual, doc_id, task, split
+        Where the document and its images are fetched from.
+    answers
+        The document's candidate answers (empty when the task names none).
+    """
+
+    context: str
+    argument: Any
+    n_images: int
+    doc_to_visual: Any
+    doc_id: int
+    task: str
+    split: str
+    answers: tuple[str, ...]
+
+
+def collect_requests(requests: Sequence[Any], task_dict: Mapping[str, Any]) -> list[ModelRequest]:
+    """Each request's context, argument, image count and candidate answers.
+
+    The images are counted here and fetched again batch by batch (:func:`fetch_visuals`), so that no more
+    than one batch of decoded images is held in memory, whatever the number of requests.
+    """
+    out = []
+    for request in requests:
+        context, argument, doc_to_visual, doc_id, task, split = request.args[:6]
+        doc = task_dict[task][split][doc_id]
+        if not isinstance(argument, (str, dict)) and callable(argument):
+            argument = argument(doc)  # a loglikelihood target given as a function of the document
+        n_images = len(as_list(doc_to_visual(doc))) if doc_to_visual is not None else 0
+        choices = doc.get(ANSWER_CHOICES_FIELD) if isinstance(doc, Mapping) else None
+        answers = tuple(str(c) for c in choices) if choices else ()
+        out.append(ModelRequest(context, argument, n_images, doc_to_visual, doc_id, task, split, answers))
+    return out
+
+
+def fetch_visuals(request: ModelRequest, task_dict: Mapping[str, Any]) -> list[Any]:
+    """The request's images, decoded now."""
+    if request.n_images == 0:
+        return []
+    visuals = as_list(request.doc_to_visual(task_dict[request.task][request.split][request.doc_id]))
+    if len(visuals) != request.n_images:
+        raise ModalityConflictError(f"doc {request.doc_id}: doc_to_visual returned a different image count")
+    return visuals
+
+
+def batches(keys: Sequence[Hashable], lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Request indices grouped by key, longest prompts first, cut into batches of ``batch_size``."""
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for index, key in enumerate(keys):
+        groups[key].append(index)
+    out = []
+    for members in groups.values():
+        members.sort(key=lambda i: -lengths[i])
+        out += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
+    return out
