@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from modality_conflict.dataset_builder.constants import COLORS
 from modality_conflict.metrics import simulate_items, summarize
 
 TARGET_SECONDS = 2.0
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     # 14 visual x 3 text tiers per group, plus each control type at 4 visual tiers: 50 items per group.
     items = simulate_items(
+        candidates=COLORS,
         n_groups=args.groups,
         control_tiers=(0, 4, 8, 12),
         balance=0.3,

@@ -156,6 +156,18 @@ def _make_baseline_classes() -> tuple[type, type]:
     from modality_conflict.models.hf_model import ModalityConflictHF
     from modality_conflict.models.logit_lens import lens_records
 
+    def bare_generate(wrapper: Any, inputs: Any, settings: dict[str, Any], until: list[str]) -> list[str]:
+        """A plain ``generate`` call and its decoded answers (no logits kept, no hooks)."""
+        eos = eos_token_ids(wrapper._model, wrapper._tokenizer)
+        sequences = wrapper._model.generate(
+            **inputs,
+            **settings,
+            pad_token_id=wrapper._tokenizer.pad_token_id,
+            eos_token_id=sorted(eos) or None,
+        )
+        new_tokens = sequences[:, inputs["input_ids"].shape[1] :]
+        return [decode_answer(wrapper._tokenizer, row, until, eos) for row in new_tokens]
+
     class GenerateThenProbe(ModalityConflictHF):
         """The wrapper's prompts answered in two passes: ``generate``, then a probing forward pass."""
 
@@ -163,13 +175,7 @@ def _make_baseline_classes() -> tuple[type, type]:
         def _generate_batch(
             self, inputs: Any, settings: dict[str, Any], until: list[str], answers: AnswerTokens | None
         ) -> list[str]:
-            eos = eos_token_ids(self._model, self._tokenizer)
-            sequences = self._model.generate(
-                **inputs,
-                **settings,
-                pad_token_id=self._tokenizer.pad_token_id,
-                eos_token_id=sorted(eos) or None,
-            )
+            texts = bare_generate(self, inputs, settings, until)
             probe = self._model(**inputs, output_hidden_states=True)
             last = probe.logits[:, -1].float()
             entropies = full_vocab_entropy(last.double().cpu().numpy()).values
@@ -182,16 +188,15 @@ def _make_baseline_classes() -> tuple[type, type]:
                 lambda token: self._tokenizer.decode([token]),
                 extra_answer_token_ids={"capitalized": answers.capitalized},
             )
-            new_tokens = sequences[:, inputs["input_ids"].shape[1] :]
             return [
                 encode_envelope(
-                    text=decode_answer(self._tokenizer, new_tokens[row], until, eos),
+                    text=text,
                     entropy=float(entropies[row]) if math.isfinite(float(entropies[row])) else None,
                     estimator="full_vocab",
                     answer_logprobs=logprobs[row],
                     lens=lens[row],
                 )
-                for row in range(new_tokens.shape[0])
+                for row, text in enumerate(texts)
             ]
 
     class GenerateOnly(ModalityConflictHF):
@@ -201,18 +206,7 @@ def _make_baseline_classes() -> tuple[type, type]:
         def _generate_batch(
             self, inputs: Any, settings: dict[str, Any], until: list[str], answers: AnswerTokens | None
         ) -> list[str]:
-            eos = eos_token_ids(self._model, self._tokenizer)
-            sequences = self._model.generate(
-                **inputs,
-                **settings,
-                pad_token_id=self._tokenizer.pad_token_id,
-                eos_token_id=sorted(eos) or None,
-            )
-            new_tokens = sequences[:, inputs["input_ids"].shape[1] :]
-            return [
-                decode_answer(self._tokenizer, new_tokens[row], until, eos)
-                for row in range(new_tokens.shape[0])
-            ]
+            return bare_generate(self, inputs, settings, until)
 
     return GenerateThenProbe, GenerateOnly
 

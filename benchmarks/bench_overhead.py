@@ -187,6 +187,7 @@ def _direct_timings(data_dir: Path, samples_path: Path) -> dict[str, Any]:
     """``process_results`` for every logged response and one report, timed sequentially in this process."""
     import datasets
 
+    from modality_conflict.mc_tasks import records as task_records
     from modality_conflict.mc_tasks import task_logic
 
     docs = datasets.load_dataset(str(data_dir), split="test").remove_columns("image")
@@ -201,7 +202,7 @@ def _direct_timings(data_dir: Path, samples_path: Path) -> dict[str, Any]:
     records = [task_logic.process_results(docs[i], [responses[i]])["report"] for i in sorted(responses)]
     process_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    report = task_logic.build_report(records)
+    report = task_records.summarize_records(records)
     report_seconds = time.perf_counter() - started
     # A random-weight model answers no colour, so its report has no conflict to bootstrap. The same
     # records with answers a real model could give (unimodal rows right, conflict rows following the
@@ -217,7 +218,7 @@ def _direct_timings(data_dir: Path, samples_path: Path) -> dict[str, Any]:
         entropy = None if record["condition"] == "conflict" else rng.uniform(0.05, 2.0)
         planted.append({**record, "answer": answer, "entropy": entropy})
     started = time.perf_counter()
-    planted_report = task_logic.build_report(planted)
+    planted_report = task_records.summarize_records(planted)
     planted_seconds = time.perf_counter() - started
     return {
         "docs": len(records),

@@ -33,15 +33,12 @@ from modality_conflict.dataset_builder.constants import (
     VISUAL_TIERS,
 )
 from modality_conflict.dataset_builder.errors import BuildError
+from modality_conflict.dataset_builder.folder import CARD_NAME, MANIFEST_NAME, DatasetFolder
 from modality_conflict.dataset_builder.plan import control_tiers, group_rows, rows_per_group
 from modality_conflict.dataset_builder.writer import (
-    CARD_NAME,
-    MANIFEST_NAME,
     ShardWriter,
     atomic_output_dir,
     file_entries,
-    hash_mismatches,
-    read_manifest,
     remove_stale_partials,
     shard_name,
     write_manifest,
@@ -202,7 +199,8 @@ def _existing_build(out: Path, groups: int, seed: int, overwrite: bool) -> dict[
         return None
     if not out.is_dir():
         raise BuildError(f"{out} exists and is not a folder")
-    manifest = read_manifest(out)
+    folder = DatasetFolder(out)
+    manifest = folder.manifest
     if manifest is None or manifest.get("dataset") != DATASET_NAME:
         if any(out.iterdir()):
             raise BuildError(
@@ -223,7 +221,7 @@ def _existing_build(out: Path, groups: int, seed: int, overwrite: bool) -> dict[
             f"seed={args.get('seed')}, builder {manifest.get('builder_version')}); "
             "pass --overwrite to replace it"
         )
-    return manifest if not hash_mismatches(out, manifest) else None
+    return manifest if not folder.hash_mismatches() else None
 
 
 def _software_versions() -> dict[str, str]:

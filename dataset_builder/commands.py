@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from modality_conflict.dataset_builder.arguments import positive_int, seed
 from modality_conflict.dataset_builder.constants import PRESETS
 
 COMMAND_NAMES = ("build", "validate", "push")
@@ -68,26 +69,6 @@ def run_push(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from error
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from error
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"the seed must be non-negative, got {value}")
-    return value
-
-
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     """Register the subcommand ``name`` (one of :data:`COMMAND_NAMES`).
 
@@ -121,15 +102,15 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
         )
         parser.add_argument(
             "--groups",
-            type=_positive_int,
+            type=positive_int,
             default=None,
             metavar="N",
             help="number of groups (overrides --preset)",
         )
-        parser.add_argument("--seed", type=_seed, default=0, metavar="S", help="random seed (default 0)")
+        parser.add_argument("--seed", type=seed, default=0, metavar="S", help="random seed (default 0)")
         parser.add_argument(
             "--workers",
-            type=_positive_int,
+            type=positive_int,
             default=None,
             metavar="N",
             help="worker processes (default: all cores)",
@@ -149,7 +130,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
         parser.add_argument("folder", metavar="DIR")
         parser.add_argument("--skip-images", action="store_true", help="do not decode images")
         parser.add_argument(
-            "--max-problems", type=_positive_int, default=20, help="problems listed (default 20)"
+            "--max-problems", type=positive_int, default=20, help="problems listed (default 20)"
         )
         parser.set_defaults(func=run_validate)
     elif name == "push":

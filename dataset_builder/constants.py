@@ -15,6 +15,42 @@ BUILDER_VERSION = "1.0.0"
 #: Answer colours, in ClassLabel order. This order is part of the contract of every module.
 COLORS: tuple[str, ...] = ("red", "yellow", "blue", "green", "purple", "orange")
 
+#: Free-form colour words mapped to the answer they name, for answer normalisation. Not part of the built
+#: bytes (changing it changes how answers are read, not the dataset).
+COLOR_SYNONYMS: dict[str, str] = {
+    # Only words whose colour is unambiguous among the six; e.g. "cyan", "olive" and "amber" are left out
+    # because they sit between two candidates.
+    "violet": "purple",
+    "lilac": "purple",
+    "lavender": "purple",
+    "mauve": "purple",
+    "magenta": "purple",
+    "plum": "purple",
+    "purplish": "purple",
+    "crimson": "red",
+    "scarlet": "red",
+    "maroon": "red",
+    "vermilion": "red",
+    "reddish": "red",
+    "navy": "blue",
+    "azure": "blue",
+    "cobalt": "blue",
+    "sapphire": "blue",
+    "bluish": "blue",
+    "blueish": "blue",
+    "emerald": "green",
+    "lime": "green",
+    "greenish": "green",
+    "gold": "yellow",
+    "golden": "yellow",
+    "lemon": "yellow",
+    "yellowish": "yellow",
+    "tangerine": "orange",
+    "orangish": "orange",
+    "orangey": "orange",
+    "orangeish": "orange",
+}
+
 #: RGB values used to paint each colour: saturated, far apart, so the named colour is unambiguous.
 COLOR_RGB: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),

@@ -13,14 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modality_conflict.dataset_builder.errors import ModalityConflictError, PushError
+from modality_conflict.dataset_builder.folder import CARD_NAME, DATA_DIR, MANIFEST_NAME, DatasetFolder
 from modality_conflict.dataset_builder.validate import validate_dataset
-from modality_conflict.dataset_builder.writer import (
-    CARD_NAME,
-    DATA_DIR,
-    MANIFEST_NAME,
-    data_files,
-    read_manifest,
-)
 
 LOGIN_HINT = (
     "no Hugging Face token found: log in with `hf auth login` (or `huggingface-cli login`), "
@@ -111,11 +105,12 @@ def push_dataset(
     root = Path(folder)
     _check_repo_id(repo_id)
     validate_dataset(root)
-    manifest = read_manifest(root) or {}
+    folder = DatasetFolder(root)
+    manifest = folder.manifest or {}
     token = token or get_token()
     if not token:
         raise PushAuthError(LOGIN_HINT)
-    files = tuple([*data_files(root), CARD_NAME, MANIFEST_NAME])
+    files = tuple([*folder.data_files(), CARD_NAME, MANIFEST_NAME])
     args = manifest.get("arguments", {})
     message = commit_message or (
         f"Upload colour-conflict set ({args.get('groups')} groups, seed {args.get('seed')}, "

@@ -20,7 +20,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 from PIL import Image
 
 from modality_conflict.dataset_builder.constants import (
@@ -35,16 +34,9 @@ from modality_conflict.dataset_builder.constants import (
     VISUAL_TIERS,
 )
 from modality_conflict.dataset_builder.errors import DatasetValidationError
+from modality_conflict.dataset_builder.folder import CARD_NAME, DATA_DIR, MANIFEST_NAME, DatasetFolder
 from modality_conflict.dataset_builder.plan import expected_row_ids, item_id, text_key, vision_key
 from modality_conflict.dataset_builder.texts import INTERMEDIARY_OBJECTS, WORLD_OBJECTS
-from modality_conflict.dataset_builder.writer import (
-    CARD_NAME,
-    DATA_DIR,
-    MANIFEST_NAME,
-    data_files,
-    hash_mismatches,
-    read_manifest,
-)
 
 _TEMPLATE_PREFIX = ("direct-", "simple-", "world-")
 _BATCH_ROWS = 512
@@ -106,33 +98,6 @@ class _Problems:
             if self.dropped:
                 lines.append(f"... and {self.dropped} more problem(s)")
             raise DatasetValidationError(lines)
-
-
-def read_card_metadata(folder: Path) -> dict[str, Any]:
-    """YAML front matter of the folder's ``README.md``.
-
-    Raises
-    ------
-    DatasetValidationError
-        If the card is missing or has no parseable front matter.
-    """
-    path = Path(folder) / CARD_NAME
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise DatasetValidationError(f"{CARD_NAME}: cannot read the dataset card ({error})") from error
-    if not text.startswith("---\n"):
-        raise DatasetValidationError(f"{CARD_NAME}: no YAML front matter (the file must start with '---')")
-    end = text.find("\n---", 4)
-    if end < 0:
-        raise DatasetValidationError(f"{CARD_NAME}: YAML front matter is not closed by '---'")
-    try:
-        meta = yaml.safe_load(text[4:end])
-    except yaml.YAMLError as error:
-        raise DatasetValidationError(f"{CARD_NAME}: front matter is not valid YAML ({error})") from error
-    if not isinstance(meta, dict):
-        raise DatasetValidationError(f"{CARD_NAME}: front matter is not a mapping")
-    return meta
 
 
 def _check_card(meta: dict[str, Any], problems: _Problems) -> int | None:
@@ -478,7 +443,8 @@ def validate_dataset(
     if not root.is_dir():
         raise DatasetValidationError(f"{root}: not a folder")
     problems = _Problems(max_problems)
-    manifest = read_manifest(root)
+    dataset = DatasetFolder(root)
+    manifest = dataset.manifest
     num_groups = None
     if manifest is None:
         problems.add(f"{MANIFEST_NAME}: missing or not valid JSON")
@@ -487,20 +453,20 @@ def validate_dataset(
             problems.add(
                 f"{MANIFEST_NAME}: 'dataset' is {manifest.get('dataset')!r}, expected {DATASET_NAME!r}"
             )
-        for line in hash_mismatches(root, manifest):
+        for line in dataset.hash_mismatches():
             problems.add(f"manifest hash mismatch: {line}")
         listed = set(manifest.get("files") or {})
-        for name in data_files(root):
+        for name in dataset.data_files():
             if name not in listed:
                 problems.add(f"{name}: not listed in {MANIFEST_NAME}")
         groups = (manifest.get("arguments") or {}).get("groups")
         num_groups = groups if isinstance(groups, int) else None
     try:
-        card_rows = _check_card(read_card_metadata(root), problems)
+        card_rows = _check_card(dataset.card_metadata(), problems)
     except DatasetValidationError as error:
         problems.add(str(error))
         card_rows = None
-    files = data_files(root)
+    files = dataset.data_files()
     if not files:
         problems.add(f"{DATA_DIR}/: no parquet files")
     checker = _RowChecker(problems, check_images)

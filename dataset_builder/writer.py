@@ -10,7 +10,6 @@ distinct PNG once per row group.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -25,11 +24,8 @@ import pyarrow.parquet as pq
 
 from modality_conflict.dataset_builder.constants import SPLIT
 from modality_conflict.dataset_builder.errors import BuildError
+from modality_conflict.dataset_builder.folder import DATA_DIR, MANIFEST_NAME, sha256_file
 
-MANIFEST_NAME = "manifest.json"
-CARD_NAME = "README.md"
-DATA_DIR = "data"
-_HASH_CHUNK = 1 << 20
 _STAT_COLUMNS = ("row_id", "condition", "control", "group_id", "visual_tier", "text_tier")
 _PARTIAL_RE = re.compile(r"^\.(?P<name>.+)\.(?:partial|old)-(?P<pid>\d+)-[0-9a-f]+$")
 
@@ -37,15 +33,6 @@ _PARTIAL_RE = re.compile(r"^\.(?P<name>.+)\.(?:partial|old)-(?P<pid>\d+)-[0-9a-f
 def shard_name(index: int, count: int, split: str = SPLIT) -> str:
     """Hub-style shard path, e.g. ``data/test-00000-of-00002.parquet``."""
     return f"{DATA_DIR}/{split}-{index:05d}-of-{count:05d}.parquet"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ShardWriter:
@@ -120,16 +107,6 @@ def write_manifest(folder: Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def read_manifest(folder: Path) -> dict[str, Any] | None:
-    """The manifest of a folder, or None when it has none or it is not valid JSON."""
-    path = Path(folder) / MANIFEST_NAME
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def file_entries(folder: Path, names: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``{relative path: {"sha256", "size"}}`` for files of a folder."""
     out = {}
@@ -137,37 +114,6 @@ def file_entries(folder: Path, names: Sequence[str]) -> dict[str, dict[str, Any]
         path = Path(folder) / name
         out[name] = {"sha256": sha256_file(path), "size": path.stat().st_size}
     return out
-
-
-def hash_mismatches(folder: Path, manifest: dict[str, Any]) -> list[str]:
-    """Files listed in a manifest that are missing or whose sha256 differs.
-
-    Parameters
-    ----------
-    folder
-        Dataset folder.
-    manifest
-        Its parsed manifest.
-
-    Returns
-    -------
-    list of str
-        One message per bad file (empty when every hash verifies).
-    """
-    problems = []
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
-        return [f"{MANIFEST_NAME}: no 'files' table"]
-    for name, entry in sorted(files.items()):
-        path = Path(folder) / name
-        expected = entry.get("sha256") if isinstance(entry, dict) else None
-        if not path.is_file():
-            problems.append(f"{name}: listed in {MANIFEST_NAME} but missing")
-            continue
-        actual = sha256_file(path)
-        if actual != expected:
-            problems.append(f"{name}: sha256 {actual} does not match {MANIFEST_NAME} ({expected})")
-    return problems
 
 
 def _pid_alive(pid: int) -> bool:
@@ -252,9 +198,3 @@ def atomic_output_dir(out: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def data_files(folder: Path) -> list[str]:
-    """Relative paths of the parquet files under ``folder/data``, sorted."""
-    root = Path(folder)
-    return sorted(p.relative_to(root).as_posix() for p in (root / DATA_DIR).glob("*.parquet"))

@@ -1,8 +1,9 @@
 """The ``modality-conflict`` command: one entry point, one module per subcommand.
 
-Each subcommand module exposes ``add_parser(subparsers)`` and ``run(args) -> int``; this file only wires
-them. Bad input raises an exception whose message names the problem: it is printed as ``error: ...`` with
-exit status 2, never as a traceback.
+Each subcommand lives in a command-line module (``dataset_builder.commands`` and ``mc_tasks.commands.*``)
+that exposes ``add_parser(subparsers, name)`` and sets ``func(args) -> int``; this file only wires them.
+Bad input raises an exception whose message names the problem: it is printed as ``error: ...`` with exit
+status 2, never as a traceback.
 """
 
 from __future__ import annotations
@@ -13,25 +14,22 @@ import sys
 from collections.abc import Sequence
 
 # (subcommand, module); modules are imported lazily so `modality-conflict build` never imports torch.
+_COMMANDS = "modality_conflict.mc_tasks.commands"
 SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("build", "modality_conflict.dataset_builder.commands"),
     ("validate", "modality_conflict.dataset_builder.commands"),
     ("push", "modality_conflict.dataset_builder.commands"),
-    ("tasks", "modality_conflict.mc_tasks.evaluate"),
-    ("pin-dataset", "modality_conflict.mc_tasks.task_config"),
-    ("eval", "modality_conflict.mc_tasks.evaluate"),
-    ("probe", "modality_conflict.mc_tasks.probe"),
-    ("report", "modality_conflict.mc_tasks.report"),
-    ("submit", "modality_conflict.mc_tasks.submission"),
-    ("verify", "modality_conflict.mc_tasks.submission"),
-    ("leaderboard", "modality_conflict.mc_tasks.submission"),
-    ("eval-results", "modality_conflict.mc_tasks.submission"),
-    ("demo", "modality_conflict.mc_tasks.demo"),
+    ("tasks", f"{_COMMANDS}.evaluate"),
+    ("pin-dataset", f"{_COMMANDS}.pin"),
+    ("eval", f"{_COMMANDS}.evaluate"),
+    ("probe", f"{_COMMANDS}.probe"),
+    ("report", f"{_COMMANDS}.report"),
+    ("submit", f"{_COMMANDS}.submit"),
+    ("verify", f"{_COMMANDS}.submit"),
+    ("leaderboard", f"{_COMMANDS}.leaderboard"),
+    ("eval-results", f"{_COMMANDS}.leaderboard"),
+    ("demo", f"{_COMMANDS}.demo"),
 )
-
-
-class UsageError(Exception):
-    """Bad input from the command line or a file it names."""
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -62,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (UsageError, ValueError, FileNotFoundError, FileExistsError, PermissionError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except RuntimeError as error:

@@ -17,10 +17,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from modality_conflict.mc_tasks.task_config import TASKS_DIR
+
 MODEL_ID = "modality_conflict_hf"
 MODEL_CLASS_PATH = "modality_conflict.models.hf_model.ModalityConflictHF"
 DATA_ENV = "MODALITY_CONFLICT_DATA"
-TASKS_DIR = Path(__file__).resolve().parent / "modality_conflict"
 
 
 def task_dirs() -> list[str]:

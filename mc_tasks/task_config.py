@@ -9,7 +9,6 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 TASKS_DIR = Path(__file__).resolve().parent / "modality_conflict"
 TEMPLATE_NAME = "_default_template_yaml"
@@ -131,17 +130,3 @@ def pin_dataset(repo_id: str, revision: str, *, template: Path = TASKS_DIR / TEM
     staging.write_text("\n".join(lines) + "\n")
     os.replace(staging, template)
     return Path(template)
-
-
-def run_pin(args: Any) -> int:
-    print(pin_dataset(args.repo_id, args.revision))
-    return 0
-
-
-def add_parser(subparsers: Any, name: str) -> None:
-    parser = subparsers.add_parser(
-        name, help="pin the task YAMLs to a published dataset commit (run in a source checkout after push)"
-    )
-    parser.add_argument("repo_id", metavar="USER/NAME")
-    parser.add_argument("revision", metavar="SHA", help="the commit sha printed by `modality-conflict push`")
-    parser.set_defaults(func=run_pin)

@@ -1,36 +1,23 @@
-"""Task logic behind the modality_conflict YAMLs: prompts, per-doc records and their aggregation.
+"""The hooks that the modality_conflict task YAMLs name (``!function utils.<name>``).
 
-Each lmms-eval doc is one (unit, condition) row of the dataset. ``process_results`` turns a doc and the
-model's response into a compact *record*; every aggregation receives the records of all ranks (in rank
-order, not doc order), joins each conflict row with the vision-only and text-only rows it refers to, and
-hands the joined items to :func:`modality_conflict.metrics.summarize`. The join is by key, so the order in
-which records arrive never matters.
+Prompts and images per doc, the control and quick subsets, ``process_results`` for each task variant, and
+one aggregation per metric of :data:`~modality_conflict.mc_tasks.names.TASK_METRICS`. Records and the
+summary they aggregate to are :mod:`modality_conflict.mc_tasks.records`. ``__all__`` is exactly what the
+task folder's ``utils.py`` shim exposes to lmms-eval.
 """
 
 from __future__ import annotations
 
-import ast
-import hashlib
-import json
-import math
-import threading
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-import numpy as np
 
 from modality_conflict.dataset_builder.constants import COLORS, CONDITIONS, CONTROLS
 from modality_conflict.dataset_builder.prompts import label_name as _label
 from modality_conflict.dataset_builder.prompts import prompt_for
-from modality_conflict.metrics import ConflictItems, summarize
-from modality_conflict.metrics.answers import normalize_answer
-from modality_conflict.metrics.entropy import answer_set_entropy, sampled_answer_entropy
-from modality_conflict.models.envelope import decode_envelope
+from modality_conflict.mc_tasks.names import METRIC_NAMES, SUMMARY_METRIC
+from modality_conflict.mc_tasks.records import answer_set, cached_summary, make_record
 
 QUICK_GROUPS = 4
-REPORT_SEED = 20251104  # fixed so that the bootstrap interval in a results file can be recomputed exactly
-N_RESAMPLES = 2000
 
 
 # --- prompts ---------------------------------------------------------------------------------------------
@@ -57,12 +44,13 @@ def doc_to_target(doc: Mapping[str, Any]) -> int:
     """Index of the answer the row's own modality supports (unused by the metrics, needed by lmms-eval)."""
     condition = _label(doc["condition"], CONDITIONS, "condition")
     field = "text_answer" if condition == "text_only" else "vision_answer"
-    return COLORS.index(_label(doc[field], COLORS, field))
+    answers = answer_set(doc)
+    return answers.index(_label(doc[field], answers, field))
 
 
 def doc_to_choice(doc: Mapping[str, Any]) -> list[str]:
     """The closed answer set, in the dataset's ClassLabel order."""
-    choices = list(doc.get("answer_choices") or COLORS)
+    choices = list(answer_set(doc))
     if choices != list(COLORS):
         raise ValueError(f"row {doc.get('row_id')!r}: answer_choices {choices} differ from {list(COLORS)}")
     return choices
@@ -79,131 +67,7 @@ def process_docs_controls(dataset: Any) -> Any:
     return dataset.filter(lambda control: control not in ("none", none_index), input_columns=["control"])
 
 
-# --- per-doc records -------------------------------------------------------------------------------------
-
-
-def _parse_loglikelihood(result: object) -> float:
-    """One multiple_choice response: a (score, is_greedy) pair, or its string form from lmms-eval 0.7.x."""
-    if isinstance(result, str):
-        try:
-            result = ast.literal_eval(result.strip())
-        except (ValueError, SyntaxError) as error:
-            raise ValueError(f"cannot read loglikelihood response {result!r}") from error
-    if isinstance(result, (tuple, list)) and len(result) == 2:
-        result = result[0]
-    if isinstance(result, bool) or not isinstance(result, (int, float)) or not math.isfinite(result):
-        raise ValueError(f"loglikelihood response {result!r} is not a finite number")
-    return float(result)
-
-
-def _scores_to_answer(values: list[float]) -> tuple[str, float, str, list[float]]:
-    """Answer, entropy, estimator and log-probabilities from one score per colour.
-
-    lmms-eval wrappers disagree on what ``loglikelihood`` returns: a log-probability (<= 0, the project's
-    wrapper) or a mean token loss (>= 0, llava_hf and others). The sign tells them apart; a loss is turned
-    into a length-normalised log-probability because the token count is not passed to the task.
-    """
-    scores = np.asarray(values, dtype=float)
-    if np.all(scores <= 0) and np.any(scores < 0):
-        estimate = answer_set_entropy(log_probs=scores)
-    elif np.all(scores >= 0):
-        estimate = answer_set_entropy(mean_losses=scores, length_normalised=True)
-    else:
-        raise ValueError(f"loglikelihood scores {values} mix log-probabilities and losses")
-    log_probs = -scores if estimate.estimator.endswith("length_normalised") else scores
-    answer = COLORS[int(np.argmax(log_probs))]
-    return answer, float(np.asarray(estimate.values).reshape(-1)[0]), estimate.estimator, log_probs.tolist()
-
-
-def _mode(answers: list[str]) -> str:
-    """Most frequent answer; ties go to the earliest in the closed answer order, then "other"."""
-    counts = Counter(answers)
-    order = {name: i for i, name in enumerate((*COLORS, "other"))}
-    return min(counts, key=lambda name: (-counts[name], order[name]))
-
-
-def make_record(
-    doc: Mapping[str, Any], results: Sequence[object], *, mode: str = "generate"
-) -> dict[str, Any]:
-    """Everything the metrics and a submission need from one doc and its responses.
-
-    ``mode`` is the task variant: ``"generate"`` (one greedy answer; the project's wrapper adds its
-    envelope with the full-vocabulary entropy), ``"loglik"`` (one loglikelihood per colour) or
-    ``"sampled"`` (K sampled answers).
-    """
-    if len(results) == 0:
-        raise ValueError(f"row {doc.get('row_id')!r}: no model response")
-    record: dict[str, Any] = {
-        "row_id": str(doc["row_id"]),
-        "condition": _label(doc["condition"], CONDITIONS, "condition"),
-        "control": _label(doc["control"], CONTROLS, "control"),
-        "group_id": int(doc["group_id"]),
-        "item_id": str(doc["item_id"]),
-        "vision_key": str(doc["vision_key"]),
-        "text_key": str(doc["text_key"]),
-        "visual_tier": int(doc["visual_tier"]),
-        "text_tier": int(doc["text_tier"]),
-        "vision_answer": _label(doc["vision_answer"], COLORS, "vision_answer"),
-        "text_answer": _label(doc["text_answer"], COLORS, "text_answer"),
-    }
-    answer_scores: list[float] | None = None
-    if mode == "loglik":
-        if len(results) != len(COLORS):
-            raise ValueError(
-                f"row {record['row_id']!r}: {len(results)} loglikelihoods for {len(COLORS)} colours"
-            )
-        raw = ""
-        answer, entropy, estimator, answer_scores = _scores_to_answer(
-            [_parse_loglikelihood(r) for r in results]
-        )
-    elif mode == "sampled":
-        answers = [normalize_answer(str(r)) for r in results]
-        raw = str(results[0])
-        answer = _mode(answers)
-        estimate = sampled_answer_entropy([answers], candidates=(*COLORS, "other"))
-        entropy = float(np.asarray(estimate.values).reshape(-1)[0])
-        estimator = estimate.estimator
-    elif mode == "generate":
-        envelope = decode_envelope(results[0])
-        if envelope is not None:
-            raw = envelope["text"]
-            entropy = envelope.get("entropy")
-            estimator = envelope.get("estimator", "full_vocab")
-            logprobs = envelope.get("answer_logprobs")
-            if isinstance(logprobs, Mapping):
-                answer_scores = [float(logprobs[color]) for color in COLORS]
-        else:
-            raw, entropy, estimator = str(results[0]), None, "none"
-        answer = normalize_answer(raw)
-    else:
-        raise ValueError(f"unknown mode {mode!r}; expected 'generate', 'loglik' or 'sampled'")
-    if entropy is not None and not math.isfinite(float(entropy)):
-        raise ValueError(f"row {record['row_id']!r}: entropy {entropy!r} is not finite")
-    record.update(
-        raw_response=raw[:200],
-        answer=answer,
-        entropy=None if entropy is None else float(entropy),
-        entropy_estimator=str(estimator),
-        answer_scores=answer_scores,
-    )
-    return record
-
-
-METRIC_NAMES = (
-    "tfr",
-    "vfr",
-    "other_rate",
-    "tfr_correct",
-    "mean_hv",
-    "mean_ht",
-    "mean_dh",
-    "balance_point",
-    "balance_point_ci_low",
-    "balance_point_ci_high",
-    "n_conflicts",
-    "entropy_estimator",
-    "report",
-)
+# --- per-doc results -------------------------------------------------------------------------------------
 
 
 def process_results(doc: Mapping[str, Any], results: Sequence[object]) -> dict[str, dict[str, Any]]:
@@ -214,7 +78,7 @@ def process_results(doc: Mapping[str, Any], results: Sequence[object]) -> dict[s
 
 
 def process_results_loglik(doc: Mapping[str, Any], results: Sequence[object]) -> dict[str, dict[str, Any]]:
-    """lmms-eval hook for the multiple_choice variant (one loglikelihood per colour)."""
+    """lmms-eval hook for the multiple_choice variant (one loglikelihood per candidate answer)."""
     record = make_record(doc, results, mode="loglik")
     return {name: record for name in METRIC_NAMES}
 
@@ -228,123 +92,32 @@ def process_results_sampled(doc: Mapping[str, Any], results: Sequence[object]) -
 # --- aggregation -----------------------------------------------------------------------------------------
 
 
-class IncompleteRecordsError(ValueError):
-    """Conflict rows whose unimodal rows are absent (e.g. a run with --limit)."""
+def metric_aggregation(name: str) -> Callable[[Sequence[Mapping[str, Any]]], Any]:
+    """The lmms-eval aggregation of metric ``name``: its value in the (cached) summary of the records."""
+
+    def aggregation(records: Sequence[Mapping[str, Any]]) -> Any:
+        summary = cached_summary(records)
+        return summary if name == SUMMARY_METRIC else summary.get(name)
+
+    aggregation.__name__ = f"aggregate_{name}"
+    aggregation.__doc__ = f"lmms-eval aggregation: ``{name}`` from the joined conflict summary."
+    return aggregation
 
 
-def join_records(records: Sequence[Mapping[str, Any]]) -> tuple[ConflictItems, dict[str, Any]]:
-    """Join each conflict record with its vision-only and text-only records, whatever their order.
+AGGREGATIONS: dict[str, Callable[[Sequence[Mapping[str, Any]]], Any]] = {
+    f"aggregate_{name}": metric_aggregation(name) for name in METRIC_NAMES
+}
+globals().update(AGGREGATIONS)  # aggregate_tfr, aggregate_vfr, ...: the names the YAMLs use
 
-    Returns the conflict items and bookkeeping: how many conflict rows lacked a unimodal row, and the
-    entropy estimator (which must be one and the same for every record).
-    """
-    by_key: dict[str, Mapping[str, Any]] = {}
-    conflicts: list[Mapping[str, Any]] = []
-    for record in records:
-        if record["condition"] == "conflict":
-            conflicts.append(record)
-        else:
-            key = record["vision_key"] if record["condition"] == "vision_only" else record["text_key"]
-            previous = by_key.get(key)
-            if previous is not None and previous["row_id"] != record["row_id"]:
-                raise ValueError(f"two unimodal rows share the key {key!r}")
-            by_key[key] = record
-    estimators = sorted({str(r["entropy_estimator"]) for r in records})
-    if len(estimators) > 1:
-        raise ValueError(f"records mix entropy estimators {estimators}; evaluate one estimator per run")
-    conflicts.sort(key=lambda r: r["item_id"])
-    joined, missing = [], 0
-    for conflict in conflicts:
-        vision = by_key.get(conflict["vision_key"])
-        text = by_key.get(conflict["text_key"])
-        if vision is None or text is None:
-            missing += 1
-            continue
-        joined.append((conflict, vision, text))
-    if not joined:
-        raise IncompleteRecordsError(
-            f"no conflict item has all three conditions "
-            f"({len(conflicts)} conflict rows, {missing} incomplete)"
-        )
-
-    def column(pick: Callable[[tuple], Any], dtype: Any = object) -> np.ndarray:
-        return np.array([pick(triple) for triple in joined], dtype=dtype)
-
-    def entropy(value: Any) -> float:
-        return math.nan if value is None else float(value)
-
-    items = ConflictItems.from_columns(
-        item_id=column(lambda t: t[0]["item_id"]),
-        group_id=column(lambda t: t[0]["group_id"], np.int64),
-        visual_tier=column(lambda t: t[0]["visual_tier"], np.int64),
-        text_tier=column(lambda t: t[0]["text_tier"], np.int64),
-        control=column(lambda t: t[0]["control"]),
-        vision_answer=column(lambda t: t[0]["vision_answer"]),
-        text_answer=column(lambda t: t[0]["text_answer"]),
-        yv=column(lambda t: t[1]["answer"]),
-        yt=column(lambda t: t[2]["answer"]),
-        ym=column(lambda t: t[0]["answer"]),
-        hv=column(lambda t: entropy(t[1]["entropy"]), float),
-        ht=column(lambda t: entropy(t[2]["entropy"]), float),
-        estimator=estimators[0],
-    )
-    return items, {"n_incomplete_conflicts": missing, "entropy_estimator": estimators[0]}
-
-
-def build_report(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The whole report as a flat JSON-safe dict (undefined numbers are None with a reason)."""
-    try:
-        items, bookkeeping = join_records(records)
-    except IncompleteRecordsError as error:
-        return {"status": "undefined", "reason": str(error), "n_conflicts": 0}
-    report = summarize(items, n_resamples=N_RESAMPLES, rng=np.random.default_rng(REPORT_SEED)).to_dict()
-    report.update(bookkeeping)
-    report["n_records"] = len(records)
-    report["status"] = "ok"
-    return report
-
-
-_cache_lock = threading.Lock()
-_report_cache: dict[str, dict[str, Any]] = {}
-
-
-def _fingerprint(records: Sequence[Mapping[str, Any]]) -> str:
-    digest = hashlib.sha256()
-    for record in sorted(records, key=lambda r: r["row_id"]):
-        digest.update(json.dumps(record, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
-def cached_report(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """One report per set of records: every metric's aggregation asks for it, the bootstrap runs once."""
-    key = _fingerprint(records)
-    with _cache_lock:
-        if key not in _report_cache:
-            _report_cache.clear()
-            _report_cache[key] = build_report(records)
-        return _report_cache[key]
-
-
-def _aggregate(key: str) -> Callable[[Sequence[Mapping[str, Any]]], Any]:
-    def aggregate(records: Sequence[Mapping[str, Any]]) -> Any:
-        report = cached_report(records)
-        return report if key == "report" else report.get(key)
-
-    aggregate.__name__ = f"aggregate_{key}"
-    aggregate.__doc__ = f"lmms-eval aggregation: ``{key}`` from the joined conflict report."
-    return aggregate
-
-
-aggregate_tfr = _aggregate("tfr")
-aggregate_vfr = _aggregate("vfr")
-aggregate_other_rate = _aggregate("other_rate")
-aggregate_tfr_correct = _aggregate("tfr_correct")
-aggregate_mean_hv = _aggregate("mean_hv")
-aggregate_mean_ht = _aggregate("mean_ht")
-aggregate_mean_dh = _aggregate("mean_dh")
-aggregate_balance_point = _aggregate("balance_point")
-aggregate_balance_point_ci_low = _aggregate("balance_point_ci_low")
-aggregate_balance_point_ci_high = _aggregate("balance_point_ci_high")
-aggregate_n_conflicts = _aggregate("n_conflicts")
-aggregate_entropy_estimator = _aggregate("entropy_estimator")
-aggregate_report = _aggregate("report")
+__all__ = [
+    "doc_to_choice",
+    "doc_to_target",
+    "doc_to_text",
+    "doc_to_visual",
+    "process_docs_controls",
+    "process_docs_quick",
+    "process_results",
+    "process_results_loglik",
+    "process_results_sampled",
+    *AGGREGATIONS,
+]

@@ -1,17 +1,12 @@
 """Statistics of modality conflicts: entropies, following rates, the balance point and the monotonic law.
 
-Pure numpy/scipy (no model, dataset or file access). The entry point is :func:`summarize`, which turns
+Pure numpy/scipy (no model, dataset or file access), and agnostic of the answer set: the candidate answers
+and the synonyms used to read free-form answers are inputs. The entry point is :func:`summarize`, which turns
 :class:`ConflictItems` into a :class:`ConflictReport`; the building blocks are importable on their own.
 """
 
 from modality_conflict.metrics._common import Interval, wilson_interval
-from modality_conflict.metrics.answers import (
-    COLOR_SYNONYMS,
-    COLORS,
-    OTHER,
-    normalize_answer,
-    normalize_answers,
-)
+from modality_conflict.metrics.answers import OTHER, normalize_answer, normalize_answers
 from modality_conflict.metrics.balance import (
     BALANCE_STATUSES,
     BalancePointResult,
@@ -33,7 +28,7 @@ from modality_conflict.metrics.following import (
     following_rates,
 )
 from modality_conflict.metrics.grids import TierGrids, tier_grids
-from modality_conflict.metrics.items import CONTROLS, ConflictItems
+from modality_conflict.metrics.items import ConflictItems
 from modality_conflict.metrics.law import (
     BinnedCurve,
     LawResult,
@@ -54,9 +49,6 @@ from modality_conflict.metrics.uncertainty import relative_uncertainty
 
 __all__ = [
     "BALANCE_STATUSES",
-    "COLORS",
-    "COLOR_SYNONYMS",
-    "CONTROLS",
     "ESTIMATORS",
     "FOLLOWING_LABELS",
     "LENS_LABELS",

@@ -1,8 +1,9 @@
 """Free-form answers to one of a closed set of candidate answers, or ``"other"``.
 
 The rules are deterministic and deliberately small: lower-casing, punctuation and article removal,
-plurals, a few colour synonyms and a one-word negation rule ("blue, not red" -> blue). An answer that
-names no candidate, or more than one, is ``"other"``.
+plurals, a synonyms table and a one-word negation rule ("blue, not red" -> blue). An answer that names no
+candidate, or more than one, is ``"other"``. The candidates and the synonyms are inputs: each dataset
+defines its own (the colour set's are ``dataset_builder.constants.COLORS`` and ``COLOR_SYNONYMS``).
 """
 
 from __future__ import annotations
@@ -13,46 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-COLORS: tuple[str, ...] = ("red", "yellow", "blue", "green", "purple", "orange")
-"""The six colours, in the dataset's ClassLabel order."""
-
 OTHER = "other"
 """Label for answers that map to no single candidate."""
-
-COLOR_SYNONYMS: Mapping[str, str] = {
-    # Only words whose colour is unambiguous among the six; e.g. "cyan", "olive" and "amber" are left out
-    # because they sit between two candidates.
-    "violet": "purple",
-    "lilac": "purple",
-    "lavender": "purple",
-    "mauve": "purple",
-    "magenta": "purple",
-    "plum": "purple",
-    "purplish": "purple",
-    "crimson": "red",
-    "scarlet": "red",
-    "maroon": "red",
-    "vermilion": "red",
-    "reddish": "red",
-    "navy": "blue",
-    "azure": "blue",
-    "cobalt": "blue",
-    "sapphire": "blue",
-    "bluish": "blue",
-    "blueish": "blue",
-    "emerald": "green",
-    "lime": "green",
-    "greenish": "green",
-    "gold": "yellow",
-    "golden": "yellow",
-    "lemon": "yellow",
-    "yellowish": "yellow",
-    "tangerine": "orange",
-    "orangish": "orange",
-    "orangey": "orange",
-    "orangeish": "orange",
-}
-"""Colour words mapped to the candidate they name (used only when that candidate is in the set)."""
 
 _ARTICLES = frozenset({"a", "an", "the"})
 _NEGATIONS = frozenset({"not", "no", "isnt", "never", "nor", "neither", "aint", "wasnt"})
@@ -92,17 +55,19 @@ def _phrase_table(candidates: Sequence[str], synonyms: Mapping[str, str]) -> dic
 
 
 @functools.lru_cache(maxsize=8)
-def _default_table(candidates: tuple[str, ...]) -> dict[tuple[str, ...], str]:
-    return _phrase_table(candidates, COLOR_SYNONYMS)
+def _cached_table(
+    candidates: tuple[str, ...], synonyms: tuple[tuple[str, str], ...]
+) -> dict[tuple[str, ...], str]:
+    return _phrase_table(candidates, dict(synonyms))
 
 
 def _table(candidates: Sequence[str], synonyms: Mapping[str, str] | None) -> dict[tuple[str, ...], str]:
-    candidates = tuple(candidates)
-    return _default_table(candidates) if synonyms is None else _phrase_table(candidates, synonyms)
+    # Tables are built once per (candidates, synonyms): normalisation runs once per record.
+    return _cached_table(tuple(candidates), tuple((synonyms or {}).items()))
 
 
 def normalize_answer(
-    text: str, candidates: Sequence[str] = COLORS, *, synonyms: Mapping[str, str] | None = None
+    text: str, candidates: Sequence[str], *, synonyms: Mapping[str, str] | None = None
 ) -> str:
     """Map a free-form answer to one of ``candidates`` or ``"other"``.
 
@@ -110,11 +75,11 @@ def normalize_answer(
     ----------
     text : str
         The model's answer, e.g. ``"The circle is Violet."``.
-    candidates : sequence of str, optional
-        The closed answer set, default :data:`COLORS`. Multi-word candidates are matched as phrases.
+    candidates : sequence of str
+        The closed answer set. Multi-word candidates are matched as phrases.
     synonyms : mapping of str to str, optional
-        Extra words mapped to a candidate. Default: :data:`COLOR_SYNONYMS` (entries whose target is not
-        among ``candidates`` are ignored).
+        Extra words mapped to a candidate (entries whose target is not among ``candidates`` are ignored).
+        Default: none.
 
     Returns
     -------
@@ -130,11 +95,12 @@ def normalize_answer(
 
     Examples
     --------
-    >>> normalize_answer("Violet.")
+    >>> colours = ("red", "blue", "purple")
+    >>> normalize_answer("Violet.", colours, synonyms={"violet": "purple"})
     'purple'
-    >>> normalize_answer("It is blue, not red")
+    >>> normalize_answer("It is blue, not red", colours)
     'blue'
-    >>> normalize_answer("red or blue")
+    >>> normalize_answer("red or blue", colours)
     'other'
     """
     if not isinstance(text, str):
@@ -161,7 +127,7 @@ def _match(text: str, table: dict[tuple[str, ...], str], longest: int) -> str:
 
 
 def normalize_answers(
-    texts: Iterable[str], candidates: Sequence[str] = COLORS, *, synonyms: Mapping[str, str] | None = None
+    texts: Iterable[str], candidates: Sequence[str], *, synonyms: Mapping[str, str] | None = None
 ) -> np.ndarray:
     """:func:`normalize_answer` over many answers; repeated strings are normalised once.
 

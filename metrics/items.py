@@ -8,11 +8,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from modality_conflict.metrics.answers import COLORS, OTHER
+from modality_conflict.dataset_builder.constants import CONTROLS
+from modality_conflict.metrics.answers import OTHER
 from modality_conflict.metrics.entropy import ESTIMATORS
-
-CONTROLS: tuple[str, ...] = ("none", "text_irrelevant", "image_irrelevant")
-"""Control types, in the dataset's ClassLabel order."""
 
 NO_ENTROPY = "none"
 """Estimator label for runs without entropies; every entropy-based number is then undefined."""
@@ -59,7 +57,7 @@ class ConflictItems:
     group_id, visual_tier, text_tier : numpy.ndarray of int
         Item group, visual difficulty tier (0..13) and text difficulty tier (0..2).
     control : numpy.ndarray of str
-        One of :data:`CONTROLS`.
+        One of the dataset's control types (``dataset_builder.constants.CONTROLS``).
     vision_answer, text_answer : numpy.ndarray of str
         Colour the image shows and colour the text claims (ground truth, model independent).
     yv, yt, ym : numpy.ndarray of str
@@ -71,7 +69,7 @@ class ConflictItems:
         Entropy estimator label (:data:`~modality_conflict.metrics.entropy.ESTIMATORS`, or ``"none"``
         when the run has no entropies; then ``hv``/``ht`` must be NaN and are ignored).
     candidates : tuple of str
-        The closed answer set, default :data:`~modality_conflict.metrics.answers.COLORS`.
+        The closed answer set (the task's; e.g. the colour set's six colours).
 
     Notes
     -----
@@ -93,7 +91,7 @@ class ConflictItems:
     hv: np.ndarray
     ht: np.ndarray
     estimator: str
-    candidates: tuple[str, ...] = COLORS
+    candidates: tuple[str, ...]
 
     def __post_init__(self) -> None:
         raw = {name: getattr(self, name) for name in _ARRAY_FIELDS}
@@ -208,7 +206,7 @@ class ConflictItems:
         hv: ArrayLike,
         ht: ArrayLike,
         estimator: str,
-        candidates: tuple[str, ...] = COLORS,
+        candidates: tuple[str, ...],
     ) -> ConflictItems:
         """Build validated items from aligned columns (lists or arrays).
 

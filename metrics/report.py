@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from modality_conflict.dataset_builder.constants import CONTROLS
 from modality_conflict.metrics._common import check_confidence_level
 from modality_conflict.metrics._logistic import LogisticFit, fit_logistic, prepare
 from modality_conflict.metrics.balance import BalancePointResult, balance_point_from_fit
 from modality_conflict.metrics.following import FollowingRates, classify_following, following_rates
 from modality_conflict.metrics.grids import TierGrids, tier_grids
-from modality_conflict.metrics.items import CONTROLS, ConflictItems
+from modality_conflict.metrics.items import ConflictItems
 from modality_conflict.metrics.law import (
     BinnedCurve,
     LawResult,

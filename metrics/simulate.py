@@ -7,12 +7,14 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.special import expit
 
-from modality_conflict.metrics.answers import COLORS, OTHER
+from modality_conflict.dataset_builder.constants import CONTROLS
+from modality_conflict.metrics.answers import OTHER
 from modality_conflict.metrics.items import ConflictItems
 
 
 def simulate_items(
     *,
+    candidates: Sequence[str],
     n_groups: int = 400,
     visual_tiers: Sequence[int] = tuple(range(14)),
     text_tiers: Sequence[int] = (0, 1, 2),
@@ -28,6 +30,8 @@ def simulate_items(
 
     Parameters
     ----------
+    candidates : sequence of str
+        The closed answer set (at least three answers: an "other" conflict answer is a third one).
     n_groups : int, optional
         Item groups (one image per visual tier and one text per text tier in each).
     visual_tiers, text_tiers : sequence of int, optional
@@ -63,7 +67,7 @@ def simulate_items(
             dv_all.append(dv)
             dt_all.append(dt)
             control_all.append("none")
-    for control in ("text_irrelevant", "image_irrelevant"):
+    for control in CONTROLS[1:]:
         for dv in control_tiers:
             dv_all.append(dv)
             dt_all.append(0)
@@ -74,7 +78,7 @@ def simulate_items(
     dt = np.tile(np.array(dt_all, dtype=np.int64), n_groups)
     control = np.tile(np.array(control_all), n_groups)
     n = group.size
-    n_colors = len(COLORS)
+    n_colors = len(candidates)
 
     vision_color = gen.integers(0, n_colors, n_groups)[group]
     # The text's colour differs from the image's colour (one text per group, tier and control).
@@ -112,7 +116,7 @@ def simulate_items(
         pick = np.where((pick == yv) | (pick == yt), (pick + 1) % n_colors, pick)
     ym = np.where(is_other, pick, ym)
 
-    names = np.array(COLORS)
+    names = np.array(candidates)
     item_id = [f"g{g:04d}-v{v:02d}-t{t}-{c}" for g, v, t, c in zip(group, dv, dt, control, strict=True)]
     labels_m = names[ym]
     labels_m = np.where(is_other & (gen.random(n) < 0.3), OTHER, labels_m)
@@ -130,4 +134,5 @@ def simulate_items(
         hv=hv,
         ht=ht,
         estimator=estimator,
+        candidates=tuple(candidates),
     )

@@ -1,4 +1,8 @@
-"""Shared pytest fixtures. Each section belongs to one part of the project; add new sections below."""
+"""Session fixtures shared by every test folder: tiny checkpoints, small datasets, one real lmms-eval run.
+
+Everything here is built once per test session. Helpers that are plain modules (``fixtures_results``,
+``lmms_eval_runs``) sit next to this file, which pytest puts on ``sys.path``.
+"""
 
 from __future__ import annotations
 
@@ -44,8 +48,8 @@ def tiny_mllm_dir(request: pytest.FixtureRequest) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Real lmms-eval CLI runs on the small dataset preset (the lead's section). Every run is checked through
-# its output files, since the lmms-eval CLI exits 0 even when evaluation fails.
+# Real lmms-eval CLI runs on the small dataset preset. Every run is checked through its output files,
+# since the lmms-eval CLI exits 0 even when evaluation fails.
 # ---------------------------------------------------------------------------------------------------------
 
 E2E_GROUPS = 12  # the small preset

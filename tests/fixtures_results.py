@@ -26,6 +26,7 @@ from modality_conflict.dataset_builder.constants import (
     SHAPES,
 )
 from modality_conflict.mc_tasks import task_logic
+from modality_conflict.mc_tasks.names import METRIC_NAMES
 from modality_conflict.models.envelope import encode_envelope
 
 TASK = "modality_conflict_color"
@@ -200,7 +201,7 @@ def _task_config(task: str, dataset_path: str, revision: str | None) -> dict[str
         "num_fewshot": 0,
         "metric_list": [
             {"metric": name, "aggregation": f"<function aggregate_{name}>", "higher_is_better": True}
-            for name in task_logic.METRIC_NAMES
+            for name in METRIC_NAMES
         ],
         "output_type": "generate_until",
         "generation_kwargs": {
@@ -268,7 +269,7 @@ def write_lmms_eval_run(
         }
         samples.append(sample)
     task_metrics: dict[str, Any] = {"alias": task}
-    for name in task_logic.METRIC_NAMES:
+    for name in METRIC_NAMES:
         task_metrics[f"{name},none"] = getattr(task_logic, f"aggregate_{name}")(records)
         task_metrics[f"{name}_stderr,none"] = "N/A"
     args = (
@@ -281,7 +282,7 @@ def write_lmms_eval_run(
         "configs": {task: _task_config(task, dataset_path, dataset_revision)},
         "versions": {"modality_conflict": 1, task: 1},
         "n-shot": {task: 0},
-        "higher_is_better": {task: {name: True for name in task_logic.METRIC_NAMES}},
+        "higher_is_better": {task: {name: True for name in METRIC_NAMES}},
         "n-samples": {task: {"original": len(docs), "effective": len(docs)}},
         "config": {
             "model": "modality_conflict_hf",

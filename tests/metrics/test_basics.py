@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS
 from modality_conflict.metrics import (
-    COLORS,
     FollowingRates,
     answer_set_entropy,
     classify_following,
@@ -53,26 +53,32 @@ LN2 = math.log(2.0)
     ],
 )
 def test_normalize_answer(text: str, expected: str) -> None:
-    assert normalize_answer(text) == expected
+    assert normalize_answer(text, COLORS, synonyms=COLOR_SYNONYMS) == expected
+
+
+def test_synonyms_are_an_input() -> None:
+    assert normalize_answer("Violet", COLORS) == "other"
+    assert normalize_answer("Violet", COLORS, synonyms=COLOR_SYNONYMS) == "purple"
+    assert normalize_answer("Violet", COLORS, synonyms={"violet": "blue"}) == "blue"
 
 
 def test_normalize_answer_custom_candidates_ignore_colour_synonyms() -> None:
     shapes = ("cube", "sphere", "cylinder")
-    assert normalize_answer("Spheres", shapes) == "sphere"
-    assert normalize_answer("a big cube", shapes) == "cube"
+    assert normalize_answer("Spheres", shapes, synonyms=COLOR_SYNONYMS) == "sphere"
+    assert normalize_answer("a big cube", shapes, synonyms=COLOR_SYNONYMS) == "cube"
     # "violet" names purple, which is not a candidate here.
-    assert normalize_answer("violet", shapes) == "other"
+    assert normalize_answer("violet", shapes, synonyms=COLOR_SYNONYMS) == "other"
     assert normalize_answer("light blue", ("light blue", "dark blue")) == "light blue"
     assert normalize_answer("azure", COLORS, synonyms={"azure": "green"}) == "green"
 
 
 def test_normalize_answers_vectorised_and_type_checked() -> None:
-    out = normalize_answers(["Red", "violet", "Red", "dog"])
+    out = normalize_answers(["Red", "violet", "Red", "dog"], COLORS, synonyms=COLOR_SYNONYMS)
     assert out.tolist() == ["red", "purple", "red", "other"]
     with pytest.raises(TypeError, match="must be a str"):
-        normalize_answer(None)  # type: ignore[arg-type]
+        normalize_answer(None, COLORS)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="answer 1"):
-        normalize_answers(["red", 3])  # type: ignore[list-item]
+        normalize_answers(["red", 3], COLORS)  # type: ignore[list-item]
     with pytest.raises(ValueError, match="candidates must not be empty"):
         normalize_answer("red", ())
 

@@ -14,6 +14,7 @@ from fixtures_results import simulate_responses, synthetic_docs
 from PIL import Image
 
 from modality_conflict.dataset_builder.constants import COLORS, CONDITIONS
+from modality_conflict.mc_tasks import records as task_records
 from modality_conflict.mc_tasks import task_logic
 from modality_conflict.models.envelope import encode_envelope
 
@@ -62,7 +63,7 @@ def test_envelope_record_carries_answer_entropy_and_estimator() -> None:
         estimator="full_vocab",
         answer_logprobs={c: -1.0 - i for i, c in enumerate(COLORS)},
     )
-    record = task_logic.make_record(_doc("conflict"), [response])
+    record = task_records.make_record(_doc("conflict"), [response])
     assert record["answer"] == "blue"
     assert record["entropy"] == 0.25 and record["entropy_estimator"] == "full_vocab"
     assert record["answer_scores"] == [-1.0, -2.0, -3.0, -4.0, -5.0, -6.0]
@@ -71,7 +72,7 @@ def test_envelope_record_carries_answer_entropy_and_estimator() -> None:
 
 
 def test_plain_generation_has_no_entropy() -> None:
-    record = task_logic.make_record(_doc("text_only"), ["It is Violet"])
+    record = task_records.make_record(_doc("text_only"), ["It is Violet"])
     assert record["answer"] == "purple"
     assert record["entropy"] is None and record["entropy_estimator"] == "none"
 
@@ -79,7 +80,7 @@ def test_plain_generation_has_no_entropy() -> None:
 def test_loglik_strings_are_mean_losses_and_argmin_wins() -> None:
     # lmms-eval 0.7.x hands multiple_choice responses over as strings of (mean loss, is_greedy).
     losses = [2.0, 0.5, 3.0, 1.0, 2.5, 4.0]
-    record = task_logic.make_record(
+    record = task_records.make_record(
         _doc("vision_only"), [f"({loss}, False)" for loss in losses], mode="loglik"
     )
     assert record["answer"] == "yellow"
@@ -91,7 +92,7 @@ def test_loglik_strings_are_mean_losses_and_argmin_wins() -> None:
 
 def test_loglik_log_probabilities_give_the_exact_answer_set_entropy() -> None:
     log_probs = [math.log(0.5), math.log(0.25), math.log(0.125), math.log(0.0625), -9.0, -9.0]
-    record = task_logic.make_record(_doc("text_only"), [(lp, False) for lp in log_probs], mode="loglik")
+    record = task_records.make_record(_doc("text_only"), [(lp, False) for lp in log_probs], mode="loglik")
     assert record["answer"] == "red" and record["entropy_estimator"] == "answer_set"
     p = np.exp(np.array(log_probs))
     p /= p.sum()
@@ -100,15 +101,15 @@ def test_loglik_log_probabilities_give_the_exact_answer_set_entropy() -> None:
 
 def test_loglik_rejects_mixed_signs_and_wrong_counts() -> None:
     with pytest.raises(ValueError, match="mix"):
-        task_logic.make_record(_doc("conflict"), [(-1.0, 0), (2.0, 0)] + [(-1.0, 0)] * 4, mode="loglik")
+        task_records.make_record(_doc("conflict"), [(-1.0, 0), (2.0, 0)] + [(-1.0, 0)] * 4, mode="loglik")
     with pytest.raises(ValueError, match="5 loglikelihoods"):
-        task_logic.make_record(_doc("conflict"), [(-1.0, 0)] * 5, mode="loglik")
+        task_records.make_record(_doc("conflict"), [(-1.0, 0)] * 5, mode="loglik")
     with pytest.raises(ValueError, match="cannot read"):
-        task_logic.make_record(_doc("conflict"), ["(nan"] * 6, mode="loglik")
+        task_records.make_record(_doc("conflict"), ["(nan"] * 6, mode="loglik")
 
 
 def test_sampled_answers_give_mode_and_miller_madow_entropy() -> None:
-    record = task_logic.make_record(_doc("conflict"), ["Red", "red.", "Blue", "RED"], mode="sampled")
+    record = task_records.make_record(_doc("conflict"), ["Red", "red.", "Blue", "RED"], mode="sampled")
     assert record["answer"] == "red" and record["entropy_estimator"] == "sampled"
     plug_in = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
     assert record["entropy"] == pytest.approx(plug_in + (2 - 1) / (2 * 4))
@@ -117,19 +118,19 @@ def test_sampled_answers_give_mode_and_miller_madow_entropy() -> None:
 def test_report_is_independent_of_record_order() -> None:
     docs = synthetic_docs(16)
     responses = simulate_responses(docs, balance_point=0.2, seed=3)
-    records = [task_logic.make_record(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
+    records = [task_records.make_record(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
     shuffled = records[:]
     random.Random(7).shuffle(shuffled)
-    first = task_logic.build_report(records)
+    first = task_records.summarize_records(records)
     assert first["status"] == "ok" and first["n_conflicts"] > 0
-    assert first == task_logic.build_report(shuffled)
+    assert first == task_records.summarize_records(shuffled)
     assert isinstance(first["balance_point"], float) or first["balance_point_reason"]
 
 
-def test_every_aggregation_reads_the_same_cached_report() -> None:
+def test_every_aggregation_reads_the_same_cached_summary() -> None:
     docs = synthetic_docs(8, with_controls=False)
     responses = simulate_responses(docs, balance_point=0.0, seed=1)
-    records = [task_logic.make_record(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
+    records = [task_records.make_record(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
     report = task_logic.aggregate_report(list(records))
     assert task_logic.aggregate_tfr(list(reversed(records))) == report["tfr"]
     assert task_logic.aggregate_balance_point_ci_low(records) == report["balance_point_ci_low"]
@@ -139,14 +140,14 @@ def test_every_aggregation_reads_the_same_cached_report() -> None:
 def test_incomplete_items_are_counted_and_an_empty_join_is_flagged() -> None:
     docs = synthetic_docs(6, with_controls=False)
     responses = simulate_responses(docs, balance_point=0.0, seed=2)
-    records = [task_logic.make_record(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
+    records = [task_records.make_record(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
     dropped_key = next(r["vision_key"] for r in records if r["condition"] == "vision_only")
     partial = [r for r in records if not (r["condition"] == "vision_only" and r["vision_key"] == dropped_key)]
-    report = task_logic.build_report(partial)
+    report = task_records.summarize_records(partial)
     lost = sum(1 for r in records if r["condition"] == "conflict" and r["vision_key"] == dropped_key)
     assert report["n_incomplete_conflicts"] == lost > 0
     only_conflicts = [r for r in records if r["condition"] == "conflict"]
-    undefined = task_logic.build_report(only_conflicts)
+    undefined = task_records.summarize_records(only_conflicts)
     assert (
         undefined["status"] == "undefined"
         and "no conflict item has all three conditions" in undefined["reason"]
@@ -156,17 +157,17 @@ def test_incomplete_items_are_counted_and_an_empty_join_is_flagged() -> None:
 def test_mixed_estimators_are_refused() -> None:
     docs = synthetic_docs(4, with_controls=False)
     responses = simulate_responses(docs, balance_point=0.0, seed=2)
-    records = [task_logic.make_record(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
+    records = [task_records.make_record(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
     records[0] = {**records[0], "entropy_estimator": "sampled"}
     with pytest.raises(ValueError, match="mix entropy estimators"):
-        task_logic.build_report(records)
+        task_records.summarize_records(records)
 
 
 def test_bad_labels_name_the_field() -> None:
     with pytest.raises(ValueError, match="'vision_answer'"):
-        task_logic.make_record(_doc("conflict", vision_answer=17), ["red"])
+        task_records.make_record(_doc("conflict", vision_answer=17), ["red"])
     with pytest.raises(ValueError, match="'condition'"):
-        task_logic.make_record({**_doc("conflict"), "condition": "both"}, ["red"])
+        task_records.make_record({**_doc("conflict"), "condition": "both"}, ["red"])
 
 
 def test_pin_dataset_rewrites_only_the_pin(tmp_path: Path) -> None:

@@ -23,24 +23,27 @@ from PIL import Image
 from torch import nn
 
 from modality_conflict.dataset_builder.constants import COLORS, CONDITIONS
+from modality_conflict.mc_tasks import records as task_records
 from modality_conflict.mc_tasks import task_logic
 from modality_conflict.mc_tasks.cli import main
 from modality_conflict.mc_tasks.probe import (
     FIRST_TOKEN_NOTE,
     Balance,
     ProbeError,
+    ProbeOptions,
     ProbeResult,
-    aggregate,
     answer_rows,
-    balance_from_report,
+    balance_from_summary,
     build_items,
     heatmap_grid,
     load_rows,
+    oscillations_by_control,
     probe_from_model,
     probe_item,
     summary_lines,
     write_outputs,
 )
+from modality_conflict.mc_tasks.results import TaskSummary
 from modality_conflict.metrics.probing import count_oscillations
 from modality_conflict.models import loading
 from modality_conflict.models.envelope import encode_envelope
@@ -111,9 +114,9 @@ def probed(biased_dir: Path, dataset_dir: Path) -> ProbeResult:
         biased_dir,
         dataset_dir,
         limit_groups=LIMIT_GROUPS,
-        max_new_tokens=1,
-        n_resamples=200,
-        wrapper_kwargs={"device": "cpu", "batch_size": 8},
+        options=ProbeOptions(
+            max_new_tokens=1, n_resamples=200, wrapper_kwargs={"device": "cpu", "batch_size": 8}
+        ),
     )
 
 
@@ -289,7 +292,7 @@ def _synthetic_run(sequence: Sequence[int]) -> tuple[list[dict[str, Any]], dict[
         envelope = encode_envelope(
             text=answer, entropy=0.5 + 0.1 * doc["visual_tier"], estimator="full_vocab"
         )
-        records.append(task_logic.make_record(doc, [envelope]))
+        records.append(task_records.make_record(doc, [envelope]))
         if condition == "conflict":
             ids = [LOWER[vision] if t == V else LOWER[text] if t == T else t for t in sequence]
             lenses[doc["row_id"]] = _lens(ids)
@@ -323,7 +326,9 @@ def _items(dh: Sequence[float], counts: Sequence[int], control: str = "none") ->
 def test_region_means_and_intervals() -> None:
     main_items = _items([-0.3, 0.1, 0.45, 0.55, -1.5, 1.9], [2, 1, 3, 0, 1, 0])
     controls = _items([0.0, 0.2, -0.9], [0, 1, 0], control="text_irrelevant")
-    result = aggregate(main_items + controls, Balance(0.1, "test", "given"), radius=0.5, n_resamples=300)
+    result = oscillations_by_control(
+        main_items + controls, Balance(0.1, "test", "given"), radius=0.5, n_resamples=300
+    )
     main = result["by_control"]["none"]
     assert main["ambiguous"]["n_items"] == 4 and main["clear"]["n_items"] == 2
     assert main["ambiguous"]["mean_oscillations"] == pytest.approx(1.5)
@@ -339,7 +344,7 @@ def test_region_means_and_intervals() -> None:
     assert result["radius"] == 0.5 and result["balance_point"] == 0.1
     json.dumps(result, allow_nan=False)
 
-    narrow = aggregate(main_items, Balance(0.1, "test", "given"), radius=0.25, n_resamples=0)
+    narrow = oscillations_by_control(main_items, Balance(0.1, "test", "given"), radius=0.25, n_resamples=0)
     assert narrow["by_control"]["none"]["ambiguous"]["n_items"] == 1
 
 
@@ -350,16 +355,16 @@ def test_undefined_balance_point_leaves_the_regions_undefined() -> None:
         "balance_point_reason": "the curve crosses 0.5 below the smallest dH",
         "balance_point_bound": -1.25,
     }
-    balance = balance_from_report(report, "a report")
+    balance = balance_from_summary(TaskSummary(report), "a report")
     assert balance.value is None
     assert "censored_below" in balance.reason and "-1.250" in balance.reason
     assert "--balance-point" in balance.reason
-    result = aggregate(_items([0.0, 1.0], [1, 0]), balance)
+    result = oscillations_by_control(_items([0.0, 1.0], [1, 0]), balance)
     main = result["by_control"]["none"]
     assert "ambiguous" not in main and "clear" not in main
     assert main["regions_reason"] == balance.reason and main["mean_oscillations"] == 0.5
     assert result["balance_point"] is None and result["balance_point_reason"] == balance.reason
-    ok = balance_from_report({"balance_point": -0.2, "balance_point_status": "ok"}, "a report")
+    ok = balance_from_summary(TaskSummary({"balance_point": -0.2, "balance_point_status": "ok"}), "a report")
     assert ok.value == -0.2 and ok.reason is None
 
 
@@ -411,7 +416,7 @@ def test_results_folder_needs_no_model(
     ]
     for logged, direct in zip(written["items"], probed.items, strict=True):
         assert logged["logit_diff"] == pytest.approx(direct["logit_diff"])
-    # Both paths take the balance point from the same records (the run's report, or build_report).
+    # Both paths take the balance point from the same records (the run's summary, or summarize_records).
     assert written["aggregates"]["balance_point_status"] == probed.aggregates["balance_point_status"]
     assert written["aggregates"]["balance_point"] == probed.aggregates["balance_point"]
     assert "probed" in capsys.readouterr().out
@@ -541,7 +546,9 @@ def test_bad_input_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture) ->
 def test_summary_says_why_regions_are_undefined() -> None:
     balance = Balance(None, "a report", "undefined", "the balance point is undefined (undefined: few)")
     items = _items([0.0], [1])
-    result = ProbeResult(items, {"not_conflict": 2}, balance, aggregate(items, balance), {}, 2, {})
+    result = ProbeResult(
+        items, {"not_conflict": 2}, balance, oscillations_by_control(items, balance), {}, 2, {}
+    )
     text = "\n".join(summary_lines(result))
     assert "regions undefined: the balance point is undefined" in text
     assert "2 the vision-only and text-only answers agree" in text and FIRST_TOKEN_NOTE in text

@@ -16,8 +16,8 @@ from modality_conflict.dataset_builder.builder import build_dataset
 from modality_conflict.dataset_builder.constants import COLORS
 from modality_conflict.dataset_builder.errors import DatasetValidationError
 from modality_conflict.dataset_builder.features import arrow_schema
+from modality_conflict.dataset_builder.folder import sha256_file
 from modality_conflict.dataset_builder.validate import validate_dataset
-from modality_conflict.dataset_builder.writer import sha256_file
 from modality_conflict.mc_tasks.cli import main as cli_main
 
 GROUPS = 6

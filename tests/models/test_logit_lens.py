@@ -22,6 +22,7 @@ from transformers import (
     SmolVLMForConditionalGeneration,
 )
 
+from modality_conflict.dataset_builder.constants import COLORS
 from modality_conflict.models.logit_lens import (
     LastPositionRecorder,
     UnsupportedModelError,
@@ -112,7 +113,7 @@ def test_records_are_json_safe_and_consistent(tiny_idefics3_dir: Path) -> None:
     inputs = _batch(processor)
     modules = find_lens_modules(model)
     tokenizer = processor.tokenizer
-    colors = ("red", "yellow", "blue", "green", "purple", "orange")
+    colors = COLORS
     ids = {c: tokenizer.encode(f" {c}", add_special_tokens=False)[0] for c in colors}
     caps = {c: tokenizer.encode(f" {c.capitalize()}", add_special_tokens=False)[0] for c in colors}
     with torch.no_grad(), LastPositionRecorder(modules) as recorder:

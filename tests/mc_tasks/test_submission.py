@@ -4,6 +4,7 @@ the Hub "Eval Results" files."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,11 @@ from huggingface_hub import parse_eval_result_entries
 from modality_conflict.dataset_builder.builder import build_dataset
 from modality_conflict.mc_tasks import submission as sub
 from modality_conflict.mc_tasks.cli import main
-from modality_conflict.mc_tasks.leaderboard import build_leaderboard, write_eval_results
-from modality_conflict.mc_tasks.report import load_task_runs
-from modality_conflict.mc_tasks.task_logic import build_report
+from modality_conflict.mc_tasks.eval_results import write_eval_results
+from modality_conflict.mc_tasks.leaderboard import build_leaderboard
+from modality_conflict.mc_tasks.records import summarize_records
+from modality_conflict.mc_tasks.results import read_task_results
+from modality_conflict.mc_tasks.submission import schema as submission_schema
 
 RESULT_SOURCES = ("synthetic", "tiny_lmms_eval_run")
 CREATED = "2025-11-25T10:15:00+00:00"
@@ -35,7 +38,7 @@ def synthetic_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def submission_file(synthetic_results: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    (run,) = load_task_runs([synthetic_results], require_samples=True)
+    (run,) = read_task_results([synthetic_results], require_samples=True)
     path = tmp_path_factory.mktemp("submissions") / "vision-lover.json"
     return sub.write_submission(sub.build_submission(run, created=CREATED), path)
 
@@ -72,12 +75,12 @@ def _rejected(path: Path, **kwargs: Any) -> str:
 
 def check_submission_round_trip(results: Path, tmp_path: Path) -> None:
     """Assertions that hold for any lmms-eval result folder of a modality_conflict task with sample logs."""
-    runs = load_task_runs([results], require_samples=True)
+    runs = read_task_results([results], require_samples=True)
     run = runs[0]
     path = sub.write_submission(sub.build_submission(run), tmp_path / "submission.json")
     data = _load(path)
     assert sub.schema_problems(data) == []
-    assert data["metrics"] == run.report
+    assert data["metrics"] == run.summary.raw
     assert len(data["records"]) == len(run.records)
     assert all("lens" not in record for record in data["records"])
     verification = sub.verify_file(path)
@@ -135,10 +138,10 @@ def test_cli_submit_and_verify(
 
 
 def test_submit_refuses_a_sample_log_from_another_run(synthetic_results: Path, tmp_path: Path) -> None:
-    (run,) = load_task_runs([synthetic_results])
+    (run,) = read_task_results([synthetic_results])
     other = write_lmms_eval_run(tmp_path, model_id="org/other", balance_point=0.6, n_groups=12, seed=9)
-    (other_run,) = load_task_runs([other])
-    mixed = type(run)(**{**run.__dict__, "records": other_run.records})
+    (other_run,) = read_task_results([other])
+    mixed = dataclasses.replace(run, samples=other_run.samples)
     with pytest.raises(ValueError, match="does not reproduce the task's report"):
         sub.build_submission(mixed)
 
@@ -233,11 +236,11 @@ def test_unreadable_files_are_clear_errors(content: bytes, message: str, tmp_pat
 
 
 def test_size_and_record_limits(submission_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sub, "MAX_SUBMISSION_BYTES", 1000)
+    monkeypatch.setattr(submission_schema, "MAX_SUBMISSION_BYTES", 1000)
     with pytest.raises(sub.SubmissionError, match="limited to 1000 bytes"):
         sub.load_submission(submission_file)
     monkeypatch.undo()
-    monkeypatch.setattr(sub, "MAX_RECORDS", 10)
+    monkeypatch.setattr(submission_schema, "MAX_RECORDS", 10)
     with pytest.raises(sub.SubmissionError, match="more than the 10 allowed"):
         sub.load_submission(submission_file)
 
@@ -272,7 +275,7 @@ def test_schema_file_is_valid_and_shipped() -> None:
 
     schema = sub.load_schema()
     Draft202012Validator.check_schema(schema)
-    assert sub.SCHEMA_PATH.parent.name == "mc_tasks"
+    assert sub.SCHEMA_PATH.parent.name == "submission" and sub.SCHEMA_PATH.is_file()
     assert set(schema["required"]) >= {
         "model",
         "dataset",
@@ -307,7 +310,7 @@ def test_dataset_check_passes_on_the_dataset_the_run_used(
     dataset_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
     data_dir, results = dataset_run
-    (run,) = load_task_runs([results])
+    (run,) = read_task_results([results])
     data = sub.build_submission(run)
     assert data["dataset"]["repo"] == "local" and data["dataset"]["revision"] is None
     assert data["dataset"]["fingerprint"] == sub.dataset_fingerprint(
@@ -321,12 +324,12 @@ def test_dataset_check_passes_on_the_dataset_the_run_used(
 
 def test_dataset_check_catches_recomputed_forgeries(dataset_run: tuple[Path, Path], tmp_path: Path) -> None:
     data_dir, results = dataset_run
-    (run,) = load_task_runs([results])
+    (run,) = read_task_results([results])
     data = sub.build_submission(run)
     # A forger who edits the truth and then recomputes the metrics passes the recomputation ...
     record = next(r for r in data["records"] if r["condition"] == "conflict")
     record["text_answer"] = next(c for c in ("red", "blue") if c != record["text_answer"])
-    data["metrics"] = sub.json_normal(build_report(data["records"]))
+    data["metrics"] = sub.json_normal(summarize_records(data["records"]))
     path = _write(data, tmp_path / "forged.json")
     sub.verify_file(path)
     # ... but not the dataset check.
@@ -338,10 +341,10 @@ def test_dataset_check_catches_unknown_rows_and_other_datasets(
     dataset_run: tuple[Path, Path], tmp_path: Path
 ) -> None:
     data_dir, results = dataset_run
-    (run,) = load_task_runs([results])
+    (run,) = read_task_results([results])
     data = sub.build_submission(run)
     data["records"][0]["row_id"] = "g9999-v00-none"
-    data["metrics"] = sub.json_normal(build_report(data["records"]))
+    data["metrics"] = sub.json_normal(summarize_records(data["records"]))
     assert "row_id 'g9999-v00-none' is not in the dataset" in _rejected(
         _write(data, tmp_path / "x.json"), data=data_dir
     )
@@ -379,7 +382,7 @@ def submissions_dir(submission_file: Path, tmp_path_factory: pytest.TempPathFact
     (folder / "vision.json").write_bytes(submission_file.read_bytes())
     results = tmp_path_factory.mktemp("text-results")
     write_lmms_eval_run(results, model_id="org/text|lover", balance_point=0.5, n_groups=12, seed=6)
-    (run,) = load_task_runs([results])
+    (run,) = read_task_results([results])
     sub.write_submission(sub.build_submission(run, created=CREATED), folder / "text.json")
     tampered = _load(submission_file)
     tampered["model"]["id"] = "org/cheater"
@@ -455,7 +458,7 @@ def test_eval_results_need_a_verified_submission_and_a_hub_dataset(
         write_eval_results(_write(data, tmp_path / "t.json"), tmp_path / "out")
     assert not (tmp_path / "out").exists()
     _, results = dataset_run
-    (run,) = load_task_runs([results])
+    (run,) = read_task_results([results])
     local = sub.write_submission(sub.build_submission(run), tmp_path / "local.json")
     with pytest.raises(ValueError, match="pass --dataset-id"):
         write_eval_results(local, tmp_path / "out")

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from modality_conflict.dataset_builder.constants import COLORS
 from modality_conflict.metrics import ConflictItems, simulate_items, summarize, tier_grids
 
 BALANCE_TWO_POINT = 0.547411  # from the saturated fit: logits ln 4 at dH = -1 and ln(2/3) at dH = +1
@@ -33,7 +34,7 @@ def _items(rows: list[dict[str, Any]], estimator: str = "full_vocab") -> Conflic
     }
     full = [{**defaults, "item_id": f"item{i:03d}", **row} for i, row in enumerate(rows)]
     columns = {name: [row[name] for row in full] for name in ("item_id", *defaults)}
-    return ConflictItems.from_columns(**columns, estimator=estimator)
+    return ConflictItems.from_columns(**columns, estimator=estimator, candidates=COLORS)
 
 
 def _two_point_rows() -> list[dict[str, Any]]:
@@ -79,7 +80,7 @@ def test_conflict_items_other_checks() -> None:
         ConflictItems.from_columns(
             item_id=["a", "b"], group_id=[0], visual_tier=[0], text_tier=[0], control=["none"],
             vision_answer=["red"], text_answer=["blue"], yv=["red"], yt=["blue"], ym=["red"],
-            hv=[0.1], ht=[0.1], estimator="full_vocab",
+            hv=[0.1], ht=[0.1], estimator="full_vocab", candidates=COLORS,
         )  # fmt: skip
     with pytest.raises(ValueError, match="unknown estimator 'logits'"):
         _items([{}], estimator="logits")
@@ -191,7 +192,9 @@ def test_both_correct_view_drops_items_with_a_wrong_unimodal_answer() -> None:
 
 
 def test_summarize_recovers_planted_law_and_is_clean() -> None:
-    items = simulate_items(n_groups=300, control_tiers=(0, 6), balance=0.3, slope=-4.0, rng=8)
+    items = simulate_items(
+        candidates=COLORS, n_groups=300, control_tiers=(0, 6), balance=0.3, slope=-4.0, rng=8
+    )
     result = summarize(items, n_resamples=300, rng=1)
     report = result.to_dict()
     _assert_clean(report)
@@ -212,11 +215,13 @@ def test_summarize_recovers_planted_law_and_is_clean() -> None:
 
 
 def test_summarize_ignores_input_order_and_is_deterministic() -> None:
-    items = simulate_items(n_groups=60, control_tiers=(3,), rng=2)
+    items = simulate_items(candidates=COLORS, n_groups=60, control_tiers=(3,), rng=2)
     first = summarize(items, n_resamples=200, rng=7).to_dict()
     order = np.random.default_rng(0).permutation(len(items))
     shuffled = ConflictItems.from_columns(
-        **{name: values[order] for name, values in items.columns().items()}, estimator=items.estimator
+        **{name: values[order] for name, values in items.columns().items()},
+        estimator=items.estimator,
+        candidates=items.candidates,
     )
     assert summarize(shuffled, n_resamples=200, rng=7).to_dict() == first
     assert summarize(items, n_resamples=200, rng=np.random.default_rng(7)).to_dict() == first
@@ -278,8 +283,8 @@ def test_summarize_bad_arguments() -> None:
 
 
 def test_simulated_items_are_reproducible_and_well_formed() -> None:
-    first = simulate_items(n_groups=5, control_tiers=(0,), rng=3)
-    second = simulate_items(n_groups=5, control_tiers=(0,), rng=3)
+    first = simulate_items(candidates=COLORS, n_groups=5, control_tiers=(0,), rng=3)
+    second = simulate_items(candidates=COLORS, n_groups=5, control_tiers=(0,), rng=3)
     assert len(first) == 5 * (42 + 2)
     for name, values in first.columns().items():
         np.testing.assert_array_equal(values, getattr(second, name))

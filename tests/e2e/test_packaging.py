@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TASK_FILES = {
     "_default_template_yaml",
     "modality_conflict.yaml",
@@ -87,6 +87,15 @@ def test_wheel_holds_one_import_package_with_task_files(wheel: Path) -> None:
     assert top_level == {"modality_conflict"}
     task_dir = "modality_conflict/mc_tasks/modality_conflict/"
     assert {name[len(task_dir) :] for name in names if name.startswith(task_dir)} >= TASK_FILES
+    for module in (
+        "models/hf_model.py",
+        "mc_tasks/results.py",
+        "mc_tasks/commands/probe.py",
+        "mc_tasks/probe/runner.py",
+        "mc_tasks/submission/submission.schema.json",
+        "dataset_builder/folder.py",
+    ):
+        assert f"modality_conflict/{module}" in names, module
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "[lmms_eval.models]" in text and "modality-conflict = modality_conflict.mc_tasks.cli:main" in text

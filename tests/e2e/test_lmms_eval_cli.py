@@ -22,7 +22,7 @@ import pytest
 from lmms_eval_runs import offline_env, run_lmms_eval
 
 from modality_conflict.mc_tasks.evaluate import EvaluationFailedError, RunOutputs, find_run_outputs
-from modality_conflict.mc_tasks.task_logic import METRIC_NAMES
+from modality_conflict.mc_tasks.names import METRIC_NAMES
 from modality_conflict.models.envelope import decode_envelope
 
 pytestmark = pytest.mark.slow

@@ -14,9 +14,9 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
+from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS
 from modality_conflict.models import smollm2_llava, tiny_models
 
-COLORS = ("red", "yellow", "blue", "green", "purple", "orange")
 PROMPT = "The circle is red. What color is the circle? Please use one word to answer this question."
 EXPECTED = {
     # architecture: (model class, image placeholder token, image tokens per image)
@@ -158,6 +158,9 @@ def test_smollm2_llava_answers_text_questions(tmp_path: Path) -> None:
     wrapper.task_dict = {"tiny": {"test": docs}}
     responses = wrapper.generate_until(_requests(docs, {"max_new_tokens": 8, "temperature": 0}))
     envelopes = [json.loads(r) for r in responses]
-    assert [normalize_answer(e["text"]) for e in envelopes[:2]] == ["green", "orange"]
+    assert [normalize_answer(e["text"], COLORS, synonyms=COLOR_SYNONYMS) for e in envelopes[:2]] == [
+        "green",
+        "orange",
+    ]
     # The vision tower is random, so the image answer is noise; it only has to come back well-formed.
     assert all(math.isfinite(e["entropy"]) and e["lens"]["n_layers"] == 30 for e in envelopes)

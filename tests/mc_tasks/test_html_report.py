@@ -12,14 +12,9 @@ from fixtures_results import write_lmms_eval_run
 from PIL import Image
 
 from modality_conflict.mc_tasks.cli import main
-from modality_conflict.mc_tasks.report import (
-    COLORS_CYCLE,
-    entropy_spread,
-    find_results_files,
-    inherent_preference,
-    load_task_runs,
-    write_report,
-)
+from modality_conflict.mc_tasks.figures import LINE_COLOURS, entropy_spread
+from modality_conflict.mc_tasks.html_report import write_report
+from modality_conflict.mc_tasks.results import TaskSummary, find_results_files, read_task_results
 
 RESULT_SOURCES = ("synthetic", "tiny_lmms_eval_run")
 
@@ -67,7 +62,7 @@ def assert_real_image(path: Path) -> None:
 
 def check_report_folder(results: Path, out: Path) -> None:
     """Assertions that hold for any lmms-eval result folder of a modality_conflict task."""
-    runs = load_task_runs([results])
+    runs = read_task_results([results])
     assert runs and all(run.records for run in runs)
     page = write_report(runs, out)
     text = page.read_text(encoding="utf-8")
@@ -78,7 +73,7 @@ def check_report_folder(results: Path, out: Path) -> None:
         assert f'src="{png.name}"' in text
     for run in runs:
         assert run.label in text
-        assert inherent_preference(run.report).text.split(" (")[0] in text
+        assert run.summary.inherent_preference().text.split(" (")[0] in text
 
 
 def test_report_plots_and_page_from_result_folder(results_dir: Path, tmp_path: Path) -> None:
@@ -99,28 +94,28 @@ def test_results_files_are_found_per_model_folder(two_models: dict[str, Path], t
 
 
 def test_records_come_from_the_sample_log(two_models: dict[str, Path]) -> None:
-    (run,) = load_task_runs([two_models["vision"]])
+    (run,) = read_task_results([two_models["vision"]])
     assert run.task == "modality_conflict_color"
     assert run.label == "org__vision-lover"
-    assert len(run.records) == run.report["n_records"]
+    assert len(run.records) == run.summary.get("n_records")
     assert {r["condition"] for r in run.records} == {"vision_only", "text_only", "conflict"}
     assert run.task_config["dataset_kwargs"]["revision"]
 
 
 def test_preference_is_read_off_the_planted_balance_point(two_models: dict[str, Path]) -> None:
-    runs = load_task_runs([two_models["vision"], two_models["text"]])
-    assert [inherent_preference(r.report).modality for r in runs] == ["vision", "text"]
-    assert runs[0].report["balance_point"] < 0 < runs[1].report["balance_point"]
+    runs = read_task_results([two_models["vision"], two_models["text"]])
+    assert [r.summary.inherent_preference().modality for r in runs] == ["vision", "text"]
+    assert runs[0].summary.balance_point.estimate < 0 < runs[1].summary.balance_point.estimate
 
 
 def test_several_models_are_overlaid_in_their_own_colours(
     two_models: dict[str, Path], tmp_path: Path
 ) -> None:
-    runs = load_task_runs([two_models["vision"], two_models["text"]])
+    runs = read_task_results([two_models["vision"], two_models["text"]])
     write_report(runs, tmp_path)
     for name in ("following_curve.png", "entropy_by_tier.png"):
         assert_real_image(tmp_path / name)
-        counts = [_pixels_near(tmp_path / name, COLORS_CYCLE[i]) for i in range(2)]
+        counts = [_pixels_near(tmp_path / name, LINE_COLOURS[i]) for i in range(2)]
         assert min(counts) > 300, f"{name}: pixels per model colour {counts}"
     heatmaps = sorted(tmp_path.glob("tfr_heatmap_*.png"))
     assert len(heatmaps) == 2
@@ -129,14 +124,14 @@ def test_several_models_are_overlaid_in_their_own_colours(
 
 
 def test_one_model_draws_nothing_in_the_second_colour(two_models: dict[str, Path], tmp_path: Path) -> None:
-    write_report(load_task_runs([two_models["vision"]]), tmp_path)
-    assert _pixels_near(tmp_path / "following_curve.png", COLORS_CYCLE[1], tolerance=20) < 50
+    write_report(read_task_results([two_models["vision"]]), tmp_path)
+    assert _pixels_near(tmp_path / "following_curve.png", LINE_COLOURS[1], tolerance=20) < 50
 
 
 def test_entropy_intervals_use_one_record_per_prompt(two_models: dict[str, Path]) -> None:
-    (run,) = load_task_runs([two_models["vision"]])
+    (run,) = read_task_results([two_models["vision"]])
     spread = entropy_spread(run.records, "vision_only")
-    assert set(spread) == {int(t) for t in run.report["mean_hv_by_tier"]}
+    assert set(spread) == {int(t) for t in run.summary.get("mean_hv_by_tier")}
     assert all(n == 16 for _, n in spread.values())  # one vision-only prompt per group and tier
     assert all(half > 0 for half, _ in spread.values())
 
@@ -159,7 +154,7 @@ def test_entropy_intervals_use_one_record_per_prompt(two_models: dict[str, Path]
     ],
 )  # fmt: skip
 def test_inherent_preference_wording(report: dict, modality: str, phrase: str) -> None:
-    preference = inherent_preference(report)
+    preference = TaskSummary(report).inherent_preference()
     assert preference.modality == modality
     assert phrase in preference.text
 
@@ -169,13 +164,13 @@ def test_run_without_sample_log_still_gets_plots(two_models: dict[str, Path], tm
     shutil.copytree(two_models["text"], copy)
     for log in copy.rglob("*_samples_*.jsonl"):
         log.unlink()
-    (run,) = load_task_runs([copy])
+    (run,) = read_task_results([copy])
     assert run.records == () and run.samples_jsonl is None
     page = write_report([run], tmp_path / "report")
     assert "no per-sample log" in page.read_text()
     assert_real_image(tmp_path / "report" / "entropy_by_tier.png")
     with pytest.raises(FileNotFoundError, match="--log_samples"):
-        load_task_runs([copy], require_samples=True)
+        read_task_results([copy], require_samples=True)
 
 
 def test_undefined_report_is_explained_not_plotted(two_models: dict[str, Path], tmp_path: Path) -> None:
@@ -189,7 +184,7 @@ def test_undefined_report_is_explained_not_plotted(two_models: dict[str, Path], 
         "n_conflicts": 0,
     }
     results_json.write_text(json.dumps(data))
-    page = write_report(load_task_runs([copy]), tmp_path / "report")
+    page = write_report(read_task_results([copy]), tmp_path / "report")
     assert "no conflict item has all three conditions" in page.read_text()
     assert not list((tmp_path / "report").glob("*.png"))
 

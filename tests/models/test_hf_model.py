@@ -54,7 +54,7 @@ def _requests(kind: str, second: Any, doc_ids: Sequence[int] = range(len(DOCS)))
     return requests
 
 
-def _wrapper(folder: Path, **kwargs: Any) -> ModalityConflictHF:
+def _make_wrapper(folder: Path, **kwargs: Any) -> ModalityConflictHF:
     model = ModalityConflictHF(pretrained=str(folder), device="cpu", **kwargs)
     model.task_dict = {"mc": {"test": DOCS}}
     return model
@@ -79,7 +79,7 @@ def _reference_inputs(processor: Any, doc: dict[str, Any], extra: str = "") -> A
 
 def test_envelope_matches_the_models_own_logits(tiny_mllm_dir: Path, reference: tuple[Any, Any]) -> None:
     processor, model = reference
-    wrapper = _wrapper(tiny_mllm_dir, batch_size=1)
+    wrapper = _make_wrapper(tiny_mllm_dir, batch_size=1)
     answers = wrapper.answer_tokens(ANSWER_WORDS)
     responses = wrapper.generate_until(_requests("generate_until", GREEDY))
     assert len(responses) == len(DOCS)
@@ -114,8 +114,8 @@ def test_envelope_matches_the_models_own_logits(tiny_mllm_dir: Path, reference: 
 
 
 def test_batched_equals_unbatched(tiny_mllm_dir: Path) -> None:
-    single = _wrapper(tiny_mllm_dir, batch_size=1)
-    batched = _wrapper(tiny_mllm_dir, batch_size=4)
+    single = _make_wrapper(tiny_mllm_dir, batch_size=1)
+    batched = _make_wrapper(tiny_mllm_dir, batch_size=4)
     one = [json.loads(r) for r in single.generate_until(_requests("generate_until", GREEDY))]
     many = [json.loads(r) for r in batched.generate_until(_requests("generate_until", GREEDY))]
     # Requests are grouped by image count: two image prompts and two text-only prompts -> two calls.
@@ -128,7 +128,7 @@ def test_batched_equals_unbatched(tiny_mllm_dir: Path) -> None:
 
 
 def test_text_only_request_has_no_image_tokens(tiny_llava_dir: Path) -> None:
-    wrapper = _wrapper(tiny_llava_dir)
+    wrapper = _make_wrapper(tiny_llava_dir)
     prompt = wrapper.chat.prompt(DOCS[1]["text"], 0)
     assert "<image>" not in prompt and prompt.endswith("ASSISTANT:")
     (response,) = wrapper.generate_until(_requests("generate_until", GREEDY, [1]))
@@ -137,7 +137,7 @@ def test_text_only_request_has_no_image_tokens(tiny_llava_dir: Path) -> None:
 
 
 def test_generation_arguments_are_honoured(tiny_qwen2_vl_dir: Path) -> None:
-    wrapper = _wrapper(tiny_qwen2_vl_dir, lens=False, batch_size=4)
+    wrapper = _make_wrapper(tiny_qwen2_vl_dir, lens=False, batch_size=4)
     requests = _requests("generate_until", {"max_new_tokens": 1, "temperature": 0, "do_sample": False})
     short = [json.loads(r) for r in wrapper.generate_until(requests)]
     assert wrapper.n_forward_passes == 2  # one step for each of the two batches
@@ -167,7 +167,7 @@ def test_generation_arguments_are_honoured(tiny_qwen2_vl_dir: Path) -> None:
 
 
 def test_unknown_generation_argument_warns_once(tiny_idefics3_dir: Path) -> None:
-    wrapper = _wrapper(tiny_idefics3_dir, lens=False)
+    wrapper = _make_wrapper(tiny_idefics3_dir, lens=False)
     messages: list[str] = []
     sink = logger.add(lambda m: messages.append(str(m)), level="WARNING")
     try:
@@ -182,7 +182,7 @@ def test_loglikelihood_is_the_exact_sum_of_continuation_log_probs(
     tiny_mllm_dir: Path, reference: tuple[Any, Any]
 ) -> None:
     processor, model = reference
-    wrapper = _wrapper(tiny_mllm_dir, batch_size=3)
+    wrapper = _make_wrapper(tiny_mllm_dir, batch_size=3)
     continuation = " green circle"
     scores = wrapper.loglikelihood(_requests("loglikelihood", continuation))
     assert wrapper.n_model_calls == 2
@@ -203,7 +203,7 @@ def test_loglikelihood_is_the_exact_sum_of_continuation_log_probs(
 
 
 def test_loglikelihood_verbatim_and_greedy_flag(tiny_llava_dir: Path) -> None:
-    wrapper = _wrapper(tiny_llava_dir, align_continuation=False)
+    wrapper = _make_wrapper(tiny_llava_dir, align_continuation=False)
     envelope = json.loads(
         wrapper.generate_until(_requests("generate_until", {**GREEDY, "max_new_tokens": 1}, [1]))[0]
     )
@@ -217,7 +217,7 @@ def test_loglikelihood_verbatim_and_greedy_flag(tiny_llava_dir: Path) -> None:
 
 
 def test_answer_token_ids_follow_the_template(tiny_mllm_dir: Path) -> None:
-    wrapper = _wrapper(tiny_mllm_dir)
+    wrapper = _make_wrapper(tiny_mllm_dir)
     tokenizer = wrapper.tokenizer
     expected_prefix = "" if "qwen2_vl" in tiny_mllm_dir.name else " "
     assert wrapper.answer_prefix == expected_prefix
@@ -246,7 +246,7 @@ def test_plain_causal_lm_answers_text_only(tmp_path: Path, tiny_llava_dir: Path)
     )
     LlamaForCausalLM(config).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
-    wrapper = _wrapper(tmp_path, batch_size=2)
+    wrapper = _make_wrapper(tmp_path, batch_size=2)
     assert wrapper.text_only
     responses = wrapper.generate_until(_requests("generate_until", GREEDY, [1, 3]))
     assert all(decode_envelope(r)["lens"]["n_layers"] == 2 for r in responses)
@@ -261,7 +261,7 @@ def test_bad_model_arguments_are_clear_errors(tiny_llava_dir: Path) -> None:
         ModalityConflictHF(pretrained=str(tiny_llava_dir), device="cpu", dtype="float13")
     with pytest.raises(ModelArgumentError, match="batch_size"):
         ModalityConflictHF(pretrained=str(tiny_llava_dir), device="cpu", batch_size=0)
-    wrapper = _wrapper(tiny_llava_dir)
+    wrapper = _make_wrapper(tiny_llava_dir)
     with pytest.raises(NotImplementedError, match="single-turn"):
         wrapper.generate_until_multi_round([])
 
@@ -277,7 +277,7 @@ def test_created_from_an_lmms_eval_argument_string(tiny_llava_dir: Path) -> None
 
 
 def test_candidate_answers_come_from_each_document(tiny_llava_dir: Path) -> None:
-    wrapper = _wrapper(tiny_llava_dir, batch_size=4)
+    wrapper = _make_wrapper(tiny_llava_dir, batch_size=4)
     docs = [
         {**DOCS[1], "answer_choices": ["cube", "sphere", "cylinder"]},
         {**DOCS[3], "answer_choices": list(ANSWER_WORDS)},

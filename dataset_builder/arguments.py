@@ -1,0 +1,40 @@
+"""Value types for command-line options, shared by every ``modality-conflict`` subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from error
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A non-negative integer seed."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"the seed must be non-negative, got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """A finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value

@@ -1,0 +1,268 @@
+"""The dataset-folder reader: everything anyone reads from a folder made by ``modality-conflict build``.
+
+A built folder holds ``manifest.json`` (arguments, builder version, every file's sha256 and size),
+``README.md`` (the dataset card, YAML front matter first) and ``data/<split>-NNNNN-of-NNNNN.parquet``.
+Validation, submissions, probing and task configuration read it through :class:`DatasetFolder` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from modality_conflict.dataset_builder.constants import COLORS, CONDITIONS, CONTROLS
+from modality_conflict.dataset_builder.errors import DatasetValidationError, ModalityConflictError
+
+MANIFEST_NAME = "manifest.json"
+CARD_NAME = "README.md"
+DATA_DIR = "data"
+_HASH_CHUNK = 1 << 20
+
+#: ClassLabel columns and their names, in index order.
+LABEL_NAMES: dict[str, tuple[str, ...]] = {
+    "condition": CONDITIONS,
+    "control": CONTROLS,
+    "vision_answer": COLORS,
+    "text_answer": COLORS,
+}
+
+
+class DatasetFolderError(ModalityConflictError, ValueError):
+    """A dataset folder is missing a piece, or its files do not match its manifest."""
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest of a folder, or None when it has none or it is not valid JSON."""
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def hash_mismatches(folder: Path, manifest: Mapping[str, Any]) -> list[str]:
+    """Files listed in a manifest that are missing or whose sha256 differs (one message per bad file)."""
+    problems = []
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        return [f"{MANIFEST_NAME}: no 'files' table"]
+    for name, entry in sorted(files.items()):
+        path = Path(folder) / name
+        expected = entry.get("sha256") if isinstance(entry, dict) else None
+        if not path.is_file():
+            problems.append(f"{name}: listed in {MANIFEST_NAME} but missing")
+            continue
+        actual = sha256_file(path)
+        if actual != expected:
+            problems.append(f"{name}: sha256 {actual} does not match {MANIFEST_NAME} ({expected})")
+    return problems
+
+
+def data_files(folder: Path) -> list[str]:
+    """Relative paths of the parquet files under ``folder/data``, sorted."""
+    root = Path(folder)
+    return sorted(p.relative_to(root).as_posix() for p in (root / DATA_DIR).glob("*.parquet"))
+
+
+def dataset_fingerprint(manifest: Mapping[str, Any]) -> str:
+    """sha256 of the data files' hashes in a build manifest (the README card is not part of the data).
+
+    Raises
+    ------
+    ValueError
+        When the manifest lists no parquet files.
+    """
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise ValueError("the dataset manifest has no 'files' table")
+    table = {
+        name: entry.get("sha256")
+        for name, entry in files.items()
+        if name.endswith(".parquet") and isinstance(entry, dict)
+    }
+    if not table:
+        raise ValueError("the dataset manifest lists no parquet files")
+    canonical = json.dumps(table, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def read_card_metadata(folder: Path) -> dict[str, Any]:
+    """YAML front matter of the folder's ``README.md``.
+
+    Raises
+    ------
+    DatasetValidationError
+        If the card is missing or has no parseable front matter.
+    """
+    import yaml
+
+    path = Path(folder) / CARD_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise DatasetValidationError(f"{CARD_NAME}: cannot read the dataset card ({error})") from error
+    if not text.startswith("---\n"):
+        raise DatasetValidationError(f"{CARD_NAME}: no YAML front matter (the file must start with '---')")
+    end = text.find("\n---", 4)
+    if end < 0:
+        raise DatasetValidationError(f"{CARD_NAME}: YAML front matter is not closed by '---'")
+    try:
+        meta = yaml.safe_load(text[4:end])
+    except yaml.YAMLError as error:
+        raise DatasetValidationError(f"{CARD_NAME}: front matter is not valid YAML ({error})") from error
+    if not isinstance(meta, dict):
+        raise DatasetValidationError(f"{CARD_NAME}: front matter is not a mapping")
+    return meta
+
+
+class DatasetFolder:
+    """A folder made by ``modality-conflict build``, read lazily.
+
+    Parameters
+    ----------
+    path
+        The folder.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"DatasetFolder({str(self.path)!r})"
+
+    @property
+    def is_dir(self) -> bool:
+        """Whether the folder exists."""
+        return self.path.is_dir()
+
+    @cached_property
+    def manifest(self) -> dict[str, Any] | None:
+        """The parsed ``manifest.json``, or None when it is missing or not a JSON object."""
+        return read_manifest(self.path) if self.path.is_dir() else None
+
+    def require_manifest(self) -> dict[str, Any]:
+        """The manifest; raises :class:`DatasetFolderError` when there is none."""
+        if self.manifest is None:
+            raise DatasetFolderError(
+                f"{self.path} has no readable {MANIFEST_NAME} (not made by `modality-conflict build`)"
+            )
+        return self.manifest
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The data's content fingerprint (:func:`dataset_fingerprint`), or None without a manifest."""
+        return None if self.manifest is None else dataset_fingerprint(self.manifest)
+
+    @property
+    def builder_version(self) -> str | None:
+        """The builder version the manifest records."""
+        return None if self.manifest is None else self.manifest.get("builder_version")
+
+    def card_metadata(self) -> dict[str, Any]:
+        """The dataset card's YAML front matter (see :func:`read_card_metadata`)."""
+        return read_card_metadata(self.path)
+
+    def data_files(self) -> list[str]:
+        """Relative paths of the parquet shards, sorted."""
+        return data_files(self.path)
+
+    def manifest_data_files(self) -> list[str]:
+        """The parquet files the manifest lists, sorted."""
+        return sorted(name for name in self.require_manifest()["files"] if name.endswith(".parquet"))
+
+    def hash_mismatches(self) -> list[str]:
+        """Files of the manifest that are missing or changed (empty when every hash verifies)."""
+        return hash_mismatches(self.path, self.require_manifest())
+
+    def verify_hashes(self) -> None:
+        """Raise :class:`DatasetFolderError` unless every file matches the manifest's sha256."""
+        mismatches = self.hash_mismatches()
+        if mismatches:
+            raise DatasetFolderError(
+                f"dataset folder {self.path} does not match its manifest: " + "; ".join(mismatches[:5])
+            )
+
+    def read_table(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        files: Sequence[str] | None = None,
+        limit_groups: int | None = None,
+        row_ids: Collection[str] | None = None,
+    ) -> Any:
+        """The rows of the shards as one ``pyarrow.Table``.
+
+        Parameters
+        ----------
+        columns
+            Columns to read; default all.
+        files
+            Shards to read; default :meth:`data_files`.
+        limit_groups
+            Keep the item groups ``0 .. limit_groups - 1`` only.
+        row_ids
+            Keep only these rows.
+
+        Raises
+        ------
+        DatasetFolderError
+            When a shard cannot be read (naming it).
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        tables = []
+        for name in self.data_files() if files is None else files:
+            try:
+                table = pq.read_table(self.path / name, columns=list(columns) if columns else None)
+            except Exception as error:  # noqa: BLE001 - any arrow error means an unreadable shard
+                raise DatasetFolderError(
+                    f"{self.path / name}: cannot read the dataset shard ({error})"
+                ) from None
+            if limit_groups is not None:
+                table = table.filter(pc.less(table["group_id"], int(limit_groups)))
+            if row_ids is not None:
+                table = table.filter(pc.is_in(table["row_id"], pa.array(sorted(row_ids), pa.string())))
+            tables.append(table)
+        if not tables:
+            raise DatasetFolderError(f"{self.path} has no {DATA_DIR}/*.parquet files")
+        return pa.concat_tables(tables)
+
+    def rows(self, *, limit_groups: int | None = None, row_ids: Collection[str] | None = None) -> Any:
+        """The rows as a ``datasets.Dataset`` with the explicit features (images decoded when read)."""
+        import datasets
+
+        from modality_conflict.dataset_builder.features import FEATURES
+
+        table = self.read_table(limit_groups=limit_groups, row_ids=row_ids)
+        return datasets.Dataset(
+            table.cast(FEATURES.arrow_schema), info=datasets.DatasetInfo(features=FEATURES)
+        )
+
+    def index_rows(self, fields: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """``row_id -> {field: value}`` over the shards the manifest lists, ClassLabel values as names."""
+        columns = self.read_table(["row_id", *fields], files=self.manifest_data_files()).to_pydict()
+        rows: dict[str, dict[str, Any]] = {}
+        for index, row_id in enumerate(columns["row_id"]):
+            row = {}
+            for key in fields:
+                value = columns[key][index]
+                names = LABEL_NAMES.get(key)
+                row[key] = names[value] if names is not None and isinstance(value, int) else value
+            rows[row_id] = row
+        return rows

@@ -1,0 +1,21 @@
+"""``modality-conflict pin-dataset``: pin the task YAMLs to a published dataset commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modality_conflict.mc_tasks.task_config import pin_dataset
+
+
+def run_pin(args: Any) -> int:
+    print(pin_dataset(args.repo_id, args.revision))
+    return 0
+
+
+def add_parser(subparsers: Any, name: str) -> None:
+    parser = subparsers.add_parser(
+        name, help="pin the task YAMLs to a published dataset commit (run in a source checkout after push)"
+    )
+    parser.add_argument("repo_id", metavar="USER/NAME")
+    parser.add_argument("revision", metavar="SHA", help="the commit sha printed by `modality-conflict push`")
+    parser.set_defaults(func=run_pin)

@@ -1,0 +1,145 @@
+"""The HTML report: how to read it, the overlaid figures, and per run its preference, table and heatmap.
+
+``modality-conflict report`` writes it from lmms-eval result folders (read by
+:mod:`modality_conflict.mc_tasks.results`); the model is never run again.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from modality_conflict.mc_tasks.figures import plot_entropy_by_tier, plot_following_curve, plot_tfr_heatmap
+from modality_conflict.mc_tasks.formatting import interval_text, number_text
+from modality_conflict.mc_tasks.results import TaskResult, TaskSummary
+
+
+def summary_rows(summary: TaskSummary) -> list[tuple[str, str, str]]:
+    """(quantity, value, 95% interval) rows of a run's table."""
+    point = summary.balance_point
+    balance = number_text(point.estimate, signed=True)
+    if point.status != "ok":
+        balance = point.status + (f" (bound {point.bound:+.3f})" if point.bound is not None else "")
+    rows = [
+        (
+            "balance point",
+            balance,
+            interval_text(point.ci_low, point.ci_high, signed=True)
+            + (f" ({point.ci_method or 'delta'})" if point.ci_low is not None else ""),
+        ),
+        (
+            "balance point, delta method",
+            number_text(point.estimate, signed=True),
+            interval_text(point.delta_low, point.delta_high, signed=True),
+        ),
+        ("balance point, isotonic check", number_text(point.isotonic, signed=True), ""),
+        ("TFR (text-following rate)", number_text(summary.get("tfr")), interval_text(*summary.ci("tfr"))),
+        ("VFR (vision-following rate)", number_text(summary.get("vfr")), interval_text(*summary.ci("vfr"))),
+        ("other answers", number_text(summary.get("other_rate")), interval_text(*summary.ci("other_rate"))),
+        (
+            "TFR, both unimodal answers correct",
+            number_text(summary.get("tfr_correct")),
+            interval_text(*summary.ci("tfr", suffix="_correct")),
+        ),
+        ("mean Hv (nats)", number_text(summary.get("mean_hv")), ""),
+        ("mean Ht (nats)", number_text(summary.get("mean_ht")), ""),
+        ("mean dH", number_text(summary.get("mean_dh"), signed=True), ""),
+        (
+            "law: logistic slope of P(follow text) on dH",
+            f"{number_text(summary.logistic_fit[1], signed=True)} ({summary.get('law_verdict', 'n/a')})",
+            interval_text(*summary.ci("law_slope"), signed=True),
+        ),
+        ("conflicts", str(summary.get("n_conflicts", "n/a")), ""),
+        ("entropy estimator", str(summary.get("entropy_estimator", "n/a")), ""),
+    ]
+    for control, entry in sorted(summary.controls.items()):
+        # The control's relevant modality should win: its following rate and that rate's interval.
+        relevant = entry.get("relevant_modality")
+        rate = "vfr" if relevant == "vision" else "tfr"
+        rows.append(
+            (
+                f"control {control} ({entry.get('n_conflicts', 0)} conflicts): "
+                f"follows the relevant {'image' if relevant == 'vision' else 'text'}",
+                number_text(entry.get("relevant_rate")),
+                interval_text(*entry.ci(rate)),
+            )
+        )
+    return rows
+
+
+def _slug(text: str) -> str:
+    kept = "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+    return kept.strip("_")[:80] or "run"
+
+
+def render_html(runs: Sequence[TaskResult], images: Mapping[str, str]) -> str:
+    """The report page: how to read it, the overlaid plots, and per run its preference, table and heatmap."""
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>modality-conflict report</title>',
+        "<style>body{font-family:sans-serif;margin:2em;max-width:70em}"
+        "table{border-collapse:collapse;margin:0.5em 0}"
+        "td,th{border:1px solid #bbb;padding:0.25em 0.6em}td.n{text-align:right}th{background:#eee}"
+        ".pref{font-size:1.2em;font-weight:bold}.vision{color:#1f5fa8}.text{color:#b22222}"
+        "img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}</style></head><body>",
+        "<h1>modality-conflict report</h1>",
+        "<p>Each model answered a colour question from the image alone, the text alone and both. "
+        "dH = 2 (Ht &minus; Hv) / (Ht + Hv) compares its uncertainty on the text with its uncertainty on the "
+        "image (negative: more "
+        "confident in the text). The <b>balance point</b> is the dH at which it follows the text half of the "
+        "time: below 0 the model prefers the image when both are equally uncertain, above 0 the text.</p>",
+        "<ul>",
+    ]
+    for run in runs:
+        preference = run.summary.inherent_preference()
+        parts.append(
+            f'<li><b>{e(run.label)}</b> ({e(run.task)}): <span class="pref {e(preference.modality)}">'
+            f"{e(preference.text)}</span></li>"
+        )
+    parts.append("</ul>")
+    for key, caption in (("curve", "P(follow text) against dH"), ("entropy", "Entropy per difficulty tier")):
+        if key in images:
+            parts.append(f'<h2>{e(caption)}</h2><img src="{e(images[key])}" alt="{e(caption)}">')
+    for index, run in enumerate(runs):
+        parts.append(f"<h2>{e(run.label)}</h2>")
+        parts.append(
+            f"<p>task <code>{e(run.task)}</code>, results <code>{e(str(run.results_json))}</code>"
+            + (f", {len(run.records)} per-doc records" if run.records else ", no per-sample log")
+            + "</p>"
+        )
+        if not run.summary.ok:
+            parts.append(f"<p>No report: {e(str(run.summary.get('reason', 'undefined')))}</p>")
+            continue
+        parts.append(
+            "<table><thead><tr><th>quantity</th><th>value</th><th>95% interval</th></tr></thead><tbody>"
+        )
+        for name, value, interval in summary_rows(run.summary):
+            parts.append(
+                f'<tr><td>{e(name)}</td><td class="n">{e(value)}</td><td class="n">{e(interval)}</td></tr>'
+            )
+        parts.append("</tbody></table>")
+        heatmap = images.get(f"heatmap-{index}")
+        if heatmap:
+            parts.append(f'<img src="{e(heatmap)}" alt="TFR per tier of {e(run.label)}">')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_report(runs: Sequence[TaskResult], out: Path) -> Path:
+    """Write the PNG plots and ``index.html`` for ``runs`` into ``out``; return the page's path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ready = [run for run in runs if run.summary.ok]
+    images: dict[str, str] = {}
+    if ready:
+        images["curve"] = plot_following_curve(ready, out / "following_curve.png").name
+        images["entropy"] = plot_entropy_by_tier(ready, out / "entropy_by_tier.png").name
+    for index, run in enumerate(runs):
+        if run.summary.ok:
+            name = f"tfr_heatmap_{index + 1:02d}_{_slug(run.label)}.png"
+            images[f"heatmap-{index}"] = plot_tfr_heatmap(run, out / name).name
+    page = out / "index.html"
+    page.write_text(render_html(runs, images), encoding="utf-8")
+    return page

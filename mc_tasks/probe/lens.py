@@ -1,0 +1,215 @@
+"""Logit-lens records of one conflict item: checking them, reading the answers' tokens, labelling layers.
+
+A record (made by :func:`modality_conflict.models.logit_lens.lens_records`, carried in the response
+envelope) holds per layer the top-1 token and the logits of each candidate answer's first token, in the
+lowercase and the capitalised form. A layer's top-1 is labelled *vision* when it is a first token of the
+model's vision-only answer Yv, *text* when it is one of its text-only answer Yt, and *other* otherwise.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from modality_conflict.dataset_builder.constants import COLORS
+from modality_conflict.dataset_builder.errors import ModalityConflictError
+from modality_conflict.mc_tasks import records as task_records
+from modality_conflict.metrics.following import classify_following
+from modality_conflict.metrics.probing import count_oscillations
+from modality_conflict.metrics.uncertainty import relative_uncertainty
+
+FIRST_TOKEN_NOTE = "multi-token answers: first token only"
+ANSWER_FORMS_NOTE = (
+    "case-insensitive: a colour's tokens are its lowercase and capitalised first tokens; its logit at a "
+    "layer is the larger of the two"
+)
+SKIP_REASONS = {
+    "not_conflict": "the vision-only and text-only answers agree (Yv == Yt)",
+    "unimodal_other": "a unimodal answer is not a colour (Yv or Yt is 'other')",
+    "no_lens": "the conflict row has no logit-lens record",
+    "same_first_token": "Yv and Yt start with the same token",
+    "incomplete": "the conflict row's vision-only or text-only row is missing",
+}
+
+
+class ProbeError(ModalityConflictError, ValueError):
+    """The probe cannot run on what it was given (missing lens data, bad folders, bad options)."""
+
+
+# --- one item ---------------------------------------------------------------------------------------------
+
+
+def lens_problem(lens: object, candidates: Sequence[str] = COLORS) -> str | None:
+    """Why ``lens`` is not a logit-lens record over ``candidates``, or None when it is."""
+    if not isinstance(lens, Mapping):
+        return "not a mapping"
+    n_layers = lens.get("n_layers")
+    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
+        return "no positive 'n_layers'"
+    ids = lens.get("answer_token_ids")
+    if not isinstance(ids, Mapping) or any(not isinstance(ids.get(c), int) for c in candidates):
+        return f"'answer_token_ids' lacks an integer id for one of {list(candidates)}"
+    for key in ("top1_ids", "answer_logits"):
+        value = lens.get(key)
+        if not isinstance(value, list) or len(value) != n_layers:
+            return f"'{key}' is not a list of {n_layers} layers"
+    if any(not isinstance(row, list) or len(row) != len(ids) for row in lens["answer_logits"]):
+        return f"'answer_logits' rows do not hold {len(ids)} logits"
+    return None
+
+
+def answer_forms(lens: Mapping[str, Any]) -> list[tuple[dict[str, int], list[list[float | None]]]]:
+    """(answer -> token id, per-layer logits in that id order) for each recorded form of the answers."""
+    out = []
+    for suffix in ("", "_capitalized"):
+        ids = lens.get(f"answer_token_ids{suffix}")
+        logits = lens.get(f"answer_logits{suffix}")
+        if isinstance(ids, Mapping) and isinstance(logits, list) and len(logits) == lens["n_layers"]:
+            out.append(({str(k): int(v) for k, v in ids.items()}, logits))
+    return out
+
+
+def answer_token_ids(lens: Mapping[str, Any], answer: str) -> list[int]:
+    """The first-token ids of ``answer`` in every form the lens recorded (lowercase, capitalised)."""
+    return sorted({ids[answer] for ids, _ in answer_forms(lens) if answer in ids})
+
+
+def _answer_logit(lens: Mapping[str, Any], answer: str, layer: int) -> float | None:
+    values = []
+    for ids, logits in answer_forms(lens):
+        position = list(ids).index(answer)
+        value = logits[layer][position]
+        if value is None:
+            return None  # a non-finite logit: the layer's difference is undefined
+        values.append(float(value))
+    return max(values) if values else None
+
+
+def probe_item(lens: Mapping[str, Any], yv: str, yt: str) -> dict[str, Any]:
+    """Layer-wise labels, logit differences and oscillations of one conflict item.
+
+    Parameters
+    ----------
+    lens
+        The conflict prompt's logit-lens record (``envelope["lens"]``).
+    yv, yt
+        The model's vision-only and text-only answers (two different colours).
+
+    Returns
+    -------
+    dict
+        ``n_layers``; ``top1_ids`` and ``top1_tokens`` per layer; ``top1_labels`` per layer ("vision",
+        "text" or "other"); ``logit_diff`` per layer, logit(Yt) - logit(Yv) (None where a logit was not
+        finite); ``oscillations``; ``yv_token_ids`` and ``yt_token_ids`` (the first tokens matched).
+
+    Raises
+    ------
+    ProbeError
+        When the record is malformed, an answer is not a colour, or Yv and Yt share a first token.
+    """
+    problem = lens_problem(lens)
+    if problem is not None:
+        raise ProbeError(f"not a logit-lens record: {problem}")
+    for name, answer in (("yv", yv), ("yt", yt)):
+        if answer not in lens["answer_token_ids"]:
+            raise ProbeError(f"{name} is {answer!r}, not one of {list(lens['answer_token_ids'])}")
+    if yv == yt:
+        raise ProbeError(f"yv and yt are both {yv!r}: not a conflict")
+    vision_ids, text_ids = set(answer_token_ids(lens, yv)), set(answer_token_ids(lens, yt))
+    if vision_ids & text_ids:
+        raise ProbeError(f"{yv!r} and {yt!r} share the first token {sorted(vision_ids & text_ids)}")
+    top1 = [int(t) for t in lens["top1_ids"]]
+    labels = ["vision" if t in vision_ids else "text" if t in text_ids else "other" for t in top1]
+    diffs: list[float | None] = []
+    for layer in range(int(lens["n_layers"])):
+        text_logit, vision_logit = _answer_logit(lens, yt, layer), _answer_logit(lens, yv, layer)
+        diffs.append(None if text_logit is None or vision_logit is None else text_logit - vision_logit)
+    tokens = lens.get("top1_tokens")
+    return {
+        "n_layers": int(lens["n_layers"]),
+        "top1_ids": top1,
+        "top1_tokens": [str(t) for t in tokens] if isinstance(tokens, list) else None,
+        "top1_labels": labels,
+        "logit_diff": diffs,
+        "oscillations": int(count_oscillations(labels)),
+        "yv_token_ids": sorted(vision_ids),
+        "yt_token_ids": sorted(text_ids),
+    }
+
+
+# --- items of a run ---------------------------------------------------------------------------------------
+
+
+def build_items(
+    records: Sequence[Mapping[str, Any]], lenses: Mapping[str, Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]], Counter]:
+    """Probe every conflict item of a run.
+
+    Parameters
+    ----------
+    records
+        Per-doc records of every row (the task's ``process_results`` output).
+    lenses
+        Conflict ``row_id`` -> lens record.
+
+    Returns
+    -------
+    items, skipped
+        One dict per probed item (sorted by item id), and how many conflict items were skipped, by reason
+        (keys of :data:`SKIP_REASONS`, plus ``incomplete`` for conflict rows without their unimodal rows).
+    """
+    try:
+        items, bookkeeping = task_records.join_records(records)
+    except task_records.IncompleteRecordsError as error:
+        raise ProbeError(f"nothing to probe: {error}") from None
+    skipped: Counter = Counter()
+    if bookkeeping["n_incomplete_conflicts"]:
+        skipped["incomplete"] = int(bookkeeping["n_incomplete_conflicts"])
+    following = classify_following(items.yv, items.yt, items.ym)
+    has_entropy = np.isfinite(items.hv) & np.isfinite(items.ht)
+    dh = np.full(len(items), np.nan)
+    if has_entropy.any():
+        dh[has_entropy] = relative_uncertainty(items.ht[has_entropy], items.hv[has_entropy])
+    out = []
+    for i in range(len(items)):
+        label = str(following[i])
+        if label in ("not_conflict", "unimodal_other"):
+            skipped[label] += 1
+            continue
+        lens = lenses.get(str(items.item_id[i]))
+        if lens is None:
+            skipped["no_lens"] += 1
+            continue
+        vision_ids = set(answer_token_ids(lens, str(items.yv[i])))
+        if vision_ids & set(answer_token_ids(lens, str(items.yt[i]))):
+            skipped["same_first_token"] += 1
+            continue
+        entry: dict[str, Any] = {
+            "item_id": str(items.item_id[i]),
+            "group_id": int(items.group_id[i]),
+            "control": str(items.control[i]),
+            "visual_tier": int(items.visual_tier[i]),
+            "text_tier": int(items.text_tier[i]),
+            "yv": str(items.yv[i]),
+            "yt": str(items.yt[i]),
+            "ym": str(items.ym[i]),
+            "following": label,
+            "hv": float(items.hv[i]) if has_entropy[i] else None,
+            "ht": float(items.ht[i]) if has_entropy[i] else None,
+            "dh": float(dh[i]) if has_entropy[i] else None,
+        }
+        entry.update(probe_item(lens, str(items.yv[i]), str(items.yt[i])))
+        out.append(entry)
+    layers = {item["n_layers"] for item in out}
+    if len(layers) > 1:
+        raise ProbeError(f"the lens records disagree on the number of layers: {sorted(layers)}")
+    return out, skipped
+
+
+def lens_of(envelope: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The envelope's logit-lens record when it is a well-formed one, else None."""
+    lens = envelope.get("lens") if envelope is not None else None
+    return lens if lens is not None and lens_problem(lens) is None else None

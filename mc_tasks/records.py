@@ -1,0 +1,260 @@
+"""Per-doc records and the task's summary: what ``process_results`` emits and what the aggregations compute.
+
+Each lmms-eval doc is one (unit, condition) row of the dataset. :func:`make_record` turns a doc and the
+model's response into a compact *record*; :func:`summarize_records` receives the records of all ranks (in
+rank order, not doc order), joins each conflict row with the vision-only and text-only rows it refers to,
+and hands the joined items to :func:`modality_conflict.metrics.summarize`. The join is by key, so the order
+in which records arrive never matters.
+
+The candidate answers are the doc's ``answer_choices`` (the dataset's ClassLabel order); answers are
+normalised with the dataset's synonyms table.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import math
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS, CONDITIONS, CONTROLS
+from modality_conflict.dataset_builder.prompts import label_name as _label
+from modality_conflict.metrics import ConflictItems, summarize
+from modality_conflict.metrics.answers import OTHER, normalize_answer
+from modality_conflict.metrics.entropy import answer_set_entropy, sampled_answer_entropy
+from modality_conflict.models.envelope import decode_envelope
+
+REPORT_SEED = 20251104  # fixed so that the bootstrap interval in a results file can be recomputed exactly
+N_RESAMPLES = 2000
+
+
+def answer_set(doc: Mapping[str, Any]) -> tuple[str, ...]:
+    """The doc's closed answer set (its ``answer_choices``; the colours for rows without the column)."""
+    return tuple(str(c) for c in (doc.get("answer_choices") or COLORS))
+
+
+# --- per-doc records -------------------------------------------------------------------------------------
+
+
+def _parse_loglikelihood(result: object) -> float:
+    """One multiple_choice response: a (score, is_greedy) pair, or its string form from lmms-eval 0.7.x."""
+    if isinstance(result, str):
+        try:
+            result = ast.literal_eval(result.strip())
+        except (ValueError, SyntaxError) as error:
+            raise ValueError(f"cannot read loglikelihood response {result!r}") from error
+    if isinstance(result, (tuple, list)) and len(result) == 2:
+        result = result[0]
+    if isinstance(result, bool) or not isinstance(result, (int, float)) or not math.isfinite(result):
+        raise ValueError(f"loglikelihood response {result!r} is not a finite number")
+    return float(result)
+
+
+def _scores_to_answer(values: list[float], answers: Sequence[str]) -> tuple[str, float, str, list[float]]:
+    """Answer, entropy, estimator and log-probabilities from one score per candidate answer.
+
+    lmms-eval wrappers disagree on what ``loglikelihood`` returns: a log-probability (<= 0, the project's
+    wrapper) or a mean token loss (>= 0, llava_hf and others). The sign tells them apart; a loss is turned
+    into a length-normalised log-probability because the token count is not passed to the task.
+    """
+    scores = np.asarray(values, dtype=float)
+    if np.all(scores <= 0) and np.any(scores < 0):
+        estimate = answer_set_entropy(log_probs=scores)
+    elif np.all(scores >= 0):
+        estimate = answer_set_entropy(mean_losses=scores, length_normalised=True)
+    else:
+        raise ValueError(f"loglikelihood scores {values} mix log-probabilities and losses")
+    log_probs = -scores if estimate.estimator.endswith("length_normalised") else scores
+    answer = answers[int(np.argmax(log_probs))]
+    return answer, float(np.asarray(estimate.values).reshape(-1)[0]), estimate.estimator, log_probs.tolist()
+
+
+def _mode(answers: list[str], candidates: Sequence[str]) -> str:
+    """Most frequent answer; ties go to the earliest in the closed answer order, then "other"."""
+    counts = Counter(answers)
+    order = {name: i for i, name in enumerate((*candidates, OTHER))}
+    return min(counts, key=lambda name: (-counts[name], order[name]))
+
+
+def make_record(
+    doc: Mapping[str, Any], results: Sequence[object], *, mode: str = "generate"
+) -> dict[str, Any]:
+    """Everything the metrics and a submission need from one doc and its responses.
+
+    ``mode`` is the task variant: ``"generate"`` (one greedy answer; the project's wrapper adds its
+    envelope with the full-vocabulary entropy), ``"loglik"`` (one loglikelihood per colour) or
+    ``"sampled"`` (K sampled answers).
+    """
+    if len(results) == 0:
+        raise ValueError(f"row {doc.get('row_id')!r}: no model response")
+    answers = answer_set(doc)
+    record: dict[str, Any] = {
+        "row_id": str(doc["row_id"]),
+        "condition": _label(doc["condition"], CONDITIONS, "condition"),
+        "control": _label(doc["control"], CONTROLS, "control"),
+        "group_id": int(doc["group_id"]),
+        "item_id": str(doc["item_id"]),
+        "vision_key": str(doc["vision_key"]),
+        "text_key": str(doc["text_key"]),
+        "visual_tier": int(doc["visual_tier"]),
+        "text_tier": int(doc["text_tier"]),
+        "vision_answer": _label(doc["vision_answer"], answers, "vision_answer"),
+        "text_answer": _label(doc["text_answer"], answers, "text_answer"),
+    }
+    answer_scores: list[float] | None = None
+    if mode == "loglik":
+        if len(results) != len(answers):
+            raise ValueError(
+                f"row {record['row_id']!r}: {len(results)} loglikelihoods for {len(answers)} answers"
+            )
+        raw = ""
+        answer, entropy, estimator, answer_scores = _scores_to_answer(
+            [_parse_loglikelihood(r) for r in results], answers
+        )
+    elif mode == "sampled":
+        sampled = [normalize_answer(str(r), answers, synonyms=COLOR_SYNONYMS) for r in results]
+        raw = str(results[0])
+        answer = _mode(sampled, answers)
+        estimate = sampled_answer_entropy([sampled], candidates=(*answers, OTHER))
+        entropy = float(np.asarray(estimate.values).reshape(-1)[0])
+        estimator = estimate.estimator
+    elif mode == "generate":
+        envelope = decode_envelope(results[0])
+        if envelope is not None:
+            raw = envelope["text"]
+            entropy = envelope.get("entropy")
+            estimator = envelope.get("estimator", "full_vocab")
+            logprobs = envelope.get("answer_logprobs")
+            if isinstance(logprobs, Mapping):
+                answer_scores = [float(logprobs[candidate]) for candidate in answers]
+        else:
+            raw, entropy, estimator = str(results[0]), None, "none"
+        answer = normalize_answer(raw, answers, synonyms=COLOR_SYNONYMS)
+    else:
+        raise ValueError(f"unknown mode {mode!r}; expected 'generate', 'loglik' or 'sampled'")
+    if entropy is not None and not math.isfinite(float(entropy)):
+        raise ValueError(f"row {record['row_id']!r}: entropy {entropy!r} is not finite")
+    record.update(
+        raw_response=raw[:200],
+        answer=answer,
+        entropy=None if entropy is None else float(entropy),
+        entropy_estimator=str(estimator),
+        answer_scores=answer_scores,
+    )
+    return record
+
+
+# --- aggregation -----------------------------------------------------------------------------------------
+
+
+class IncompleteRecordsError(ValueError):
+    """Conflict rows whose unimodal rows are absent (e.g. a run with --limit)."""
+
+
+def join_records(
+    records: Sequence[Mapping[str, Any]], *, candidates: Sequence[str] = COLORS
+) -> tuple[ConflictItems, dict[str, Any]]:
+    """Join each conflict record with its vision-only and text-only records, whatever their order.
+
+    Returns the conflict items (over the closed answer set ``candidates``) and bookkeeping: how many
+    conflict rows lacked a unimodal row, and the entropy estimator (which must be one and the same for
+    every record).
+    """
+    by_key: dict[str, Mapping[str, Any]] = {}
+    conflicts: list[Mapping[str, Any]] = []
+    for record in records:
+        if record["condition"] == "conflict":
+            conflicts.append(record)
+        else:
+            key = record["vision_key"] if record["condition"] == "vision_only" else record["text_key"]
+            previous = by_key.get(key)
+            if previous is not None and previous["row_id"] != record["row_id"]:
+                raise ValueError(f"two unimodal rows share the key {key!r}")
+            by_key[key] = record
+    estimators = sorted({str(r["entropy_estimator"]) for r in records})
+    if len(estimators) > 1:
+        raise ValueError(f"records mix entropy estimators {estimators}; evaluate one estimator per run")
+    conflicts.sort(key=lambda r: r["item_id"])
+    joined, missing = [], 0
+    for conflict in conflicts:
+        vision = by_key.get(conflict["vision_key"])
+        text = by_key.get(conflict["text_key"])
+        if vision is None or text is None:
+            missing += 1
+            continue
+        joined.append((conflict, vision, text))
+    if not joined:
+        raise IncompleteRecordsError(
+            f"no conflict item has all three conditions "
+            f"({len(conflicts)} conflict rows, {missing} incomplete)"
+        )
+
+    def column(pick: Callable[[tuple], Any], dtype: Any = object) -> np.ndarray:
+        return np.array([pick(triple) for triple in joined], dtype=dtype)
+
+    def entropy(value: Any) -> float:
+        return math.nan if value is None else float(value)
+
+    items = ConflictItems.from_columns(
+        item_id=column(lambda t: t[0]["item_id"]),
+        group_id=column(lambda t: t[0]["group_id"], np.int64),
+        visual_tier=column(lambda t: t[0]["visual_tier"], np.int64),
+        text_tier=column(lambda t: t[0]["text_tier"], np.int64),
+        control=column(lambda t: t[0]["control"]),
+        vision_answer=column(lambda t: t[0]["vision_answer"]),
+        text_answer=column(lambda t: t[0]["text_answer"]),
+        yv=column(lambda t: t[1]["answer"]),
+        yt=column(lambda t: t[2]["answer"]),
+        ym=column(lambda t: t[0]["answer"]),
+        hv=column(lambda t: entropy(t[1]["entropy"]), float),
+        ht=column(lambda t: entropy(t[2]["entropy"]), float),
+        estimator=estimators[0],
+        candidates=tuple(candidates),
+    )
+    return items, {"n_incomplete_conflicts": missing, "entropy_estimator": estimators[0]}
+
+
+def summarize_records(
+    records: Sequence[Mapping[str, Any]], *, candidates: Sequence[str] = COLORS
+) -> dict[str, Any]:
+    """The task's summary as a flat JSON-safe dict (undefined numbers are None with a reason).
+
+    This is the value of the ``report`` metric; :class:`modality_conflict.mc_tasks.results.TaskSummary`
+    reads it.
+    """
+    try:
+        items, bookkeeping = join_records(records, candidates=candidates)
+    except IncompleteRecordsError as error:
+        return {"status": "undefined", "reason": str(error), "n_conflicts": 0}
+    summary = summarize(items, n_resamples=N_RESAMPLES, rng=np.random.default_rng(REPORT_SEED)).to_dict()
+    summary.update(bookkeeping)
+    summary["n_records"] = len(records)
+    summary["status"] = "ok"
+    return summary
+
+
+_cache_lock = threading.Lock()
+_summary_cache: dict[str, dict[str, Any]] = {}
+
+
+def _fingerprint(records: Sequence[Mapping[str, Any]]) -> str:
+    digest = hashlib.sha256()
+    for record in sorted(records, key=lambda r: r["row_id"]):
+        digest.update(json.dumps(record, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def cached_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One summary per set of records: every metric's aggregation asks for it, the bootstrap runs once."""
+    key = _fingerprint(records)
+    with _cache_lock:
+        if key not in _summary_cache:
+            _summary_cache.clear()
+            _summary_cache[key] = summarize_records(records)
+        return _summary_cache[key]

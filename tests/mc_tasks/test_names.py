@@ -1,0 +1,81 @@
+"""The task folder's YAMLs and the code name the same tasks, metrics and hooks."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from typing import Any
+
+import yaml
+
+from modality_conflict.mc_tasks import task_logic
+from modality_conflict.mc_tasks.names import (
+    GROUP,
+    GROUP_TASKS,
+    HEADLINE_METRICS,
+    MAIN_TASK,
+    METRIC_NAMES,
+    REQUIRED_METRICS,
+    SUMMARY_METRIC,
+    TASK_METRICS,
+)
+from modality_conflict.mc_tasks.plugin import TASKS_DIR
+
+
+class _TaskLoader(yaml.SafeLoader):
+    """Reads lmms-eval task YAMLs, keeping ``!function`` references as ("!function", "utils.name")."""
+
+
+_TaskLoader.add_constructor("!function", lambda loader, node: ("!function", loader.construct_scalar(node)))
+
+
+def _task_yaml(name: str) -> dict[str, Any]:
+    return yaml.load((TASKS_DIR / name).read_text(encoding="utf-8"), Loader=_TaskLoader)
+
+
+def _task_files() -> list[str]:
+    return sorted(
+        p.name for p in TASKS_DIR.iterdir() if p.suffix == ".yaml" or p.name == "_default_template_yaml"
+    )
+
+
+def test_yaml_metric_list_is_the_codes_metric_list() -> None:
+    listed = _task_yaml("_default_template_yaml")["metric_list"]
+    assert [entry["metric"] for entry in listed] == list(METRIC_NAMES)
+    assert [entry["higher_is_better"] for entry in listed] == [m.higher_is_better for m in TASK_METRICS]
+    assert [entry["aggregation"] for entry in listed] == [
+        ("!function", f"utils.aggregate_{name}") for name in METRIC_NAMES
+    ]
+
+
+def test_utils_shim_exposes_exactly_the_hooks_every_yaml_names() -> None:
+    spec = importlib.util.spec_from_file_location("modality_conflict_task_utils", TASKS_DIR / "utils.py")
+    assert spec is not None and spec.loader is not None
+    shim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shim)
+    exposed = {name for name in vars(shim) if not name.startswith("_")}
+    assert exposed == set(task_logic.__all__)
+    assert all(callable(getattr(shim, name)) for name in exposed)
+    named = set()
+    for name in _task_files():
+        named |= set(re.findall(r"!function utils\.(\w+)", (TASKS_DIR / name).read_text(encoding="utf-8")))
+    assert named <= exposed, f"YAMLs name hooks the shim lacks: {sorted(named - exposed)}"
+    assert {f"aggregate_{metric}" for metric in METRIC_NAMES} <= named
+
+
+def test_group_and_task_names_match_the_yamls() -> None:
+    group = _task_yaml("modality_conflict.yaml")
+    assert group["group"] == GROUP and tuple(group["task"]) == GROUP_TASKS[GROUP]
+    declared = {
+        config["task"] for config in map(_task_yaml, _task_files()) if isinstance(config.get("task"), str)
+    }
+    assert MAIN_TASK in declared and set(GROUP_TASKS[GROUP]) <= declared
+
+
+def test_derived_metric_lists() -> None:
+    assert REQUIRED_METRICS == (
+        "tfr", "vfr", "other_rate", "mean_dh", "balance_point", "n_conflicts", "entropy_estimator",
+    )  # fmt: skip
+    assert HEADLINE_METRICS[:3] == ("balance_point", "balance_point_ci_low", "balance_point_ci_high")
+    assert set(HEADLINE_METRICS) <= set(METRIC_NAMES) and SUMMARY_METRIC not in HEADLINE_METRICS
+    assert METRIC_NAMES[-1] == SUMMARY_METRIC and len(set(METRIC_NAMES)) == len(METRIC_NAMES)
