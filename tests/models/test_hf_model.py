@@ -305,3 +305,18 @@ def test_candidate_answers_come_from_each_document(tiny_llava_dir: Path) -> None
     assert wrapper.answer_tokens(["rubber", "metal"]) is wrapper.answer_tokens(("rubber", "metal"))
     # A task without a closed answer set still gets the answer and its entropy.
     assert "answer_logprobs" not in envelopes[3] and math.isfinite(envelopes[3]["entropy"])
+
+
+def test_system_prompt_is_text_or_a_file(tiny_qwen2_vl_dir: Path, tmp_path: Path) -> None:
+    default = _make_wrapper(tiny_qwen2_vl_dir, lens=False).chat.prompt(QUESTION, 0)
+    assert "You are a helpful assistant." in default
+    given = _make_wrapper(tiny_qwen2_vl_dir, lens=False, system_prompt="Answer briefly.")
+    prompt = given.chat.prompt(QUESTION, 0)
+    assert "Answer briefly." in prompt and "You are a helpful assistant." not in prompt
+    path = tmp_path / "system.txt"
+    path.write_text("Answer from the picture.\n")
+    from_file = _make_wrapper(tiny_qwen2_vl_dir, lens=False, system_prompt=str(path))
+    assert from_file.system_prompt == "Answer from the picture."
+    assert "Answer from the picture." in from_file.chat.prompt(QUESTION, 0)
+    (response,) = given.generate_until(_requests("generate_until", GREEDY, [1]))
+    assert decode_envelope(response) is not None
