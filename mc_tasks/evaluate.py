@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modality_conflict.dataset_builder.canonical import USED_KEY as DATASET_USED_KEY
 from modality_conflict.mc_tasks.formatting import number_text
 from modality_conflict.mc_tasks.names import GROUP_TASKS, REQUIRED_METRICS
 from modality_conflict.mc_tasks.results import ResultsFile, newest_results_file
@@ -60,6 +61,25 @@ def find_run_outputs(output_dir: Path, tasks: list[str], *, since: float = 0.0) 
         if log is not None:
             samples[task] = log
     return RunOutputs(results_json=results_json, samples=samples, results=results.data)
+
+
+def dataset_lines(results: ResultsFile | dict[str, Any]) -> list[str]:
+    """One line per task saying which data it read (the ``dataset_used`` record of its config)."""
+    if not isinstance(results, ResultsFile):
+        results = ResultsFile(Path("results.json"), results)
+    lines = []
+    for task in results.task_names:
+        used = results.task_config(task).get("metadata")
+        used = used.get(DATASET_USED_KEY) if isinstance(used, dict) else None
+        if not isinstance(used, dict):
+            continue
+        kind = "the pinned dataset" if used.get("canonical") else "NOT the pinned dataset"
+        origin = f", Hub commit {used['revision']}" if used.get("revision") else ""
+        lines.append(
+            f"data ({task}): {used.get('source')} - {kind}, fingerprint {used.get('fingerprint')}"
+            f"{origin}, {used.get('path')}"
+        )
+    return lines
 
 
 def format_summary(results: ResultsFile | dict[str, Any]) -> str:

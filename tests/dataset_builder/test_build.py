@@ -133,15 +133,51 @@ def test_rerun_with_same_arguments_is_a_verified_no_op(small: Path) -> None:
     assert {p: p.stat().st_mtime_ns for p in small.rglob("*")} == before
 
 
-def test_rerun_rebuilds_a_damaged_build(tmp_path: Path) -> None:
+def test_a_damaged_build_is_rebuilt_only_with_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "ds"
     build_dataset(out, groups=2, seed=0, workers=1)
     good = _digests(out)
     shard = out / "data/test-00000-of-00001.parquet"
     shard.write_bytes(shard.read_bytes()[:-10])
-    result = build_dataset(out, groups=2, seed=0, workers=1)
+    with pytest.raises(BuildError, match=r"files changed since \(data/test-00000-of-00001.parquet: size"):
+        build_dataset(out, groups=2, seed=0, workers=1)
+    result = build_dataset(out, groups=2, seed=0, workers=1, overwrite=True)
     assert not result.reused
     assert _digests(out) == good
+
+
+def test_a_rerun_never_deletes_what_the_builder_did_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ds"
+    build_dataset(out, groups=2, seed=0, workers=1)
+    (out / "notes.txt").write_text("my notes")
+    (out / "README.md").write_text((out / "README.md").read_text() + "\nMy own remarks.\n")
+    edited = (out / "README.md").read_text()
+    # Same arguments, edited card: refused, nothing touched.
+    assert cli_main(["build", "--groups", "2", "--seed", "0", "--out", str(out), "--quiet"]) == 2
+    assert "files changed since (README.md: size" in capsys.readouterr().err
+    # With --overwrite the user's file would be lost with the folder: refused too, naming it.
+    overwrite = ["build", "--groups", "2", "--seed", "0", "--out", str(out), "--quiet", "--overwrite"]
+    assert cli_main(overwrite) == 2
+    err = capsys.readouterr().err
+    assert "did not write (notes.txt)" in err and "move them elsewhere" in err
+    assert (out / "notes.txt").read_text() == "my notes" and (out / "README.md").read_text() == edited
+    assert _siblings(out) == []
+    # Once the user's file is moved away, --overwrite rebuilds only the builder's files.
+    (out / "notes.txt").rename(tmp_path / "notes.txt")
+    assert cli_main(overwrite) == 0
+    assert (out / "README.md").read_text() != edited
+    validate_dataset(out)
+
+
+def test_an_identical_build_is_reused_around_foreign_files(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    build_dataset(out, groups=1, seed=0, workers=1)
+    (out / "notes.txt").write_text("kept")
+    assert build_dataset(out, groups=1, seed=0, workers=1).reused
+    assert (out / "notes.txt").read_text() == "kept"
+    assert builder_module.foreign_files(out) == ["notes.txt"]
 
 
 def test_other_arguments_need_overwrite(tmp_path: Path) -> None:
@@ -208,7 +244,7 @@ def test_failure_inside_the_writer_leaves_nothing(
         original(self, rows)
 
     monkeypatch.setattr(writer_module.ShardWriter, "write_rows", failing)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(BuildError, match=f"cannot write {out}: disk full.*nothing was left behind"):
         build_dataset(out, groups=8, seed=0, workers=workers)
     assert not out.exists()
     assert _siblings(out) == []
