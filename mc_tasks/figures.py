@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from modality_conflict.dataset_builder.atomic import atomic_file
 from modality_conflict.mc_tasks.results import TaskResult, finite_number
 
 
@@ -55,7 +56,8 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _save(figure: Any, path: Path) -> Path:
-    figure.savefig(path, format="png")
+    with atomic_file(path) as tmp:
+        figure.savefig(tmp, format="png")
     return path
 
 

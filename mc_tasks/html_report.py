@@ -10,6 +10,7 @@ import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from modality_conflict.dataset_builder.atomic import ensure_folder, write_text_atomic
 from modality_conflict.mc_tasks.figures import plot_entropy_by_tier, plot_following_curve, plot_tfr_heatmap
 from modality_conflict.mc_tasks.formatting import interval_text, number_text
 from modality_conflict.mc_tasks.results import TaskResult, TaskSummary
@@ -129,8 +130,7 @@ def render_html(runs: Sequence[TaskResult], images: Mapping[str, str]) -> str:
 
 def write_report(runs: Sequence[TaskResult], out: Path) -> Path:
     """Write the PNG plots and ``index.html`` for ``runs`` into ``out``; return the page's path."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(Path(out))
     ready = [run for run in runs if run.summary.ok]
     images: dict[str, str] = {}
     if ready:
@@ -140,6 +140,4 @@ def write_report(runs: Sequence[TaskResult], out: Path) -> Path:
         if run.summary.ok:
             name = f"tfr_heatmap_{index + 1:02d}_{_slug(run.label)}.png"
             images[f"heatmap-{index}"] = plot_tfr_heatmap(run, out / name).name
-    page = out / "index.html"
-    page.write_text(render_html(runs, images), encoding="utf-8")
-    return page
+    return write_text_atomic(out / "index.html", render_html(runs, images))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modality_conflict.dataset_builder.atomic import ensure_folder, write_text_atomic
 from modality_conflict.mc_tasks.formatting import interval_text, number_text
 from modality_conflict.mc_tasks.results import TaskSummary
 from modality_conflict.mc_tasks.submission import (
@@ -248,10 +249,9 @@ def build_leaderboard(
     for entry in entries:
         boards.setdefault(entry.board, []).append(entry)
     boards = {key: rank_entries(boards[key], sort=sort, descending=descending) for key in sorted(boards)}
-    out = Path(out) if out is not None else Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(Path(out) if out is not None else Path(folder))
     markdown = render_markdown(boards, rejected)
     md_path, html_path = out / "leaderboard.md", out / "leaderboard.html"
-    md_path.write_text(markdown, encoding="utf-8")
-    html_path.write_text(render_html(boards, rejected), encoding="utf-8")
+    write_text_atomic(md_path, markdown)
+    write_text_atomic(html_path, render_html(boards, rejected))
     return md_path, html_path, markdown

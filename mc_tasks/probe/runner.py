@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modality_conflict.dataset_builder.atomic import ensure_folder, write_text_atomic
 from modality_conflict.dataset_builder.folder import DatasetFolder, DatasetFolderError
 from modality_conflict.mc_tasks import records as task_records
 from modality_conflict.mc_tasks import task_logic
@@ -365,10 +366,9 @@ def probe_from_results(
 
 def write_outputs(result: ProbeResult, out: Path) -> dict[str, Path]:
     """Write ``probe.json`` and ``heatmap.png`` (when there are probed items) into ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(Path(out))
     paths = {"json": out / "probe.json"}
-    paths["json"].write_text(json.dumps(result.to_json(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    write_text_atomic(paths["json"], json.dumps(result.to_json(), indent=1, allow_nan=False) + "\n")
     if result.n_layers:
         model = result.provenance.get("model") or result.provenance.get("model_args") or ""
         shaded = "; dashed: ambiguous region" if result.balance.value is not None else ""

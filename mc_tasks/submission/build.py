@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from modality_conflict.dataset_builder.atomic import write_text_atomic
 from modality_conflict.dataset_builder.folder import DatasetFolder, dataset_fingerprint
 from modality_conflict.mc_tasks.records import N_RESAMPLES, REPORT_SEED, summarize_records
 from modality_conflict.mc_tasks.results import TaskResult
@@ -163,11 +164,7 @@ def build_submission(
 def write_submission(submission: Mapping[str, Any], path: Path) -> Path:
     """Write a submission as compact, key-sorted JSON (one record per line for readable diffs)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     head = {k: v for k, v in submission.items() if k != "records"}
     body = json.dumps(head, sort_keys=True, indent=1, allow_nan=False)[:-2]
     lines = ",\n".join(json.dumps(r, sort_keys=True, allow_nan=False) for r in submission["records"])
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(f'{body},\n "records": [\n{lines}\n]\n}}\n', encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, f'{body},\n "records": [\n{lines}\n]\n}}\n')
