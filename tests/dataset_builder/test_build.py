@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -324,3 +327,62 @@ def test_progress_bar_on_request(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "building" not in capsys.readouterr().err
     build_dataset(tmp_path / "loud", groups=2, seed=0, workers=1, progress=True)
     assert "building: 100%" in capsys.readouterr().err
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has exited, only its parent has not collected it
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process table in /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_pool_workers_die_with_a_killed_build(tmp_path: Path, sig: signal.Signals) -> None:
+    out = tmp_path / "ds"
+    command = [sys.executable, "-m", "modality_conflict.mc_tasks.cli", "build", "--groups", "300"]
+    build = subprocess.Popen(
+        [*command, "--workers", "2", "--quiet", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := _children(build.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers) == 2, "the build did not start its two workers"
+        time.sleep(0.5)
+        build.send_signal(sig)
+        # Returns only once every holder of the pipes (the workers too) has exited.
+        stdout, stderr = build.communicate(timeout=60)
+        deadline = time.monotonic() + 10
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid in workers if _alive(pid)] == []
+    finally:
+        for pid in [build.pid, *workers]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        build.wait()
+    assert not out.exists()
+    if sig == signal.SIGTERM:
+        # Handled like Ctrl-C: the temporary folder is removed and the command says so in one line.
+        assert build.returncode == 130 and stderr == "interrupted\n" and stdout == ""
+        assert _siblings(out) == []
+    else:
+        assert build.returncode == -signal.SIGKILL
