@@ -113,7 +113,9 @@ def measure_lmms_eval(work: Path, workers: int) -> dict[str, Any]:
     env |= {"MODALITY_CONFLICT_CACHE": str(cache), "MODALITY_CONFLICT_BUILD_WORKERS": str(workers)}
     runs = {"empty_cache": _lmms_eval(model_dir, work / "run-empty-cache", env)}
     runs["filled_cache"] = _lmms_eval(model_dir, work / "run-filled-cache", env)
-    folder = next((cache / "datasets").iterdir())
+    from modality_conflict.dataset_builder.canonical import CANONICAL
+
+    folder = cache / "datasets" / CANONICAL.cache_name
     runs["explicit_folder"] = _lmms_eval(
         model_dir, work / "run-explicit", {**env, "MODALITY_CONFLICT_DATA": str(folder)}
     )

@@ -55,6 +55,8 @@ HUB_TIMEOUT_S = 10.0
 #: Seconds to wait for another process that is preparing the same cache folder.
 LOCK_TIMEOUT_S = 3600.0
 DATASETS_DIR = "datasets"
+# Beside a cache folder filled from the Hub: the commit it came from.
+_ORIGIN_SUFFIX = ".hub-revision"
 LOG_PREFIX = "[modality_conflict]"
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
@@ -256,6 +258,7 @@ def _env_workers() -> int | None:
 
 def _discard(folder: Path) -> None:
     """Remove a cache folder atomically (renamed away first, so no reader sees it half-deleted)."""
+    folder.with_name(folder.name + _ORIGIN_SUFFIX).unlink(missing_ok=True)
     if not folder.exists():
         return
     aside = temporary_sibling(folder, "old")
@@ -282,9 +285,6 @@ def _cached(folder: Path, spec: DatasetSpec, log: Log) -> ResolvedData | None:
     return ResolvedData(
         folder, "cache", fingerprint, spec.fingerprint, revision, time.perf_counter() - started
     )
-
-
-_ORIGIN_SUFFIX = ".hub-revision"
 
 
 def _hub_origin(folder: Path) -> str | None:
@@ -435,8 +435,10 @@ def _software_here() -> dict[str, str]:
 
 
 def _hub_offline() -> bool:
-    value = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
-    return value in {"1", "ON", "YES", "TRUE"}
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+        return True
+    constants = sys.modules.get("huggingface_hub.constants")  # set when huggingface_hub was imported
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
 
 
 def _fetch_from_hub(spec: DatasetSpec, folder: Path, log: Log) -> bool:
