@@ -28,6 +28,7 @@ SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("verify", f"{_COMMANDS}.submit"),
     ("leaderboard", f"{_COMMANDS}.leaderboard"),
     ("eval-results", f"{_COMMANDS}.leaderboard"),
+    ("train-demo-model", f"{_COMMANDS}.train_demo"),
     ("demo", f"{_COMMANDS}.demo"),
 )
 
