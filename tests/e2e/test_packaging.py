@@ -96,6 +96,10 @@ def test_wheel_holds_one_import_package_with_task_files(wheel: Path) -> None:
         "dataset_builder/folder.py",
     ):
         assert f"modality_conflict/{module}" in names, module
+    checkpoint = "modality_conflict/models/demo_checkpoint/"
+    shipped = {name[len(checkpoint) :] for name in names if name.startswith(checkpoint)}
+    assert shipped == {p.name for p in (REPO / "models" / "demo_checkpoint").iterdir()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "training_recipe.json"} <= shipped
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "[lmms_eval.models]" in text and "modality-conflict = modality_conflict.mc_tasks.cli:main" in text
@@ -107,7 +111,8 @@ def test_non_editable_install_imports_from_site_packages(installed_env: Path, tm
         "import modality_conflict.metrics as m, modality_conflict.mc_tasks.plugin as p; "
         "print(m.__file__); print(p.TASKS_DIR); import importlib.util; "
         "print(importlib.util.find_spec('metrics')); "
-        "from modality_conflict.dataset_builder import canonical; print(canonical.task_template_path())"
+        "from modality_conflict.dataset_builder import canonical; print(canonical.task_template_path()); "
+        "from modality_conflict.models.demo_model import shipped_checkpoint; print(shipped_checkpoint())"
     )
     # Run outside the repository: `python -c` puts the working directory first on sys.path.
     lines = subprocess.run(
@@ -118,6 +123,11 @@ def test_non_editable_install_imports_from_site_packages(installed_env: Path, tm
     assert lines[2] == "None", "the install must not provide a bare top-level `metrics` module"
     # The pin's copy in the task template is found in the installed package too.
     assert Path(lines[3]) == Path(lines[1]) / "_default_template_yaml"
+    # The demo model is read from the installed package, not from the checkout.
+    shipped = Path(lines[4])
+    assert str(installed_env) in str(shipped)
+    repo_copy = REPO / "models" / "demo_checkpoint" / "model.safetensors"
+    assert (shipped / "model.safetensors").read_bytes() == repo_copy.read_bytes()
 
 
 def test_lmms_eval_cli_lists_tasks_from_non_editable_install(installed_env: Path, tmp_path: Path) -> None:
@@ -154,6 +164,7 @@ def test_console_script_help_names_every_subcommand(installed_env: Path) -> None
         "submit",
         "verify",
         "leaderboard",
+        "train-demo-model",
         "demo",
     ):
         assert name in completed.stdout
