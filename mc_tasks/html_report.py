@@ -18,9 +18,9 @@ from modality_conflict.mc_tasks.results import TaskResult, TaskSummary
 def summary_rows(summary: TaskSummary) -> list[tuple[str, str, str]]:
     """(quantity, value, 95% interval) rows of a run's table."""
     point = summary.balance_point
-    balance = number_text(point.estimate, signed=True)
-    if point.status != "ok":
-        balance = point.status + (f" (bound {point.bound:+.3f})" if point.bound is not None else "")
+    balance = point.text()
+    if point.bounded:
+        balance += f" ({point.status})"
     rows = [
         (
             "balance point",

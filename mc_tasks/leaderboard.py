@@ -97,9 +97,18 @@ def rank_entries(
         raise ValueError(f"unknown sort key {sort!r}; expected one of {list(SORT_KEYS)}")
     if sort == "model":
         return sorted(entries, key=lambda e: str(e.model["id"]), reverse=descending)
-    with_value = [e for e in entries if e.summary.number(sort) is not None]
-    without = [e for e in entries if e.summary.number(sort) is None]
-    with_value.sort(key=lambda e: (e.summary.number(sort) * (-1 if descending else 1), str(e.model["id"])))
+
+    def value(entry: Entry) -> tuple[float, int] | None:
+        # A censored or bracketed balance point ranks by its bound: "below -1.2" comes before -1.1.
+        if sort == "balance_point":
+            return entry.summary.balance_point.rank_value()
+        number = entry.summary.number(sort)
+        return None if number is None else (number, 0)
+
+    sign = -1 if descending else 1
+    with_value = [e for e in entries if value(e) is not None]
+    without = [e for e in entries if value(e) is None]
+    with_value.sort(key=lambda e: (sign * value(e)[0], sign * value(e)[1], str(e.model["id"])))
     return with_value + sorted(without, key=lambda e: str(e.model["id"]))
 
 
@@ -109,11 +118,9 @@ def _interval_cell(summary: TaskSummary, name: str, signed: bool = False) -> str
 
 def _balance_cell(summary: TaskSummary) -> str:
     point = summary.balance_point
-    if point.defined:
-        return number_text(point.estimate, signed=True)
-    if point.bound is not None:
-        return f"{summary.get('balance_point_status')} ({number_text(point.bound, signed=True)})"
-    return str(summary.get("balance_point_status") or "n/a")
+    return (
+        point.text() if point.defined or point.bounded else str(summary.get("balance_point_status") or "n/a")
+    )
 
 
 COLUMNS = (
@@ -129,6 +136,7 @@ COLUMNS = (
     "conflicts",
     "submitted",
 )
+TEXT_COLUMNS = frozenset({"model", "revision"})  # what the submitter wrote; every other cell is ours
 
 
 def table_rows(entries: Sequence[Entry]) -> list[list[str]]:
@@ -155,8 +163,34 @@ def table_rows(entries: Sequence[Entry]) -> list[list[str]]:
     return rows
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+_MARKDOWN_ENTITIES = {
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+    "|": "&#124;",
+    "`": "&#96;",
+    "\\": "&#92;",
+}
+_LINK_ENTITIES = {"[": "&#91;", "]": "&#93;"}  # in free text only: no link can be made of a model id
+
+
+def _md_cell(text: str, *, free_text: bool = True) -> str:
+    """``text`` safe in a Markdown table cell: markup and raw HTML become entities, line breaks spaces.
+
+    Entities render as the characters themselves, so a model id reads the same as in the HTML page, and
+    nothing in it can open a tag, a link, a code span or a new table cell.
+    """
+    out = []
+    for char in str(text):
+        if char in _MARKDOWN_ENTITIES:
+            out.append(_MARKDOWN_ENTITIES[char])
+        elif free_text and char in _LINK_ENTITIES:
+            out.append(_LINK_ENTITIES[char])
+        elif ord(char) < 32 or 0x7F <= ord(char) < 0xA0 or char in "\u2028\u2029":
+            out.append(" ")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def render_markdown(
@@ -182,11 +216,14 @@ def render_markdown(
             "|" + "|".join("---:" if c not in ("model", "revision") else "---" for c in COLUMNS) + "|"
         )
         for row in table_rows(entries):
-            lines.append("| " + " | ".join(_md_cell(cell) for cell in row) + " |")
+            cells = (
+                _md_cell(c, free_text=name in TEXT_COLUMNS) for name, c in zip(COLUMNS, row, strict=True)
+            )
+            lines.append("| " + " | ".join(cells) + " |")
     if rejected:
         lines += ["", "## Not listed", ""]
         for path, reason in rejected:
-            lines.append(f"- `{_md_cell(path.name)}`: {_md_cell(reason)}")
+            lines.append(f"- {_md_cell(path.name)}: {_md_cell(reason)}")
     return "\n".join(lines) + "\n"
 
 

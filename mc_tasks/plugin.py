@@ -58,8 +58,11 @@ def install_task_discovery() -> None:
 
 
 def lmms_eval_manifests() -> list[Any]:
-    """Entry-point payload: the project's model, and (as a side effect) task discovery."""
+    """Entry-point payload: the project's model, and (as side effects) task discovery and the report file."""
     from lmms_eval.models.registry_v2 import ModelManifest
 
+    from modality_conflict.mc_tasks.report_file import install_report_file_hooks
+
     install_task_discovery()
+    install_report_file_hooks()
     return [ModelManifest(model_id=MODEL_ID, simple_class_path=MODEL_CLASS_PATH)]

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from modality_conflict.dataset_builder.folder import DatasetFolder
 from modality_conflict.mc_tasks.evaluate import EvaluationFailedError, find_run_outputs, format_summary
 from modality_conflict.mc_tasks.names import GROUP
 from modality_conflict.mc_tasks.plugin import DATA_ENV
@@ -37,6 +38,10 @@ def run_eval(args: argparse.Namespace) -> int:
     include_path = None
     env = dict(os.environ)
     if args.data:
+        # Only a folder whose files are the ones its manifest lists is evaluated (sizes, then hashes).
+        dataset = DatasetFolder(Path(args.data))
+        dataset.require_manifest()
+        dataset.verify_hashes()
         include_path = write_local_task_dir(Path(args.data), output / "tasks" / "modality_conflict")
         env.pop(DATA_ENV, None)
     started = time.time()
@@ -47,9 +52,13 @@ def run_eval(args: argparse.Namespace) -> int:
         raise EvaluationFailedError(f"lmms-eval exited with status {completed.returncode}")
     outputs = find_run_outputs(output, args.tasks.split(","), since=started - 1)
     print(f"results: {outputs.results_json}")
+    if outputs.report_json is not None:
+        print(f"full report: {outputs.report_json}")
     for task, path in outputs.samples.items():
         print(f"samples ({task}): {path}")
-    print(format_summary(outputs.results))
+    print(format_summary(outputs))
+    for warning in outputs.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

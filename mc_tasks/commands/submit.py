@@ -20,10 +20,14 @@ def headline(submission: Mapping[str, Any]) -> str:
     """One line: model, task, balance point with its interval, TFR, conflicts, estimator."""
     summary = TaskSummary(submission["metrics"])
     point = summary.balance_point
+    interval = (
+        f" [{number_text(point.ci_low, signed=True)}, {number_text(point.ci_high, signed=True)}]"
+        if point.has_interval
+        else ""
+    )
     return (
         f"{submission['model']['id']} on {submission['task']['name']}: "
-        f"balance point {number_text(summary.get('balance_point'), signed=True)} "
-        f"[{number_text(point.ci_low, signed=True)}, {number_text(point.ci_high, signed=True)}], "
+        f"balance point {point.text()}{interval}, "
         f"TFR {number_text(summary.get('tfr'))}, {summary.get('n_conflicts')} conflicts, "
         f"estimator {submission['estimator']}"
     )

@@ -354,7 +354,7 @@ def probe_from_results(
     if options.balance_point is not None:
         balance = Balance(float(options.balance_point), "--balance-point", "given")
     else:
-        balance = balance_from_summary(run.summary, f"{run.results_json} (report of task {run.task})")
+        balance = balance_from_summary(run.summary, run.summary.source)
     result = probe_records(records, lenses, balance, options, provenance)
     result.records = records
     return result

@@ -176,14 +176,14 @@ def test_run_without_sample_log_still_gets_plots(two_models: dict[str, Path], tm
 def test_undefined_report_is_explained_not_plotted(two_models: dict[str, Path], tmp_path: Path) -> None:
     copy = tmp_path / "results"
     shutil.copytree(two_models["text"], copy)
-    results_json = next(copy.rglob("*_results.json"))
-    data = json.loads(results_json.read_text())
-    data["results"]["modality_conflict_color"]["report,none"] = {
+    report_json = next(copy.rglob("*_modality_conflict.json"))
+    data = json.loads(report_json.read_text())
+    data["reports"]["modality_conflict_color"] = {
         "status": "undefined",
         "reason": "no conflict item has all three conditions",
         "n_conflicts": 0,
     }
-    results_json.write_text(json.dumps(data))
+    report_json.write_text(json.dumps(data))
     page = write_report(read_task_results([copy]), tmp_path / "report")
     assert "no conflict item has all three conditions" in page.read_text()
     assert not list((tmp_path / "report").glob("*.png"))
@@ -209,4 +209,4 @@ def test_cli_report_bad_input_is_an_error_not_a_traceback(
     broken.parent.mkdir()
     broken.write_text("{not json")
     assert main(["report", str(tmp_path / "m"), "--out", str(tmp_path / "r")]) == 2
-    assert "is not a JSON file" in capsys.readouterr().err
+    assert "is not valid JSON" in capsys.readouterr().err

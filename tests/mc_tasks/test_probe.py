@@ -430,15 +430,14 @@ def test_results_balance_point_is_used_and_named(
     logged_run: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _no_model(monkeypatch)
-    results_json = next(logged_run.rglob("*_results.json"))
-    results = json.loads(results_json.read_text())
-    report = results["results"]["modality_conflict_color"]["report,none"]
-    report.update(balance_point=1.25, balance_point_status="ok")
-    results_json.write_text(json.dumps(results))
+    report_json = next(logged_run.rglob("*_modality_conflict.json"))
+    reports = json.loads(report_json.read_text())
+    reports["reports"]["modality_conflict_color"].update(balance_point=1.25, balance_point_status="ok")
+    report_json.write_text(json.dumps(reports))
     assert main(["probe", "--results", str(logged_run), "--out", str(tmp_path / "a"), "--radius", "0.3"]) == 0
     written = json.loads((tmp_path / "a" / "probe.json").read_text())
     aggregates = written["aggregates"]
-    assert aggregates["balance_point"] == 1.25 and str(results_json) in aggregates["balance_point_source"]
+    assert aggregates["balance_point"] == 1.25 and str(report_json) in aggregates["balance_point_source"]
     main_items = [i for i in written["items"] if i["control"] == "none"]
     near = [i["oscillations"] for i in main_items if abs(i["dh"] - 1.25) <= 0.3]
     assert aggregates["by_control"]["none"]["ambiguous"]["n_items"] == len(near)

@@ -396,14 +396,14 @@ def test_leaderboard_ranks_verified_submissions_only(submissions_dir: Path, tmp_
     assert md_path.read_text() == markdown
     rows = [line for line in markdown.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert len(rows) == 2
-    assert "org/vision-lover" in rows[0] and "org/text\\|lover" in rows[1]  # negative balance point first
+    assert "org/vision-lover" in rows[0] and "org/text&#124;lover" in rows[1]  # negative balance point first
     assert "cheater.json" in markdown.split("## Not listed")[1]
     assert "metric 'balance_point'" in markdown.split("## Not listed")[1]
     html = html_path.read_text()
     assert "org/text|lover" in html and "<table>" in html and "cheater.json" in html
     _, _, descending = build_leaderboard(submissions_dir, tmp_path, sort="balance_point", descending=True)
     rows = [line for line in descending.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert "org/text\\|lover" in rows[0]
+    assert "org/text&#124;lover" in rows[0]
 
 
 def test_leaderboard_shows_balance_point_interval_tfr_and_entropies(
