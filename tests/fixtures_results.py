@@ -171,7 +171,9 @@ def simulate_responses(
             p_text = 1.0 / (1.0 + math.exp(slope * (dh - balance_point)))
             draw = rng.random()
             answer = "gray" if draw < 0.03 else (text if rng.random() < p_text else vision)
-        logprobs = {color: (-0.05 if color == answer else -4.0) for color in COLORS}
+        # First-token log-probabilities as a real model gives them: they sum to less than 1, and the
+        # candidates' share of the entropy stays below the (simulated) full-vocabulary entropy.
+        logprobs = {color: (-0.001 if color == answer else -30.0) for color in COLORS}
         lens = {"layers": [0, 1], "top1": [answer, answer]}
         responses.append(
             encode_envelope(
