@@ -174,14 +174,12 @@ def simulate_responses(
         # First-token log-probabilities as a real model gives them: they sum to less than 1, and the
         # candidates' share of the entropy stays below the (simulated) full-vocabulary entropy.
         logprobs = {color: (-0.001 if color == answer else -30.0) for color in COLORS}
-        lens = {"layers": [0, 1], "top1": [answer, answer]}
         responses.append(
             encode_envelope(
                 text=f"{answer.capitalize()}.",
                 entropy=entropy,
                 estimator="full_vocab",
                 answer_logprobs=logprobs,
-                lens=lens,
             )
         )
     return responses
