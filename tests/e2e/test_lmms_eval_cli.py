@@ -250,11 +250,17 @@ def _without_half_the_text_rows(source: Path, out: Path) -> Path:
     text_only = pc.equal(table["condition"], 1).to_pylist()
     ordinal = [sum(text_only[: i + 1]) for i in range(len(text_only))]
     keep = [not (is_text and ordinal[i] % 2 == 0) for i, is_text in enumerate(text_only)]
-    pq.write_table(table.filter(keep), shard)
+    kept = table.filter(keep)
+    pq.write_table(kept, shard)
+    card = out / "README.md"
+    card.write_text(
+        card.read_text().replace(f"num_examples: {table.num_rows}", f"num_examples: {kept.num_rows}")
+    )
     manifest = json.loads((out / "manifest.json").read_text())
-    entry = manifest["files"][shard.relative_to(out).as_posix()]
-    entry["sha256"] = hashlib.sha256(shard.read_bytes()).hexdigest()
-    entry["size"] = shard.stat().st_size
+    for path in (shard, card):
+        entry = manifest["files"][path.relative_to(out).as_posix()]
+        entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        entry["size"] = path.stat().st_size
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return out
 
