@@ -120,9 +120,14 @@ def plot_following_curve(runs: Sequence[TaskResult], path: Path) -> Path:
                     lw=2,
                 )
             axes.plot([estimate], [0.5], marker="D", ms=9, color=colour, mec="black", zorder=5)
-        if estimate is None and point.bound is not None:
+        if estimate is None and point.censored:
             arrow = "<" if point.status == "censored_below" else ">"
             axes.plot([point.bound], [0.5], marker=arrow, ms=12, color=colour, mec="black", zorder=5)
+        if estimate is None and point.bracket is not None:
+            # Separated data: the crossing lies somewhere in the gap, drawn as a bar at 0.5.
+            low, high = point.bracket
+            axes.plot([low, high], [0.5, 0.5], color=colour, lw=4, solid_capstyle="butt", zorder=5)
+            axes.plot([low, high], [0.5, 0.5], ls="none", marker="|", ms=14, color="black", zorder=6)
     axes.set_xlabel(
         f"{DH_LABEL}\n\u2190 more confident in the text          more confident in the image \u2192"
     )

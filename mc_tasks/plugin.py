@@ -154,9 +154,13 @@ def install_data_resolution() -> None:
 
 
 def lmms_eval_manifests() -> list[Any]:
-    """Entry-point payload: the project's model, and (as a side effect) task discovery and data resolution."""
+    """Entry-point payload: the project's model, and (as side effects) task discovery, data resolution and the
+    report file."""
     from lmms_eval.models.registry_v2 import ModelManifest
+
+    from modality_conflict.mc_tasks.report_file import install_report_file_hooks
 
     install_task_discovery()
     install_data_resolution()
+    install_report_file_hooks()
     return [ModelManifest(model_id=MODEL_ID, simple_class_path=MODEL_CLASS_PATH)]

@@ -52,11 +52,15 @@ def run_eval(args: argparse.Namespace) -> int:
         raise EvaluationFailedError(f"lmms-eval exited with status {completed.returncode}")
     outputs = find_run_outputs(output, args.tasks.split(","), since=started - 1)
     print(f"results: {outputs.results_json}")
+    if outputs.report_json is not None:
+        print(f"full report: {outputs.report_json}")
     for task, path in outputs.samples.items():
         print(f"samples ({task}): {path}")
     for line in dataset_lines(outputs.results):
         print(line)
-    print(format_summary(outputs.results))
+    print(format_summary(outputs))
+    for warning in outputs.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

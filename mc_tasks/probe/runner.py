@@ -35,6 +35,7 @@ from modality_conflict.mc_tasks.probe.lens import (
     ProbeError,
     build_items,
     lens_of,
+    lens_problem,
 )
 from modality_conflict.mc_tasks.probe.plots import plot_heatmap
 from modality_conflict.mc_tasks.probe.statistics import (
@@ -303,6 +304,13 @@ def probe_from_results(
         )
     records = [dict(r) for r in run.records]
     conflict_ids = {r["row_id"] for r in records if r["condition"] == "conflict"}
+    for row_id in sorted(conflict_ids & set(run.envelopes)):
+        # A lens that is there but broken is an error of its own, not "made without the lens".
+        envelope = run.envelopes[row_id]
+        if "lens" in envelope and (problem := lens_problem(envelope["lens"])) is not None:
+            raise ProbeError(
+                f"{run.samples.where(row_id)}: row {row_id}: the logit-lens record is malformed: {problem}"
+            )
     lenses = {
         row_id: lens
         for row_id, envelope in run.envelopes.items()
@@ -355,7 +363,7 @@ def probe_from_results(
     if options.balance_point is not None:
         balance = Balance(float(options.balance_point), "--balance-point", "given")
     else:
-        balance = balance_from_summary(run.summary, f"{run.results_json} (report of task {run.task})")
+        balance = balance_from_summary(run.summary, run.summary.source)
     result = probe_records(records, lenses, balance, options, provenance)
     result.records = records
     return result

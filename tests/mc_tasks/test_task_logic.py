@@ -131,10 +131,13 @@ def test_every_aggregation_reads_the_same_cached_summary() -> None:
     docs = synthetic_docs(8, with_controls=False)
     responses = simulate_responses(docs, balance_point=0.0, seed=1)
     records = [task_records.make_record(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
-    report = task_logic.aggregate_report(list(records))
+    report = task_records.cached_summary(list(records))
     assert task_logic.aggregate_tfr(list(reversed(records))) == report["tfr"]
     assert task_logic.aggregate_balance_point_ci_low(records) == report["balance_point_ci_low"]
-    assert task_logic.aggregate_entropy_estimator(records) == "full_vocab"
+    assert report["entropy_estimator"] == "full_vocab"
+    assert not hasattr(task_logic, "aggregate_report") and not hasattr(
+        task_logic, "aggregate_entropy_estimator"
+    )
 
 
 def test_incomplete_items_are_counted_and_an_empty_join_is_flagged() -> None:
