@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,7 +64,8 @@ def _timed(command: list[str], log: Path) -> dict[str, float]:
 def measure_training(work: Path, quick: bool) -> dict[str, Any]:
     from modality_conflict.models.demo_model import WEIGHTS_FILE, shipped_checkpoint
 
-    out = work / "trained"
+    out = work / "demo_trained"
+    shutil.rmtree(out, ignore_errors=True)  # the command refuses a non-empty folder
     command = _cli("train-demo-model", "--out", str(out), "--seed", "0")
     if quick:
         recipe = work / "quick_recipe.json"
@@ -80,10 +82,11 @@ def measure_training(work: Path, quick: bool) -> dict[str, Any]:
 
 def measure_demo(work: Path, groups: int | None) -> dict[str, Any]:
     out = work / "demo_out"
+    shutil.rmtree(out, ignore_errors=True)
     command = _cli("demo", "--out", str(out))
     if groups is not None:
         command += ["--groups", str(groups)]
-    report: dict[str, Any] = _timed(command, work / "demo.log")
+    report: dict[str, Any] = _timed(command, work / "demo_run.log")
     timings = json.loads((out / "timings.json").read_text())
     report["groups"] = timings["groups"]
     report["split_seconds"] = timings["seconds"]

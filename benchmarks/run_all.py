@@ -11,7 +11,9 @@ its own in this folder that can also be run alone:
   with 1 and 2 worker processes;
 - ``bench_metrics.py``: the full metrics report on 100,000 items with 2,000 bootstrap resamples;
 - ``bench_data.py``: what resolving the pinned dataset costs: the first run (a build into the cache)
-  and cached runs, by the resolver alone and through three real lmms-eval runs.
+  and cached runs, by the resolver alone and through three real lmms-eval runs;
+- ``bench_demo.py``: the demo's time split (training the demo model, dataset, evaluation, probe, report)
+  and whether training reproduces the packaged weights.
 
 Each runs in its own process (clean memory figures, no shared torch state). Ratios are measured within
 one run; absolute times depend on the machine, whose description (and load average, since a busy
@@ -19,8 +21,9 @@ machine slows everything) is printed and stored with them.
 
 Usage::
 
-    python benchmarks/run_all.py               # full run (about 5 minutes on 2 cores)
-    python benchmarks/run_all.py --no-smollm2  # without the overhead run on SmolLM2-135M (about 2.5 min)
+    python benchmarks/run_all.py               # full run (about 12 minutes on 2 cores)
+    python benchmarks/run_all.py --no-smollm2  # without the overhead run on SmolLM2-135M (2.5 min less)
+    python benchmarks/run_all.py --no-demo-training  # without training the demo model (5 min less)
     python benchmarks/run_all.py --quick       # smoke run on small sizes (under a minute); size-bound
                                                # goals are then not judged
 
@@ -308,6 +311,52 @@ def data_figures(report: dict[str, Any] | None, quick: bool) -> list[Figure]:
     return rows
 
 
+def demo_figures(report: dict[str, Any] | None, quick: bool) -> list[Figure]:
+    """Rows from bench_demo.py."""
+    if report is None:
+        return [Figure("demo (bench_demo.py)", "error", "", False)]
+    judged = not quick
+    rows = []
+    training = report.get("training")
+    if training is not None:
+        rows.append(
+            Figure(
+                f"demo model training, {training['recipe']} recipe: wall (CPU)",
+                f"{training['wall_seconds']:.0f} s ({training['cpu_seconds']:.0f} s)",
+                "< 300 s" if judged else "",
+                training["wall_seconds"] < 300 if judged else None,
+            )
+        )
+        identical = training["identical_to_packaged"]
+        rows.append(
+            Figure(
+                "demo model training reproduces the packaged weights",
+                "n/a" if identical is None else str(identical).lower(),
+                "true" if judged else "",
+                bool(identical) if judged else None,
+            )
+        )
+    demo = report["demo"]
+    split = demo["split_seconds"]
+    rows.append(
+        Figure(
+            f"demo, {demo['groups']} groups, packaged model: wall",
+            f"{demo['wall_seconds']:.0f} s",
+            "< 240 s" if judged else "",
+            demo["wall_seconds"] < 240 if judged else None,
+        )
+    )
+    rows.append(
+        Figure(
+            "  dataset / evaluation / probe / report",
+            " / ".join(f"{split[step]:.0f}" for step in ("dataset", "evaluation", "probe", "report")) + " s",
+            "",
+            None,
+        )
+    )
+    return rows
+
+
 def metrics_figures(report: dict[str, Any] | None, quick: bool) -> list[Figure]:
     """Rows from bench_metrics.py."""
     if report is None:
@@ -352,6 +401,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the overhead run with the SmolLM2-135M LLaVA (it builds a 260 MB checkpoint and takes "
         "about 2.5 minutes; a quick run always skips it)",
+    )
+    parser.add_argument(
+        "--no-demo-training",
+        action="store_true",
+        help="time the demo on the packaged model only, without training the demo model (about 5 minutes)",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a judged goal is not met")
     parser.add_argument("--out", type=Path, default=HERE / "results.json", help="JSON report path")
@@ -398,6 +452,11 @@ def main(argv: list[str] | None = None) -> int:
         reports["data"] = _run_script(
             "bench_data.py", [*data_args, *common], work / "data.json", work / "data.log"
         )
+        demo_args = ["--quick"] if args.quick else []
+        demo_args += ["--no-train"] if args.no_demo_training else []
+        reports["demo"] = _run_script(
+            "bench_demo.py", [*demo_args, *common], work / "demo.json", work / "demo.log"
+        )
         reports["metrics"] = _run_script(
             "bench_metrics.py",
             ["--groups", str(sizes.metrics_groups), "--repeats", str(sizes.metrics_repeats)],
@@ -411,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         figures += overhead_figures(reports["overhead_smollm2"], "SmolLM2-135M", judged=True)
     figures += build_figures(reports["build"], sizes, args.quick)
     figures += data_figures(reports["data"], args.quick)
+    figures += demo_figures(reports["demo"], args.quick)
     figures += metrics_figures(reports["metrics"], args.quick)
 
     if reports.get("build"):
