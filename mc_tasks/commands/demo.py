@@ -98,22 +98,29 @@ def headline_lines(summary: Any, probe: dict[str, Any] | None) -> list[str]:
         f"other {_number(rates[2])}"
     ]
     point = summary.balance_point
+    preference = summary.inherent_preference()
     if point.defined:
+        verdict = preference.text.split(" (")[0]  # the phrase; the numbers are printed here already
         lines.append(
             f"balance point {point.estimate:+.3f}, {_interval(point.ci_low, point.ci_high)} "
-            f"({point.ci_method or 'delta'}): {summary.inherent_preference().text}"
+            f"({point.ci_method or 'delta'}): {verdict}"
         )
     else:
-        lines.append(f"balance point {point.status}: {summary.inherent_preference().text}")
+        lines.append(f"balance point {point.status}: {preference.text}")
     slope_low, slope_high = summary.number("law_slope_ci_low"), summary.number("law_slope_ci_high")
     lines.append(
         f"law: slope {_number(summary.logistic_fit[1], signed=True)}, {_interval(slope_low, slope_high)}; "
         f"verdict {summary.get('law_verdict', 'n/a')}"
     )
-    vision = summary.accuracy_by_tier("vision_accuracy_by_tier")
-    text = summary.accuracy_by_tier("text_accuracy_by_tier")
-    lines.append("vision-only accuracy by tier: " + " ".join(f"{t}:{_number(a)}" for t, a in vision.items()))
-    lines.append("text-only accuracy by tier:   " + " ".join(f"{t}:{_number(a)}" for t, a in text.items()))
+    for label, key in (
+        ("vision-only accuracy by tier", "vision_accuracy_by_tier"),
+        ("vision-only entropy by tier ", "mean_hv_by_tier"),
+        ("text-only accuracy by tier  ", "text_accuracy_by_tier"),
+        ("text-only entropy by tier   ", "mean_ht_by_tier"),
+    ):
+        table = summary.accuracy_by_tier(key) if "accuracy" in key else summary.tier_table(key)
+        cells = sorted(((int(t), v) for t, v in table.items()), key=lambda cell: cell[0])
+        lines.append(f"{label}: " + " ".join(f"{t}:{_number(v)}" for t, v in cells))
     if probe is None:
         lines.append("oscillations: no probe")
     else:
