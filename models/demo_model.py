@@ -767,6 +767,7 @@ def train_demo_model(
 
 
 def _train_and_save(out: Path, seed: int, recipe: TrainingRecipe, log: Callable[[str], None] | None) -> Path:
+    code = code_version()  # of the code that runs, even if the file changes while it trains
     torch.manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -806,7 +807,7 @@ def _train_and_save(out: Path, seed: int, recipe: TrainingRecipe, log: Callable[
     record = {
         "seed": seed,
         **asdict(recipe),
-        "code": code_version(),
+        "code": code,
         "weights_sha256": hashlib.sha256((out / WEIGHTS_FILE).read_bytes()).hexdigest(),
         "training_seconds": round(elapsed, 1),
     }
@@ -857,15 +858,25 @@ def train_checkpoint_folder(
 
 
 def cached_checkpoint(
-    cache_root: str | Path, *, seed: int = 0, log: Callable[[str], None] | None = None
+    cache_root: str | Path,
+    *,
+    seed: int = 0,
+    recipe: TrainingRecipe | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Path:
-    """The default-recipe checkpoint of ``seed`` under ``cache_root``, trained on first use.
+    """The checkpoint of ``seed`` (and ``recipe``, default the shipped one) under ``cache_root``.
 
-    The folder name holds the seed and the code version, so a change to the training code trains afresh
-    and never reuses weights of older code.
+    Trained on first use. The folder name holds the seed, the code version and, for another recipe than
+    the default, the recipe's hash, so a change to the training code trains afresh and never reuses
+    weights of older code. Training is atomic (:func:`train_checkpoint_folder`), so a folder under that
+    name is always complete.
     """
-    key = code_version()["demo_model_sha256"][:12]
-    folder = Path(cache_root) / f"demo-model-seed{seed}-{key}"
+    recipe = recipe or TrainingRecipe()
+    name = f"demo-model-seed{seed}-{code_version()['demo_model_sha256'][:12]}"
+    if recipe != TrainingRecipe():
+        recipe_text = json.dumps(asdict(recipe), sort_keys=True).encode()
+        name += f"-recipe{hashlib.sha256(recipe_text).hexdigest()[:8]}"
+    folder = Path(cache_root) / name
     if (folder / RECIPE_FILE).is_file():
         return folder
-    return train_checkpoint_folder(folder, seed=seed, log=log)
+    return train_checkpoint_folder(folder, seed=seed, recipe=recipe, log=log)

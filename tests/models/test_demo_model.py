@@ -14,6 +14,7 @@ from modality_conflict.models.demo_model import (
     RECIPE_FILE,
     WEIGHTS_FILE,
     TrainingRecipe,
+    cached_checkpoint,
     recipe_from_mapping,
     recolouring_is_exact,
     train_checkpoint_folder,
@@ -145,3 +146,16 @@ def test_read_only_folder_is_one_line(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith(f"error: cannot write {mount}/model: read-only file system")
     assert done.left == []
+
+
+def test_cache_trains_once_per_seed_and_recipe(tmp_path: Path) -> None:
+    recipe = recipe_from_mapping(REDUCED_RECIPE)
+    lines: list[str] = []
+    first = cached_checkpoint(tmp_path, seed=5, recipe=recipe, log=lines.append)
+    trained_lines = len(lines)
+    assert trained_lines > 0 and (first / WEIGHTS_FILE).is_file()
+    again = cached_checkpoint(tmp_path, seed=5, recipe=recipe, log=lines.append)
+    assert again == first and len(lines) == trained_lines  # reused, not trained again
+    other = cached_checkpoint(tmp_path, seed=6, recipe=recipe, log=lines.append)
+    assert other != first and len(lines) > trained_lines
+    assert "seed5" in first.name and "recipe" in first.name
