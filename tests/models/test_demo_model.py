@@ -159,3 +159,16 @@ def test_cache_trains_once_per_seed_and_recipe(tmp_path: Path) -> None:
     other = cached_checkpoint(tmp_path, seed=6, recipe=recipe, log=lines.append)
     assert other != first and len(lines) > trained_lines
     assert "seed5" in first.name and "recipe" in first.name
+
+
+def test_every_benchmark_prompt_is_in_the_vocabulary() -> None:
+    from modality_conflict.dataset_builder.plan import group_rows
+    from modality_conflict.dataset_builder.prompts import row_prompt
+    from modality_conflict.models.demo_model import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    rows = [row for group in range(3) for row in group_rows(0, group)]
+    unknown = {
+        row_prompt(row) for row in rows if tokenizer.unk_token_id in tokenizer(row_prompt(row))["input_ids"]
+    }
+    assert len(rows) > 200 and unknown == set()
