@@ -1,4 +1,4 @@
-"""Build the colour-conflict set into a Hub-style dataset folder.
+"""Build one of the conflict sets (:mod:`~modality_conflict.dataset_builder.specs`) into a Hub-style folder.
 
 Groups are rendered in worker processes (one task per group) and written in group order by the parent,
 which keeps only a bounded window of finished groups in memory. Output goes to a temporary sibling folder
@@ -21,20 +21,15 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
-from modality_conflict.dataset_builder.constants import (
-    BUILDER_VERSION,
-    CONDITIONS,
-    CONTROL_VISUAL_TIERS,
-    CONTROLS,
-    DATASET_NAME,
-    GROUPS_PER_SHARD,
-    PRESETS,
-    SPLIT,
-    VISUAL_TIERS,
-)
+from modality_conflict.dataset_builder.constants import CONDITIONS, CONTROLS, SPLIT
 from modality_conflict.dataset_builder.errors import BuildError
 from modality_conflict.dataset_builder.folder import CARD_NAME, MANIFEST_NAME, DatasetFolder
-from modality_conflict.dataset_builder.plan import control_tiers, group_rows, rows_per_group
+from modality_conflict.dataset_builder.specs import (
+    DEFAULT_DATASET,
+    DatasetSpec,
+    dataset_spec,
+    spec_of_manifest,
+)
 from modality_conflict.dataset_builder.writer import (
     ShardWriter,
     atomic_output_dir,
@@ -56,6 +51,8 @@ class BuildResult:
     ----------
     out
         The dataset folder.
+    dataset
+        The dataset's command-line key (``color``, ``attribute``).
     groups, seed
         Build arguments.
     num_rows
@@ -81,43 +78,43 @@ class BuildResult:
     files: list[str] = field(default_factory=list)
     reused: bool = False
     seconds: float = 0.0
+    dataset: str = DEFAULT_DATASET
 
 
-def resolve_groups(preset: str | None, groups: int | None) -> int:
+def resolve_groups(preset: str | None, groups: int | None, *, dataset: str = DEFAULT_DATASET) -> int:
     """Number of groups from a preset name and/or an explicit count (the count wins).
 
     Parameters
     ----------
     preset
-        A key of :data:`PRESETS` or None.
+        A preset of the dataset (``small``, ``paper``) or None (``paper``).
     groups
         Explicit number of groups or None.
+    dataset
+        The dataset's key.
 
     Returns
     -------
     int
     """
-    if groups is not None:
-        return int(groups)
-    name = preset or "paper"
-    if name not in PRESETS:
-        raise BuildError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
-    return PRESETS[name]
+    return dataset_spec(dataset).resolve_groups(preset, groups)
 
 
-def shard_bounds(groups: int) -> list[tuple[int, int]]:
+def shard_bounds(groups: int, groups_per_shard: int = 200) -> list[tuple[int, int]]:
     """Group ranges ``[start, stop)`` of each shard; depends on the group count only.
 
     Parameters
     ----------
     groups
         Total number of groups.
+    groups_per_shard
+        The dataset's shard size in groups.
 
     Returns
     -------
     list of tuple
     """
-    count = max(1, math.ceil(groups / GROUPS_PER_SHARD))
+    count = max(1, math.ceil(groups / groups_per_shard))
     edges = [round(i * groups / count) for i in range(count + 1)]
     return list(zip(edges[:-1], edges[1:], strict=True))
 
@@ -139,7 +136,7 @@ def _mp_context() -> BaseContext:
 
 
 def _iter_groups(
-    seed: int, groups: Sequence[int], workers: int
+    group_rows: Any, seed: int, groups: Sequence[int], workers: int
 ) -> Generator[list[dict[str, Any]], None, None]:
     """Rows of each group, in order, rendered by ``workers`` processes."""
     if workers <= 1 or len(groups) <= 1:
@@ -192,7 +189,9 @@ def build_arguments(groups: int, seed: int) -> dict[str, int]:
     return {"groups": int(groups), "seed": int(seed)}
 
 
-def _existing_build(out: Path, groups: int, seed: int, overwrite: bool) -> dict[str, Any] | None:
+def _existing_build(
+    spec: DatasetSpec, out: Path, groups: int, seed: int, overwrite: bool
+) -> dict[str, Any] | None:
     """Decide what to do with an existing ``out``: the manifest of a verified identical build, or None
     to (re)build. Raises when ``out`` must not be replaced."""
     if not out.exists():
@@ -201,7 +200,7 @@ def _existing_build(out: Path, groups: int, seed: int, overwrite: bool) -> dict[
         raise BuildError(f"{out} exists and is not a folder")
     folder = DatasetFolder(out)
     manifest = folder.manifest
-    if manifest is None or manifest.get("dataset") != DATASET_NAME:
+    if manifest is None or spec_of_manifest(manifest) is None:
         if any(out.iterdir()):
             raise BuildError(
                 f"{out} exists and is not a dataset made by `modality-conflict build` "
@@ -209,8 +208,9 @@ def _existing_build(out: Path, groups: int, seed: int, overwrite: bool) -> dict[
             )
         return None
     same = (
-        manifest.get("arguments") == build_arguments(groups, seed)
-        and manifest.get("builder_version") == BUILDER_VERSION
+        manifest.get("dataset") == spec.name
+        and manifest.get("arguments") == build_arguments(groups, seed)
+        and manifest.get("builder_version") == spec.builder_version
     )
     if overwrite:
         return None
@@ -218,7 +218,8 @@ def _existing_build(out: Path, groups: int, seed: int, overwrite: bool) -> dict[
         args = manifest.get("arguments", {})
         raise BuildError(
             f"{out} holds a build with other arguments (groups={args.get('groups')}, "
-            f"seed={args.get('seed')}, builder {manifest.get('builder_version')}); "
+            f"seed={args.get('seed')}, builder {manifest.get('builder_version')}, "
+            f"dataset {manifest.get('dataset')}); "
             "pass --overwrite to replace it"
         )
     return manifest if not folder.hash_mismatches() else None
@@ -236,6 +237,7 @@ def build_dataset(
     out: str | os.PathLike[str],
     *,
     groups: int,
+    dataset: str = DEFAULT_DATASET,
     seed: int = 0,
     workers: int | None = None,
     overwrite: bool = False,
@@ -251,6 +253,9 @@ def build_dataset(
         replaced.
     groups
         Number of item groups (400 in the paper).
+    dataset
+        Which set to build: a key of :data:`~modality_conflict.dataset_builder.specs.DATASETS`
+        (``color``, the default, or ``attribute``).
     seed
         Seed of every random choice; the same seed gives byte-identical files.
     workers
@@ -270,13 +275,15 @@ def build_dataset(
         Bad arguments or an output folder that must not be replaced.
     """
     started = time.perf_counter()
+    spec = dataset_spec(dataset)
     workers = default_workers() if workers is None else int(workers)
     _check_arguments(groups, seed, workers)
     out = Path(out).absolute()
-    per_group = rows_per_group()
-    images_per_group = per_group - sum(len(control_tiers(c)[1]) for c in CONTROLS)
+    per_group = spec.rows_per_group()
+    text_rows = sum(len(spec.module("plan").control_tiers(c)[1]) for c in CONTROLS)
+    images_per_group = per_group - text_rows
     remove_stale_partials(out)
-    existing = _existing_build(out, groups, seed, overwrite)
+    existing = _existing_build(spec, out, groups, seed, overwrite)
     if existing is not None:
         return BuildResult(
             out=out,
@@ -284,24 +291,25 @@ def build_dataset(
             seed=seed,
             num_rows=int(existing.get("num_rows", 0)),
             num_image_cells=groups * images_per_group,
-            num_rendered=groups * len(VISUAL_TIERS),
+            num_rendered=groups * spec.images_per_group,
             files=sorted(existing.get("files", {})) + [MANIFEST_NAME],
             reused=True,
             seconds=time.perf_counter() - started,
+            dataset=spec.key,
         )
 
-    from modality_conflict.dataset_builder.card import render_card
-    from modality_conflict.dataset_builder.features import arrow_schema
-
-    schema = arrow_schema()
-    bounds = shard_bounds(groups)
+    render_card = spec.module("card").render_card
+    schema = spec.arrow_schema()
+    bounds = shard_bounds(groups, spec.groups_per_shard)
     condition_counts: Counter[str] = Counter()
     control_counts: Counter[str] = Counter()
+    attribute_counts: Counter[str] = Counter()
+    attributes = spec.label_names.get("attribute")
     num_rows = num_bytes = 0
     with (
         atomic_output_dir(out) as tmp,
         _progress_bar(groups, progress) as bar,
-        contextlib.closing(_iter_groups(seed, range(groups), workers)) as stream,
+        contextlib.closing(_iter_groups(spec.group_rows, seed, range(groups), workers)) as stream,
     ):
         (tmp / "data").mkdir()
         names = []
@@ -314,6 +322,8 @@ def build_dataset(
                     writer.write_rows(rows)
                     condition_counts.update(CONDITIONS[r["condition"]] for r in rows)
                     control_counts.update(CONTROLS[r["control"]] for r in rows)
+                    if attributes is not None:
+                        attribute_counts.update(attributes[r["attribute"]] for r in rows)
                     bar.update(1)
             num_rows += writer.num_rows
             num_bytes += writer.num_bytes
@@ -327,20 +337,24 @@ def build_dataset(
             counts=dict(condition_counts),
         )
         (tmp / CARD_NAME).write_text(card, encoding="utf-8")
+        counts = {
+            "condition": {c: condition_counts[c] for c in CONDITIONS},
+            "control": {c: control_counts[c] for c in CONTROLS},
+        }
+        if attributes is not None:
+            counts["attribute"] = {a: attribute_counts[a] for a in attributes}
         manifest = {
-            "dataset": DATASET_NAME,
-            "builder_version": BUILDER_VERSION,
+            "dataset": spec.name,
+            "builder_version": spec.builder_version,
             "arguments": build_arguments(groups, seed),
             "split": SPLIT,
             "num_rows": num_rows,
             "rows_per_group": per_group,
-            "counts": {
-                "condition": {c: condition_counts[c] for c in CONDITIONS},
-                "control": {c: control_counts[c] for c in CONTROLS},
-            },
+            "counts": counts,
             "layout": {
-                "control_visual_tiers": list(CONTROL_VISUAL_TIERS),
+                "control_visual_tiers": list(spec.control_visual_tiers),
                 "groups_per_shard": [stop - start for start, stop in bounds],
+                "images_per_group": spec.images_per_group,
             },
             "software": _software_versions(),
             "files": file_entries(tmp, [*names, CARD_NAME]),
@@ -353,8 +367,9 @@ def build_dataset(
         seed=seed,
         num_rows=num_rows,
         num_image_cells=groups * images_per_group,
-        num_rendered=groups * len(VISUAL_TIERS),
+        num_rendered=groups * spec.images_per_group,
         files=[*names, CARD_NAME, MANIFEST_NAME],
         reused=False,
         seconds=time.perf_counter() - started,
+        dataset=spec.key,
     )

@@ -113,7 +113,7 @@ def push_dataset(
     files = tuple([*folder.data_files(), CARD_NAME, MANIFEST_NAME])
     args = manifest.get("arguments", {})
     message = commit_message or (
-        f"Upload colour-conflict set ({args.get('groups')} groups, seed {args.get('seed')}, "
+        f"Upload {manifest.get('dataset')} ({args.get('groups')} groups, seed {args.get('seed')}, "
         f"builder {manifest.get('builder_version')})"
     )
     branch = revision or "main"

@@ -75,11 +75,38 @@ def quick_dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+ATTRIBUTE_GROUPS = 4  # two shape and two material groups: 164 rows, 24 images
+
+
+@pytest.fixture(scope="session")
+def attribute_dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small attribute set (every condition, control and visual tier), built once with two workers
+    through the real CLI: rendering is the slow part, so every test that needs attribute rows uses it."""
+    from modality_conflict.mc_tasks.cli import main
+
+    out = tmp_path_factory.mktemp("dataset_attribute") / "attribute-conflict"
+    command = ["build", "--dataset", "attribute", "--groups", str(ATTRIBUTE_GROUPS), "--seed", "0"]
+    assert main([*command, "--workers", "2", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def datasets_dir(
+    tmp_path_factory: pytest.TempPathFactory, small_dataset_dir: Path, attribute_dataset_dir: Path
+) -> Path:
+    """A folder holding both datasets (the small colour set and the attribute set), as ``--data`` takes it."""
+    root = tmp_path_factory.mktemp("datasets")
+    (root / "color").symlink_to(small_dataset_dir, target_is_directory=True)
+    (root / "attribute").symlink_to(attribute_dataset_dir, target_is_directory=True)
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_lmms_eval_run(
-    tmp_path_factory: pytest.TempPathFactory, small_dataset_dir: Path, tiny_llava_dir: Path
+    tmp_path_factory: pytest.TempPathFactory, datasets_dir: Path, tiny_llava_dir: Path
 ) -> Path:
-    """lmms-eval ``--output_path`` of a run of the project's wrapper on the tiny LLaVA, with sample logs."""
+    """lmms-eval ``--output_path`` of a run of the project's wrapper on the tiny LLaVA over the group (the
+    colour and the attribute task), with sample logs."""
     from lmms_eval_runs import run_lmms_eval
 
     out = tmp_path_factory.mktemp("run_wrapper")
@@ -88,6 +115,6 @@ def tiny_lmms_eval_run(
         model="modality_conflict_hf",
         model_args=f"pretrained={tiny_llava_dir},device=cpu,device_map=cpu",
         tasks="modality_conflict",
-        data_dir=small_dataset_dir,
+        data_dir=datasets_dir,
     )
     return out
