@@ -10,13 +10,16 @@ import yaml
 
 from modality_conflict.mc_tasks import task_logic
 from modality_conflict.mc_tasks.names import (
+    ATTRIBUTE_TASK,
     GROUP,
     GROUP_TASKS,
     HEADLINE_METRICS,
     MAIN_TASK,
+    MAIN_TASKS,
     METRIC_NAMES,
     REQUIRED_METRICS,
     SUMMARY_METRIC,
+    TASK_DATASETS,
     TASK_METRICS,
 )
 from modality_conflict.mc_tasks.plugin import TASKS_DIR
@@ -35,7 +38,7 @@ def _task_yaml(name: str) -> dict[str, Any]:
 
 def _task_files() -> list[str]:
     return sorted(
-        p.name for p in TASKS_DIR.iterdir() if p.suffix == ".yaml" or p.name == "_default_template_yaml"
+        p.name for p in TASKS_DIR.iterdir() if p.suffix == ".yaml" or p.name.endswith("_template_yaml")
     )
 
 
@@ -79,3 +82,28 @@ def test_derived_metric_lists() -> None:
     assert HEADLINE_METRICS[:3] == ("balance_point", "balance_point_ci_low", "balance_point_ci_high")
     assert set(HEADLINE_METRICS) <= set(METRIC_NAMES) and SUMMARY_METRIC not in HEADLINE_METRICS
     assert METRIC_NAMES[-1] == SUMMARY_METRIC and len(set(METRIC_NAMES)) == len(METRIC_NAMES)
+
+
+def _resolved(name: str) -> dict[str, Any]:
+    """A task YAML with its ``include:`` chain applied, the way lmms-eval merges it (later keys win)."""
+    config = _task_yaml(name)
+    include = config.pop("include", None)
+    return {**_resolved(include), **config} if include else config
+
+
+def test_every_task_declares_its_dataset_and_answer_set() -> None:
+    from modality_conflict.dataset_builder.specs import dataset_spec
+
+    declared = {}
+    for name in _task_files():
+        config = _resolved(name)
+        if isinstance(config.get("task"), str):
+            declared[config["task"]] = config
+    assert set(declared) == set(TASK_DATASETS)
+    for task, config in declared.items():
+        metadata = config["metadata"]
+        assert metadata["dataset"] == TASK_DATASETS[task], task
+        # The closed answer set the task declares is its dataset's ClassLabel names.
+        assert tuple(metadata["answer_set"]) == dataset_spec(metadata["dataset"]).answer_labels, task
+    assert {TASK_DATASETS[task] for task in MAIN_TASKS} == {TASK_DATASETS[t] for t in TASK_DATASETS}
+    assert GROUP_TASKS[GROUP] == MAIN_TASKS and ATTRIBUTE_TASK in MAIN_TASKS
