@@ -26,9 +26,9 @@ from modality_conflict.dataset_builder.errors import BuildError
 from modality_conflict.dataset_builder.folder import CARD_NAME, MANIFEST_NAME, DatasetFolder
 from modality_conflict.dataset_builder.specs import (
     DEFAULT_DATASET,
-    DatasetSpec,
-    dataset_spec,
-    spec_of_manifest,
+    DatasetKind,
+    dataset_kind,
+    kind_of_manifest,
 )
 from modality_conflict.dataset_builder.writer import (
     ShardWriter,
@@ -97,7 +97,7 @@ def resolve_groups(preset: str | None, groups: int | None, *, dataset: str = DEF
     -------
     int
     """
-    return dataset_spec(dataset).resolve_groups(preset, groups)
+    return dataset_kind(dataset).resolve_groups(preset, groups)
 
 
 def shard_bounds(groups: int, groups_per_shard: int = 200) -> list[tuple[int, int]]:
@@ -190,7 +190,7 @@ def build_arguments(groups: int, seed: int) -> dict[str, int]:
 
 
 def _existing_build(
-    spec: DatasetSpec, out: Path, groups: int, seed: int, overwrite: bool
+    spec: DatasetKind, out: Path, groups: int, seed: int, overwrite: bool
 ) -> dict[str, Any] | None:
     """Decide what to do with an existing ``out``: the manifest of a verified identical build, or None
     to (re)build. Raises when ``out`` must not be replaced."""
@@ -200,7 +200,7 @@ def _existing_build(
         raise BuildError(f"{out} exists and is not a folder")
     folder = DatasetFolder(out)
     manifest = folder.manifest
-    if manifest is None or spec_of_manifest(manifest) is None:
+    if manifest is None or kind_of_manifest(manifest) is None:
         if any(out.iterdir()):
             raise BuildError(
                 f"{out} exists and is not a dataset made by `modality-conflict build` "
@@ -275,7 +275,7 @@ def build_dataset(
         Bad arguments or an output folder that must not be replaced.
     """
     started = time.perf_counter()
-    spec = dataset_spec(dataset)
+    spec = dataset_kind(dataset)
     workers = default_workers() if workers is None else int(workers)
     _check_arguments(groups, seed, workers)
     out = Path(out).absolute()

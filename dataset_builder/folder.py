@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modality_conflict.dataset_builder.errors import DatasetValidationError, ModalityConflictError
-from modality_conflict.dataset_builder.specs import COLOR, DatasetSpec, spec_of_manifest
+from modality_conflict.dataset_builder.specs import COLOR, DatasetKind, kind_of_manifest
 
 MANIFEST_NAME = "manifest.json"
 CARD_NAME = "README.md"
@@ -23,7 +23,7 @@ DATA_DIR = "data"
 _HASH_CHUNK = 1 << 20
 
 #: ClassLabel columns of the colour set and their names, in index order (each dataset's are
-#: ``DatasetSpec.label_names``; :attr:`DatasetFolder.spec` gives a folder's).
+#: ``DatasetKind.label_names``; :attr:`DatasetFolder.kind` gives a folder's).
 LABEL_NAMES: dict[str, tuple[str, ...]] = COLOR.label_names
 
 
@@ -159,9 +159,9 @@ class DatasetFolder:
         return self.manifest
 
     @property
-    def spec(self) -> DatasetSpec:
+    def kind(self) -> DatasetKind:
         """Which dataset the folder holds, from its manifest (the colour set when the manifest names none)."""
-        return spec_of_manifest(self.manifest) or COLOR
+        return kind_of_manifest(self.manifest) or COLOR
 
     @property
     def fingerprint(self) -> str | None:
@@ -248,7 +248,7 @@ class DatasetFolder:
         """The rows as a ``datasets.Dataset`` with the explicit features (images decoded when read)."""
         import datasets
 
-        features = self.spec.features
+        features = self.kind.features
         table = self.read_table(limit_groups=limit_groups, row_ids=row_ids)
         return datasets.Dataset(
             table.cast(features.arrow_schema), info=datasets.DatasetInfo(features=features)
@@ -258,7 +258,7 @@ class DatasetFolder:
         """``row_id -> {field: value}`` over the shards the manifest lists, ClassLabel values as names."""
         columns = self.read_table(["row_id", *fields], files=self.manifest_data_files()).to_pydict()
         rows: dict[str, dict[str, Any]] = {}
-        label_names = self.spec.label_names
+        label_names = self.kind.label_names
         for index, row_id in enumerate(columns["row_id"]):
             row = {}
             for key in fields:

@@ -6,7 +6,7 @@ Two sets share the builder, the writer, the manifest, the folder reader, validat
 - ``attribute`` (``modality-conflict-attribute``): rendered CLEVR-style scenes, questions about an
   object's shape or material.
 
-A :class:`DatasetSpec` holds what differs between them. Everything that reads a row's answers goes through
+A :class:`DatasetKind` holds what differs between them. Everything that reads a row's answers goes through
 its answer set: :func:`vocabulary_for` finds the dataset whose answer labels hold a row's
 ``answer_choices``, which gives the ClassLabel names of ``vision_answer`` / ``text_answer`` and the
 synonyms table for answer normalisation, so no module assumes one answer set. This module imports only
@@ -25,8 +25,8 @@ from modality_conflict.dataset_builder.attribute import constants as attribute
 
 
 @dataclass(frozen=True)
-class DatasetSpec:
-    """What one dataset of the package is and where its code lives.
+class DatasetKind:
+    """One kind of dataset the package builds (colour or attribute) and where its code lives.
 
     Attributes
     ----------
@@ -121,7 +121,7 @@ class DatasetSpec:
         return int(self.presets[name])
 
 
-COLOR = DatasetSpec(
+COLOR = DatasetKind(
     key="color",
     name=color.DATASET_NAME,
     pretty_name="Modality Conflict: colour recognition",
@@ -137,7 +137,7 @@ COLOR = DatasetSpec(
     package="modality_conflict.dataset_builder",
 )
 
-ATTRIBUTE = DatasetSpec(
+ATTRIBUTE = DatasetKind(
     key="attribute",
     name=attribute.DATASET_NAME,
     pretty_name="Modality Conflict: attribute recognition",
@@ -154,11 +154,11 @@ ATTRIBUTE = DatasetSpec(
 )
 
 #: Every dataset, by its command-line key.
-DATASETS: dict[str, DatasetSpec] = {spec.key: spec for spec in (COLOR, ATTRIBUTE)}
+DATASETS: dict[str, DatasetKind] = {spec.key: spec for spec in (COLOR, ATTRIBUTE)}
 DEFAULT_DATASET = COLOR.key
 
 
-def dataset_spec(key_or_name: str) -> DatasetSpec:
+def dataset_kind(key_or_name: str) -> DatasetKind:
     """The dataset of a command-line key (``color``, ``attribute``) or a manifest name.
 
     Raises
@@ -173,13 +173,13 @@ def dataset_spec(key_or_name: str) -> DatasetSpec:
     raise ValueError(f"unknown dataset {key_or_name!r}; expected one of {known}")
 
 
-def spec_of_manifest(manifest: Mapping[str, Any] | None) -> DatasetSpec | None:
+def kind_of_manifest(manifest: Mapping[str, Any] | None) -> DatasetKind | None:
     """The dataset a built folder's manifest names, or None when it names none of ours."""
     name = manifest.get("dataset") if isinstance(manifest, Mapping) else None
     return next((s for s in DATASETS.values() if s.name == name), None)
 
 
-def vocabulary_for(choices: Sequence[str]) -> DatasetSpec:
+def vocabulary_for(choices: Sequence[str]) -> DatasetKind:
     """The dataset whose answer labels hold every one of a row's ``answer_choices``.
 
     A row carries its closed answer set; this maps it to the ClassLabel names of its answer columns

@@ -35,7 +35,7 @@ from modality_conflict.dataset_builder.constants import (
 from modality_conflict.dataset_builder.errors import DatasetValidationError
 from modality_conflict.dataset_builder.folder import CARD_NAME, DATA_DIR, MANIFEST_NAME, DatasetFolder
 from modality_conflict.dataset_builder.plan import expected_row_ids, item_id, text_key, vision_key
-from modality_conflict.dataset_builder.specs import COLOR, DATASETS, spec_of_manifest
+from modality_conflict.dataset_builder.specs import COLOR, DATASETS, kind_of_manifest
 from modality_conflict.dataset_builder.texts import INTERMEDIARY_OBJECTS, WORLD_OBJECTS
 
 _TEMPLATE_PREFIX = ("direct-", "simple-", "world-")
@@ -453,12 +453,12 @@ def validate_dataset(
     manifest = dataset.manifest
     # Which set the folder holds decides the schema and the row checks; without a manifest the colour
     # set's are used (and the missing manifest is the first problem).
-    spec = spec_of_manifest(manifest) or COLOR
+    spec = kind_of_manifest(manifest) or COLOR
     num_groups = None
     if manifest is None:
         problems.add(f"{MANIFEST_NAME}: missing or not valid JSON")
     else:
-        if spec_of_manifest(manifest) is None:
+        if kind_of_manifest(manifest) is None:
             names = [s.name for s in DATASETS.values()]
             problems.add(
                 f"{MANIFEST_NAME}: 'dataset' is {manifest.get('dataset')!r}, expected one of {names}"

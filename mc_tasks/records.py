@@ -29,7 +29,7 @@ import numpy as np
 
 from modality_conflict.dataset_builder.constants import COLORS, CONDITIONS, CONTROLS
 from modality_conflict.dataset_builder.prompts import label_name as _label
-from modality_conflict.dataset_builder.specs import DatasetSpec, vocabulary_for
+from modality_conflict.dataset_builder.specs import DatasetKind, vocabulary_for
 from modality_conflict.metrics import ConflictItems, summarize
 from modality_conflict.metrics.answers import OTHER, normalize_answer
 from modality_conflict.metrics.entropy import answer_set_entropy, sampled_answer_entropy
@@ -44,7 +44,7 @@ def answer_set(doc: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(str(c) for c in (doc.get("answer_choices") or COLORS))
 
 
-def doc_vocabulary(doc: Mapping[str, Any]) -> DatasetSpec:
+def doc_vocabulary(doc: Mapping[str, Any]) -> DatasetKind:
     """The dataset the doc's answer set belongs to: its answer labels and synonyms.
 
     Raises
@@ -58,7 +58,7 @@ def doc_vocabulary(doc: Mapping[str, Any]) -> DatasetSpec:
         raise ValueError(f"row {doc.get('row_id')!r}: {error}") from None
 
 
-def doc_attribute(doc: Mapping[str, Any], spec: DatasetSpec) -> str:
+def doc_attribute(doc: Mapping[str, Any], spec: DatasetKind) -> str:
     """The attribute the doc's question asks about (``color``, ``shape``, ``material``)."""
     if len(spec.attributes) == 1:
         return spec.attributes[0]

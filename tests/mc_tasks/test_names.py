@@ -92,7 +92,7 @@ def _resolved(name: str) -> dict[str, Any]:
 
 
 def test_every_task_declares_its_dataset_and_answer_set() -> None:
-    from modality_conflict.dataset_builder.specs import dataset_spec
+    from modality_conflict.dataset_builder.specs import dataset_kind
 
     declared = {}
     for name in _task_files():
@@ -104,6 +104,6 @@ def test_every_task_declares_its_dataset_and_answer_set() -> None:
         metadata = config["metadata"]
         assert metadata["dataset"] == TASK_DATASETS[task], task
         # The closed answer set the task declares is its dataset's ClassLabel names.
-        assert tuple(metadata["answer_set"]) == dataset_spec(metadata["dataset"]).answer_labels, task
+        assert tuple(metadata["answer_set"]) == dataset_kind(metadata["dataset"]).answer_labels, task
     assert {TASK_DATASETS[task] for task in MAIN_TASKS} == {TASK_DATASETS[t] for t in TASK_DATASETS}
     assert GROUP_TASKS[GROUP] == MAIN_TASKS and ATTRIBUTE_TASK in MAIN_TASKS

@@ -73,7 +73,7 @@ def test_layout_manifest_and_card(attribute_dataset_dir: Path) -> None:
         "docs/attribute/tier_5.png",
     ):
         assert text in card, text
-    assert DatasetFolder(folder).spec.key == "attribute"
+    assert DatasetFolder(folder).kind.key == "attribute"
 
 
 def test_validates_and_loads_with_its_features(attribute_dataset_dir: Path) -> None:
