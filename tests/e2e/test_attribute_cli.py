@@ -117,3 +117,29 @@ def test_attribute_sampled_path_with_lmms_evals_own_wrapper(
     _check_answer_sets(run.records)
     # Three samples over the row's answers and "other": the corrected entropy is at most ln 3 + 1/3.
     assert all(0 <= r["entropy"] <= math.log(3) + 1 / 3 + 1e-9 for r in run.records)
+
+
+def test_report_has_plots_per_task_and_a_row_per_attribute(tiny_lmms_eval_run: Path, tmp_path: Path) -> None:
+    from modality_conflict.mc_tasks.cli import main
+
+    out = tmp_path / "report"
+    assert main(["report", str(tiny_lmms_eval_run), "--out", str(out)]) == 0
+    for task in (MAIN_TASK, ATTRIBUTE_TASK):
+        for figure in ("following_curve", "entropy_by_tier"):
+            path = out / f"{figure}_{task}.png"
+            assert path.is_file() and path.stat().st_size > 5000, path
+    page = (out / "index.html").read_text()
+    assert f"P(follow text) against dH: {ATTRIBUTE_TASK}" in page
+    assert "<td>pooled (" in page and "<td>shape (" in page and "<td>material (" in page
+
+
+def test_attribute_submission_round_trip_checked_against_the_dataset(
+    tiny_lmms_eval_run: Path, attribute_dataset_dir: Path, tmp_path: Path
+) -> None:
+    from modality_conflict.mc_tasks import submission as sub
+
+    run = _task(tiny_lmms_eval_run, ATTRIBUTE_TASK)
+    path = sub.write_submission(sub.build_submission(run), tmp_path / "submission.json")
+    verification = sub.verify_file(path, data=attribute_dataset_dir)
+    assert verification.recomputed["by_attribute"] == run.summary.raw["by_attribute"]
+    assert not any("dataset check skipped" in note for note in verification.notes)
