@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from modality_conflict.dataset_builder.constants import COLORS
 from modality_conflict.dataset_builder.errors import ModalityConflictError
 from modality_conflict.mc_tasks import records as task_records
 from modality_conflict.metrics.following import classify_following
@@ -28,7 +27,7 @@ ANSWER_FORMS_NOTE = (
 )
 SKIP_REASONS = {
     "not_conflict": "the vision-only and text-only answers agree (Yv == Yt)",
-    "unimodal_other": "a unimodal answer is not a colour (Yv or Yt is 'other')",
+    "unimodal_other": "a unimodal answer is none of the row's answers (Yv or Yt is 'other')",
     "no_lens": "the conflict row has no logit-lens record",
     "same_first_token": "Yv and Yt start with the same token",
     "incomplete": "the conflict row's vision-only or text-only row is missing",
@@ -42,14 +41,22 @@ class ProbeError(ModalityConflictError, ValueError):
 # --- one item ---------------------------------------------------------------------------------------------
 
 
-def lens_problem(lens: object, candidates: Sequence[str] = COLORS) -> str | None:
-    """Why ``lens`` is not a logit-lens record over ``candidates``, or None when it is."""
+def lens_problem(lens: object, candidates: Sequence[str] | None = None) -> str | None:
+    """Why ``lens`` is not a logit-lens record over ``candidates``, or None when it is.
+
+    ``candidates`` defaults to the answers the lens itself records (each row's own answer set: six
+    colours, three shapes or two materials).
+    """
     if not isinstance(lens, Mapping):
         return "not a mapping"
     n_layers = lens.get("n_layers")
     if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
         return "no positive 'n_layers'"
     ids = lens.get("answer_token_ids")
+    if candidates is None:
+        candidates = list(ids) if isinstance(ids, Mapping) else []
+        if not candidates:
+            return "'answer_token_ids' names no answer"
     if not isinstance(ids, Mapping) or any(not isinstance(ids.get(c), int) for c in candidates):
         return f"'answer_token_ids' lacks an integer id for one of {list(candidates)}"
     for key in ("top1_ids", "answer_logits"):
@@ -96,7 +103,7 @@ def probe_item(lens: Mapping[str, Any], yv: str, yt: str) -> dict[str, Any]:
     lens
         The conflict prompt's logit-lens record (``envelope["lens"]``).
     yv, yt
-        The model's vision-only and text-only answers (two different colours).
+        The model's vision-only and text-only answers (two different answers of the row's set).
 
     Returns
     -------
@@ -108,7 +115,8 @@ def probe_item(lens: Mapping[str, Any], yv: str, yt: str) -> dict[str, Any]:
     Raises
     ------
     ProbeError
-        When the record is malformed, an answer is not a colour, or Yv and Yt share a first token.
+        When the record is malformed, an answer is not one of the lens's answers, or Yv and Yt share a
+        first token.
     """
     problem = lens_problem(lens)
     if problem is not None:

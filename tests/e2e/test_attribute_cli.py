@@ -143,3 +143,15 @@ def test_attribute_submission_round_trip_checked_against_the_dataset(
     verification = sub.verify_file(path, data=attribute_dataset_dir)
     assert verification.recomputed["by_attribute"] == run.summary.raw["by_attribute"]
     assert not any("dataset check skipped" in note for note in verification.notes)
+
+
+def test_probe_reads_the_attribute_runs_lens_per_row(tiny_lmms_eval_run: Path) -> None:
+    from modality_conflict.mc_tasks.probe import probe_from_results
+
+    result = probe_from_results(tiny_lmms_eval_run, task=ATTRIBUTE_TASK)
+    # 4 groups x 24 conflict rows: each is probed or skipped for a stated reason, and every row's lens
+    # (over its own three or two answers) is usable.
+    assert len(result.items) + sum(result.skipped.values()) == 4 * 24
+    assert result.skipped.get("no_lens", 0) == 0
+    for item in result.items:
+        assert len(item["top1_labels"]) == item["n_layers"] == result.n_layers
