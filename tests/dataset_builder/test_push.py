@@ -158,6 +158,19 @@ def test_push_makes_one_commit_with_every_file(
     assert sum(1 for method, path in hub.requests if "/commit/" in path) == 1
 
 
+def test_push_publishes_the_attribute_set_the_same_way(
+    hub: FakeHub, attribute_dataset_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["push", str(attribute_dataset_dir), "--repo-id", "user/attributes"]) == 0
+    assert capsys.readouterr().out.strip() == COMMIT_SHA
+    (commit,) = hub.commits
+    assert "modality-conflict-attribute (4 groups, seed 0" in commit[0]["value"]["summary"]
+    files = _committed_files(commit)
+    assert sorted(files) == sorted(FILES)
+    for name, line in files.items():
+        assert base64.b64decode(line["value"]["content"]) == (attribute_dataset_dir / name).read_bytes()
+
+
 def test_lfs_upload_uses_the_manifest_hashes(
     hub: FakeHub, dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

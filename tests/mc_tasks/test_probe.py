@@ -487,7 +487,9 @@ def test_real_lmms_eval_logs(
     tiny_lmms_eval_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _no_model(monkeypatch)
-    assert main(["probe", "--results", str(tiny_lmms_eval_run), "--out", str(tmp_path)]) == 0
+    # The run holds the group's two tasks: probe names the one to read.
+    command = ["probe", "--results", str(tiny_lmms_eval_run), "--task", "modality_conflict_color"]
+    assert main([*command, "--out", str(tmp_path)]) == 0
     written = json.loads((tmp_path / "probe.json").read_text())
     provenance = written["provenance"]
     assert provenance["lens_from_logs"] > 0 and provenance["generate_calls"] == 0
