@@ -202,6 +202,7 @@ def test_local_task_dir_is_shared_and_points_at_the_data(
         local_task_dir(data)
     (data / "data").mkdir(parents=True)
     (data / "data" / "test-00000-of-00001.parquet").write_bytes(b"")
+    (data / "manifest.json").write_text('{"dataset": "modality-conflict-colour"}')
     first = local_task_dir(data)
     assert local_task_dir(data) == first  # a second rank reuses the folder, never rewrites it
     assert f'dataset_path: "{data.resolve()}"' in (first / "_default_template_yaml").read_text()
