@@ -21,7 +21,7 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
-from modality_conflict.dataset_builder.constants import CONDITIONS, CONTROLS, SPLIT
+from modality_conflict.dataset_builder.constants import CONDITIONS, CONTROLS, GROUPS_PER_SHARD, SPLIT
 from modality_conflict.dataset_builder.errors import BuildError
 from modality_conflict.dataset_builder.folder import CARD_NAME, MANIFEST_NAME, DatasetFolder
 from modality_conflict.dataset_builder.specs import (
@@ -100,7 +100,7 @@ def resolve_groups(preset: str | None, groups: int | None, *, dataset: str = DEF
     return dataset_kind(dataset).resolve_groups(preset, groups)
 
 
-def shard_bounds(groups: int, groups_per_shard: int = 200) -> list[tuple[int, int]]:
+def shard_bounds(groups: int, groups_per_shard: int = GROUPS_PER_SHARD) -> list[tuple[int, int]]:
     """Group ranges ``[start, stop)`` of each shard; depends on the group count only.
 
     Parameters
