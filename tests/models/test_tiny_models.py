@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
 from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS
-from modality_conflict.models import smollm2_llava, tiny_models
+from modality_conflict.models import smollm2_llava
+from modality_conflict.models.tiny import build
 
 PROMPT = "The circle is red. What color is the circle? Please use one word to answer this question."
 EXPECTED = {
@@ -27,7 +28,7 @@ EXPECTED = {
 
 
 def _architecture(folder: Path) -> str:
-    return next(name for name in EXPECTED if folder.name.startswith(f"tiny_{name}"))
+    return folder.name
 
 
 def _image_prompt(processor: object, text: str) -> str:
@@ -80,9 +81,9 @@ def test_chat_template_places_the_image_and_the_generation_prompt(tiny_mllm_dir:
 
 
 def test_seed_fixes_the_weights(tmp_path: Path) -> None:
-    first = load_file(tiny_models.build_tiny_idefics3(tmp_path / "a", seed=3) / "model.safetensors")
-    again = load_file(tiny_models.build_tiny_idefics3(tmp_path / "b", seed=3) / "model.safetensors")
-    other = load_file(tiny_models.build_tiny_idefics3(tmp_path / "c", seed=4) / "model.safetensors")
+    first = load_file(build("idefics3", tmp_path / "a", seed=3) / "model.safetensors")
+    again = load_file(build("idefics3", tmp_path / "b", seed=3) / "model.safetensors")
+    other = load_file(build("idefics3", tmp_path / "c", seed=4) / "model.safetensors")
     assert first.keys() == again.keys() == other.keys()
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not all(torch.equal(first[k], other[k]) for k in first)
