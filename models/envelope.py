@@ -23,6 +23,7 @@ def encode_envelope(
     estimator: str,
     answer_logprobs: dict[str, float] | None = None,
     lens: dict[str, Any] | None = None,
+    decode_steps: int | None = None,
 ) -> str:
     """Serialise one prompt's outcome as the string the wrapper returns to lmms-eval.
 
@@ -38,6 +39,8 @@ def encode_envelope(
         Optional log-probabilities of each candidate answer's first token at the answer position.
     lens
         Optional logit-lens record (see ``modality_conflict.models.logit_lens``).
+    decode_steps
+        Optional number of tokens generated for the answer (end token included).
     """
     if entropy is not None and not math.isfinite(entropy):
         raise ValueError(f"entropy must be finite, got {entropy!r}")
@@ -51,6 +54,8 @@ def encode_envelope(
         payload["answer_logprobs"] = answer_logprobs
     if lens is not None:
         payload["lens"] = lens
+    if decode_steps is not None:
+        payload["decode_steps"] = int(decode_steps)
     return json.dumps(payload, separators=(",", ":"), allow_nan=False)
 
 

@@ -14,12 +14,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
+from transformers import StoppingCriteriaList
 
 from modality_conflict.metrics.entropy import full_vocab_entropy
 from modality_conflict.models.chat import AnswerTokens
 from modality_conflict.models.envelope import encode_envelope
 from modality_conflict.models.loading import ModelArgumentError
 from modality_conflict.models.logit_lens import LastPositionRecorder, LensModules, lens_records
+from modality_conflict.models.stopping import AnswerStop
 
 GENERATION_KEYS = frozenset(
     {"until", "max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "num_beams"}
@@ -100,11 +102,13 @@ def decode_answer(tokenizer: Any, ids: torch.Tensor, until: Iterable[str], eos: 
 
 def answer_logprobs(log_probs: torch.Tensor, answers: AnswerTokens) -> list[dict[str, float]]:
     """Case-insensitive first-token log-probabilities of each candidate, one dict per batch row."""
-    columns = [
-        torch.logsumexp(log_probs[:, answers.case_insensitive_ids(answer)], dim=-1)
-        for answer in answers.answers
-    ]
-    table = torch.stack(columns, dim=-1).tolist()
+    # One gather for every candidate: (rows, answers, 2) ids, a form that repeats the other one masked out.
+    forms = [answers.case_insensitive_ids(answer) for answer in answers.answers]
+    ids = torch.tensor([[f[0], f[-1]] for f in forms], device=log_probs.device)
+    picked = log_probs[:, ids]
+    repeated = torch.tensor([len(f) == 1 for f in forms], device=log_probs.device)
+    picked[:, :, 1] = picked[:, :, 1].masked_fill(repeated, float("-inf"))
+    table = torch.logsumexp(picked, dim=-1).tolist()
     return [
         {a: (v if math.isfinite(v) else -1e30) for a, v in zip(answers.answers, row, strict=True)}
         for row in table
@@ -121,6 +125,9 @@ def generate_envelopes(
     *,
     answers: AnswerTokens | None,
     lens_modules: LensModules | None,
+    cache: Any = None,
+    early_stop: bool = True,
+    synonyms: Mapping[str, str] | None = None,
 ) -> list[str]:
     """One ``generate`` call for a batch; one response envelope per row.
 
@@ -137,17 +144,39 @@ def generate_envelopes(
         envelope has no ``answer_logprobs`` and the lens tracks no answer).
     lens_modules
         The logit lens's modules, or None for no lens.
+    cache
+        A key/value cache holding the first columns of ``inputs`` (a forked image prefix, see
+        :mod:`~modality_conflict.models.sharing`); ``generate`` then runs only the columns after it.
+    early_stop
+        Stop each row once its answer names a candidate
+        (:class:`~modality_conflict.models.stopping.AnswerStop`); False runs every row to an end token or
+        ``max_new_tokens``. Steps are counted either way (the envelope's ``decode_steps``).
+    synonyms
+        Extra words the answer parser maps to a candidate (for the early stop).
     """
     recorder = LastPositionRecorder(lens_modules) if lens_modules is not None else None
     eos = eos_token_ids(model, tokenizer)
+    prompt_length = inputs["input_ids"].shape[1]
+    stop = AnswerStop(
+        tokenizer,
+        prompt_length,
+        answers.answers if answers is not None else (),
+        until,
+        eos | {tokenizer.pad_token_id},
+        synonyms=synonyms,
+        early=early_stop,
+    )
+    extra = {"cache": cache} if cache is not None else {}
     with recorder if recorder is not None else contextlib.nullcontext():
         output = model.generate(
             **inputs,
             **settings,
+            **extra,
             return_dict_in_generate=True,
             output_logits=True,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=sorted(eos) or None,
+            stopping_criteria=StoppingCriteriaList([stop]),
         )
     # The raw (unprocessed) logits of the first step are the prompt pass's answer-position logits.
     first = output.logits[0].float()
@@ -162,7 +191,8 @@ def generate_envelopes(
             lambda token: tokenizer.decode([token]),
             extra_answer_token_ids={"capitalized": answers.capitalized if answers is not None else {}},
         )
-    new_tokens = output.sequences[:, inputs["input_ids"].shape[1] :]
+    new_tokens = output.sequences[:, prompt_length:]
+    steps = stop.counted_steps(new_tokens.shape[1]) or [new_tokens.shape[1]] * new_tokens.shape[0]
     envelopes = []
     for row in range(new_tokens.shape[0]):
         entropy = float(entropies[row])
@@ -173,6 +203,7 @@ def generate_envelopes(
                 estimator=ENTROPY_ESTIMATOR,
                 answer_logprobs=logprobs[row] if logprobs is not None else None,
                 lens=lens[row] if lens is not None else None,
+                decode_steps=steps[row],
             )
         )
     return envelopes

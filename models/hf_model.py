@@ -25,8 +25,10 @@ This module is the lmms-eval face only: loading is :mod:`~modality_conflict.mode
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,14 +37,70 @@ from lmms_eval.api.model import lmms
 from loguru import logger
 from tqdm import tqdm
 
+from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS
 from modality_conflict.models import generation
 from modality_conflict.models.chat import AnswerTokens, ChatRenderer, read_system_prompt
+from modality_conflict.models.image_groups import DocumentStore, same_images
 from modality_conflict.models.loading import ModelArgumentError, load_model, parse_batch_size
 from modality_conflict.models.logit_lens import find_lens_modules
 from modality_conflict.models.requests import ModelRequest, batches, collect_requests, fetch_visuals
 from modality_conflict.models.scoring import score_continuations
+from modality_conflict.models.sharing import (
+    PrefixSplit,
+    continuation_inputs,
+    fork_cache,
+    prefill,
+    sharing_support,
+    split_encoded,
+    split_prompts,
+    vision_tower,
+)
 
-__all__ = ["ModalityConflictHF", "ModelArgumentError"]
+__all__ = ["ModalityConflictHF", "ModelArgumentError", "RunStats"]
+
+
+@dataclass
+class RunStats:
+    """Counts of what the wrapper asked of the model since it was made (summed over ``generate_until`` calls).
+
+    Attributes
+    ----------
+    prompts
+        Prompts answered.
+    vision_calls
+        Calls of the vision tower (one per batch of images it encodes).
+    vision_rows
+        What those calls encoded: images, or crops for processors that cut images into several.
+    decoded_images
+        Images decoded from the dataset while grouping requests.
+    prefill_tokens
+        Prompt tokens run through the model (padding excluded), image tokens included.
+    decoding_tokens
+        One-token decoding steps, summed over rows.
+    shared_groups
+        Image groups answered from one shared prefix.
+    """
+
+    prompts: int = 0
+    vision_calls: int = 0
+    vision_rows: int = 0
+    decoded_images: int = 0
+    prefill_tokens: int = 0
+    decoding_tokens: int = 0
+    shared_groups: int = 0
+
+
+def _same_image_runs(members: list[int], visuals: list[list[Any]]) -> list[tuple[list[int], list[Any]]]:
+    """``members`` split into runs that show exactly the same images (in first-seen order)."""
+    runs: list[tuple[list[int], list[Any]]] = []
+    for index, images in zip(members, visuals, strict=True):
+        for indices, shown in runs:
+            if same_images(shown, images):
+                indices.append(index)
+                break
+        else:
+            runs.append(([index], images))
+    return runs
 
 
 class ModalityConflictHF(lmms):
@@ -78,6 +136,18 @@ class ModalityConflictHF(lmms):
         Optional image-size bounds forwarded to the processor (Qwen2-VL family).
     max_batch_size
         Accepted for lmms-eval's CLI and ignored.
+    share_images
+        Encode each image once and continue all its prompts from one cached prefix (image tokens included),
+        on the architectures where that gives the same numbers (:mod:`~modality_conflict.models.sharing`);
+        False runs every prompt whole.
+    early_stop
+        Stop each answer once it names a candidate, at a stop string or an end token
+        (:mod:`~modality_conflict.models.stopping`); False generates ``max_new_tokens`` unless an end
+        token comes first.
+    max_batch_tokens
+        Optional memory budget of one model call, in tokens (rows times sequence length, prefix and answer
+        included): an image's prompts are split into several forks of its cached prefix so that none
+        exceeds it. ``batch_size`` bounds the rows of every call either way.
     align_continuation
         In ``loglikelihood``, replace the continuation's leading whitespace by the chat template's answer
         prefix (so ``" red"`` is scored as ``"red"`` after ChatML's ``"assistant\\n"`` and as ``" red"``
@@ -104,6 +174,9 @@ class ModalityConflictHF(lmms):
         max_pixels: int | None = None,
         max_batch_size: int | None = None,
         align_continuation: bool = True,
+        share_images: bool = True,
+        early_stop: bool = True,
+        max_batch_tokens: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -136,6 +209,23 @@ class ModalityConflictHF(lmms):
         self.align_continuation = bool(align_continuation)
         self.system_prompt = read_system_prompt(system_prompt) if system_prompt else None
         self.lens_modules = find_lens_modules(self.model) if self.use_lens else None
+        self.early_stop = bool(early_stop)
+        self.max_batch_tokens = int(max_batch_tokens) if max_batch_tokens else None
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
+            raise ModelArgumentError(f"max_batch_tokens must be positive, got {max_batch_tokens!r}")
+        self.sharing = sharing_support(self._model, text_only=self.text_only)
+        """Whether this architecture shares image prefixes, and why not."""
+        self.share_images = bool(share_images) and self.sharing.shared
+        self._added_token_ids = frozenset(int(i) for i in self._tokenizer.added_tokens_decoder)
+        self._splice_checked = False
+        self._splice_trusted = True
+        self._logged: set[str] = set()
+        self.stats = RunStats()
+        """What the wrapper asked of the model: image encodings, prefill and decoding tokens."""
+        self._model.register_forward_pre_hook(self._count_tokens, with_kwargs=True)
+        tower = vision_tower(self._model)
+        if tower is not None:
+            tower.register_forward_pre_hook(self._count_image_encoding, with_kwargs=True)
         self.n_model_calls = 0
         """Number of ``generate`` / forward calls issued by this wrapper."""
         self.n_forward_passes = 0
@@ -161,6 +251,37 @@ class ModalityConflictHF(lmms):
 
     def _count_forward(self, _module: Any, _args: Any) -> None:
         self.n_forward_passes += 1
+
+    def _count_tokens(self, _module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if not isinstance(ids, torch.Tensor):
+            return
+        width = ids.shape[-1]
+        if width == 1 and kwargs.get("cache") is not None:
+            self.stats.decoding_tokens += ids.shape[0]
+            return
+        mask = kwargs.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and mask.ndim == 2:
+            self.stats.prefill_tokens += int(mask[:, -width:].sum())
+        else:
+            self.stats.prefill_tokens += ids.numel()
+
+    def _count_image_encoding(self, _module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        self.stats.vision_calls += 1
+        grid = kwargs.get("grid_thw", kwargs.get("image_grid_thw"))
+        pixels = args[0] if args else kwargs.get("pixel_values")
+        if isinstance(grid, torch.Tensor):
+            self.stats.vision_rows += int(grid.shape[0])
+        elif isinstance(pixels, torch.Tensor) and pixels.ndim >= 4:
+            self.stats.vision_rows += int(pixels.shape[0])
+        else:
+            self.stats.vision_rows += 1
+
+    def _log_once(self, message: str) -> None:
+        if message not in self._logged:
+            self._logged.add(message)
+            if self._rank == 0:
+                logger.info(f"modality_conflict_hf: {message}")
 
     @property
     def model(self) -> Any:
@@ -226,8 +347,10 @@ class ModalityConflictHF(lmms):
             inputs = self.processor(text=texts, padding=True, return_tensors="pt")
         return inputs.to(self._device, dtype=self._model.dtype) if n_images else inputs.to(self._device)
 
-    def _requests(self, requests: list[Instance]) -> list[ModelRequest]:
-        return collect_requests(requests, self.task_dict)
+    def _requests(self, requests: list[Instance], store: DocumentStore | None = None) -> list[ModelRequest]:
+        if store is None:
+            return collect_requests(requests, self.task_dict)
+        return collect_requests(requests, self.task_dict, count_images=False, read_document=store.document)
 
     def _visuals(self, request: ModelRequest) -> list[Any]:
         return fetch_visuals(request, self.task_dict)
@@ -242,33 +365,176 @@ class ModalityConflictHF(lmms):
         return generation.generation_settings(gen_kwargs, default_max_new_tokens=self.max_new_tokens)
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
-        """Answer each request; returns response envelopes (JSON strings), in request order."""
-        docs = self._requests(requests)
-        prompts = [self.chat.prompt(d.context, d.n_images) for d in docs]
-        keys = [(json.dumps(d.argument, sort_keys=True, default=str), d.n_images, d.answers) for d in docs]
-        lengths = [len(self._tokenizer.encode(p, add_special_tokens=False)) for p in prompts]
+        """Answer each request; returns response envelopes (JSON strings), in request order.
+
+        Requests are grouped by generation arguments, candidate answers and images; each group's images
+        are decoded once (:class:`~modality_conflict.models.image_groups.DocumentStore`) and, where the
+        architecture allows it, encoded once with the group's shared prefix
+        (:mod:`~modality_conflict.models.sharing`). Prompts without images are batched longest first.
+        """
+        store = DocumentStore(self.task_dict)
+        docs = self._requests(requests, store)
+        prompts: list[str | None] = [None] * len(docs)
+        settings_keys = [(json.dumps(d.argument, sort_keys=True, default=str), d.answers) for d in docs]
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for index, request in enumerate(docs):
+            groups.setdefault((settings_keys[index], store.visual_key(request)), []).append(index)
+        if not self.share_images and self._rank == 0:
+            self._log_once(f"image prefixes not shared: {self.sharing.reason or 'share_images=False'}")
         results: list[str | None] = [None] * len(requests)
         progress = tqdm(total=len(requests), disable=self._rank != 0, desc="modality_conflict_hf")
-        for batch in batches(keys, lengths, self.batch_size):
-            first = docs[batch[0]]
-            settings, until = self._generation_settings(dict(first.argument or {}))
-            inputs = self._encode([prompts[i] for i in batch], [self._visuals(docs[i]) for i in batch])
-            answers = self.answer_tokens(first.answers) if first.answers else None
-            envelopes = self._generate_batch(inputs, settings, until, answers)
-            for index, envelope in zip(batch, envelopes, strict=True):
+
+        def finish(indices: Sequence[int], envelopes: Sequence[str]) -> None:
+            for index, envelope in zip(indices, envelopes, strict=True):
                 results[index] = envelope
                 self.cache_hook.add_partial(
                     "generate_until", (docs[index].context, docs[index].argument), envelope
                 )
-            progress.update(len(batch))
+            progress.update(len(indices))
+
+        def settings_of(index: int) -> tuple[dict[str, Any], list[str], AnswerTokens | None]:
+            request = docs[index]
+            settings, until = self._generation_settings(dict(request.argument or {}))
+            return settings, until, self.answer_tokens(request.answers) if request.answers else None
+
+        # Image prompts that are not shared wait here, a batch per key, so that batches mix images.
+        pending: dict[tuple[Any, ...], list[tuple[int, list[Any]]]] = {}
+
+        def run_whole(key: tuple[Any, ...], flush: bool = False) -> None:
+            waiting = pending.get(key, [])
+            while waiting and (flush or len(waiting) >= self.batch_size):
+                batch, waiting[:] = waiting[: self.batch_size], waiting[self.batch_size :]
+                indices = [i for i, _ in batch]
+                inputs = self._encode([str(prompts[i]) for i in indices], [images for _, images in batch])
+                finish(indices, self._generate_batch(inputs, *settings_of(indices[0])))
+
+        text_only: list[int] = []
+        for members in groups.values():
+            visuals = store.group_visuals([docs[i] for i in members])
+            for indices, images in _same_image_runs(members, visuals):
+                for index in indices:
+                    docs[index] = dataclasses.replace(docs[index], n_images=len(images))
+                    prompts[index] = self.chat.prompt(docs[index].context, len(images))
+                if not images:
+                    text_only += indices
+                    continue
+                group_prompts = [str(prompts[i]) for i in indices]
+                settings, until, answers = settings_of(indices[0])
+                shared = self._shared_group(group_prompts, images, settings, until, answers)
+                if shared is None:
+                    key = (settings_keys[indices[0]], len(images))
+                    pending.setdefault(key, []).extend((i, images) for i in indices)
+                    run_whole(key)
+                    continue
+                for rows, envelopes in shared:
+                    finish([indices[r] for r in rows], envelopes)
+        for key in list(pending):
+            run_whole(key, flush=True)
+        self.stats.decoded_images += store.decoded_images
+        lengths = [len(self._tokenizer.encode(str(prompts[i]), add_special_tokens=False)) for i in text_only]
+        keys = [settings_keys[i] for i in text_only]
+        for batch in batches(keys, lengths, self.batch_size):
+            indices = [text_only[b] for b in batch]
+            first = docs[indices[0]]
+            settings, until = self._generation_settings(dict(first.argument or {}))
+            answers = self.answer_tokens(first.answers) if first.answers else None
+            inputs = self._encode([str(prompts[i]) for i in indices], [[] for _ in indices])
+            finish(indices, self._generate_batch(inputs, settings, until, answers))
         progress.close()
         return [r if r is not None else "" for r in results]
 
+    def _rows_per_call(self, tokens_per_row: int) -> int:
+        """Rows of one model call: ``batch_size``, fewer when ``max_batch_tokens`` asks for it."""
+        if self.max_batch_tokens is None:
+            return self.batch_size
+        return max(1, min(self.batch_size, self.max_batch_tokens // max(tokens_per_row, 1)))
+
+    def _shared_group(
+        self,
+        prompts: list[str],
+        images: list[Any],
+        settings: dict[str, Any],
+        until: list[str],
+        answers: AnswerTokens | None,
+    ) -> Iterator[tuple[list[int], list[str]]] | None:
+        """Envelopes of prompts that show the same ``images``, continuing one shared prefix.
+
+        Returns None when the group is not shared (sharing off, a single prompt, prompts that do not
+        share their image tokens, or longer than the attention window); else yields (rows of
+        ``prompts``, their envelopes) fork by fork.
+        """
+        if not self.share_images or len(prompts) < 2:
+            return None
+        split = self._split(prompts, images)
+        if split is None:
+            return None
+        budget = int(settings["max_new_tokens"])
+        order = sorted(range(len(prompts)), key=lambda r: -len(split.suffixes[r]))
+        longest = split.length + len(split.suffixes[order[0]]) + budget
+        if not self.sharing.fits(longest):
+            self._log_once("prompts longer than the attention window are run whole")
+            return None
+        return self._forks(split, order, self._rows_per_call(longest), settings, until, answers)
+
+    def _forks(
+        self,
+        split: PrefixSplit,
+        order: list[int],
+        rows: int,
+        settings: dict[str, Any],
+        until: list[str],
+        answers: AnswerTokens | None,
+    ) -> Iterator[tuple[list[int], list[str]]]:
+        self.stats.shared_groups += 1
+        self.n_model_calls += 1
+        cache = prefill(self._model, split)
+        for start in range(0, len(order), rows):
+            chunk = order[start : start + rows]
+            inputs = continuation_inputs(split, chunk, self._tokenizer.pad_token_id, self._device)
+            fork = fork_cache(cache, len(chunk))
+            yield chunk, self._generate_batch(inputs, settings, until, answers, cache=fork)
+
+    def _split(self, prompts: list[str], images: list[Any]) -> PrefixSplit | None:
+        """The group's prompts cut after their image prefix, or None (logged once) when they cannot be."""
+        image_token_id = self.sharing.image_token_id
+        assert image_token_id is not None
+        first = self._encode([prompts[0]], [images])
+        special = getattr(self, "add_special_tokens", True)
+        split: PrefixSplit | str = "the tokenizer's cut is not trusted"
+        if self._splice_trusted:
+            raw = self._tokenizer(prompts, add_special_tokens=special)["input_ids"]
+            split = split_prompts(
+                first, raw, image_token_id=image_token_id, boundary_ids=self._added_token_ids
+            )
+        if isinstance(split, PrefixSplit) and not self._splice_checked:
+            # Once per run: the tokenizer's cut against the processor's tokens of every prompt.
+            self._splice_checked = True
+            encoded = [first["input_ids"][0].tolist()]
+            encoded += [self._encode([p], [images])["input_ids"][0].tolist() for p in prompts[1:]]
+            spliced = [first["input_ids"][0, : split.length].tolist() + s for s in split.suffixes]
+            if spliced != encoded:
+                self._splice_trusted = False
+                self._log_once("the tokenizer's cut after the image differs from the processor's; not used")
+                split = split_encoded(first, encoded, image_token_id=image_token_id)
+        if not isinstance(split, PrefixSplit):
+            encoded = [first["input_ids"][0].tolist()]
+            encoded += [self._encode([p], [images])["input_ids"][0].tolist() for p in prompts[1:]]
+            split = split_encoded(first, encoded, image_token_id=image_token_id)
+        if isinstance(split, str):
+            self._log_once(f"prompts run whole where {split}")
+            return None
+        return split
+
     def _generate_batch(
-        self, inputs: Any, settings: dict[str, Any], until: list[str], answers: AnswerTokens | None
+        self,
+        inputs: Any,
+        settings: dict[str, Any],
+        until: list[str],
+        answers: AnswerTokens | None,
+        cache: Any = None,
     ) -> list[str]:
         self.n_model_calls += 1
-        return generation.generate_envelopes(
+        envelopes = generation.generate_envelopes(
             self._model,
             self._tokenizer,
             inputs,
@@ -276,7 +542,12 @@ class ModalityConflictHF(lmms):
             until,
             answers=answers,
             lens_modules=self.lens_modules,
+            cache=cache,
+            early_stop=self.early_stop,
+            synonyms=COLOR_SYNONYMS if answers is not None and set(answers.answers) <= set(COLORS) else None,
         )
+        self.stats.prompts += len(envelopes)
+        return envelopes
 
     # -- scoring --------------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ class ModelRequest:
         The request's second argument: generation kwargs (``generate_until``) or the continuation
         (``loglikelihood``).
     n_images
-        How many images the document shows.
+        How many images the document shows (-1 until counted, see :func:`collect_requests`).
     doc_to_visual, doc_id, task, split
         Where the document and its images are fetched from.
     answers
@@ -54,19 +54,31 @@ class ModelRequest:
     answers: tuple[str, ...]
 
 
-def collect_requests(requests: Sequence[Any], task_dict: Mapping[str, Any]) -> list[ModelRequest]:
+def collect_requests(
+    requests: Sequence[Any],
+    task_dict: Mapping[str, Any],
+    *,
+    count_images: bool = True,
+    read_document: Callable[[str, str, int], Any] | None = None,
+) -> list[ModelRequest]:
     """Each request's context, argument, image count and candidate answers.
 
-    The images are counted here and fetched again batch by batch (:func:`fetch_visuals`), so that no more
-    than one batch of decoded images is held in memory, whatever the number of requests.
+    The images are counted here (decoding them) and fetched again batch by batch (:func:`fetch_visuals`),
+    so that no more than one batch of decoded images is held in memory, whatever the number of requests.
+    With ``count_images=False`` nothing is decoded and ``n_images`` is left at -1 (unknown) for the caller
+    to fill in once it fetches the images; ``read_document(task, split, doc_id)`` then reads the documents
+    (e.g. lazily, :class:`~modality_conflict.models.image_groups.DocumentStore`).
     """
     out = []
     for request in requests:
         context, argument, doc_to_visual, doc_id, task, split = request.args[:6]
-        doc = task_dict[task][split][doc_id]
+        doc = read_document(task, split, doc_id) if read_document else task_dict[task][split][doc_id]
         if not isinstance(argument, (str, dict)) and callable(argument):
             argument = argument(doc)  # a loglikelihood target given as a function of the document
-        n_images = len(as_list(doc_to_visual(doc))) if doc_to_visual is not None else 0
+        if not count_images:
+            n_images = -1
+        else:
+            n_images = len(as_list(doc_to_visual(doc))) if doc_to_visual is not None else 0
         choices = doc.get(ANSWER_CHOICES_FIELD) if isinstance(doc, Mapping) else None
         answers = tuple(str(c) for c in choices) if choices else ()
         out.append(ModelRequest(context, argument, n_images, doc_to_visual, doc_id, task, split, answers))
