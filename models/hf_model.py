@@ -460,8 +460,8 @@ class ModalityConflictHF(lmms):
         """Envelopes of prompts that show the same ``images``, continuing one shared prefix.
 
         Returns None when the group is not shared (sharing off, a single prompt, prompts that do not
-        share their image tokens, or longer than the attention window); else yields (rows of
-        ``prompts``, their envelopes) fork by fork.
+        share their image tokens); else yields (rows of ``prompts``, their envelopes) fork by fork. Where
+        a padded fork would not fit the attention window, forks hold suffixes of one length (no padding).
         """
         if not self.share_images or len(prompts) < 2:
             return None
@@ -471,16 +471,27 @@ class ModalityConflictHF(lmms):
         budget = int(settings["max_new_tokens"])
         order = sorted(range(len(prompts)), key=lambda r: -len(split.suffixes[r]))
         longest = split.length + len(split.suffixes[order[0]]) + budget
+        rows = self._rows_per_call(longest)
+        chunks = [order[start : start + rows] for start in range(0, len(order), rows)]
         if not self.sharing.fits(longest):
-            self._log_once("prompts longer than the attention window are run whole")
-            return None
-        return self._forks(split, order, self._rows_per_call(longest), settings, until, answers)
+            # The window would count the padding between prefix and suffix: forks of equal-length suffixes.
+            self._log_once("prompts longer than the attention window share their prefix unpadded")
+            chunks = []
+            for row in order:
+                if (
+                    chunks
+                    and len(chunks[-1]) < rows
+                    and len(split.suffixes[chunks[-1][0]]) == len(split.suffixes[row])
+                ):
+                    chunks[-1].append(row)
+                else:
+                    chunks.append([row])
+        return self._forks(split, chunks, settings, until, answers)
 
     def _forks(
         self,
         split: PrefixSplit,
-        order: list[int],
-        rows: int,
+        chunks: list[list[int]],
         settings: dict[str, Any],
         until: list[str],
         answers: AnswerTokens | None,
@@ -488,8 +499,7 @@ class ModalityConflictHF(lmms):
         self.stats.shared_groups += 1
         self.n_model_calls += 1
         cache = prefill(self._model, split)
-        for start in range(0, len(order), rows):
-            chunk = order[start : start + rows]
+        for chunk in chunks:
             inputs = continuation_inputs(split, chunk, self._tokenizer.pad_token_id, self._device)
             fork = fork_cache(cache, len(chunk))
             yield chunk, self._generate_batch(inputs, settings, until, answers, cache=fork)

@@ -18,8 +18,9 @@ tokens). For a group of prompts that show the same images the wrapper
 Positions continue from the prefix. ``generate`` derives them from the attention mask, ``[prefix | suffix
 padding | suffix]``, so every suffix starts at the prefix's length whatever its padding; multimodal RoPE
 (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) adds the offset that the prefix pass left on the model (``rope_deltas``),
-as ordinary decoding does. Sliding-window attention counts padding inside its window, so a prompt is only
-shared when prefix, suffix and answer fit in the window (:meth:`SharingSupport.fits`).
+as ordinary decoding does. Sliding-window attention counts padding inside its window, so where prefix,
+padded suffix and answer would not fit in the window (:meth:`SharingSupport.fits`) a fork only holds
+suffixes of one length, which need no padding.
 
 Which architectures share is decided from the model type (:func:`sharing_support`); the others, and
 groups whose prompts do not share their image tokens, are run on whole prompts.
@@ -89,8 +90,8 @@ class SharingSupport:
     image_token_id
         The token id the processor writes once per image feature.
     sliding_window
-        The text model's attention window, when it has one: prompts longer than it are not shared, since
-        the window would count the padding between prefix and suffix.
+        The text model's attention window, when it has one: the window counts the padding between prefix
+        and suffix, so longer forks must not be padded.
     """
 
     shared: bool
@@ -99,7 +100,7 @@ class SharingSupport:
     sliding_window: int | None = None
 
     def fits(self, total_tokens: int) -> bool:
-        """Whether a continuation of ``total_tokens`` (prefix, padded suffix and answer) may be shared."""
+        """Whether a continuation of ``total_tokens`` (prefix, padded suffix and answer) may be padded."""
         return self.sliding_window is None or total_tokens < self.sliding_window
 
 
