@@ -48,6 +48,15 @@ def same_images(first: Sequence[Any], other: Sequence[Any]) -> bool:
     return True
 
 
+def _callable_key(function: Any) -> Hashable:
+    """``function`` itself when hashable (lmms-eval hands each request a new but equal bound method)."""
+    try:
+        hash(function)
+    except TypeError:
+        return ("object", id(function))
+    return function
+
+
 class _LazySplit:
     """A ``datasets.Dataset`` split read row by row without decoding, and the names of its image columns."""
 
@@ -112,7 +121,7 @@ class DocumentStore:
             doc = self._task_dict[request.task][request.split][request.doc_id]
             return ("pixels", *(image_fingerprint(v) for v in as_list(request.doc_to_visual(doc))))
         row = lazy.view[request.doc_id]
-        parts: list[Hashable] = ["encoded", request.task, request.split, id(request.doc_to_visual)]
+        parts: list[Hashable] = ["encoded", request.task, request.split, _callable_key(request.doc_to_visual)]
         for column in lazy.image_columns:
             value = row.pa_table.column(column)[0].as_py()
             if value is None:

@@ -298,16 +298,24 @@ def lens_records(
         id_sets[f"_{name}"] = [int(mapping[a]) for a in answers]
 
     batch = states[0].shape[0]
-    top1: list[list[int]] = [[] for _ in range(batch)]
-    picked: dict[str, list[list[list[float | None]]]] = {key: [[] for _ in range(batch)] for key in id_sets}
+    # Top-1 and the answers' logits stay on the device, layer by layer; one transfer at the end.
+    every_id = [token for ids in id_sets.values() for token in ids]
+    bests, values = [], []
     for logits in lens_logits(modules, states):
-        best = logits.argmax(dim=-1).tolist()
-        for key, ids in id_sets.items():
-            values = logits[:, ids].tolist()
-            for row in range(batch):
-                picked[key][row].append([_finite_or_none(v) for v in values[row]])
-        for row in range(batch):
-            top1[row].append(int(best[row]))
+        bests.append(logits.argmax(dim=-1))
+        values.append(logits[:, every_id])
+    top1: list[list[int]] = torch.stack(bests, dim=1).tolist()
+    table = torch.stack(values, dim=1)  # (batch, layers, every id)
+    finite = bool(torch.isfinite(table).all())
+    rows = table.tolist()
+    picked: dict[str, list[list[list[float | None]]]] = {}
+    offset = 0
+    for key, ids in id_sets.items():
+        end = offset + len(ids)
+        picked[key] = [[layer[offset:end] for layer in row] for row in rows]
+        if not finite:
+            picked[key] = [[[_finite_or_none(v) for v in layer] for layer in row] for row in picked[key]]
+        offset = end
 
     token_text: dict[int, str] = {}
     records = []

@@ -182,11 +182,11 @@ def split_prompts(
     """Cut a group's prompts after their image prefix, from one processor call and the tokenizer.
 
     The processor's tokens of the first prompt (images expanded) and the tokenizer's tokens of every
-    prompt (one placeholder per image) end alike after the images. The prefix ends after the last image
-    token, or after the tokens that close the image (``<|vision_end|>``, ``[IMG_END]``...) when they end
-    both sequences' common tail. Both sides of the cut must be added tokens (``boundary_ids``), which the
-    tokenizer never merges with the text that follows, so every prompt's tail tokenises as it would after
-    the expanded image.
+    prompt (one placeholder per image) end alike after the images: their common tail is the suffix of
+    the first prompt, cut at the last image token at the latest (tokens that the processor writes
+    around an image and the tokenizer does not, such as ``</img>``, stay in the prefix). Both sides of
+    the cut must be added tokens (``boundary_ids``), which the tokenizer never merges with the text that
+    follows, so every prompt's tail tokenises as it would after the expanded image.
 
     Parameters
     ----------

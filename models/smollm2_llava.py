@@ -63,7 +63,12 @@ _SMOLLM2_TEMPLATE = (
 
 
 def build_smollm2_llava(
-    out_dir: str | Path, *, seed: int = 0, dtype: torch.dtype = torch.float16, image_size: int = 64
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float16,
+    image_size: int = 64,
+    patch_size: int = 16,
 ) -> Path:
     """Write a LLaVA whose language model is the real SmolLM2-135M-Instruct.
 
@@ -81,8 +86,9 @@ def build_smollm2_llava(
         Storage dtype of the saved weights. float16 halves the folder (about 280 MB instead of 560 MB);
         the de-quantised Q4_1 weights lose about 1e-3 relative precision in it. Load with
         ``dtype=torch.float32`` on CPU for speed and accuracy.
-    image_size
-        Side of the square images the CLIP tower sees (patch 16: ``(image_size / 16) ** 2`` image tokens).
+    image_size, patch_size
+        Side of the square images the CLIP tower sees and of its patches: ``(image_size / patch_size) ** 2``
+        image tokens (LLaVA-1.5's geometry, 336 and 14, gives 576).
 
     Returns
     -------
@@ -108,7 +114,9 @@ def build_smollm2_llava(
     # One more row for <image>; image positions are overwritten by vision features, so its value is moot.
     text_config["vocab_size"] = len(tokenizer)
 
-    patch = 16
+    patch = int(patch_size)
+    if image_size % patch:
+        raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch}")
     vision = CLIPVisionConfig(
         hidden_size=64,
         intermediate_size=128,

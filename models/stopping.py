@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria
 
-from modality_conflict.metrics.answers import first_named_answer
+from modality_conflict.metrics.answers import first_named_answer, normalize_answer
 
 __all__ = ["AnswerStop"]
 
@@ -74,13 +74,15 @@ class AnswerStop(StoppingCriteria):
         """Per row, the step (1 = the first generated token) at which it ended; None while it runs."""
 
     def answered(self, text: str) -> bool:
-        """Whether a generated ``text`` is finished: a stop string, or a candidate named in a full word."""
+        """Whether a generated ``text`` is finished: a stop string, or a candidate named in a full word
+        that is also what the whole text parses to (``"Blue red"`` is not finished)."""
         for stop in self.until:
             if stop in text:
                 return True
         if not self.candidates:
             return False
-        return first_named_answer(text, self.candidates, synonyms=self.synonyms) is not None
+        named = first_named_answer(text, self.candidates, synonyms=self.synonyms)
+        return named is not None and normalize_answer(text, self.candidates, synonyms=self.synonyms) == named
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
         step = input_ids.shape[1] - self.prompt_length

@@ -165,3 +165,15 @@ def test_smollm2_llava_answers_text_questions(tmp_path: Path) -> None:
     ]
     # The vision tower is random, so the image answer is noise; it only has to come back well-formed.
     assert all(math.isfinite(e["entropy"]) and e["lens"]["n_layers"] == 30 for e in envelopes)
+    # SmolLM2 answers in sentences ("The circle is green."): stopping once the answer names its colour
+    # parses to the same answer as generating all eight tokens.
+    wrapper.early_stop = False
+    full = [
+        json.loads(r)
+        for r in wrapper.generate_until(_requests(docs, {"max_new_tokens": 8, "temperature": 0}))
+    ]
+    for stopped, whole in zip(envelopes, full, strict=True):
+        assert normalize_answer(stopped["text"], COLORS, synonyms=COLOR_SYNONYMS) == normalize_answer(
+            whole["text"], COLORS, synonyms=COLOR_SYNONYMS
+        )
+        assert whole["text"].startswith(stopped["text"]) and stopped["decode_steps"] <= whole["decode_steps"]
