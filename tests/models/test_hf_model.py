@@ -317,3 +317,19 @@ def test_answers_sharing_a_first_token_are_refused(tiny_llava_dir: Path) -> None
     wrapper = _make_wrapper(tiny_llava_dir)
     with pytest.raises(ModelArgumentError, match="share their first token"):
         wrapper.answer_tokens(["red", "reddish"])
+
+
+def test_system_prompt_is_text_or_a_file(tiny_qwen2_vl_dir: Path, tmp_path: Path) -> None:
+    default = _make_wrapper(tiny_qwen2_vl_dir, lens=False).chat.prompt(QUESTION, 0)
+    assert "You are a helpful assistant." in default
+    given = _make_wrapper(tiny_qwen2_vl_dir, lens=False, system_prompt="Answer briefly.")
+    prompt = given.chat.prompt(QUESTION, 0)
+    assert "Answer briefly." in prompt and "You are a helpful assistant." not in prompt
+    path = tmp_path / "system.txt"
+    path.write_text("Answer from the picture.\n")
+    from_file = _make_wrapper(tiny_qwen2_vl_dir, lens=False, system_prompt=str(path))
+    assert from_file.system_prompt == "Answer from the picture."
+    assert "Answer from the picture." in from_file.chat.prompt(QUESTION, 0)
+    (response,) = given.generate_until(_requests("generate_until", GREEDY, [1]))
+    # The envelope records what the template wrote before the question: here the given system prompt.
+    assert "Answer briefly." in decode_envelope(response)["prompt"]["preamble"]
