@@ -61,7 +61,8 @@ bench_common.set_offline_env()
 
 import torch  # noqa: E402
 
-CONDITIONS = ("vision_only", "text_only", "conflict")
+from modality_conflict.dataset_builder.constants import CONDITIONS  # noqa: E402
+from modality_conflict.mc_tasks.names import MAIN_TASK  # noqa: E402
 
 
 @dataclass
@@ -217,7 +218,7 @@ def _tasks(data_dir: Path) -> dict[str, Any]:
     import lmms_eval.models  # noqa: F401  (loads the entry point that registers the project's tasks)
     from lmms_eval.tasks import TaskManager, get_task_dict
 
-    tasks = get_task_dict(["modality_conflict_color", "modality_conflict_loglik"], TaskManager())
+    tasks = get_task_dict([MAIN_TASK, "modality_conflict_loglik"], TaskManager())
     for task in tasks.values():
         task.set_config(key="num_fewshot", value=0)
         task.build_all_requests(limit=None, rank=0, world_size=1)
@@ -277,7 +278,7 @@ def run(groups: int, threads: int, work: Path) -> dict[str, Any]:
     checkpoint = bench_common.ensure_tiny_llava(work / "tiny_llava")
     data_dir = bench_common.ensure_dataset(work / f"data_g{groups}", groups)
     tasks = _tasks(data_dir)
-    generation_task = tasks["modality_conflict_color"]
+    generation_task = tasks[MAIN_TASK]
     loglik_task = tasks["modality_conflict_loglik"]
     dataset = generation_task.dataset["test"]
     conditions = [CONDITIONS[c] if isinstance(c, int) else c for c in dataset["condition"]]
@@ -305,7 +306,7 @@ def run(groups: int, threads: int, work: Path) -> dict[str, Any]:
             "project wrapper: one generate per prompt (answer, full entropy, logit lens)",
             wrapper,
             "generate_until",
-            "modality_conflict_color",
+            MAIN_TASK,
             CallCounter().attach(wrapper.model),
         ),
         Method(
@@ -321,7 +322,7 @@ def run(groups: int, threads: int, work: Path) -> dict[str, Any]:
             "generate, then a second forward with output_hidden_states for entropy and lens",
             probe,
             "generate_until",
-            "modality_conflict_color",
+            MAIN_TASK,
             CallCounter().attach(probe.model),
         ),
         Method(
@@ -329,12 +330,12 @@ def run(groups: int, threads: int, work: Path) -> dict[str, Any]:
             "reference: the same prompts, a bare generate (answer text only: no entropy, no lens)",
             bare,
             "generate_until",
-            "modality_conflict_color",
+            MAIN_TASK,
             CallCounter().attach(bare.model),
         ),
     ]
     instances = {
-        "modality_conflict_color": generation_task.instances,
+        MAIN_TASK: generation_task.instances,
         "modality_conflict_loglik": loglik_task.instances,
     }
     by_group: dict[str, dict[int, list[Any]]] = {}
@@ -351,7 +352,7 @@ def run(groups: int, threads: int, work: Path) -> dict[str, Any]:
 
     own_counts = (wrapper.n_model_calls, wrapper.n_forward_passes)
     started = time.perf_counter()
-    for step, group in enumerate(sorted(by_group["modality_conflict_color"])):
+    for step, group in enumerate(sorted(by_group[MAIN_TASK])):
         shift = step % len(methods)
         for method in methods[shift:] + methods[:shift]:
             method.run(by_group[method.task_name][group])

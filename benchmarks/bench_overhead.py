@@ -51,8 +51,10 @@ from typing import Any
 
 import bench_common
 
+from modality_conflict.mc_tasks.names import GROUP
+
 CHILD_STARTED = time.perf_counter()
-TASK = "modality_conflict"
+TASK = GROUP
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -75,6 +75,24 @@ def _scores_to_answer(values: list[float], answers: Sequence[str]) -> tuple[str,
     return answer, float(np.asarray(estimate.values).reshape(-1)[0]), estimate.estimator, log_probs.tolist()
 
 
+def _sampled_texts(row_id: object, results: Sequence[object]) -> list[str]:
+    """The K sampled answers, whether lmms-eval passes them flat or as one list (the filter's output), as
+    plain text or as the project's response envelopes."""
+    flat: list[object] = []
+    for result in results:
+        flat.extend(result if isinstance(result, (list, tuple)) else [result])
+    if len(flat) < 2:
+        raise ValueError(
+            f"row {row_id!r}: the sampled variant received {len(flat)} response(s); it needs all K repeats "
+            "(repeats >= 2 and a filter_list that keeps them, see modality_conflict_sampled.yaml)"
+        )
+    texts = []
+    for response in flat:
+        envelope = decode_envelope(response)
+        texts.append(envelope["text"] if envelope is not None else str(response))
+    return texts
+
+
 def _mode(answers: list[str], candidates: Sequence[str]) -> str:
     """Most frequent answer; ties go to the earliest in the closed answer order, then "other"."""
     counts = Counter(answers)
@@ -89,7 +107,8 @@ def make_record(
 
     ``mode`` is the task variant: ``"generate"`` (one greedy answer; the project's wrapper adds its
     envelope with the full-vocabulary entropy), ``"loglik"`` (one loglikelihood per colour) or
-    ``"sampled"`` (K sampled answers).
+    ``"sampled"`` (the K sampled answers of the doc, plain text or envelopes; fewer than two is an error,
+    since the entropy of one answer is always 0).
     """
     if len(results) == 0:
         raise ValueError(f"row {doc.get('row_id')!r}: no model response")
@@ -118,8 +137,9 @@ def make_record(
             [_parse_loglikelihood(r) for r in results], answers
         )
     elif mode == "sampled":
-        sampled = [normalize_answer(str(r), answers, synonyms=COLOR_SYNONYMS) for r in results]
-        raw = str(results[0])
+        texts = _sampled_texts(record["row_id"], results)
+        sampled = [normalize_answer(text, answers, synonyms=COLOR_SYNONYMS) for text in texts]
+        raw = texts[0]
         answer = _mode(sampled, answers)
         estimate = sampled_answer_entropy([sampled], candidates=(*answers, OTHER))
         entropy = float(np.asarray(estimate.values).reshape(-1)[0])

@@ -67,6 +67,22 @@ def process_docs_controls(dataset: Any) -> Any:
     return dataset.filter(lambda control: control not in ("none", none_index), input_columns=["control"])
 
 
+# --- filters ---------------------------------------------------------------------------------------------
+
+
+class KeepAllResponses:
+    """lmms-eval filter that keeps every response of a doc (all ``repeats``), unchanged.
+
+    lmms-eval's default filter (``take_first``) keeps one of the K answers, which would give the sampled
+    variant an entropy of 0 on every prompt; with this one ``process_results`` receives the K answers.
+    """
+
+    def apply(self, resps: Sequence[Sequence[object]], docs: Sequence[Any]) -> list[list[object]]:
+        """One list of all responses per doc."""
+        del docs
+        return [list(responses) for responses in resps]
+
+
 # --- per-doc results -------------------------------------------------------------------------------------
 
 
@@ -110,6 +126,7 @@ AGGREGATIONS: dict[str, Callable[[Sequence[Mapping[str, Any]]], Any]] = {
 globals().update(AGGREGATIONS)  # aggregate_tfr, aggregate_vfr, ...: the names the YAMLs use
 
 __all__ = [
+    "KeepAllResponses",
     "doc_to_choice",
     "doc_to_target",
     "doc_to_text",

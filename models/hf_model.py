@@ -1,11 +1,20 @@
 """The project's lmms-eval model: any Hugging Face image-text-to-text checkpoint, with uncertainty and lens.
 
 Registered with lmms-eval as ``modality_conflict_hf`` (``--model modality_conflict_hf --model_args
-pretrained=DIR_OR_REPO,...``). It works for checkpoints that ``AutoModelForImageTextToText`` and
-``AutoProcessor`` load and whose processor has a chat template: LLaVA, LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL,
-Idefics3 / SmolVLM; plain causal LMs (``AutoModelForCausalLM`` + tokenizer) answer text-only prompts.
+pretrained=DIR_OR_REPO,...``). It works for checkpoints that transformers loads natively with a chat
+template: image-text-to-text models (LLaVA, LLaVA-NeXT, LLaVA-OneVision, Qwen2/2.5/3-VL, Idefics3, SmolVLM,
+InternVL, Gemma3, Mistral3, Pixtral, Aya Vision, Llama-3.2-Vision, ...), multimodal LMs (Phi-4-multimodal,
+the Qwen2.5-Omni thinker), and plain causal LMs for text-only prompts. What it refuses, and why, is
+decided from ``config.json`` before loading (:mod:`~modality_conflict.models.routing`); the README's
+support matrix lists every architecture the test suite runs.
 
-For every ``generate_until`` request it returns a response envelope
+At load it checks, once, what would otherwise make numbers silently wrong
+(:mod:`~modality_conflict.models.templates`): exactly one BOS token per prompt, answers whose first tokens
+are distinct, no reasoning block open at the answer position, a prompt that does not change with the date,
+and a logit lens whose last layer reproduces the model's logits.
+
+For every ``generate_until`` request of the benchmark (a document with the benchmark's fields, see
+:func:`~modality_conflict.models.requests.is_benchmark_doc`) it returns a response envelope
 (:mod:`modality_conflict.models.envelope`) holding, from one ``generate`` call per batch whose first step
 is the prompt's forward pass (:mod:`modality_conflict.models.generation`):
 
@@ -17,7 +26,10 @@ is the prompt's forward pass (:mod:`modality_conflict.models.generation`):
   of the distinct first tokens of ``"red"`` and ``"Red"`` (as they follow the assistant prefix, see
   :func:`~modality_conflict.models.chat.answer_first_token_ids`);
 - ``lens``: the logit-lens record of the prompt (:mod:`modality_conflict.models.logit_lens`), unless
-  ``lens=False``.
+  ``lens=False``;
+- ``prompt``: the date the chat template saw and what it wrote before the user's text (the system prompt).
+
+Requests of any other task get the plain decoded answer.
 
 This module is the lmms-eval face only: loading is :mod:`~modality_conflict.models.loading`, prompts are
 :mod:`~modality_conflict.models.chat`, scoring is :mod:`~modality_conflict.models.scoring`.
@@ -40,9 +52,10 @@ from tqdm import tqdm
 from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS
 from modality_conflict.models import generation
 from modality_conflict.models.chat import AnswerTokens, ChatRenderer, read_system_prompt
+from modality_conflict.models.errors import ModelArgumentError
 from modality_conflict.models.image_groups import DocumentStore, same_images
-from modality_conflict.models.loading import ModelArgumentError, load_model, parse_batch_size
-from modality_conflict.models.logit_lens import find_lens_modules
+from modality_conflict.models.loading import load_model, parse_batch_size
+from modality_conflict.models.logit_lens import LastPositionRecorder, calibrate_lens, find_lens_modules
 from modality_conflict.models.requests import ModelRequest, batches, collect_requests, fetch_visuals
 from modality_conflict.models.scoring import score_continuations
 from modality_conflict.models.sharing import (
@@ -54,6 +67,13 @@ from modality_conflict.models.sharing import (
     split_encoded,
     split_prompts,
     vision_tower,
+)
+from modality_conflict.models.templates import (
+    THINK_OPEN,
+    adds_special_tokens,
+    check_no_open_reasoning,
+    check_one_bos,
+    parse_prompt_date,
 )
 
 __all__ = ["ModalityConflictHF", "ModelArgumentError", "RunStats"]
@@ -118,7 +138,7 @@ class ModalityConflictHF(lmms):
         Empty: the whole model on ``device``.
     dtype, torch_dtype
         ``"auto"`` (default: float32 on CPU, the checkpoint's dtype elsewhere), ``"float32"``,
-        ``"float16"``, ``"bfloat16"``.
+        ``"float16"``, ``"bfloat16"``, ``"float64"``.
     batch_size
         Prompts per ``generate`` call (left padding).
     max_new_tokens
@@ -132,6 +152,9 @@ class ModalityConflictHF(lmms):
     system_prompt
         Optional system message (a string or a path to a file holding it); default none, so the chat
         template's own default applies.
+    prompt_date
+        The date chat templates see (``YYYY-MM-DD``; default 2025-01-01), so prompts never change with the
+        day.
     min_pixels, max_pixels
         Optional image-size bounds forwarded to the processor (Qwen2-VL family).
     max_batch_size
@@ -170,6 +193,7 @@ class ModalityConflictHF(lmms):
         revision: str | None = None,
         trust_remote_code: bool = False,
         system_prompt: str | None = None,
+        prompt_date: str | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
         max_batch_size: int | None = None,
@@ -239,13 +263,45 @@ class ModalityConflictHF(lmms):
             image_token=self.image_token,
             system_prompt=self.system_prompt,
             name=pretrained,
+            prompt_date=parse_prompt_date(prompt_date),
         )
+        self._check_template()
+        if self.lens_modules is not None:
+            self.lens_modules = self._calibrated_lens()
+        self.n_forward_passes = 0  # the load-time checks are not the benchmark's passes
+        self.stats = RunStats()
+        vocabulary = self._tokenizer.get_vocab()
+        self.reasoning_token_id = vocabulary.get(THINK_OPEN)
+        """The id of ``<think>``, if any: a model that starts its answers with it is refused."""
         if self._rank == 0:
             logger.info(
                 f"modality_conflict_hf: {type(self.model).__name__} on {self._device}, "
                 f"dtype {self.model.dtype}, world size {self._world_size}, "
                 f"answer prefix {self.answer_prefix!r}"
             )
+
+    # -- checks at load -------------------------------------------------------------------------------
+
+    def _check_template(self) -> None:
+        """Refuse what would make the numbers silently wrong; choose how prompts are encoded."""
+        probe = self.chat.probe_prompt
+        check_no_open_reasoning(self.pretrained, probe, self.answer_prefix)
+        self.answer_tokens(COLORS)  # refuses answers whose first tokens collapse
+        self.add_special_tokens = adds_special_tokens(probe, self._tokenizer.bos_token)
+        """Whether prompts are encoded with the tokenizer's special tokens (not when the template wrote the
+        BOS itself): exactly one BOS whatever the template."""
+        ids = self._encode([probe], [[]])["input_ids"][0].tolist()
+        check_one_bos(self.pretrained, ids, self._tokenizer.bos_token_id)
+
+    @torch.no_grad()
+    def _calibrated_lens(self) -> Any:
+        """The lens, checked against the model's own logits on the probe prompt (see ``calibrate_lens``)."""
+        assert self.lens_modules is not None
+        inputs = self._encode([self.chat.probe_prompt], [[]])
+        with LastPositionRecorder(self.lens_modules) as recorder:
+            logits = self._model(**inputs).logits[:, -1]
+        _, states = recorder.recorded()
+        return calibrate_lens(self.lens_modules, states[-1], logits, model_name=type(self._model).__name__)
 
     # -- lmms-eval plumbing ---------------------------------------------------------------------------
 
@@ -319,7 +375,13 @@ class ModalityConflictHF(lmms):
         return self.chat.answer_prefix
 
     def answer_tokens(self, answers: Sequence[str]) -> AnswerTokens:
-        """First-token ids of a candidate answer set (see :meth:`ChatRenderer.answer_tokens`)."""
+        """First-token ids of a candidate answer set (see :meth:`ChatRenderer.answer_tokens`).
+
+        Raises
+        ------
+        ModelArgumentError
+            When two answers start with the same token after the generation prompt.
+        """
         return self.chat.answer_tokens(answers)
 
     def tok_encode(
@@ -337,14 +399,15 @@ class ModalityConflictHF(lmms):
         n_images = sum(len(i) for i in images)
         if n_images and self.text_only:
             raise ModelArgumentError(f"{self.pretrained} is a text-only model but a document has an image")
+        # One BOS whatever the template: special tokens are added only when the template wrote none.
+        options = {"padding": True, "return_tensors": "pt", "add_special_tokens": self.add_special_tokens}
         if self.text_only:
-            # The chat template already holds every special token the model expects.
-            inputs = self._tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
+            inputs = self._tokenizer(texts, **options)
         elif n_images:
-            inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+            inputs = self.processor(text=texts, images=images, **options)
         else:
             # Through the processor too, so text-only prompts get the same special tokens as image prompts.
-            inputs = self.processor(text=texts, padding=True, return_tensors="pt")
+            inputs = self.processor(text=texts, **options)
         return inputs.to(self._device, dtype=self._model.dtype) if n_images else inputs.to(self._device)
 
     def _requests(self, requests: list[Instance], store: DocumentStore | None = None) -> list[ModelRequest]:
@@ -365,30 +428,34 @@ class ModalityConflictHF(lmms):
         return generation.generation_settings(gen_kwargs, default_max_new_tokens=self.max_new_tokens)
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
-        """Answer each request; returns response envelopes (JSON strings), in request order.
+        """Answer each request, in request order: response envelopes (JSON strings) for the benchmark's
+        documents, the plain answer for any other task's.
 
         Requests are grouped by generation arguments, candidate answers and images; each group's images
-        are decoded once (:class:`~modality_conflict.models.image_groups.DocumentStore`) and, where the
-        architecture allows it, encoded once with the group's shared prefix
-        (:mod:`~modality_conflict.models.sharing`). Prompts without images are batched longest first.
+        are decoded once (:class:`~modality_conflict.models.image_groups.DocumentStore`) and, for the
+        benchmark's documents on architectures that allow it, encoded once with the group's shared prefix
+        (:mod:`~modality_conflict.models.sharing`). Image prompts that are not shared are batched across
+        images; prompts without images are batched longest first.
         """
         store = DocumentStore(self.task_dict)
         docs = self._requests(requests, store)
-        prompts: list[str | None] = [None] * len(docs)
-        settings_keys = [(json.dumps(d.argument, sort_keys=True, default=str), d.answers) for d in docs]
+        prompts: list[str] = [""] * len(docs)
+        settings_keys = [
+            (json.dumps(d.argument, sort_keys=True, default=str), d.answers, d.benchmark) for d in docs
+        ]
         groups: dict[tuple[Any, ...], list[int]] = {}
         for index, request in enumerate(docs):
             groups.setdefault((settings_keys[index], store.visual_key(request)), []).append(index)
-        if not self.share_images and self._rank == 0:
+        if not self.share_images:
             self._log_once(f"image prefixes not shared: {self.sharing.reason or 'share_images=False'}")
         results: list[str | None] = [None] * len(requests)
         progress = tqdm(total=len(requests), disable=self._rank != 0, desc="modality_conflict_hf")
 
-        def finish(indices: Sequence[int], envelopes: Sequence[str]) -> None:
-            for index, envelope in zip(indices, envelopes, strict=True):
-                results[index] = envelope
+        def finish(indices: Sequence[int], outputs: Sequence[str]) -> None:
+            for index, output in zip(indices, outputs, strict=True):
+                results[index] = output
                 self.cache_hook.add_partial(
-                    "generate_until", (docs[index].context, docs[index].argument), envelope
+                    "generate_until", (docs[index].context, docs[index].argument), output
                 )
             progress.update(len(indices))
 
@@ -397,16 +464,26 @@ class ModalityConflictHF(lmms):
             settings, until = self._generation_settings(dict(request.argument or {}))
             return settings, until, self.answer_tokens(request.answers) if request.answers else None
 
+        def run(indices: list[int], images: list[list[Any]]) -> None:
+            settings, until, answers = settings_of(indices[0])
+            inputs = self._encode([prompts[i] for i in indices], images)
+            if docs[indices[0]].benchmark:
+                facts = [self.chat.prompt_facts(prompts[i], docs[i].context) for i in indices]
+                finish(indices, self._generate_batch(inputs, settings, until, answers, prompt_facts=facts))
+            else:
+                self.n_model_calls += 1
+                finish(
+                    indices, generation.generate_texts(self._model, self._tokenizer, inputs, settings, until)
+                )
+
         # Image prompts that are not shared wait here, a batch per key, so that batches mix images.
         pending: dict[tuple[Any, ...], list[tuple[int, list[Any]]]] = {}
 
-        def run_whole(key: tuple[Any, ...], flush: bool = False) -> None:
+        def run_pending(key: tuple[Any, ...], flush: bool = False) -> None:
             waiting = pending.get(key, [])
             while waiting and (flush or len(waiting) >= self.batch_size):
                 batch, waiting[:] = waiting[: self.batch_size], waiting[self.batch_size :]
-                indices = [i for i, _ in batch]
-                inputs = self._encode([str(prompts[i]) for i in indices], [images for _, images in batch])
-                finish(indices, self._generate_batch(inputs, *settings_of(indices[0])))
+                run([i for i, _ in batch], [images for _, images in batch])
 
         text_only: list[int] = []
         for members in groups.values():
@@ -418,28 +495,24 @@ class ModalityConflictHF(lmms):
                 if not images:
                     text_only += indices
                     continue
-                group_prompts = [str(prompts[i]) for i in indices]
-                settings, until, answers = settings_of(indices[0])
-                shared = self._shared_group(group_prompts, images, settings, until, answers)
+                shared = None
+                if docs[indices[0]].benchmark:
+                    facts = [self.chat.prompt_facts(prompts[i], docs[i].context) for i in indices]
+                    group = [prompts[i] for i in indices]
+                    shared = self._shared_group(group, images, *settings_of(indices[0]), facts)
                 if shared is None:
                     key = (settings_keys[indices[0]], len(images))
                     pending.setdefault(key, []).extend((i, images) for i in indices)
-                    run_whole(key)
+                    run_pending(key)
                     continue
                 for rows, envelopes in shared:
                     finish([indices[r] for r in rows], envelopes)
         for key in list(pending):
-            run_whole(key, flush=True)
+            run_pending(key, flush=True)
         self.stats.decoded_images += store.decoded_images
-        lengths = [len(self._tokenizer.encode(str(prompts[i]), add_special_tokens=False)) for i in text_only]
-        keys = [settings_keys[i] for i in text_only]
-        for batch in batches(keys, lengths, self.batch_size):
-            indices = [text_only[b] for b in batch]
-            first = docs[indices[0]]
-            settings, until = self._generation_settings(dict(first.argument or {}))
-            answers = self.answer_tokens(first.answers) if first.answers else None
-            inputs = self._encode([str(prompts[i]) for i in indices], [[] for _ in indices])
-            finish(indices, self._generate_batch(inputs, settings, until, answers))
+        lengths = [len(self._tokenizer.encode(prompts[i], add_special_tokens=False)) for i in text_only]
+        for batch in batches([settings_keys[i] for i in text_only], lengths, self.batch_size):
+            run([text_only[b] for b in batch], [[] for _ in batch])
         progress.close()
         return [r if r is not None else "" for r in results]
 
@@ -456,6 +529,7 @@ class ModalityConflictHF(lmms):
         settings: dict[str, Any],
         until: list[str],
         answers: AnswerTokens | None,
+        facts: list[dict[str, Any]],
     ) -> Iterator[tuple[list[int], list[str]]] | None:
         """Envelopes of prompts that show the same ``images``, continuing one shared prefix.
 
@@ -486,7 +560,7 @@ class ModalityConflictHF(lmms):
                     chunks[-1].append(row)
                 else:
                     chunks.append([row])
-        return self._forks(split, chunks, settings, until, answers)
+        return self._forks(split, chunks, settings, until, answers, facts)
 
     def _forks(
         self,
@@ -495,6 +569,7 @@ class ModalityConflictHF(lmms):
         settings: dict[str, Any],
         until: list[str],
         answers: AnswerTokens | None,
+        facts: list[dict[str, Any]],
     ) -> Iterator[tuple[list[int], list[str]]]:
         self.stats.shared_groups += 1
         self.n_model_calls += 1
@@ -502,14 +577,18 @@ class ModalityConflictHF(lmms):
         for chunk in chunks:
             inputs = continuation_inputs(split, chunk, self._tokenizer.pad_token_id, self._device)
             fork = fork_cache(cache, len(chunk))
-            yield chunk, self._generate_batch(inputs, settings, until, answers, cache=fork)
+            chunk_facts = [facts[r] for r in chunk]
+            yield (
+                chunk,
+                self._generate_batch(inputs, settings, until, answers, cache=fork, prompt_facts=chunk_facts),
+            )
 
     def _split(self, prompts: list[str], images: list[Any]) -> PrefixSplit | None:
         """The group's prompts cut after their image prefix, or None (logged once) when they cannot be."""
         image_token_id = self.sharing.image_token_id
         assert image_token_id is not None
         first = self._encode([prompts[0]], [images])
-        special = getattr(self, "add_special_tokens", True)
+        special = self.add_special_tokens
         split: PrefixSplit | str = "the tokenizer's cut is not trusted"
         if self._splice_trusted:
             raw = self._tokenizer(prompts, add_special_tokens=special)["input_ids"]
@@ -542,6 +621,7 @@ class ModalityConflictHF(lmms):
         until: list[str],
         answers: AnswerTokens | None,
         cache: Any = None,
+        prompt_facts: list[dict[str, Any]] | None = None,
     ) -> list[str]:
         self.n_model_calls += 1
         envelopes = generation.generate_envelopes(
@@ -555,9 +635,37 @@ class ModalityConflictHF(lmms):
             cache=cache,
             early_stop=self.early_stop,
             synonyms=COLOR_SYNONYMS if answers is not None and set(answers.answers) <= set(COLORS) else None,
+            prompt_facts=prompt_facts,
+            reasoning_token_id=self.reasoning_token_id,
         )
         self.stats.prompts += len(envelopes)
         return envelopes
+
+    def envelopes(
+        self,
+        prompts: list[str],
+        images: list[list[Any]],
+        settings: dict[str, Any],
+        until: list[str],
+        answers: AnswerTokens | None,
+        prompt_facts: list[dict[str, Any]] | None = None,
+    ) -> list[str]:
+        """One batch of rendered prompts (with their images) to response envelopes, one ``generate`` call.
+
+        Parameters
+        ----------
+        prompts, images
+            Rendered generation prompts (:meth:`ChatRenderer.prompt`) and each prompt's images.
+        settings, until
+            ``generate`` arguments and stop strings (``generation.generation_settings``).
+        answers
+            The candidate answers shared by the batch.
+        prompt_facts
+            Per prompt, the envelope's ``prompt`` (:meth:`ChatRenderer.prompt_facts`).
+        """
+        return self._generate_batch(
+            self._encode(prompts, images), settings, until, answers, prompt_facts=prompt_facts
+        )
 
     # -- scoring --------------------------------------------------------------------------------------
 
@@ -602,6 +710,9 @@ class ModalityConflictHF(lmms):
                 [prompts[i] for i in batch],
                 [continuations[i] for i in batch],
                 images,
+                check_answer_position=lambda log_probs: generation.check_not_reasoning(
+                    log_probs, self.reasoning_token_id, self._tokenizer
+                ),
             )
             for index, value in zip(batch, scored, strict=True):
                 results[index] = value

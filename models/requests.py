@@ -1,4 +1,9 @@
-"""lmms-eval requests as the wrapper sees them: what to answer, with how many images, among which answers."""
+"""lmms-eval requests as the wrapper sees them: what to answer, with how many images, among which answers.
+
+A request belongs to the benchmark when its document carries the benchmark's fields
+(:data:`BENCHMARK_FIELDS`); only those are answered with response envelopes, so the wrapper can run another
+lmms-eval task in the same command and give it plain text. The task's name plays no part.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,14 @@ from modality_conflict.dataset_builder.errors import ModalityConflictError
 
 ANSWER_CHOICES_FIELD = "answer_choices"
 """The dataset column holding a row's closed answer set (in the dataset's ClassLabel order)."""
+
+BENCHMARK_FIELDS = (ANSWER_CHOICES_FIELD, "condition")
+"""The columns every row of the benchmark's datasets has: its closed answer set and its condition."""
+
+
+def is_benchmark_doc(doc: Any) -> bool:
+    """Whether ``doc`` is a row of the benchmark (it has every field of :data:`BENCHMARK_FIELDS`)."""
+    return isinstance(doc, Mapping) and all(doc.get(field) is not None for field in BENCHMARK_FIELDS)
 
 
 def as_list(visual: Any) -> list[Any]:
@@ -42,6 +55,8 @@ class ModelRequest:
         Where the document and its images are fetched from.
     answers
         The document's candidate answers (empty when the task names none).
+    benchmark
+        Whether the document is a row of the benchmark (see :func:`is_benchmark_doc`).
     """
 
     context: str
@@ -52,6 +67,7 @@ class ModelRequest:
     task: str
     split: str
     answers: tuple[str, ...]
+    benchmark: bool
 
 
 def collect_requests(
@@ -81,7 +97,19 @@ def collect_requests(
             n_images = len(as_list(doc_to_visual(doc))) if doc_to_visual is not None else 0
         choices = doc.get(ANSWER_CHOICES_FIELD) if isinstance(doc, Mapping) else None
         answers = tuple(str(c) for c in choices) if choices else ()
-        out.append(ModelRequest(context, argument, n_images, doc_to_visual, doc_id, task, split, answers))
+        out.append(
+            ModelRequest(
+                context,
+                argument,
+                n_images,
+                doc_to_visual,
+                doc_id,
+                task,
+                split,
+                answers,
+                is_benchmark_doc(doc),
+            )
+        )
     return out
 
 

@@ -94,14 +94,17 @@ def quick_dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_lmms_eval_run(
     tmp_path_factory: pytest.TempPathFactory, small_dataset_dir: Path, tiny_llava_dir: Path
 ) -> Path:
-    """lmms-eval ``--output_path`` of a run of the project's wrapper on the tiny LLaVA, with sample logs."""
+    """lmms-eval ``--output_path`` of a run of the project's wrapper on the tiny LLaVA, with sample logs.
+
+    In float64, so that runs which batch the prompts differently agree up to rounding.
+    """
     from lmms_eval_runs import run_lmms_eval
 
     out = tmp_path_factory.mktemp("run_wrapper")
     run_lmms_eval(
         out,
         model="modality_conflict_hf",
-        model_args=f"pretrained={tiny_llava_dir},device=cpu,device_map=cpu",
+        model_args=f"pretrained={tiny_llava_dir},device=cpu,device_map=cpu,dtype=float64",
         tasks="modality_conflict",
         data_dir=small_dataset_dir,
     )

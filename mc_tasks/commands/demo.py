@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from modality_conflict.mc_tasks.names import GROUP
+
 
 def _run(command: list[str]) -> None:
     print("+", " ".join(command), flush=True)
@@ -48,7 +50,7 @@ def run_demo(args: argparse.Namespace) -> int:
             "--model-args",
             model_args,
             "--tasks",
-            "modality_conflict",
+            GROUP,
             "--data",
             str(data_dir),
             "--output",

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from modality_conflict.mc_tasks.evaluate import EvaluationFailedError, find_run_outputs, format_summary
+from modality_conflict.mc_tasks.names import GROUP
 from modality_conflict.mc_tasks.plugin import DATA_ENV
 from modality_conflict.mc_tasks.task_config import write_local_task_dir
 
@@ -73,7 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     )
     parser.add_argument("--model", default="modality_conflict_hf", help="lmms-eval model name")
     parser.add_argument("--model-args", default="", help="lmms-eval --model_args string")
-    parser.add_argument("--tasks", default="modality_conflict", help="comma-separated task or group names")
+    parser.add_argument("--tasks", default=GROUP, help="comma-separated task or group names")
     parser.add_argument("--data", help="local dataset folder instead of the pinned Hub revision")
     parser.add_argument("--output", required=True, help="output folder for results and per-sample logs")
     parser.add_argument("--batch-size", type=int, default=1)

@@ -15,6 +15,8 @@ from modality_conflict.dataset_builder.constants import COLORS
 
 _SHAPES = ("circle", "square", "triangle", "star", "hexagon", "pentagon", "diamond", "ellipse", "cross")
 _OBJECTS = ("ball", "box", "apple", "banana", "sky", "grass", "grape", "mailbox", "sapphire", "tomato")
+# Closed answer sets of attribute questions (shape, material, the colours of CLEVR-style scenes).
+_ATTRIBUTE_ANSWERS = ("cube", "sphere", "cylinder", "rubber", "metal", "gray", "brown", "cyan")
 
 # Small sizes keep each forward pass in the millisecond range on one CPU core.
 TEXT_HIDDEN = 64
@@ -54,6 +56,8 @@ def _corpus() -> list[str]:
                 f"{color} {color.capitalize()} {color.upper()} {color}.",
                 f"{color.capitalize()}. {color.capitalize()}",
             ]
+    for word in _ATTRIBUTE_ANSWERS:
+        lines += [f"{word} {word.capitalize()} {word}.", f"{word.capitalize()}. {word.capitalize()}"]
     return lines * 3
 
 

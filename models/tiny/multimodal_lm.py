@@ -1,4 +1,4 @@
-"""Multimodal LMs outside the image-text-to-text mapping: Phi-4-multimodal and the Qwen2.5-Omni thinker."""
+"""Multimodal LMs outside the image-text-to-text mapping: Phi-4-multimodal, Qwen2.5-Omni, Qwen2-Audio."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from transformers import (
     Qwen2_5OmniConfig,
     Qwen2_5OmniForConditionalGeneration,
     Qwen2_5OmniProcessor,
+    Qwen2AudioConfig,
+    Qwen2AudioForConditionalGeneration,
+    Qwen2AudioProcessor,
     Qwen2VLImageProcessor,
     Qwen2VLVideoProcessor,
     WhisperFeatureExtractor,
@@ -169,3 +172,37 @@ def build_qwen2_5_omni(out_dir: str | Path, *, seed: int = 0) -> Path:
     save_checkpoint(out, Qwen2_5OmniForConditionalGeneration(config), processor, tokenizer)
     torch.save({}, out / "spk_dict.pt")  # from_pretrained insists on a speaker table, even without a talker
     return out
+
+
+# Qwen/Qwen2-Audio-7B-Instruct: an audio-language model in the multimodal-LM mapping; it takes no images.
+QWEN2_AUDIO_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    + content_loop("Audio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\n")
+    + "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_qwen2_audio(out_dir: str | Path, *, seed: int = 0) -> Path:
+    """Qwen2-Audio (``qwen2_audio``): Whisper-style encoder and Qwen2; its processor takes no images."""
+    out = prepare(out_dir, seed)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_bos|>", "<|audio_eos|>", "<|AUDIO|>"]
+    tokenizer = make_tokenizer(
+        specials, chat_template=QWEN2_AUDIO_TEMPLATE, eos="<|im_end|>", pad="<|endoftext|>"
+    )
+    config = Qwen2AudioConfig(
+        audio_config={
+            "d_model": 32,
+            "encoder_layers": 1,
+            "encoder_attention_heads": 2,
+            "encoder_ffn_dim": 64,
+            "num_mel_bins": 128,
+        },
+        text_config={"model_type": "qwen2", **tiny_llama_text(tokenizer)},
+        audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
+    )
+    processor = Qwen2AudioProcessor(
+        feature_extractor=WhisperFeatureExtractor(feature_size=128),
+        tokenizer=tokenizer,
+        chat_template=QWEN2_AUDIO_TEMPLATE,
+    )
+    return save_checkpoint(out, Qwen2AudioForConditionalGeneration(config), processor, tokenizer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import (
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
@@ -170,7 +171,7 @@ def build_qwen2_5_vl(out_dir: str | Path, *, seed: int = 0) -> Path:
     return save_checkpoint(out, Qwen2_5_VLForConditionalGeneration(config), processor, tokenizer)
 
 
-def _build_qwen3_vl(out_dir: str | Path, seed: int, template: str) -> Path:
+def _build_qwen3_vl(out_dir: str | Path, seed: int, template: str, *, opens_think: bool = False) -> Path:
     out = prepare(out_dir, seed)
     tokenizer = _qwen_tokenizer(template)
     config = Qwen3VLConfig(
@@ -196,7 +197,23 @@ def _build_qwen3_vl(out_dir: str | Path, seed: int, template: str) -> Path:
         tokenizer=tokenizer,
         chat_template=template,
     )
-    return save_checkpoint(out, Qwen3VLForConditionalGeneration(config), processor, tokenizer)
+    model = Qwen3VLForConditionalGeneration(config)
+    if opens_think:
+        _make_think_the_first_token(model, tokenizer.convert_tokens_to_ids("<think>"))
+    return save_checkpoint(out, model, processor, tokenizer)
+
+
+@torch.no_grad()
+def _make_think_the_first_token(model: Any, think_id: int) -> None:
+    """Let the model open ``<think>`` itself after any prompt, as GLM-4.1V-Thinking does.
+
+    Every token embedding gets a large first component, which dominates the residual stream and, after
+    the final norm, the hidden state at the answer position; only ``<think>``'s output row reads it.
+    """
+    model.get_input_embeddings().weight[:, 0] = 50.0
+    head = model.get_output_embeddings().weight
+    head[:, 0] = 0.0
+    head[think_id, 0] = 2.0
 
 
 def build_qwen3_vl(out_dir: str | Path, *, seed: int = 0) -> Path:
@@ -207,6 +224,11 @@ def build_qwen3_vl(out_dir: str | Path, *, seed: int = 0) -> Path:
 def build_qwen3_vl_thinking(out_dir: str | Path, *, seed: int = 0) -> Path:
     """Qwen3-VL Thinking: generation prompt ends in ``<think>\\n``, no ``enable_thinking`` switch."""
     return _build_qwen3_vl(out_dir, seed, QWEN3_VL_THINKING_TEMPLATE)
+
+
+def build_qwen3_vl_opens_think(out_dir: str | Path, *, seed: int = 0) -> Path:
+    """Qwen3-VL with the Instruct template whose weights start every answer with ``<think>``."""
+    return _build_qwen3_vl(out_dir, seed, QWEN3_VL_TEMPLATE, opens_think=True)
 
 
 def build_qwen3_vl_hybrid(out_dir: str | Path, *, seed: int = 0) -> Path:

@@ -522,12 +522,7 @@ def test_unsupported_architecture_names_the_class(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
 ) -> None:
-    class Loader:
-        @staticmethod
-        def from_pretrained(*_args: Any, **_kwargs: Any) -> nn.Module:
-            return cls()
-
-    monkeypatch.setattr(loading, "model_class_for", lambda *_args, **_kwargs: (Loader, True))
+    monkeypatch.setattr(loading, "load_routed_model", lambda *_args, **_kwargs: cls())
     code = main(["probe", "--model", str(tiny_llava_dir), "--data", str(dataset_dir), "--device", "cpu"])
     assert code == 2
     error = capsys.readouterr().err

@@ -38,8 +38,9 @@ TEXTS = (
 IMAGES = (Image.new("RGB", (64, 48), "red"), Image.new("RGB", (40, 40), "green"))
 DOCS = [{"image": image, "text": text} for image in IMAGES for text in TEXTS]
 DOCS += [{"image": None, "text": text} for text in TEXTS[1:]]
-for _doc in DOCS:
+for _doc in DOCS:  # the benchmark's fields: its answer set and a condition
     _doc["answer_choices"] = list(COLORS)
+    _doc["condition"] = "text_only" if _doc["image"] is None else "conflict"
 GREEDY = {"max_new_tokens": 4, "temperature": 0, "do_sample": False, "until": ["\n\n"]}
 
 # Every zoo checkpoint whose model type shares (pixtral is a "llava" checkpoint with Pixtral's processor;
@@ -65,6 +66,7 @@ FEATURES = datasets.Features(
         "image": datasets.Image(),
         "text": datasets.Value("string"),
         "answer_choices": datasets.List(datasets.Value("string")),
+        "condition": datasets.Value("string"),
     }
 )
 

@@ -156,6 +156,10 @@ def test_smollm2_llava_answers_text_questions(tmp_path: Path) -> None:
         {"image": None, "text": f"The ball is orange. What color is the ball? {command}"},
         {"image": Image.new("RGB", (64, 64), "red"), "text": f"What color is the circle? {command}"},
     ]
+    for doc in docs:  # the benchmark's fields, so that the wrapper answers with envelopes
+        doc.update(
+            answer_choices=list(COLORS), condition="text_only" if doc["image"] is None else "vision_only"
+        )
     wrapper.task_dict = {"tiny": {"test": docs}}
     responses = wrapper.generate_until(_requests(docs, {"max_new_tokens": 8, "temperature": 0}))
     envelopes = [json.loads(r) for r in responses]
