@@ -6,7 +6,9 @@ rows: every vision-only, text-only and conflict row, controls included):
 
 ``modality_conflict_hf``
     The project's wrapper on ``modality_conflict_color``: one ``generate`` call per prompt whose first
-    step yields the answer, the full-vocabulary entropy and the logit lens.
+    step yields the answer, the full-vocabulary entropy and the logit lens. Every method here runs whole
+    prompts to full length (``share_images=False, early_stop=False``); ``bench_sharing.py`` measures
+    the image-prefix sharing and the early stop.
 ``llava_hf_loglikelihood``
     lmms-eval's ``llava_hf`` on ``modality_conflict_loglik``: one forward pass per candidate colour (6
     per prompt), the scores giving the answer and an answer-set entropy. ``llava_hf`` 0.7.3 calls the
@@ -174,7 +176,12 @@ def _make_baseline_classes() -> tuple[type, type]:
 
         @torch.no_grad()
         def _generate_batch(
-            self, inputs: Any, settings: dict[str, Any], until: list[str], answers: AnswerTokens | None
+            self,
+            inputs: Any,
+            settings: dict[str, Any],
+            until: list[str],
+            answers: AnswerTokens | None,
+            **_: Any,
         ) -> list[str]:
             texts = bare_generate(self, inputs, settings, until)
             probe = self._model(**inputs, output_hidden_states=True)
@@ -205,7 +212,12 @@ def _make_baseline_classes() -> tuple[type, type]:
 
         @torch.no_grad()
         def _generate_batch(
-            self, inputs: Any, settings: dict[str, Any], until: list[str], answers: AnswerTokens | None
+            self,
+            inputs: Any,
+            settings: dict[str, Any],
+            until: list[str],
+            answers: AnswerTokens | None,
+            **_: Any,
         ) -> list[str]:
             return bare_generate(self, inputs, settings, until)
 
@@ -290,11 +302,14 @@ def run(groups: int, threads: int, work: Path) -> dict[str, Any]:
 
     from modality_conflict.models.hf_model import ModalityConflictHF
 
+    # Whole prompts, answered to full length, for every method: this benchmark compares ways of getting
+    # the numbers of one prompt (bench_sharing.py measures the image-prefix sharing and the early stop).
     load = {"pretrained": str(checkpoint), "device": "cpu", "device_map": "cpu"}
+    whole = {**load, "share_images": False, "early_stop": False}
     probe_class, bare_class = _make_baseline_classes()
-    wrapper = ModalityConflictHF(**load)
-    probe = probe_class(**load)
-    bare = bare_class(**load)
+    wrapper = ModalityConflictHF(**whole)
+    probe = probe_class(**whole)
+    bare = bare_class(**whole)
     llava_hf = LlavaHf(**load)
     llava_hf._image_processor = _Transformers5ProcessorShim(llava_hf._image_processor)
     for lm in (wrapper, probe, bare, llava_hf):

@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -100,6 +101,7 @@ def _child(timings_path: Path, lmms_eval_args: list[str], profile_path: Path | N
 
     from modality_conflict.models import generation
     from modality_conflict.models.hf_model import ModalityConflictHF
+    from modality_conflict.models.image_groups import DocumentStore
 
     timers = _Timers()
     counters: list[CallCounter] = []
@@ -115,7 +117,8 @@ def _child(timings_path: Path, lmms_eval_args: list[str], profile_path: Path | N
     timers.patch(ModalityConflictHF, "generate_until", "wrapper_generate_until")
     # Parts of the wrapper's own work (all outside model.generate).
     timers.patch(ModalityConflictHF, "_requests", "wrapper_docs_scan")
-    timers.patch(ModalityConflictHF, "_visuals", "wrapper_fetch_images")
+    timers.patch(DocumentStore, "visual_key", "wrapper_image_keys")
+    timers.patch(DocumentStore, "group_visuals", "wrapper_fetch_images")
     timers.patch(ModalityConflictHF, "_encode", "wrapper_processor")
     timers.patch(generation, "lens_records", "wrapper_logit_lens")
     timers.patch(evaluator, "simple_evaluate", "simple_evaluate")
@@ -235,7 +238,13 @@ def _direct_timings(data_dir: Path, samples_path: Path) -> dict[str, Any]:
 
 
 def run(
-    groups: int, threads: int, work: Path, *, model: str = "tiny", profile: Path | None = None
+    groups: int,
+    threads: int,
+    work: Path,
+    *,
+    model: str = "tiny",
+    profile: Path | None = None,
+    model_args: str = "",
 ) -> dict[str, Any]:
     """Run lmms-eval once under the timers (and optionally cProfile) and return the figures.
 
@@ -249,14 +258,15 @@ def run(
     else:
         raise ValueError(f"unknown model {model!r}; expected 'tiny' or 'smollm2'")
     data_dir = bench_common.ensure_dataset(work / f"data_g{groups}", groups)
-    output = work / f"lmms_eval_out_{model}"
+    variant = model + ("_" + re.sub(r"\W+", "_", model_args) if model_args else "")
+    output = work / f"lmms_eval_out_{variant}"
     timings_path = work / f"overhead_timings_{model}.json"
     log_path = work / f"lmms_eval_{model}.log"
     lmms_eval_args = [
         "--model",
         "modality_conflict_hf",
         "--model_args",
-        f"pretrained={checkpoint},device=cpu,device_map=cpu",
+        f"pretrained={checkpoint},device=cpu,device_map=cpu" + (f",{model_args}" if model_args else ""),
         "--tasks",
         TASK,
         "--output_path",
@@ -317,6 +327,7 @@ def run(
         "benchmark": "plugin_overhead",
         "command": "lmms_eval " + " ".join(lmms_eval_args),
         "model_name": model,
+        "extra_model_args": model_args,
         "checkpoint": bench_common.CHECKPOINTS[model],
         "groups": groups,
         "prompts": prompts,
@@ -332,8 +343,9 @@ def run(
         "evaluate_seconds": round(evaluate, 3),
         "breakdown_seconds": {k: round(v, 3) for k, v in breakdown.items()},
         "wrapper_parts_seconds": {
-            "docs_scan_decoding_every_image_to_count_it": round(seconds.get("wrapper_docs_scan", 0.0), 3),
-            "fetch_images_per_batch": round(seconds.get("wrapper_fetch_images", 0.0), 3),
+            "docs_scan_without_decoding": round(seconds.get("wrapper_docs_scan", 0.0), 3),
+            "image_keys_from_encoded_bytes": round(seconds.get("wrapper_image_keys", 0.0), 3),
+            "decode_images_once_per_group": round(seconds.get("wrapper_fetch_images", 0.0), 3),
             "processor": round(seconds.get("wrapper_processor", 0.0), 3),
             "logit_lens": round(seconds.get("wrapper_logit_lens", 0.0), 3),
             "rest": round(
@@ -342,6 +354,7 @@ def run(
                     seconds.get(k, 0.0)
                     for k in (
                         "wrapper_docs_scan",
+                        "wrapper_image_keys",
                         "wrapper_fetch_images",
                         "wrapper_processor",
                         "wrapper_logit_lens",
@@ -415,11 +428,21 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="also write cProfile stats of the lmms-eval run here (slows it: figures are then inflated)",
     )
+    parser.add_argument(
+        "--model-args", default="", help="extra model_args of the wrapper, e.g. share_images=False"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="mc-bench-overhead-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        report = run(args.groups, args.threads, work, model=args.model, profile=args.profile)
+        report = run(
+            args.groups,
+            args.threads,
+            work,
+            model=args.model,
+            profile=args.profile,
+            model_args=args.model_args,
+        )
     report["machine"] = bench_common.machine_info()
     report["profiled"] = args.profile is not None
     bench_common.write_report(report, args.out)

@@ -64,14 +64,22 @@ SHARED_MODEL_TYPES = frozenset(
         "gemma3",
         "mistral3",
         "aya_vision",
+        "phi4_multimodal",
     }
 )
 """Model types whose prompts share their image prefix (each checked against whole prompts in the tests)."""
 
 UNSHARED_MODEL_TYPES = {
-    "mllama": "the image reaches the decoder through cross-attention layers, not as prompt tokens",
-    "phi4_multimodal": "its image embedding is computed from the whole prompt's token ids",
-    "qwen2_5_omni": "its thinker's multimodal positions are not kept between calls",
+    "mllama": (
+        "its text attends to the image through cross-attention masked by the image's real tiles, a "
+        "per-token mask that generate does not carry over from a cached prefix"
+    ),
+    "qwen2_5_omni": (
+        "its thinker recomputes the multimodal positions of the whole prompt, cached part included"
+    ),
+    "qwen2_5_omni_thinker": (
+        "it recomputes the multimodal positions of the whole prompt, cached part included"
+    ),
     "paligemma": "its prefix (image and text) attends bidirectionally, so no prompt part is shared",
 }
 """Model types run on whole prompts, and why."""
@@ -105,10 +113,11 @@ class SharingSupport:
 
 
 def _image_token_id(config: Any) -> int | None:
-    for name in ("image_token_id", "image_token_index"):
-        value = getattr(config, name, None)
-        if isinstance(value, int):
-            return value
+    for owner in (config, getattr(config, "vision_config", None)):
+        for name in ("image_token_id", "image_token_index"):
+            value = getattr(owner, name, None)
+            if isinstance(value, int):
+                return value
     return None
 
 
@@ -253,12 +262,17 @@ _TOWER_NAMES = ("vision_tower", "visual", "vision_model", "vision_encoder", "ima
 
 
 def vision_tower(model: Any) -> Any:
-    """The model's vision encoder module (None when it has none by a known name)."""
+    """The model's vision encoder module: by its usual attribute names, else the first submodule whose
+    class is a vision model or transformer (Phi-4's ``img_processor``); None when there is none."""
     for owner in (model, getattr(model, "model", None)):
         for name in _TOWER_NAMES:
             module = getattr(owner, name, None) if owner is not None else None
             if isinstance(module, torch.nn.Module):
                 return module
+    for _, module in model.named_modules():
+        kind = type(module).__name__
+        if "Vision" in kind and kind.endswith(("VisionModel", "VisionTransformer")):
+            return module
     return None
 
 
