@@ -75,6 +75,7 @@ class CallCounter:
     forwards: int = 0
     prefills: int = 0
     forward_seconds: float = 0.0
+    forward_seconds_outside_generate: float = 0.0
     generate_seconds: float = 0.0
     _inside_generate: int = 0
     _started: float = 0.0
@@ -113,7 +114,10 @@ class CallCounter:
         self._started = time.perf_counter()
 
     def _after(self, _module: Any, _args: Any, _output: Any) -> None:
-        self.forward_seconds += time.perf_counter() - self._started
+        elapsed = time.perf_counter() - self._started
+        self.forward_seconds += elapsed
+        if not self._inside_generate:  # e.g. a shared image prefix, run before generate continues it
+            self.forward_seconds_outside_generate += elapsed
 
     def snapshot(self) -> dict[str, float]:
         """Current totals."""
@@ -122,6 +126,7 @@ class CallCounter:
             "forwards": self.forwards,
             "prefills": self.prefills,
             "forward_seconds": self.forward_seconds,
+            "forward_seconds_outside_generate": self.forward_seconds_outside_generate,
             "generate_seconds": self.generate_seconds,
         }
 

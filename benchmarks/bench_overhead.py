@@ -156,6 +156,7 @@ def _child(timings_path: Path, lmms_eval_args: list[str], profile_path: Path | N
         counts = counters[0].snapshot()
         model = {
             "forward_seconds": counts["forward_seconds"],
+            "forward_seconds_outside_generate": counts["forward_seconds_outside_generate"],
             "generate_seconds": counts["generate_seconds"],
             "forward_passes": counts["forwards"],
             "prefill_forwards": counts["prefills"],
@@ -303,11 +304,13 @@ def run(
     forward = model_timings["forward_seconds"]
     generate = model_timings["generate_seconds"]
     saving = seconds.get("save_results", 0.0) + seconds.get("save_samples", 0.0)
-    wrapper_outside_generate = seconds["wrapper_generate_until"] - generate
+    # Forward passes outside generate (a shared image prefix) are the model's time, not the wrapper's.
+    forward_outside = model_timings.get("forward_seconds_outside_generate", 0.0)
+    wrapper_outside_generate = seconds["wrapper_generate_until"] - generate - forward_outside
     stderr_lookup = seconds.get("lmms_eval_stderr_lookup", 0.0)
     breakdown = {
         "model_forward_passes": forward,
-        "generate_decoding_loop": generate - forward,
+        "generate_decoding_loop": generate - (forward - forward_outside),
         "wrapper_outside_generate": wrapper_outside_generate,
         "build_all_requests": seconds.get("build_all_requests", 0.0),
         "postprocess_phase": seconds.get("postprocess_phase", 0.0),
@@ -333,12 +336,14 @@ def run(
         "prompts": prompts,
         "torch_threads": timings["torch_threads"],
         "share_outside_forward": round(1 - forward / evaluate, 4),
-        "share_outside_generate": round(1 - generate / evaluate, 4),
+        "share_outside_generate": round(1 - (generate + forward_outside) / evaluate, 4),
         "share_outside_forward_with_saving": round(1 - forward / (evaluate + saving), 4),
         "share_plugin_code": round(plugin / evaluate, 4),
         "overhead_ms_per_prompt": round(1000 * (evaluate - forward) / prompts, 3),
         "plugin_ms_per_prompt": round(1000 * plugin / prompts, 3),
-        "overhead_outside_generate_ms_per_prompt": round(1000 * (evaluate - generate) / prompts, 3),
+        "overhead_outside_generate_ms_per_prompt": round(
+            1000 * (evaluate - generate - forward_outside) / prompts, 3
+        ),
         "forward_ms_per_prompt": round(1000 * forward / prompts, 3),
         "evaluate_seconds": round(evaluate, 3),
         "breakdown_seconds": {k: round(v, 3) for k, v in breakdown.items()},
