@@ -32,6 +32,16 @@ def image_fingerprint(image: Any) -> Hashable:
     return (getattr(image, "mode", None), tuple(getattr(image, "size", ())), digest)
 
 
+def _same_pixels(a: Any, b: Any) -> bool:
+    """Whether two PIL images of one mode and size hold the same pixels (compared in C, no copies)."""
+    from PIL import ImageChops
+
+    try:
+        return ImageChops.difference(a, b).getbbox() is None
+    except ValueError:  # a mode ImageChops does not handle
+        return bool(a.tobytes() == b.tobytes())
+
+
 def same_images(first: Sequence[Any], other: Sequence[Any]) -> bool:
     """Whether two image lists hold the same images (same mode, size and pixels, in order)."""
     if len(first) != len(other):
@@ -39,11 +49,9 @@ def same_images(first: Sequence[Any], other: Sequence[Any]) -> bool:
     for a, b in zip(first, other, strict=True):
         if a is b:
             continue
-        if getattr(a, "mode", None) != getattr(b, "mode", None) or getattr(a, "size", None) != getattr(
-            b, "size", None
-        ):
+        if not callable(getattr(a, "tobytes", None)) or not callable(getattr(b, "tobytes", None)):
             return False
-        if not callable(getattr(a, "tobytes", None)) or a.tobytes() != b.tobytes():
+        if (a.mode, a.size) != (b.mode, b.size) or not _same_pixels(a, b):
             return False
     return True
 
