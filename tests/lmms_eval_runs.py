@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from modality_conflict.mc_tasks.evaluate import RunOutputs, find_run_outputs
@@ -29,8 +31,10 @@ def run_lmms_eval(
     extra: list[str] | None = None,
     launcher: list[str] | None = None,
     batch_size: int = 8,
+    checked_tasks: list[str] | None = None,
 ) -> RunOutputs:
-    """Run ``lmms-eval`` (optionally under a launcher such as torchrun) and return its checked outputs."""
+    """Run ``lmms-eval`` (optionally under a launcher such as torchrun) and return its checked outputs
+    (those of ``checked_tasks``, by default every task of ``tasks``)."""
     command = [
         *(launcher or [sys.executable, "-m"]),
         "lmms_eval",
@@ -57,8 +61,51 @@ def run_lmms_eval(
     log.write_text(completed.stdout + "\n--- stderr ---\n" + completed.stderr)
     assert completed.returncode == 0, f"lmms-eval exited {completed.returncode}; see {log}"
     try:
-        return find_run_outputs(output, tasks.split(","), since=started - 1)
+        return find_run_outputs(output, checked_tasks or tasks.split(","), since=started - 1)
     except Exception as error:
         raise AssertionError(
             f"{error}\n--- lmms-eval stderr (tail) ---\n{completed.stderr[-3000:]}"
         ) from error
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """One lmms-eval command line of a batch (see :func:`run_lmms_eval_batch`)."""
+
+    name: str
+    model: str
+    model_args: str
+    tasks: str
+    extra: tuple[str, ...] = ()
+    batch_size: int = 1
+
+    def argv(self, output: Path) -> list[str]:
+        return [
+            "--model", self.model, "--model_args", self.model_args, "--tasks", self.tasks,
+            "--batch_size", str(self.batch_size), "--output_path", str(output), "--log_samples", *self.extra,
+        ]  # fmt: skip
+
+
+def run_lmms_eval_batch(root: Path, runs: list[BatchRun], *, data_dir: Path) -> dict[str, Path]:
+    """Run several lmms-eval command lines in one process (``lmms_eval_batch.py``); each run's
+    ``--output_path`` (holding its ``lmms_eval.log``), by run name. The caller checks what each wrote."""
+    spec = root / "runs.json"
+    outputs = {run.name: root / run.name for run in runs}
+    entries = [
+        {"argv": run.argv(outputs[run.name]), "log": str(outputs[run.name] / "lmms_eval.log")} for run in runs
+    ]
+    spec.write_text(json.dumps(entries, indent=1))
+    driver = Path(__file__).with_name("lmms_eval_batch.py")
+    completed = subprocess.run(
+        [sys.executable, str(driver), str(spec)],
+        cwd=root,
+        env=offline_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    (root / "batch.log").write_text(completed.stdout + "\n--- stderr ---\n" + completed.stderr)
+    assert completed.returncode == 0, (
+        f"the lmms-eval batch exited {completed.returncode}; see {root / 'batch.log'}"
+    )
+    return outputs
