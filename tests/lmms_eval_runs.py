@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS
 from modality_conflict.mc_tasks.evaluate import RunOutputs, find_run_outputs
+from modality_conflict.metrics.answers import normalize_answer
+from modality_conflict.models.envelope import decode_envelope
 
 
 def offline_env(data_dir: Path | None) -> dict[str, str]:
@@ -19,6 +27,47 @@ def offline_env(data_dir: Path | None) -> dict[str, str]:
     if data_dir is not None:
         env["MODALITY_CONFLICT_DATA"] = str(data_dir)
     return env
+
+
+def samples(outputs: RunOutputs, task: str) -> list[dict[str, Any]]:
+    """The per-doc lines of a task's sample log."""
+    return [json.loads(line) for line in outputs.samples[task].read_text().splitlines()]
+
+
+def logged_responses(sample: dict[str, Any]) -> list[Any]:
+    """The responses a sample log holds for one doc (lmms-eval drops ``resps`` when it equals
+    ``filtered_resps`` and nests the list of a one-request doc)."""
+    logged = sample.get("filtered_resps", sample.get("resps"))
+    while isinstance(logged, list) and len(logged) == 1 and isinstance(logged[0], list):
+        logged = logged[0]
+    return logged if isinstance(logged, list) else [logged]
+
+
+def miller_madow(answers: list[str]) -> float:
+    """The Miller-Madow corrected entropy (nats) of the empirical distribution of ``answers``."""
+    counts, n = Counter(answers), len(answers)
+    return -sum(c / n * math.log(c / n) for c in counts.values()) + (len(counts) - 1) / (2 * n)
+
+
+def assert_sampled_entropy_is_that_of_the_logged_answers(
+    outputs: RunOutputs, task: str, *, n_docs: int, repeats: int
+) -> None:
+    """Every doc of a sampled run got its K answers, and its entropy is theirs; not every doc the same."""
+    entropies = []
+    rows = samples(outputs, task)
+    assert len(rows) == n_docs
+    for sample in rows:
+        record = sample["report"]
+        answers = []
+        for response in logged_responses(sample):
+            envelope = decode_envelope(response)
+            text = envelope["text"] if envelope is not None else response
+            answers.append(normalize_answer(text, COLORS, synonyms=COLOR_SYNONYMS))
+        assert len(answers) == repeats, "every repeat must reach process_results"
+        assert record["entropy_estimator"] == "sampled"
+        assert record["entropy"] == pytest.approx(miller_madow(answers), abs=1e-12)
+        entropies.append(record["entropy"])
+    assert len(set(entropies)) > 1, "every document got the same entropy: the K answers were not all used"
 
 
 def run_lmms_eval(

@@ -16,18 +16,22 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import support_matrix
-from lmms_eval_runs import BatchRun, run_lmms_eval, run_lmms_eval_batch
+from lmms_eval_runs import (
+    BatchRun,
+    assert_sampled_entropy_is_that_of_the_logged_answers,
+    logged_responses,
+    run_lmms_eval,
+    run_lmms_eval_batch,
+    samples,
+)
 
-from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS
 from modality_conflict.mc_tasks.evaluate import EvaluationFailedError, RunOutputs, find_run_outputs
 from modality_conflict.mc_tasks.results import ResultsFile
-from modality_conflict.metrics.answers import normalize_answer
 from modality_conflict.models.envelope import decode_envelope
 
 pytestmark = pytest.mark.slow
@@ -83,49 +87,16 @@ def cli_runs(
     return run_lmms_eval_batch(tmp_path_factory.mktemp("cli_matrix"), runs, data_dir=quick_dataset_dir)
 
 
-def _samples(outputs: RunOutputs, task: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in outputs.samples[task].read_text().splitlines()]
-
-
-def _logged(sample: dict[str, Any]) -> list[Any]:
-    """The responses the sample log holds for one doc (lmms-eval drops ``resps`` when it equals
-    ``filtered_resps`` and nests the list of a one-request doc)."""
-    logged = sample.get("filtered_resps", sample.get("resps"))
-    while isinstance(logged, list) and len(logged) == 1 and isinstance(logged[0], list):
-        logged = logged[0]
-    return logged if isinstance(logged, list) else [logged]
-
-
-def _logged_answers(sample: dict[str, Any]) -> list[str]:
-    """The K responses of one doc as text (envelopes decoded)."""
-    envelopes = [decode_envelope(response) for response in _logged(sample)]
-    return [e["text"] if e is not None else r for e, r in zip(envelopes, _logged(sample), strict=True)]
-
-
 def _envelope_responses(sample: dict[str, Any]) -> list[dict[str, Any]]:
-    envelopes = [decode_envelope(r) for r in _logged(sample)]
+    envelopes = [decode_envelope(r) for r in logged_responses(sample)]
     assert all(e is not None for e in envelopes)
     return envelopes
 
 
-def _miller_madow(answers: list[str]) -> float:
-    counts, n = Counter(answers), len(answers)
-    return -sum(c / n * math.log(c / n) for c in counts.values()) + (len(counts) - 1) / (2 * n)
-
-
-def _assert_sampled_entropy_is_that_of_the_logged_answers(outputs: RunOutputs) -> None:
-    samples = _samples(outputs, SAMPLED)
-    assert len(samples) == int(LIMIT)
-    entropies = []
-    for sample in samples:
-        record = sample["report"]
-        answers = _logged_answers(sample)
-        assert len(answers) == int(REPEATS), "every repeat must reach process_results"
-        normalised = [normalize_answer(a, COLORS, synonyms=COLOR_SYNONYMS) for a in answers]
-        assert record["entropy_estimator"] == "sampled"
-        assert record["entropy"] == pytest.approx(_miller_madow(normalised), abs=1e-12)
-        entropies.append(record["entropy"])
-    assert len(set(entropies)) > 1, "every document got the same entropy: the K answers were not all used"
+def _assert_sampled(outputs: RunOutputs) -> None:
+    assert_sampled_entropy_is_that_of_the_logged_answers(
+        outputs, SAMPLED, n_docs=int(LIMIT), repeats=int(REPEATS)
+    )
 
 
 @pytest.mark.parametrize(
@@ -138,7 +109,7 @@ def test_lmms_eval_wrapper_does_what_the_matrix_says(
     log = (output / "lmms_eval.log").read_text()
     task = LOGLIK if entry.get("task") == "loglik" else SAMPLED
     if entry["status"] == "supported":
-        _assert_sampled_entropy_is_that_of_the_logged_answers(find_run_outputs(output, [task]))
+        _assert_sampled(find_run_outputs(output, [task]))
     else:
         with pytest.raises(EvaluationFailedError):
             find_run_outputs(output, [task])
@@ -149,17 +120,17 @@ def test_lmms_eval_wrapper_does_what_the_matrix_says(
 
 def test_sampled_task_decodes_the_envelopes_of_modality_conflict_hf(cli_runs: dict[str, Path]) -> None:
     outputs = find_run_outputs(cli_runs["ours-sampled"], [SAMPLED])
-    for sample in _samples(outputs, SAMPLED):
+    for sample in samples(outputs, SAMPLED):
         assert len(_envelope_responses(sample)) == int(REPEATS)
-    _assert_sampled_entropy_is_that_of_the_logged_answers(outputs)
+    _assert_sampled(outputs)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_modality_conflict_hf_runs_the_family_through_the_cli(family: str, cli_runs: dict[str, Path]) -> None:
     outputs = find_run_outputs(cli_runs[f"ours-{family}"], [GENERATE])
-    samples = _samples(outputs, GENERATE)
-    assert len(samples) == int(LIMIT)
-    for sample in samples:
+    rows = samples(outputs, GENERATE)
+    assert len(rows) == int(LIMIT)
+    for sample in rows:
         (response,) = _envelope_responses(sample)
         record = sample["report"]
         assert record["entropy_estimator"] == "full_vocab" and math.isfinite(record["entropy"])
@@ -218,14 +189,14 @@ def test_other_tasks_in_the_same_command_get_plain_text(
     assert len(plain) == len(questions)
     responses = []
     for sample in plain:
-        (response,) = _logged(sample)
+        (response,) = logged_responses(sample)
         assert isinstance(response, str) and decode_envelope(response) is None
         assert "mc_envelope" not in response
         responses.append(response)
     # The plain task's metric is computed on the plain answers.
     score = sum(r == "x" for r in responses) / len(responses)
     assert results.metrics("mc_plain_questions")["exact_match"] == pytest.approx(score)
-    benchmark = _samples(outputs, GENERATE)
+    benchmark = samples(outputs, GENERATE)
     assert len(benchmark) == int(LIMIT)
     for sample in benchmark:
         (envelope,) = _envelope_responses(sample)
