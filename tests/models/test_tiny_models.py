@@ -152,10 +152,16 @@ def test_smollm2_llava_answers_text_questions(tmp_path: Path) -> None:
     assert wrapper.model.dtype == torch.float32  # "auto" on CPU
     command = "Please use one word to answer this question."
     docs = [
-        {"image": None, "text": f"The circle is green. What color is the circle? {command}"},
-        {"image": None, "text": f"The ball is orange. What color is the ball? {command}"},
-        {"image": Image.new("RGB", (64, 64), "red"), "text": f"What color is the circle? {command}"},
+        {"image": None, "text": f"The circle is green. What color is the circle? {command}", "condition": 1},
+        {"image": None, "text": f"The ball is orange. What color is the ball? {command}", "condition": 1},
+        {
+            "image": Image.new("RGB", (64, 64), "red"),
+            "text": f"What color is the circle? {command}",
+            "condition": 0,
+        },
     ]
+    for doc in docs:  # the benchmark's fields, so that the wrapper answers with envelopes
+        doc["answer_choices"] = list(COLORS)
     wrapper.task_dict = {"tiny": {"test": docs}}
     responses = wrapper.generate_until(_requests(docs, {"max_new_tokens": 8, "temperature": 0}))
     envelopes = [json.loads(r) for r in responses]
