@@ -91,6 +91,8 @@ def format_summary(results: ResultsFile | dict[str, Any]) -> str:
         )
         if summary.get("balance_point_reason"):
             lines.append(f"{'':32} balance point: {summary.get('balance_point_reason')}")
+        for warning in summary.get("warnings") or ():
+            lines.append(f"{'':32} warning: {warning}")
         for label, key in ACCURACY_ROWS:
             by_tier = summary.accuracy_by_tier(key)
             if by_tier:

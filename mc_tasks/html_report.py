@@ -109,6 +109,11 @@ def render_html(runs: Sequence[TaskResult], images: Mapping[str, str]) -> str:
             + (f", {len(run.records)} per-doc records" if run.records else ", no per-sample log")
             + "</p>"
         )
+        for (date, preamble), count in sorted(run.prompts.items(), key=lambda item: -item[1]):
+            parts.append(
+                f"<p>{count} prompts rendered on the template date {e(date)}; before the question the chat "
+                f"template wrote:</p><pre>{e(preamble)}</pre>"
+            )
         if not run.summary.ok:
             parts.append(f"<p>No report: {e(str(run.summary.get('reason', 'undefined')))}</p>")
             continue

@@ -256,6 +256,11 @@ def summarize_records(
     summary.update(bookkeeping)
     summary["n_records"] = len(records)
     summary["status"] = "ok"
+    if bookkeeping["entropy_estimator"] == "sampled" and all(r["entropy"] == 0 for r in records):
+        summary["warnings"] = [
+            "every prompt's sampled answers were identical: the model wrapper may ignore do_sample "
+            "(lmms-eval 0.7.3's qwen2_5_omni decodes greedily whatever the task asks)"
+        ]
     return summary
 
 

@@ -17,6 +17,7 @@ Reading
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -146,11 +147,13 @@ def _first_string(value: object) -> str | None:
 
 @dataclass(frozen=True)
 class SampleLog:
-    """What a sample log holds: per-doc records, in file order, and (when read) the decoded envelopes."""
+    """What a sample log holds: per-doc records, in file order, (when read) the decoded envelopes, and how
+    many docs' prompts had each (template date, preamble) the envelopes recorded."""
 
     path: Path
     records: tuple[dict[str, Any], ...]
     envelopes: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    prompts: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
 
 
 def read_sample_log(path: Path, *, with_envelopes: bool = False) -> SampleLog:
@@ -159,7 +162,8 @@ def read_sample_log(path: Path, *, with_envelopes: bool = False) -> SampleLog:
     Each line is one doc; its ``report`` key holds the record that ``process_results`` returned (the same
     dict stands under every metric key). With ``with_envelopes`` the raw response of each doc (``resps``,
     or ``filtered_resps`` where lmms-eval dropped an identical ``resps``) is decoded as the wrapper's
-    envelope and kept by row id; responses that are not envelopes are left out.
+    envelope and kept by row id; responses that are not envelopes are left out. The prompt facts of
+    envelopes (the date the chat template saw, what it wrote before the question) are always counted.
 
     Raises
     ------
@@ -168,6 +172,7 @@ def read_sample_log(path: Path, *, with_envelopes: bool = False) -> SampleLog:
     """
     records: list[dict[str, Any]] = []
     envelopes: dict[str, dict[str, Any]] = {}
+    prompts: Counter[tuple[str, str]] = Counter()
     with Path(path).open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -180,13 +185,20 @@ def read_sample_log(path: Path, *, with_envelopes: bool = False) -> SampleLog:
             if not isinstance(record, dict) or "row_id" not in record:
                 raise ValueError(f"{path}:{number}: no per-doc record under {SUMMARY_METRIC!r}")
             records.append(record)
-            if with_envelopes:
-                for key in ("resps", "filtered_resps"):
-                    envelope = decode_envelope(_first_string(sample.get(key)))
-                    if envelope is not None:
-                        envelopes[str(record["row_id"])] = envelope
-                        break
-    return SampleLog(Path(path), tuple(records), envelopes)
+            for key in ("resps", "filtered_resps"):
+                response = _first_string(sample.get(key))
+                if not with_envelopes and (response is None or '"prompt":' not in response):
+                    continue
+                envelope = decode_envelope(response)
+                if envelope is None:
+                    continue
+                if with_envelopes:
+                    envelopes[str(record["row_id"])] = envelope
+                facts = envelope.get("prompt")
+                if isinstance(facts, dict):
+                    prompts[(str(facts.get("date")), str(facts.get("preamble")))] += 1
+                break
+    return SampleLog(Path(path), tuple(records), envelopes, dict(prompts))
 
 
 # --- one task of one run ----------------------------------------------------------------------------------
@@ -235,6 +247,11 @@ class TaskResult:
     def envelopes(self) -> dict[str, dict[str, Any]]:
         """``row_id -> envelope`` (only when read with ``with_envelopes``)."""
         return {} if self.samples is None else self.samples.envelopes
+
+    @property
+    def prompts(self) -> dict[tuple[str, str], int]:
+        """``(template date, preamble) -> docs`` from the envelopes (empty for other wrappers)."""
+        return {} if self.samples is None else self.samples.prompts
 
     @property
     def task_config(self) -> dict[str, Any]:

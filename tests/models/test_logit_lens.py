@@ -26,6 +26,7 @@ from modality_conflict.dataset_builder.constants import COLORS
 from modality_conflict.models.logit_lens import (
     LastPositionRecorder,
     UnsupportedModelError,
+    calibrate_lens,
     find_lens_modules,
     lens_logits,
     lens_records,
@@ -241,3 +242,18 @@ def test_unknown_architecture_error_names_the_class() -> None:
         find_lens_modules(MysteryVLM())
     with pytest.raises(UnsupportedModelError, match="HeadlessVLM.*LM head"):
         find_lens_modules(HeadlessVLM())
+
+
+def test_calibration_keeps_the_transform_the_model_applies_or_refuses(tiny_qwen2_vl_dir: Path) -> None:
+    processor, model = _load(tiny_qwen2_vl_dir)
+    inputs = _batch(processor)
+    modules = find_lens_modules(model)
+    with torch.no_grad(), LastPositionRecorder(modules) as recorder:
+        real = model(**inputs).logits[:, -1].float()
+    last = recorder.recorded()[1][-1]
+    # A configured scale that the model does not apply is dropped; one it does apply is kept.
+    scaled = type(modules)(modules.final_norm, modules.lm_head, modules.decoder_layers, logit_scale=0.5)
+    assert calibrate_lens(scaled, last, real).logit_scale is None
+    assert calibrate_lens(scaled, last, real * 0.5).logit_scale == 0.5
+    with pytest.raises(UnsupportedModelError, match="does not reproduce its logits.*lens=False"):
+        calibrate_lens(modules, last, real + 1.0, model_name="Shifted")
