@@ -52,7 +52,7 @@ from typing import Any
 
 import bench_common
 
-from modality_conflict.mc_tasks.names import GROUP
+from modality_conflict.mc_tasks.names import GROUP, RECORD_KEY
 
 CHILD_STARTED = time.perf_counter()
 TASK = GROUP
@@ -205,7 +205,7 @@ def _direct_timings(data_dir: Path, samples_path: Path) -> dict[str, Any]:
             response = sample["filtered_resps"]
             responses[int(sample["doc_id"])] = response[0] if isinstance(response, list) else response
     started = time.perf_counter()
-    records = [task_logic.process_results(docs[i], [responses[i]])["report"] for i in sorted(responses)]
+    records = [task_logic.process_results(docs[i], [responses[i]])[RECORD_KEY] for i in sorted(responses)]
     process_seconds = time.perf_counter() - started
     started = time.perf_counter()
     report = task_records.summarize_records(records)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import logging
 import math
 import threading
 from collections import Counter
@@ -30,6 +31,9 @@ from modality_conflict.metrics.answers import OTHER, normalize_answer
 from modality_conflict.metrics.entropy import answer_set_entropy, sampled_answer_entropy
 from modality_conflict.models.envelope import decode_envelope
 
+logger = logging.getLogger("modality_conflict")
+
+RAW_RESPONSE_CHARS = 200  # a record keeps this much of the response; the answer is read from it
 REPORT_SEED = 20251104  # fixed so that the bootstrap interval in a results file can be recomputed exactly
 N_RESAMPLES = 2000
 
@@ -155,19 +159,66 @@ def make_record(
                 answer_scores = [float(logprobs[candidate]) for candidate in answers]
         else:
             raw, entropy, estimator = str(results[0]), None, "none"
-        answer = normalize_answer(raw, answers, synonyms=COLOR_SYNONYMS)
+        # Read from the part the record keeps, so that anyone can check the answer against it.
+        answer = normalize_answer(raw[:RAW_RESPONSE_CHARS], answers, synonyms=COLOR_SYNONYMS)
     else:
         raise ValueError(f"unknown mode {mode!r}; expected 'generate', 'loglik' or 'sampled'")
     if entropy is not None and not math.isfinite(float(entropy)):
         raise ValueError(f"row {record['row_id']!r}: entropy {entropy!r} is not finite")
     record.update(
-        raw_response=raw[:200],
+        raw_response=raw[:RAW_RESPONSE_CHARS],
         answer=answer,
         entropy=None if entropy is None else float(entropy),
         entropy_estimator=str(estimator),
         answer_scores=answer_scores,
     )
     return record
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+# What each field of a record must hold (the record contract; the answers' vocabulary is the dataset's).
+RECORD_FIELD_CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "row_id": ("a string", lambda v: isinstance(v, str) and bool(v)),
+    "condition": (f"one of {list(CONDITIONS)}", lambda v: v in CONDITIONS),
+    "control": (f"one of {list(CONTROLS)}", lambda v: v in CONTROLS),
+    "group_id": ("an integer", _is_int),
+    "item_id": ("a string", lambda v: isinstance(v, str)),
+    "vision_key": ("a string", lambda v: isinstance(v, str)),
+    "text_key": ("a string", lambda v: isinstance(v, str)),
+    "visual_tier": ("an integer", _is_int),
+    "text_tier": ("an integer", _is_int),
+    "vision_answer": ("a string", lambda v: isinstance(v, str)),
+    "text_answer": ("a string", lambda v: isinstance(v, str)),
+    "answer": ("a string", lambda v: isinstance(v, str)),
+    "raw_response": ("a string", lambda v: isinstance(v, str)),
+    "entropy": ("a finite number or null", lambda v: v is None or _is_number(v)),
+    "entropy_estimator": ("a string", lambda v: isinstance(v, str)),
+    "answer_scores": (
+        "null or a list of finite numbers",
+        lambda v: v is None or (isinstance(v, list) and all(_is_number(x) for x in v)),
+    ),
+}
+
+
+def record_problem(record: object) -> str | None:
+    """What is wrong with a per-doc record, naming the field (None when it follows the record contract)."""
+    if not isinstance(record, Mapping):
+        return "the record is not a JSON object"
+    for name, (expected, check) in RECORD_FIELD_CHECKS.items():
+        if name not in record:
+            return f"field {name!r} is missing"
+        if not check(record[name]):
+            shown = json.dumps(record[name], default=str)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            return f"field {name!r} is {shown}, not {expected}"
+    return None
 
 
 # --- aggregation -----------------------------------------------------------------------------------------
@@ -237,7 +288,12 @@ def join_records(
         estimator=estimators[0],
         candidates=tuple(candidates),
     )
-    return items, {"n_incomplete_conflicts": missing, "entropy_estimator": estimators[0]}
+    bookkeeping = {
+        "n_conflict_rows": len(conflicts),
+        "n_incomplete_conflicts": missing,
+        "entropy_estimator": estimators[0],
+    }
+    return items, bookkeeping
 
 
 def summarize_records(
@@ -264,8 +320,24 @@ def summarize_records(
     return summary
 
 
+def incomplete_conflicts_warning(summary: Mapping[str, Any]) -> str | None:
+    """The warning for conflict rows that were left out because a unimodal row was missing, or None."""
+    missing = summary.get("n_incomplete_conflicts")
+    if isinstance(missing, bool) or not isinstance(missing, int) or missing <= 0:
+        return None
+    total = summary.get("n_conflict_rows")
+    of = f" of {total}" if isinstance(total, int) and not isinstance(total, bool) else ""
+    return (
+        f"{missing}{of} conflict rows were left out: their vision-only or text-only row is missing from "
+        "the run (a --limit run, or a dataset with rows removed); the numbers cover the complete items only"
+    )
+
+
 _cache_lock = threading.Lock()
 _summary_cache: dict[str, dict[str, Any]] = {}
+# The records last summarised, kept alive so that their ids cannot be reused: lmms-eval hands every
+# metric's aggregation the same record objects, and comparing ids is far cheaper than hashing them.
+_last_records: tuple[tuple[int, ...], list[Any], dict[str, Any]] | None = None
 
 
 def _fingerprint(records: Sequence[Mapping[str, Any]]) -> str:
@@ -276,10 +348,22 @@ def _fingerprint(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def cached_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """One summary per set of records: every metric's aggregation asks for it, the bootstrap runs once."""
-    key = _fingerprint(records)
+    """One summary per set of records: every metric's aggregation asks for it, the bootstrap runs once.
+
+    A new summary whose conflict rows were partly dropped logs :func:`incomplete_conflicts_warning` once.
+    """
+    global _last_records
+    identity = tuple(map(id, records))
     with _cache_lock:
+        if _last_records is not None and _last_records[0] == identity:
+            return _last_records[2]
+        key = _fingerprint(records)
         if key not in _summary_cache:
             _summary_cache.clear()
             _summary_cache[key] = summarize_records(records)
-        return _summary_cache[key]
+            warning = incomplete_conflicts_warning(_summary_cache[key])
+            if warning:
+                logger.warning("modality_conflict: %s", warning)
+        summary = _summary_cache[key]
+        _last_records = (identity, list(records), summary)
+        return summary

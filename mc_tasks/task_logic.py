@@ -14,7 +14,7 @@ from typing import Any
 from modality_conflict.dataset_builder.constants import COLORS, CONDITIONS, CONTROLS
 from modality_conflict.dataset_builder.prompts import label_name as _label
 from modality_conflict.dataset_builder.prompts import prompt_for
-from modality_conflict.mc_tasks.names import METRIC_NAMES, SUMMARY_METRIC
+from modality_conflict.mc_tasks.names import METRIC_NAMES
 from modality_conflict.mc_tasks.records import answer_set, cached_summary, make_record
 
 QUICK_GROUPS = 4
@@ -109,14 +109,18 @@ def process_results_sampled(doc: Mapping[str, Any], results: Sequence[object]) -
 
 
 def metric_aggregation(name: str) -> Callable[[Sequence[Mapping[str, Any]]], Any]:
-    """The lmms-eval aggregation of metric ``name``: its value in the (cached) summary of the records."""
+    """The lmms-eval aggregation of metric ``name``: its value in the (cached) summary of the records.
+
+    The whole summary is not a metric (lmms-eval would print it as one table cell); the run's report
+    file holds it (:mod:`modality_conflict.mc_tasks.report_file`).
+    """
 
     def aggregation(records: Sequence[Mapping[str, Any]]) -> Any:
-        summary = cached_summary(records)
-        return summary if name == SUMMARY_METRIC else summary.get(name)
+        return cached_summary(records).get(name)
 
     aggregation.__name__ = f"aggregate_{name}"
     aggregation.__doc__ = f"lmms-eval aggregation: ``{name}`` from the joined conflict summary."
+    aggregation.modality_conflict_metric = name  # type: ignore[attr-defined]  # how the report hook knows it
     return aggregation
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS
 from modality_conflict.mc_tasks.evaluate import RunOutputs, find_run_outputs
+from modality_conflict.mc_tasks.names import RECORD_KEY
 from modality_conflict.metrics.answers import normalize_answer
 from modality_conflict.models.envelope import decode_envelope
 
@@ -57,7 +58,7 @@ def assert_sampled_entropy_is_that_of_the_logged_answers(
     rows = samples(outputs, task)
     assert len(rows) == n_docs
     for sample in rows:
-        record = sample["report"]
+        record = sample[RECORD_KEY]
         answers = []
         for response in logged_responses(sample):
             envelope = decode_envelope(response)

@@ -31,6 +31,7 @@ from lmms_eval_runs import (
 )
 
 from modality_conflict.mc_tasks.evaluate import EvaluationFailedError, RunOutputs, find_run_outputs
+from modality_conflict.mc_tasks.names import RECORD_KEY
 from modality_conflict.mc_tasks.results import ResultsFile
 from modality_conflict.models.envelope import decode_envelope
 
@@ -132,7 +133,7 @@ def test_modality_conflict_hf_runs_the_family_through_the_cli(family: str, cli_r
     assert len(rows) == int(LIMIT)
     for sample in rows:
         (response,) = _envelope_responses(sample)
-        record = sample["report"]
+        record = sample[RECORD_KEY]
         assert record["entropy_estimator"] == "full_vocab" and math.isfinite(record["entropy"])
         assert response["prompt"]["date"] == "2025-01-01"
         if family == "mllama":
@@ -200,4 +201,5 @@ def test_other_tasks_in_the_same_command_get_plain_text(
     assert len(benchmark) == int(LIMIT)
     for sample in benchmark:
         (envelope,) = _envelope_responses(sample)
-        assert envelope["estimator"] == "full_vocab" and sample["report"]["entropy_estimator"] == "full_vocab"
+        assert envelope["estimator"] == "full_vocab"
+        assert sample[RECORD_KEY]["entropy_estimator"] == "full_vocab"

@@ -36,6 +36,7 @@ from conformance import (
 
 from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS
 from modality_conflict.mc_tasks import task_logic
+from modality_conflict.mc_tasks.names import RECORD_KEY
 from modality_conflict.metrics.answers import normalize_answer
 from modality_conflict.models.envelope import decode_envelope
 from modality_conflict.models.hf_model import ModalityConflictHF
@@ -129,7 +130,7 @@ def test_entropy_is_the_logits_own_and_the_task_parses_the_envelope(observed: Ob
         assert envelope is not None and envelope["estimator"] == "full_vocab"
         assert math.isfinite(envelope["entropy"])
         assert envelope["entropy"] == pytest.approx(entropy_nats(prefill.logits[0]), abs=1e-9)
-        record = task_logic.process_results(doc, [response])["report"]
+        record = task_logic.process_results(doc, [response])[RECORD_KEY]
         assert record["answer"] == normalize_answer(envelope["text"], COLORS, synonyms=COLOR_SYNONYMS)
         assert record["entropy"] == envelope["entropy"] and record["entropy_estimator"] == "full_vocab"
         assert record["answer_scores"] == [envelope["answer_logprobs"][c] for c in COLORS]
