@@ -131,7 +131,7 @@ class ResolvedData:
         }
 
     def describe(self) -> str:
-        """One line, e.g. ``built (canonical, fingerprint bfcfece7300a) in /root/.cache/...``."""
+        """One line, e.g. ``built (canonical, fingerprint bfcfece73000) in /root/.cache/...``."""
         kind = "canonical" if self.canonical else "not the pinned dataset"
         origin = f", Hub commit {self.revision[:12]}" if self.revision else ""
         return f"{self.source} ({kind}, fingerprint {self.fingerprint[:12]}{origin}) in {self.path}"
