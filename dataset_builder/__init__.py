@@ -6,6 +6,7 @@ worker processes do not import ``datasets``):
 - :func:`build_dataset` - render the set into a Hub-style folder;
 - :func:`validate_dataset` - check such a folder;
 - :func:`push_dataset` - upload it to the Hub in one commit;
+- :data:`CANONICAL` - the pinned dataset the tasks read; :func:`resolve_data` - find, fetch or build it;
 - :func:`prompt_for` - prompt of one condition;
 - :data:`FEATURES` - the explicit ``datasets.Features``.
 """
@@ -26,6 +27,11 @@ _EXPORTS = {
     "row_prompt": "modality_conflict.dataset_builder.prompts",
     "item_prompts": "modality_conflict.dataset_builder.prompts",
     "FEATURES": "modality_conflict.dataset_builder.features",
+    "CANONICAL": "modality_conflict.dataset_builder.canonical",
+    "DatasetSpec": "modality_conflict.dataset_builder.canonical",
+    "resolve_data": "modality_conflict.dataset_builder.resolve",
+    "ensure_dataset": "modality_conflict.dataset_builder.resolve",
+    "ResolvedData": "modality_conflict.dataset_builder.resolve",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -8,8 +8,12 @@ that is renamed into place at the end, so an interrupted build never leaves a fo
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import os
+import re
+import signal
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -21,9 +25,10 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
+from modality_conflict.dataset_builder.atomic import os_error_text
 from modality_conflict.dataset_builder.constants import CONDITIONS, CONTROLS, GROUPS_PER_SHARD, SPLIT
 from modality_conflict.dataset_builder.errors import BuildError
-from modality_conflict.dataset_builder.folder import CARD_NAME, MANIFEST_NAME, DatasetFolder
+from modality_conflict.dataset_builder.folder import CARD_NAME, DATA_DIR, MANIFEST_NAME, DatasetFolder
 from modality_conflict.dataset_builder.specs import (
     DEFAULT_DATASET,
     DatasetKind,
@@ -41,6 +46,13 @@ from modality_conflict.dataset_builder.writer import (
 
 #: Largest accepted group count (group ids are formatted with four digits).
 MAX_GROUPS = 10_000
+
+#: The files a build writes; anything else in an output folder belongs to someone else.
+_OWNED_FILE = re.compile(
+    rf"^(?:{re.escape(CARD_NAME)}|{re.escape(MANIFEST_NAME)}|{DATA_DIR}/{SPLIT}-\d{{5}}-of-\d{{5}}\.parquet)$"
+)
+_PR_SET_PDEATHSIG = 1
+_PARENT_POLL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -127,12 +139,70 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _stop_progress_monitors() -> None:
+    """End tqdm's monitor threads (idle helpers that a later bar restarts), so that fork stays possible.
+
+    Inside lmms-eval the model's loading bars leave one running; spawned workers would instead
+    re-import the whole evaluation harness each.
+    """
+    monitor_class = getattr(sys.modules.get("tqdm._monitor"), "TMonitor", None)
+    if monitor_class is None:
+        return
+    for thread in threading.enumerate():
+        if isinstance(thread, monitor_class):
+            thread.exit()
+
+
 def _mp_context() -> BaseContext:
     # Fork starts workers fastest and works for scripts read from stdin; it is unsafe once the parent
-    # runs other threads (HTTP clients, progress monitors), and then "spawn" starts them clean instead.
+    # runs other threads (HTTP clients), and then "spawn" starts them clean instead.
+    _stop_progress_monitors()
     if "fork" in get_all_start_methods() and threading.active_count() == 1:
         return get_context("fork")
     return get_context("spawn")
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while True:
+        time.sleep(_PARENT_POLL_S)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker as soon as the building process is gone.
+
+    A parent killed by SIGKILL (or by SIGTERM before it can clean up) runs no shutdown code, and its pool
+    workers would otherwise live on, holding memory and the caller's stdout. Linux delivers SIGKILL to
+    the worker when its parent dies (``PR_SET_PDEATHSIG``); elsewhere a thread polls the parent's pid.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Generator[None, None, None]:
+    """Handle SIGTERM like Ctrl-C while building, so the temporary folder and the workers are cleaned up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, None):  # someone else already decides what SIGTERM does
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _iter_groups(
@@ -146,7 +216,12 @@ def _iter_groups(
     # A bounded window of submitted groups keeps memory flat when rendering outpaces writing.
     window = 2 * workers + 2
     todo = iter(groups)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context()) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=_mp_context(),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
         pending: deque[Future[list[dict[str, Any]]]] = deque()
         for g in todo:
             pending.append(pool.submit(group_rows, seed, g))
@@ -189,11 +264,29 @@ def build_arguments(groups: int, seed: int) -> dict[str, int]:
     return {"groups": int(groups), "seed": int(seed)}
 
 
+def foreign_files(out: Path) -> list[str]:
+    """Entries of ``out`` that a build does not write (a user's notes, other data): never deleted."""
+    found = []
+    for path in sorted(Path(out).rglob("*")):
+        name = path.relative_to(out).as_posix()
+        if path.is_dir() and not path.is_symlink():
+            if name != DATA_DIR and not any(path.iterdir()):
+                found.append(name + "/")
+        elif not _OWNED_FILE.match(name):
+            found.append(name)
+    return found
+
+
 def _existing_build(
     spec: DatasetKind, out: Path, groups: int, seed: int, overwrite: bool
 ) -> dict[str, Any] | None:
     """Decide what to do with an existing ``out``: the manifest of a verified identical build, or None
-    to (re)build. Raises when ``out`` must not be replaced."""
+    to (re)build. Raises when ``out`` must not be replaced.
+
+    Only files the builder writes are ever replaced: a folder holding anything else is refused, with
+    or without ``overwrite``; a build whose files changed since (an edited card, a damaged shard) is
+    rebuilt only with ``overwrite``.
+    """
     if not out.exists():
         return None
     if not out.is_dir():
@@ -212,17 +305,31 @@ def _existing_build(
         and manifest.get("arguments") == build_arguments(groups, seed)
         and manifest.get("builder_version") == spec.builder_version
     )
-    if overwrite:
-        return None
-    if not same:
-        args = manifest.get("arguments", {})
+    if not overwrite:
+        if not same:
+            args = manifest.get("arguments", {})
+            raise BuildError(
+                f"{out} holds a build with other arguments (groups={args.get('groups')}, "
+                f"seed={args.get('seed')}, builder {manifest.get('builder_version')}, "
+                f"dataset {manifest.get('dataset')}); "
+                "pass --overwrite to replace it"
+            )
+        changed = folder.hash_mismatches()
+        if not changed:
+            return manifest
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
         raise BuildError(
-            f"{out} holds a build with other arguments (groups={args.get('groups')}, "
-            f"seed={args.get('seed')}, builder {manifest.get('builder_version')}, "
-            f"dataset {manifest.get('dataset')}); "
-            "pass --overwrite to replace it"
+            f"{out} holds this build but its files changed since ({changed[0]}{more}); "
+            "pass --overwrite to rebuild it"
         )
-    return manifest if not folder.hash_mismatches() else None
+    foreign = foreign_files(out)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise BuildError(
+            f"{out} holds files that `modality-conflict build` did not write ({shown}); "
+            "move them elsewhere before rebuilding, they would be lost"
+        )
+    return None
 
 
 def _software_versions() -> dict[str, str]:
@@ -279,6 +386,23 @@ def build_dataset(
     workers = default_workers() if workers is None else int(workers)
     _check_arguments(groups, seed, workers)
     out = Path(out).absolute()
+    try:
+        with _sigterm_as_interrupt():
+            return _build(spec, out, groups, seed, workers, overwrite, progress, started)
+    except OSError as error:
+        raise BuildError(f"{os_error_text(error, out)}; nothing was left behind") from None
+
+
+def _build(
+    spec: DatasetKind,
+    out: Path,
+    groups: int,
+    seed: int,
+    workers: int,
+    overwrite: bool,
+    progress: bool,
+    started: float,
+) -> BuildResult:
     per_group = spec.rows_per_group()
     text_rows = sum(len(spec.module("plan").control_tiers(c)[1]) for c in CONTROLS)
     images_per_group = per_group - text_rows

@@ -59,7 +59,18 @@ def run_push(args: argparse.Namespace) -> int:
     """Upload a dataset folder to the Hub in one commit (``modality-conflict push``)."""
     from modality_conflict.dataset_builder.push import push_dataset
 
-    result = push_dataset(args.folder, args.repo_id, revision=args.revision, private=args.private)
+    result = push_dataset(
+        args.folder,
+        args.repo_id,
+        revision=args.revision,
+        private=args.private,
+        update_pin=args.update_pin,
+    )
+    for path in result.pinned:
+        print(
+            f"pinned {result.repo_id}@{result.commit_sha} (fingerprint {result.fingerprint}) in {path}",
+            file=sys.stderr,
+        )
     if result.deleted:
         print(f"removed stale files: {', '.join(result.deleted)}", file=sys.stderr)
     print(
@@ -151,7 +162,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
         parser = subparsers.add_parser(
             name,
             help="upload a built dataset folder to the Hugging Face Hub in one commit",
-            description="Validate DIR, then upload it as one commit; prints the commit sha on stdout.",
+            description="Validate DIR, check that it is the pinned dataset (its fingerprint), then upload "
+            "it as one commit; prints the commit sha on stdout.",
         )
         parser.add_argument("folder", metavar="DIR")
         parser.add_argument("--repo-id", required=True, metavar="USER/NAME", help="dataset repository")
@@ -159,6 +171,12 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
             "--revision", default=None, metavar="BRANCH", help="branch to commit to (default main)"
         )
         parser.add_argument("--private", action="store_true", help="create the repository as private")
+        parser.add_argument(
+            "--update-pin",
+            action="store_true",
+            help="publish a build other than the pinned one and pin the tasks to it "
+            "(rewrites dataset_builder/canonical.py and the task template; run in a source checkout)",
+        )
         parser.set_defaults(func=run_push)
     else:
         raise ValueError(f"unknown subcommand {name!r}; this module provides {COMMAND_NAMES}")

@@ -41,6 +41,18 @@ class DatasetValidationError(ModalityConflictError):
         super().__init__(message)
 
 
+class OutputWriteError(ModalityConflictError, RuntimeError):
+    """A file or folder could not be written (full disk, read-only file system, no permission).
+
+    Also a ``RuntimeError``: the command line reports a failed run (exit status 1), not bad input. Nothing
+    half-written is left behind by the writers that raise it.
+    """
+
+
+class DataResolutionError(ModalityConflictError, RuntimeError):
+    """The data of a task could not be found, fetched or built; the message says what to do."""
+
+
 class PushError(ModalityConflictError, RuntimeError):
     """Publishing a dataset folder to the Hugging Face Hub failed; no commit was made.
 

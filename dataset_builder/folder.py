@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Collection, Mapping, Sequence
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from modality_conflict.dataset_builder.errors import DatasetValidationError, ModalityConflictError
@@ -50,17 +50,62 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def confined_path(folder: Path, name: object) -> Path:
+    """The file ``name`` (a manifest's relative path) inside ``folder``, refusing any path that leaves it.
+
+    Absolute paths, ``..`` parts, backslashes and symbolic links that lead out of the folder are refused,
+    so a manifest can never make a reader open a file elsewhere.
+
+    Raises
+    ------
+    DatasetFolderError
+        Naming the path and why it is refused.
+    """
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
+        raise DatasetFolderError(f"{MANIFEST_NAME}: file name {name!r} is not a relative path")
+    relative = PurePosixPath(name)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise DatasetFolderError(f"{MANIFEST_NAME}: file name {name!r} points outside the dataset folder")
+    root = Path(folder).resolve()
+    path = root.joinpath(*relative.parts)
+    try:
+        inside = path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside:
+        raise DatasetFolderError(
+            f"{MANIFEST_NAME}: {name!r} is a link that leads outside the dataset folder {root}"
+        )
+    return path
+
+
 def hash_mismatches(folder: Path, manifest: Mapping[str, Any]) -> list[str]:
-    """Files listed in a manifest that are missing or whose sha256 differs (one message per bad file)."""
+    """Files listed in a manifest that are missing, of another size or of another sha256 (one line each).
+
+    Every path is confined to ``folder`` (:func:`confined_path`) and its size is compared with the
+    recorded one before it is read, so a manifest cannot make this read a file elsewhere or a huge one.
+    """
     problems = []
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         return [f"{MANIFEST_NAME}: no 'files' table"]
-    for name, entry in sorted(files.items()):
-        path = Path(folder) / name
+    for name, entry in sorted(files.items(), key=lambda item: str(item[0])):
+        try:
+            path = confined_path(folder, name)
+        except DatasetFolderError as error:
+            problems.append(str(error))
+            continue
         expected = entry.get("sha256") if isinstance(entry, dict) else None
+        size = entry.get("size") if isinstance(entry, dict) else None
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or not isinstance(expected, str):
+            problems.append(f"{name}: {MANIFEST_NAME} records no valid size and sha256 for it")
+            continue
         if not path.is_file():
             problems.append(f"{name}: listed in {MANIFEST_NAME} but missing")
+            continue
+        actual_size = path.stat().st_size
+        if actual_size != size:
+            problems.append(f"{name}: size {actual_size} bytes does not match {MANIFEST_NAME} ({size})")
             continue
         actual = sha256_file(path)
         if actual != expected:
@@ -109,6 +154,10 @@ def read_card_metadata(folder: Path) -> dict[str, Any]:
     path = Path(folder) / CARD_NAME
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DatasetValidationError(
+            f"{path}: the dataset card is not UTF-8 text (byte {error.start}: {error.reason})"
+        ) from None
     except OSError as error:
         raise DatasetValidationError(f"{CARD_NAME}: cannot read the dataset card ({error})") from error
     if not text.startswith("---\n"):
@@ -182,8 +231,14 @@ class DatasetFolder:
         return data_files(self.path)
 
     def manifest_data_files(self) -> list[str]:
-        """The parquet files the manifest lists, sorted."""
-        return sorted(name for name in self.require_manifest()["files"] if name.endswith(".parquet"))
+        """The parquet files the manifest lists, sorted (each confined to the folder)."""
+        files = self.require_manifest().get("files")
+        if not isinstance(files, dict):
+            raise DatasetFolderError(f"{self.path / MANIFEST_NAME}: no 'files' table")
+        names = sorted(name for name in files if isinstance(name, str) and name.endswith(".parquet"))
+        for name in names:
+            confined_path(self.path, name)
+        return names
 
     def hash_mismatches(self) -> list[str]:
         """Files of the manifest that are missing or changed (empty when every hash verifies)."""
@@ -229,8 +284,9 @@ class DatasetFolder:
 
         tables = []
         for name in self.data_files() if files is None else files:
+            path = confined_path(self.path, name)
             try:
-                table = pq.read_table(self.path / name, columns=list(columns) if columns else None)
+                table = pq.read_table(path, columns=list(columns) if columns else None)
             except Exception as error:  # noqa: BLE001 - any arrow error means an unreadable shard
                 raise DatasetFolderError(
                     f"{self.path / name}: cannot read the dataset shard ({error})"

@@ -1,9 +1,10 @@
 """Publish a built dataset folder to the Hugging Face Hub in a single commit.
 
-The folder is validated first. All files (shards, dataset card, manifest) go into one ``create_commit``
-call, together with deletions of shards left by an earlier push that the new build no longer has, so a
-revision of the repository always holds exactly one complete build: a failure before the commit leaves
-the repository as it was.
+The folder is validated first, and its content fingerprint must be the one the tasks pin
+(:mod:`modality_conflict.dataset_builder.canonical`) unless the push is meant to change the pin. All
+files (shards, dataset card, manifest) go into one ``create_commit`` call, together with deletions of
+shards left by an earlier push that the new build no longer has, so a revision of the repository always
+holds exactly one complete build: a failure before the commit leaves the repository as it was.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from modality_conflict.dataset_builder import canonical
 from modality_conflict.dataset_builder.errors import ModalityConflictError, PushError
 from modality_conflict.dataset_builder.folder import CARD_NAME, DATA_DIR, MANIFEST_NAME, DatasetFolder
 from modality_conflict.dataset_builder.validate import validate_dataset
@@ -24,6 +26,10 @@ LOGIN_HINT = (
 
 class PushAuthError(ModalityConflictError):
     """No credentials to publish with."""
+
+
+class PinMismatchError(ModalityConflictError):
+    """The folder is not the dataset the tasks pin, and the push was not meant to change the pin."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,10 @@ class PushResult:
         Paths uploaded.
     deleted
         Stale paths removed in the same commit.
+    fingerprint
+        The published build's content fingerprint.
+    pinned
+        Files whose pin was rewritten (with ``update_pin``).
     """
 
     repo_id: str
@@ -52,6 +62,8 @@ class PushResult:
     commit_url: str
     files: tuple[str, ...]
     deleted: tuple[str, ...]
+    fingerprint: str = ""
+    pinned: tuple[str, ...] = ()
 
 
 def _check_repo_id(repo_id: str) -> None:
@@ -68,6 +80,7 @@ def push_dataset(
     private: bool = False,
     token: str | None = None,
     commit_message: str | None = None,
+    update_pin: bool = False,
 ) -> PushResult:
     """Validate ``folder`` and upload it to the dataset repository ``repo_id`` as one commit.
 
@@ -85,6 +98,10 @@ def push_dataset(
         Hub token; default: the ``HF_TOKEN`` variable or the token saved by ``hf auth login``.
     commit_message
         First line of the commit; default names the build arguments.
+    update_pin
+        Publish a build whose fingerprint differs from the pin, then pin the tasks to the new commit
+        and fingerprint (rewrites :mod:`~modality_conflict.dataset_builder.canonical` and the task
+        template; run in a source checkout). Without it such a folder is refused.
 
     Returns
     -------
@@ -94,6 +111,8 @@ def push_dataset(
     ------
     DatasetValidationError
         The folder is not a valid build (nothing is uploaded).
+    PinMismatchError
+        The folder's fingerprint is not the pinned one and ``update_pin`` is False (nothing is uploaded).
     PushAuthError
         No token is available.
     PushError
@@ -107,6 +126,15 @@ def push_dataset(
     validate_dataset(root)
     folder = DatasetFolder(root)
     manifest = folder.manifest or {}
+    fingerprint = folder.fingerprint or ""
+    pinned = canonical.CANONICAL
+    if fingerprint != pinned.fingerprint and not update_pin:
+        raise PinMismatchError(
+            f"{root} has fingerprint {fingerprint}, but the tasks pin {pinned.fingerprint} "
+            f"({pinned.describe()}): published, it would not be the data the tasks read; rebuild with "
+            f"`modality-conflict build --preset {pinned.preset} --seed {pinned.seed}`, or pass "
+            "--update-pin to publish it and pin the tasks to it"
+        )
     token = token or get_token()
     if not token:
         raise PushAuthError(LOGIN_HINT)
@@ -152,6 +180,14 @@ def push_dataset(
                 f"could not reach the Hub to upload {repo_id}@{branch}; no commit was made: {error}"
             ) from error
         raise
+    rewritten: list[Path] = []
+    if update_pin:
+        rewritten = canonical.write_pin(
+            repo_id=repo_id,
+            revision=str(info.oid),
+            fingerprint=fingerprint,
+            software=manifest.get("software") if isinstance(manifest.get("software"), dict) else None,
+        )
     return PushResult(
         repo_id=repo_id,
         revision=branch,
@@ -159,4 +195,6 @@ def push_dataset(
         commit_url=str(info.commit_url),
         files=files,
         deleted=stale,
+        fingerprint=fingerprint,
+        pinned=tuple(str(p) for p in rewritten),
     )

@@ -33,7 +33,14 @@ from modality_conflict.dataset_builder.constants import (
     VISUAL_TIERS,
 )
 from modality_conflict.dataset_builder.errors import DatasetValidationError
-from modality_conflict.dataset_builder.folder import CARD_NAME, DATA_DIR, MANIFEST_NAME, DatasetFolder
+from modality_conflict.dataset_builder.folder import (
+    CARD_NAME,
+    DATA_DIR,
+    MANIFEST_NAME,
+    DatasetFolder,
+    DatasetFolderError,
+    confined_path,
+)
 from modality_conflict.dataset_builder.plan import expected_row_ids, item_id, text_key, vision_key
 from modality_conflict.dataset_builder.specs import COLOR, DATASETS, kind_of_manifest
 from modality_conflict.dataset_builder.texts import INTERMEDIARY_OBJECTS, WORLD_OBJECTS
@@ -481,9 +488,12 @@ def validate_dataset(
         problems.add(f"{DATA_DIR}/: no parquet files")
     checker = spec.module("validate").make_row_checker(problems, check_images)
     for name in files:
-        path = root / name
         try:
+            path = confined_path(root, name)
             schema = pq.read_schema(path)
+        except DatasetFolderError as error:
+            problems.add(str(error))
+            continue
         except (OSError, pa.ArrowException) as error:
             problems.add(f"{name}: cannot be read as parquet ({error})")
             continue

@@ -67,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Failures of a run (lmms-eval left no results, the Hub refused a push): exit 1, not a traceback.
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:
+        # A full disk or a read-only file system met outside the writers that already name it.
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except Exception as error:  # noqa: BLE001 - library errors with a message are still bad input
         from modality_conflict.dataset_builder.errors import ModalityConflictError
 

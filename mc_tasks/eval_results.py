@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from modality_conflict.dataset_builder.atomic import ensure_folder, write_text_atomic
 from modality_conflict.mc_tasks.names import MAIN_TASK
 from modality_conflict.mc_tasks.results import TaskSummary
 from modality_conflict.mc_tasks.submission import LOCAL_DATASET, verify_file
@@ -151,23 +152,23 @@ def write_eval_results(
     if not entries:
         raise ValueError("the submission reports none of the headline metrics: " + "; ".join(skipped))
     out = Path(out)
-    (out / ".eval_results").mkdir(parents=True, exist_ok=True)
+    ensure_folder(out / ".eval_results")
     header = (
         "# Benchmark definition for the Hugging Face Hub (https://huggingface.co/docs/hub/eval-results).\n"
         "# `lmms-eval` must be on the Hub's list of evaluation frameworks before the Hub accepts this file.\n"
     )
     eval_path = out / "eval.yaml"
-    eval_path.write_text(
+    write_text_atomic(
+        eval_path,
         header
         + yaml.safe_dump(eval_yaml(dataset_id, task, split=submission["dataset"]["split"]), sort_keys=False),
-        encoding="utf-8",
     )
     name = dataset_id.split("/")[-1] + ("" if task == MAIN_TASK else f"_{task}")
     result_path = out / ".eval_results" / f"{name}.yaml"
-    result_path.write_text(
+    write_text_atomic(
+        result_path,
         f"# {submission['model']['id']} on {dataset_id}, "
         "from a submission verified by `modality-conflict verify`.\n"
         + yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False),
-        encoding="utf-8",
     )
     return eval_path, result_path, skipped

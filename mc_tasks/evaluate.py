@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modality_conflict.dataset_builder.canonical import USED_KEY as DATASET_USED_KEY
 from modality_conflict.mc_tasks.formatting import number_text
 from modality_conflict.mc_tasks.names import GROUP_TASKS, REQUIRED_METRICS
-from modality_conflict.mc_tasks.results import ResultsFile, newest_results_file
+from modality_conflict.mc_tasks.results import ResultsFile, TaskResult, newest_results_file, read_task_results
 
 ACCURACY_ROWS = (("vision-only", "vision_accuracy_by_tier"), ("text-only", "text_accuracy_by_tier"))
 
@@ -24,11 +25,18 @@ class EvaluationFailedError(RuntimeError):
 
 @dataclass(frozen=True)
 class RunOutputs:
-    """Files one lmms-eval run wrote."""
+    """Files one lmms-eval run wrote, and its task results as the results view reads them."""
 
     results_json: Path
     samples: dict[str, Path]
     results: dict[str, Any]
+    report_json: Path | None = None
+    runs: tuple[TaskResult, ...] = ()
+
+    @property
+    def warnings(self) -> list[str]:
+        """Every task result's warnings (see :attr:`TaskResult.warnings`)."""
+        return [warning for run in self.runs for warning in run.warnings]
 
 
 def find_run_outputs(output_dir: Path, tasks: list[str], *, since: float = 0.0) -> RunOutputs:
@@ -37,8 +45,8 @@ def find_run_outputs(output_dir: Path, tasks: list[str], *, since: float = 0.0) 
     Raises
     ------
     EvaluationFailedError
-        When no results file exists, a task is missing, a required metric is absent, or a task's report
-        says it could not be computed.
+        When no results file exists, a task is missing, a required metric is absent, a task's report file
+        entry is missing, or a task's report says it could not be computed.
     """
     results_json = newest_results_file(Path(output_dir), since=since)
     if results_json is None:
@@ -54,17 +62,52 @@ def find_run_outputs(output_dir: Path, tasks: list[str], *, since: float = 0.0) 
         if missing:
             raise EvaluationFailedError(f"{results_json}: task {task!r} lacks metrics {missing}")
         summary = results.summary(task)
-        if summary is not None and summary.get("status") == "undefined":
+        if summary is None:
+            raise EvaluationFailedError(
+                f"{results_json}: no report of task {task!r} in {results.report_path.name} (was the run "
+                "made with this package installed?)"
+            )
+        if summary.get("status") == "undefined":
             raise EvaluationFailedError(f"task {task!r}: {summary.reason}")
         log = results.samples_path(task)
         if log is not None:
             samples[task] = log
-    return RunOutputs(results_json=results_json, samples=samples, results=results.data)
+    runs = tuple(read_task_results([results_json], tasks=expected))
+    return RunOutputs(
+        results_json=results_json,
+        samples=samples,
+        results=results.data,
+        report_json=results.report_path if results.reports else None,
+        runs=runs,
+    )
 
 
-def format_summary(results: ResultsFile | dict[str, Any]) -> str:
-    """A short plain-text table of the headline metrics of every modality_conflict task."""
+def dataset_lines(results: ResultsFile | dict[str, Any]) -> list[str]:
+    """One line per task saying which data it read (the ``dataset_used`` record of its config)."""
     if not isinstance(results, ResultsFile):
+        results = ResultsFile(Path("results.json"), results)
+    lines = []
+    for task in results.task_names:
+        used = results.task_config(task).get("metadata")
+        used = used.get(DATASET_USED_KEY) if isinstance(used, dict) else None
+        if not isinstance(used, dict):
+            continue
+        kind = "the pinned dataset" if used.get("canonical") else "NOT the pinned dataset"
+        origin = f", Hub commit {used['revision']}" if used.get("revision") else ""
+        lines.append(
+            f"data ({task}): {used.get('source')} - {kind}, fingerprint {used.get('fingerprint')}"
+            f"{origin}, {used.get('path')}"
+        )
+    return lines
+
+
+def format_summary(results: ResultsFile | dict[str, Any] | RunOutputs) -> str:
+    """A short plain-text table of the headline metrics of every modality_conflict task, with warnings."""
+    warnings: list[str] = []
+    if isinstance(results, RunOutputs):
+        warnings = results.warnings
+        results = ResultsFile.read(results.results_json)
+    elif not isinstance(results, ResultsFile):
         results = ResultsFile(Path("results.json"), results)
 
     def cell(value: Any, width: int = 7) -> str:
@@ -77,10 +120,9 @@ def format_summary(results: ResultsFile | dict[str, Any]) -> str:
 
     def row(name: str, summary: Any) -> str:
         point = summary.balance_point
+        balance_text = point.text()
         if point.defined and point.has_interval:
-            balance_text = f"{point.estimate:+.3f} [{point.ci_low:+.3f}, {point.ci_high:+.3f}]"
-        else:
-            balance_text = str(summary.get("balance_point_status", "undefined"))
+            balance_text += f" [{point.ci_low:+.3f}, {point.ci_high:+.3f}]"
         return (
             f"{name:32} {cell(summary.get('tfr'))} {cell(summary.get('vfr'))} "
             f"{cell(summary.get('other_rate'))} {cell(summary.get('mean_dh'), 8)} {balance_text:>26} "
@@ -99,6 +141,15 @@ def format_summary(results: ResultsFile | dict[str, Any]) -> str:
         )
         if summary.get("balance_point_reason"):
             lines.append(f"{'':32} balance point: {summary.get('balance_point_reason')}")
+        for warning in summary.get("warnings") or ():
+            lines.append(f"{'':32} warning: {warning}")
+        if summary.n_incomplete_conflicts:
+            total = summary.get("n_conflict_rows")
+            lines.append(
+                f"{'':32} incomplete conflicts: {summary.n_incomplete_conflicts}"
+                + (f" of {total} conflict rows" if total is not None else " conflict rows")
+                + " left out (a unimodal row is missing)"
+            )
         for label, key in ACCURACY_ROWS:
             by_tier = summary.accuracy_by_tier(key)
             if by_tier:
@@ -107,4 +158,5 @@ def format_summary(results: ResultsFile | dict[str, Any]) -> str:
                     for tier, value in by_tier.items()
                 )
                 lines.append(f"{'':32} {label} accuracy by tier: {cells}")
+    lines.extend(f"warning: {warning}" for warning in warnings)
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from modality_conflict.dataset_builder.atomic import atomic_file
 from modality_conflict.mc_tasks.results import TaskResult, finite_number
 
 
@@ -55,7 +56,8 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _save(figure: Any, path: Path) -> Path:
-    figure.savefig(path, format="png")
+    with atomic_file(path) as tmp:
+        figure.savefig(tmp, format="png")
     return path
 
 
@@ -118,9 +120,14 @@ def plot_following_curve(runs: Sequence[TaskResult], path: Path) -> Path:
                     lw=2,
                 )
             axes.plot([estimate], [0.5], marker="D", ms=9, color=colour, mec="black", zorder=5)
-        if estimate is None and point.bound is not None:
+        if estimate is None and point.censored:
             arrow = "<" if point.status == "censored_below" else ">"
             axes.plot([point.bound], [0.5], marker=arrow, ms=12, color=colour, mec="black", zorder=5)
+        if estimate is None and point.bracket is not None:
+            # Separated data: the crossing lies somewhere in the gap, drawn as a bar at 0.5.
+            low, high = point.bracket
+            axes.plot([low, high], [0.5, 0.5], color=colour, lw=4, solid_capstyle="butt", zorder=5)
+            axes.plot([low, high], [0.5, 0.5], ls="none", marker="|", ms=14, color="black", zorder=6)
     axes.set_xlabel(
         f"{DH_LABEL}\n\u2190 more confident in the text          more confident in the image \u2192"
     )

@@ -7,9 +7,13 @@
 from __future__ import annotations
 
 import html
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from modality_conflict.dataset_builder.atomic import ensure_folder
 from modality_conflict.mc_tasks.figures import plot_entropy_by_tier, plot_following_curve, plot_tfr_heatmap
 from modality_conflict.mc_tasks.formatting import interval_text, number_text
 from modality_conflict.mc_tasks.results import TaskResult, TaskSummary
@@ -18,9 +22,9 @@ from modality_conflict.mc_tasks.results import TaskResult, TaskSummary
 def summary_rows(summary: TaskSummary) -> list[tuple[str, str, str]]:
     """(quantity, value, 95% interval) rows of a run's table."""
     point = summary.balance_point
-    balance = number_text(point.estimate, signed=True)
-    if point.status != "ok":
-        balance = point.status + (f" (bound {point.bound:+.3f})" if point.bound is not None else "")
+    balance = point.text()
+    if point.bounded:
+        balance += f" ({point.status})"
     rows = [
         (
             "balance point",
@@ -51,6 +55,12 @@ def summary_rows(summary: TaskSummary) -> list[tuple[str, str, str]]:
             interval_text(*summary.ci("law_slope"), signed=True),
         ),
         ("conflicts", str(summary.get("n_conflicts", "n/a")), ""),
+        (
+            "conflict rows left out (a vision-only or text-only row is missing)",
+            str(summary.n_incomplete_conflicts)
+            + (f" of {summary.get('n_conflict_rows')}" if summary.get("n_conflict_rows") is not None else ""),
+            "",
+        ),
         ("entropy estimator", str(summary.get("entropy_estimator", "n/a")), ""),
     ]
     for control, entry in sorted(summary.controls.items()):
@@ -107,6 +117,7 @@ def render_html(runs: Sequence[TaskResult], images: Mapping[str, str]) -> str:
         "table{border-collapse:collapse;margin:0.5em 0}"
         "td,th{border:1px solid #bbb;padding:0.25em 0.6em}td.n{text-align:right}th{background:#eee}"
         ".pref{font-size:1.2em;font-weight:bold}.vision{color:#1f5fa8}.text{color:#b22222}"
+        ".warn{background:#fff3cd;border:1px solid #e0c36b;padding:0.3em 0.6em}"
         "img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}</style></head><body>",
         "<h1>modality-conflict report</h1>",
         "<p>Each model answered a question (a colour; or an object's shape or material) from the image "
@@ -141,6 +152,12 @@ def render_html(runs: Sequence[TaskResult], images: Mapping[str, str]) -> str:
             + (f", {len(run.records)} per-doc records" if run.records else ", no per-sample log")
             + "</p>"
         )
+        for (date, preamble), count in sorted(run.prompts.items(), key=lambda item: -item[1]):
+            parts.append(
+                f"<p>{count} prompts rendered on the template date {e(date)}; before the question the chat "
+                f"template wrote:</p><pre>{e(preamble)}</pre>"
+            )
+        parts.extend(f'<p class="warn">warning: {e(warning)}</p>' for warning in run.warnings)
         if not run.summary.ok:
             parts.append(f"<p>No report: {e(str(run.summary.get('reason', 'undefined')))}</p>")
             continue
@@ -173,22 +190,40 @@ def render_html(runs: Sequence[TaskResult], images: Mapping[str, str]) -> str:
 
 
 def write_report(runs: Sequence[TaskResult], out: Path) -> Path:
-    """Write the PNG plots and ``index.html`` for ``runs`` into ``out``; return the page's path."""
+    """Write the PNG plots and ``index.html`` for ``runs`` into ``out``; return the page's path.
+
+    Every summary is checked first (a malformed field is an error naming the file and the field), and
+    the files are made in a hidden folder inside ``out`` and moved in only when all of them exist, so a
+    failure leaves nothing half-written behind.
+    """
+    for run in runs:
+        run.summary.check()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    ready = [run for run in runs if run.summary.ok]
-    images: dict[str, str] = {}
-    tasks = list(dict.fromkeys(run.task for run in ready))
-    for task in tasks:
-        of_task = [run for run in ready if run.task == task]
-        # File names carry the task only when the report holds several.
-        suffix = f"_{_slug(task)}" if len(tasks) > 1 else ""
-        images[f"curve-{task}"] = plot_following_curve(of_task, out / f"following_curve{suffix}.png").name
-        images[f"entropy-{task}"] = plot_entropy_by_tier(of_task, out / f"entropy_by_tier{suffix}.png").name
-    for index, run in enumerate(runs):
-        if run.summary.ok:
-            name = f"tfr_heatmap_{index + 1:02d}_{_slug(run.label)}.png"
-            images[f"heatmap-{index}"] = plot_tfr_heatmap(run, out / name).name
-    page = out / "index.html"
-    page.write_text(render_html(runs, images), encoding="utf-8")
-    return page
+    created = not out.exists()
+    out = ensure_folder(out)
+    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    try:
+        ready = [run for run in runs if run.summary.ok]
+        images: dict[str, str] = {}
+        tasks = list(dict.fromkeys(run.task for run in ready))
+        for task in tasks:
+            of_task = [run for run in ready if run.task == task]
+            # File names carry the task only when the report holds several.
+            suffix = f"_{_slug(task)}" if len(tasks) > 1 else ""
+            curve = plot_following_curve(of_task, staging / f"following_curve{suffix}.png")
+            entropy = plot_entropy_by_tier(of_task, staging / f"entropy_by_tier{suffix}.png")
+            images[f"curve-{task}"], images[f"entropy-{task}"] = curve.name, entropy.name
+        for index, run in enumerate(runs):
+            if run.summary.ok:
+                name = f"tfr_heatmap_{index + 1:02d}_{_slug(run.label)}.png"
+                images[f"heatmap-{index}"] = plot_tfr_heatmap(run, staging / name).name
+        (staging / "index.html").write_text(render_html(runs, images), encoding="utf-8")
+        for path in sorted(staging.iterdir(), key=lambda p: p.name == "index.html"):  # the page last
+            os.replace(path, out / path.name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    staging.rmdir()
+    return out / "index.html"

@@ -2,6 +2,10 @@
 
 The YAMLs must say the same (``tests/mc_tasks/test_names.py`` checks the ``metric_list`` and the group
 against these definitions); everything else derives its lists from here.
+
+lmms-eval prints every metric in one table, so the metrics are the headline numbers only; a task's whole
+summary (intervals, law statistic, curves, tiers, controls) is written beside lmms-eval's results file as
+``<date_id>`` + :data:`REPORT_FILE_SUFFIX` (:mod:`modality_conflict.mc_tasks.report_file`).
 """
 
 from __future__ import annotations
@@ -37,8 +41,11 @@ TASK_DATASETS: dict[str, str] = {
 MAIN_TASKS: tuple[str, ...] = (MAIN_TASK, ATTRIBUTE_TASK)
 """The task on the whole of each dataset, one per dataset."""
 
-SUMMARY_METRIC = "report"
-"""The metric whose value is the task's whole summary (a flat dict); in sample logs, the per-doc record."""
+LEGACY_SUMMARY_METRIC = "report"
+"""The metric that held the whole summary in results (and the record in sample logs) of earlier versions."""
+
+REPORT_FILE_SUFFIX = "_modality_conflict.json"
+"""The file beside ``<date_id>_results.json`` that holds every modality_conflict task's whole summary."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,8 @@ class TaskMetric:
         ``modality-conflict eval`` fails when a run lacks it.
     headline
         Shown first when submissions are compared and verified.
+
+    Every metric is a headline number of lmms-eval's printed table; ``headline`` orders comparisons.
     """
 
     name: str
@@ -67,28 +76,31 @@ TASK_METRICS: tuple[TaskMetric, ...] = (
     TaskMetric("tfr", True, required=True, headline=True),
     TaskMetric("vfr", True, required=True, headline=True),
     TaskMetric("other_rate", False, required=True, headline=True),
-    TaskMetric("tfr_correct", True),
-    TaskMetric("mean_hv", False, headline=True),
-    TaskMetric("mean_ht", False, headline=True),
-    TaskMetric("mean_dh", True, required=True, headline=True),
     TaskMetric("balance_point", True, required=True, headline=True),
     TaskMetric("balance_point_ci_low", True, headline=True),
     TaskMetric("balance_point_ci_high", True, headline=True),
+    TaskMetric("mean_dh", True, required=True, headline=True),
     TaskMetric("n_conflicts", True, required=True, headline=True),
-    TaskMetric("entropy_estimator", True, required=True, headline=True),
-    TaskMetric(SUMMARY_METRIC, True),
 )
 
 METRIC_NAMES: tuple[str, ...] = tuple(metric.name for metric in TASK_METRICS)
 """Every metric, in the YAMLs' order."""
+
+RECORD_KEY = METRIC_NAMES[0]
+"""A sample log's key of the per-doc record (``process_results`` puts the record under every metric)."""
 
 REQUIRED_METRICS: tuple[str, ...] = tuple(metric.name for metric in TASK_METRICS if metric.required)
 """Metrics a run must report for ``modality-conflict eval`` to succeed."""
 
 HEADLINE_METRICS: tuple[str, ...] = tuple(
     sorted(
-        (metric.name for metric in TASK_METRICS if metric.headline),
+        (
+            *(metric.name for metric in TASK_METRICS if metric.headline),
+            "mean_hv",
+            "mean_ht",
+            "entropy_estimator",
+        ),
         key=lambda name: not name.startswith("balance_point"),  # the balance point first, order kept
     )
 )
-"""Metrics listed first in submissions' comparisons, balance point first."""
+"""Summary keys listed first in submissions' comparisons, balance point first."""

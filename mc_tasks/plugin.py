@@ -1,36 +1,38 @@
-"""lmms-eval discovery: the ``lmms_eval.models`` entry point registers the model and the tasks.
+"""lmms-eval discovery: the ``lmms_eval.models`` entry point registers the model, the tasks and their data.
 
 lmms-eval 0.7.3 builds its TaskManager before ``LMMS_EVAL_PLUGINS`` is read, so that variable cannot add
 tasks. It does load ``lmms_eval.models`` entry points while importing ``lmms_eval.models``, which the CLI
-imports before it creates the TaskManager. The entry point therefore also wraps
-``TaskManager.initialize_tasks`` so that the installed task folder is indexed after any
-``--include_path`` (a user's own copy of a task still wins) and before nothing else changes.
+imports before it creates the TaskManager. The entry point therefore also
 
-``MODALITY_CONFLICT_DATA=DIR`` points every modality_conflict task at a local folder made by
-``modality-conflict build`` instead of the pinned Hub revision.
+- wraps ``TaskManager.initialize_tasks`` so that the installed task folder is indexed after any
+  ``--include_path`` (a user's own copy of a task still wins);
+- wraps ``ConfigurableTask.download`` (which ``ConfigurableMessagesTask``, the chat variant, inherits) so
+  that a task whose ``metadata`` pins one of this project's datasets reads a verified local folder:
+  ``MODALITY_CONFLICT_DATA``, the cache, the pinned Hub commit or a fresh build
+  (:mod:`modality_conflict.dataset_builder.resolve`). Other tasks are left alone, and nothing is
+  resolved until such a task is loaded. What was used is written into the task's ``metadata``, which
+  lmms-eval copies into the results file.
 """
 
 from __future__ import annotations
 
 import functools
-import os
+import sys
 from pathlib import Path
 from typing import Any
 
+from modality_conflict.dataset_builder.canonical import METADATA_KEY, USED_KEY
 from modality_conflict.mc_tasks.task_config import TASKS_DIR
 
 MODEL_ID = "modality_conflict_hf"
 MODEL_CLASS_PATH = "modality_conflict.models.hf_model.ModalityConflictHF"
 DATA_ENV = "MODALITY_CONFLICT_DATA"
+# Hub-only options that mean nothing for a local folder.
+_HUB_KWARGS = ("revision", "token")
 
 
 def task_dirs() -> list[str]:
-    """The task folders to index: a local-data copy when MODALITY_CONFLICT_DATA is set, else the package's."""
-    data_dir = os.environ.get(DATA_ENV)
-    if data_dir:
-        from modality_conflict.mc_tasks.task_config import local_task_dir
-
-        return [str(local_task_dir(Path(data_dir)))]
+    """The task folders to index: the package's own."""
     return [str(TASKS_DIR)]
 
 
@@ -57,9 +59,144 @@ def install_task_discovery() -> None:
     TaskManager.initialize_tasks = initialize_tasks
 
 
+def pinned_fingerprint(config: Any) -> str | None:
+    """The dataset fingerprint a task config pins in its ``metadata``, or None for other tasks."""
+    metadata = getattr(config, "metadata", None)
+    entry = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+    fingerprint = entry.get("fingerprint") if isinstance(entry, dict) else None
+    return fingerprint if isinstance(fingerprint, str) else None
+
+
+def _local_dataset_path(path: Any) -> Path | None:
+    """``dataset_path`` when it names a local folder (a task copy made by ``modality-conflict tasks``)."""
+    if not isinstance(path, str) or not path:
+        return None
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() or candidate.is_dir() else None
+
+
+@functools.cache
+def _resolve_once(pinned: str, task_path: str | None, data_env: str | None, cache: str) -> Any:
+    from modality_conflict.dataset_builder.resolve import resolve_data
+
+    return resolve_data(pinned, data_dir=data_env, task_path=task_path, root=cache)
+
+
+def task_dataset_name(config: Any) -> str | None:
+    """The dataset (manifest name) a task config reads, from its ``metadata.dataset``."""
+    metadata = getattr(config, "metadata", None)
+    name = metadata.get("dataset") if isinstance(metadata, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _explicit_folder(data_dir: str, dataset: str | None) -> str:
+    """The folder of ``dataset`` in ``data_dir``: ``data_dir`` itself, or the one of the dataset folders it
+    holds whose manifest names ``dataset``."""
+    from modality_conflict.dataset_builder.resolve import DataResolutionError
+    from modality_conflict.mc_tasks.task_config import dataset_folders
+
+    try:
+        folders = dataset_folders(Path(data_dir))
+    except FileNotFoundError as error:
+        raise DataResolutionError(str(error)) from None
+    if dataset is None:
+        return data_dir if len(folders) != 1 else str(next(iter(folders.values())))
+    if dataset not in folders:
+        held = ", ".join(f"{name} ({path})" for name, path in sorted(folders.items()))
+        kind = "--dataset attribute " if "attribute" in dataset else ""
+        raise DataResolutionError(
+            f"{DATA_ENV}={data_dir} holds no {dataset} folder (it holds {held}): build one with "
+            f"`modality-conflict build {kind}--out {Path(data_dir) / dataset}` beside it (a folder of "
+            "dataset folders), or run only the tasks of the data it holds"
+        )
+    return str(folders[dataset])
+
+
+def resolve_task_data(config: Any) -> Any:
+    """Resolve the data of a task that pins a dataset; once per process for the same inputs.
+
+    ``MODALITY_CONFLICT_DATA`` may name one dataset folder or a folder holding several (one per dataset);
+    each task reads the folder of its own dataset.
+
+    Returns
+    -------
+    modality_conflict.dataset_builder.resolve.ResolvedData or None
+        None for a task that pins nothing.
+    """
+    import os
+
+    from modality_conflict.dataset_builder.resolve import cache_root
+
+    pinned = pinned_fingerprint(config)
+    if pinned is None:
+        return None
+    task_path = _local_dataset_path(getattr(config, "dataset_path", None))
+    data_env = os.environ.get(DATA_ENV) or None
+    if data_env is not None:
+        data_env = _explicit_folder(data_env, task_dataset_name(config))
+    return _resolve_once(
+        pinned,
+        None if task_path is None else str(task_path),
+        data_env,
+        str(cache_root()),
+    )
+
+
+def _running_lmms_eval_cli() -> bool:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    name = getattr(spec, "name", "") or ""
+    return name.startswith("lmms_eval") or Path(sys.argv[0] if sys.argv else "").name in (
+        "lmms-eval",
+        "lmms_eval",
+    )
+
+
+def _fail(error: Exception) -> None:
+    """Under the lmms-eval command line, one line and exit status 1 (lmms-eval would print a traceback and
+    exit 0); called from Python, the exception itself."""
+    if _running_lmms_eval_cli():
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(1)
+    raise error
+
+
+def install_data_resolution() -> None:
+    """Make ``ConfigurableTask.download`` resolve the data of the project's tasks first (idempotent)."""
+    from lmms_eval.api.task import ConfigurableTask
+
+    from modality_conflict.dataset_builder.errors import ModalityConflictError
+
+    original = ConfigurableTask.download
+    if getattr(original, "_modality_conflict", False):
+        return
+
+    @functools.wraps(original)
+    def download(self: Any, dataset_kwargs: Any = None) -> Any:
+        try:
+            resolved = resolve_task_data(self.config)
+        except ModalityConflictError as error:
+            _fail(error)
+        if resolved is not None:
+            dataset_kwargs = {k: v for k, v in dict(dataset_kwargs or {}).items() if k not in _HUB_KWARGS}
+            self.DATASET_PATH = str(resolved.path)
+            self.config.dataset_path = str(resolved.path)
+            self.config.dataset_kwargs = dataset_kwargs
+            self.config.metadata[USED_KEY] = resolved.record()
+        return original(self, dataset_kwargs)
+
+    download._modality_conflict = True  # type: ignore[attr-defined]
+    ConfigurableTask.download = download
+
+
 def lmms_eval_manifests() -> list[Any]:
-    """Entry-point payload: the project's model, and (as a side effect) task discovery."""
+    """Entry-point payload: the project's model, and (as side effects) task discovery, data resolution and the
+    report file."""
     from lmms_eval.models.registry_v2 import ModelManifest
 
+    from modality_conflict.mc_tasks.report_file import install_report_file_hooks
+
     install_task_discovery()
+    install_data_resolution()
+    install_report_file_hooks()
     return [ModelManifest(model_id=MODEL_ID, simple_class_path=MODEL_CLASS_PATH)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import logging
 import math
 import threading
 from collections import Counter
@@ -35,6 +36,9 @@ from modality_conflict.metrics.answers import OTHER, normalize_answer
 from modality_conflict.metrics.entropy import answer_set_entropy, sampled_answer_entropy
 from modality_conflict.models.envelope import decode_envelope
 
+logger = logging.getLogger("modality_conflict")
+
+RAW_RESPONSE_CHARS = 200  # a record keeps this much of the response; the answer is read from it
 REPORT_SEED = 20251104  # fixed so that the bootstrap interval in a results file can be recomputed exactly
 N_RESAMPLES = 2000
 
@@ -101,6 +105,24 @@ def _scores_to_answer(values: list[float], answers: Sequence[str]) -> tuple[str,
     return answer, float(np.asarray(estimate.values).reshape(-1)[0]), estimate.estimator, log_probs.tolist()
 
 
+def _sampled_texts(row_id: object, results: Sequence[object]) -> list[str]:
+    """The K sampled answers, whether lmms-eval passes them flat or as one list (the filter's output), as
+    plain text or as the project's response envelopes."""
+    flat: list[object] = []
+    for result in results:
+        flat.extend(result if isinstance(result, (list, tuple)) else [result])
+    if len(flat) < 2:
+        raise ValueError(
+            f"row {row_id!r}: the sampled variant received {len(flat)} response(s); it needs all K repeats "
+            "(repeats >= 2 and a filter_list that keeps them, see modality_conflict_sampled.yaml)"
+        )
+    texts = []
+    for response in flat:
+        envelope = decode_envelope(response)
+        texts.append(envelope["text"] if envelope is not None else str(response))
+    return texts
+
+
 def _mode(answers: list[str], candidates: Sequence[str]) -> str:
     """Most frequent answer; ties go to the earliest in the closed answer order, then "other"."""
     counts = Counter(answers)
@@ -115,7 +137,8 @@ def make_record(
 
     ``mode`` is the task variant: ``"generate"`` (one greedy answer; the project's wrapper adds its
     envelope with the full-vocabulary entropy), ``"loglik"`` (one loglikelihood per candidate answer of
-    the row) or ``"sampled"`` (K sampled answers).
+    the row) or ``"sampled"`` (the K sampled answers of the doc, plain text or envelopes; fewer than two is
+    an error, since the entropy of one answer is always 0).
     """
     if len(results) == 0:
         raise ValueError(f"row {doc.get('row_id')!r}: no model response")
@@ -151,8 +174,9 @@ def make_record(
             [_parse_loglikelihood(r) for r in results], answers
         )
     elif mode == "sampled":
-        sampled = [normalize_answer(str(r), answers, synonyms=synonyms) for r in results]
-        raw = str(results[0])
+        texts = _sampled_texts(record["row_id"], results)
+        sampled = [normalize_answer(text, answers, synonyms=synonyms) for text in texts]
+        raw = texts[0]
         answer = _mode(sampled, answers)
         estimate = sampled_answer_entropy([sampled], candidates=(*answers, OTHER))
         entropy = float(np.asarray(estimate.values).reshape(-1)[0])
@@ -168,19 +192,66 @@ def make_record(
                 answer_scores = [float(logprobs[candidate]) for candidate in answers]
         else:
             raw, entropy, estimator = str(results[0]), None, "none"
-        answer = normalize_answer(raw, answers, synonyms=synonyms)
+        # Read from the part the record keeps, so that anyone can check the answer against it.
+        answer = normalize_answer(raw[:RAW_RESPONSE_CHARS], answers, synonyms=synonyms)
     else:
         raise ValueError(f"unknown mode {mode!r}; expected 'generate', 'loglik' or 'sampled'")
     if entropy is not None and not math.isfinite(float(entropy)):
         raise ValueError(f"row {record['row_id']!r}: entropy {entropy!r} is not finite")
     record.update(
-        raw_response=raw[:200],
+        raw_response=raw[:RAW_RESPONSE_CHARS],
         answer=answer,
         entropy=None if entropy is None else float(entropy),
         entropy_estimator=str(estimator),
         answer_scores=answer_scores,
     )
     return record
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+# What each field of a record must hold (the record contract; the answers' vocabulary is the dataset's).
+RECORD_FIELD_CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "row_id": ("a string", lambda v: isinstance(v, str) and bool(v)),
+    "condition": (f"one of {list(CONDITIONS)}", lambda v: v in CONDITIONS),
+    "control": (f"one of {list(CONTROLS)}", lambda v: v in CONTROLS),
+    "group_id": ("an integer", _is_int),
+    "item_id": ("a string", lambda v: isinstance(v, str)),
+    "vision_key": ("a string", lambda v: isinstance(v, str)),
+    "text_key": ("a string", lambda v: isinstance(v, str)),
+    "visual_tier": ("an integer", _is_int),
+    "text_tier": ("an integer", _is_int),
+    "vision_answer": ("a string", lambda v: isinstance(v, str)),
+    "text_answer": ("a string", lambda v: isinstance(v, str)),
+    "answer": ("a string", lambda v: isinstance(v, str)),
+    "raw_response": ("a string", lambda v: isinstance(v, str)),
+    "entropy": ("a finite number or null", lambda v: v is None or _is_number(v)),
+    "entropy_estimator": ("a string", lambda v: isinstance(v, str)),
+    "answer_scores": (
+        "null or a list of finite numbers",
+        lambda v: v is None or (isinstance(v, list) and all(_is_number(x) for x in v)),
+    ),
+}
+
+
+def record_problem(record: object) -> str | None:
+    """What is wrong with a per-doc record, naming the field (None when it follows the record contract)."""
+    if not isinstance(record, Mapping):
+        return "the record is not a JSON object"
+    for name, (expected, check) in RECORD_FIELD_CHECKS.items():
+        if name not in record:
+            return f"field {name!r} is missing"
+        if not check(record[name]):
+            shown = json.dumps(record[name], default=str)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            return f"field {name!r} is {shown}, not {expected}"
+    return None
 
 
 # --- aggregation -----------------------------------------------------------------------------------------
@@ -289,7 +360,12 @@ def join_records(
         estimator=estimators[0],
         candidates=tuple(candidates),
     )
-    return items, {"n_incomplete_conflicts": missing, "entropy_estimator": estimators[0]}
+    bookkeeping = {
+        "n_conflict_rows": len(conflicts),
+        "n_incomplete_conflicts": missing,
+        "entropy_estimator": estimators[0],
+    }
+    return items, bookkeeping
 
 
 def summarize_records(
@@ -313,6 +389,11 @@ def summarize_records(
         summary.update(bookkeeping)
         summary["n_records"] = len(records)
         summary["status"] = "ok"
+        if bookkeeping["entropy_estimator"] == "sampled" and all(r["entropy"] == 0 for r in records):
+            summary["warnings"] = [
+                "every prompt's sampled answers were identical: the model wrapper may ignore do_sample "
+                "(lmms-eval 0.7.3's qwen2_5_omni decodes greedily whatever the task asks)"
+            ]
     summary["candidates"] = list(candidates if candidates is not None else records_candidates(records))
     summary["attributes"] = list(attributes)
     if len(attributes) > 1:
@@ -337,8 +418,24 @@ def _flat(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def incomplete_conflicts_warning(summary: Mapping[str, Any]) -> str | None:
+    """The warning for conflict rows that were left out because a unimodal row was missing, or None."""
+    missing = summary.get("n_incomplete_conflicts")
+    if isinstance(missing, bool) or not isinstance(missing, int) or missing <= 0:
+        return None
+    total = summary.get("n_conflict_rows")
+    of = f" of {total}" if isinstance(total, int) and not isinstance(total, bool) else ""
+    return (
+        f"{missing}{of} conflict rows were left out: their vision-only or text-only row is missing from "
+        "the run (a --limit run, or a dataset with rows removed); the numbers cover the complete items only"
+    )
+
+
 _cache_lock = threading.Lock()
 _summary_cache: dict[str, dict[str, Any]] = {}
+# The records last summarised, kept alive so that their ids cannot be reused: lmms-eval hands every
+# metric's aggregation the same record objects, and comparing ids is far cheaper than hashing them.
+_last_records: tuple[tuple[int, ...], list[Any], dict[str, Any]] | None = None
 
 
 def _fingerprint(records: Sequence[Mapping[str, Any]]) -> str:
@@ -349,10 +446,22 @@ def _fingerprint(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def cached_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """One summary per set of records: every metric's aggregation asks for it, the bootstrap runs once."""
-    key = _fingerprint(records)
+    """One summary per set of records: every metric's aggregation asks for it, the bootstrap runs once.
+
+    A new summary whose conflict rows were partly dropped logs :func:`incomplete_conflicts_warning` once.
+    """
+    global _last_records
+    identity = tuple(map(id, records))
     with _cache_lock:
+        if _last_records is not None and _last_records[0] == identity:
+            return _last_records[2]
+        key = _fingerprint(records)
         if key not in _summary_cache:
             _summary_cache.clear()
             _summary_cache[key] = summarize_records(records)
-        return _summary_cache[key]
+            warning = incomplete_conflicts_warning(_summary_cache[key])
+            if warning:
+                logger.warning("modality_conflict: %s", warning)
+        summary = _summary_cache[key]
+        _last_records = (identity, list(records), summary)
+        return summary

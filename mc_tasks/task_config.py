@@ -1,11 +1,9 @@
-"""Copies of the task folder that read a local dataset folder instead of the Hub."""
+"""Copies of the task folder that read a local dataset folder, and the dataset pin of the task YAMLs."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,13 +16,6 @@ TEMPLATE_DATASETS: dict[str, str] = {
     TEMPLATE_NAME: "modality-conflict-colour",
     "_attribute_template_yaml": "modality-conflict-attribute",
 }
-
-
-def _default_cache_root() -> Path:
-    root = os.environ.get("MODALITY_CONFLICT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "modality_conflict"
-    )
-    return Path(root)
 
 
 def _task_files() -> list[Path]:
@@ -117,14 +108,25 @@ def _stage_task_dir(data_dir: Path, parent: Path, name: str) -> Path:
 def write_local_task_dir(data_dir: Path, out_dir: Path) -> Path:
     """Write the task folder to ``out_dir`` with ``dataset_path`` set to the local ``data_dir``.
 
-    An existing ``out_dir`` is replaced.
+    An existing ``out_dir`` is replaced when it holds only task files (an earlier copy).
 
     Raises
     ------
     FileNotFoundError
         When ``data_dir`` is no folder made by ``modality-conflict build`` and holds none.
+    FileExistsError
+        When ``out_dir`` holds other files.
     """
     data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
+    if out_dir.exists():
+        known = {source.name for source in _task_files()}
+        foreign = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else [out_dir.name]
+        foreign = [name for name in foreign if name not in known and name != "__pycache__"]
+        if foreign:
+            raise FileExistsError(
+                f"{out_dir} holds files that are not part of the task folder ({', '.join(foreign[:5])}); "
+                "choose another --out"
+            )
     staging = _stage_task_dir(data_dir, out_dir.parent, out_dir.name)
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -132,54 +134,35 @@ def write_local_task_dir(data_dir: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def local_task_dir(data_dir: Path) -> Path:
-    """A cached task folder for ``data_dir``, safe when several ranks of one run ask at once.
+def pin_dataset(
+    repo_id: str,
+    revision: str,
+    *,
+    fingerprint: str | None = None,
+    template: Path = TASKS_DIR / TEMPLATE_NAME,
+    module: Path | None = None,
+) -> list[Path]:
+    """Pin the tasks to ``repo_id`` at the commit ``revision`` (what ``push`` printed).
 
-    The folder name hashes the data path and the task files, so a folder that exists is complete and
-    current: it is reused, never rewritten in place. A rank that loses the race to create it drops its copy.
-    """
-    data_dir = Path(data_dir).resolve()
-    digest = hashlib.sha256(str(data_dir).encode())
-    for source in _task_files():
-        digest.update(source.name.encode() + b"\0" + source.read_bytes())
-    out_dir = _default_cache_root() / "tasks" / digest.hexdigest()[:20] / "modality_conflict"
-    if out_dir.is_dir():
-        return out_dir
-    staging = _stage_task_dir(data_dir, out_dir.parent, out_dir.name)
-    try:
-        os.rename(staging, out_dir)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not out_dir.is_dir():
-            raise
-    return out_dir
+    The pin lives in :mod:`modality_conflict.dataset_builder.canonical` and is copied into the task
+    template; both are rewritten.
 
-
-_SHA = re.compile(r"[0-9a-f]{40}")
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-
-
-def pin_dataset(repo_id: str, revision: str, *, template: Path = TASKS_DIR / TEMPLATE_NAME) -> Path:
-    """Point the task template at ``repo_id`` pinned to the commit ``revision`` (what ``push`` printed).
+    Parameters
+    ----------
+    repo_id, revision
+        The Hub repository and a full 40-character commit sha (a branch name is not a pin).
+    fingerprint
+        The published build's content fingerprint, when it changes too.
+    template, module
+        Files to rewrite (default: the installed task template and canonical module).
 
     Raises
     ------
     ValueError
-        When ``revision`` is not a full 40-character commit sha (a branch name is not a pin) or
-        ``repo_id`` is not ``USER/NAME``.
+        On a malformed value, or a file without exactly one line to rewrite.
     """
-    if not _SHA.fullmatch(revision):
-        raise ValueError(f"revision {revision!r} is not a 40-character commit sha")
-    if not _REPO_ID.fullmatch(repo_id):
-        raise ValueError(f"repo id {repo_id!r} is not of the form USER/NAME")
-    lines = Path(template).read_text().splitlines()
-    path_lines = [i for i, line in enumerate(lines) if line.startswith("dataset_path:")]
-    revision_lines = [i for i, line in enumerate(lines) if line.startswith("  revision:")]
-    if len(path_lines) != 1 or len(revision_lines) != 1:
-        raise ValueError(f"{template} has no single dataset_path / dataset_kwargs.revision to pin")
-    lines[path_lines[0]] = f"dataset_path: {repo_id}"
-    lines[revision_lines[0]] = f"  revision: {revision}"
-    staging = Path(template).with_name(f".{Path(template).name}.tmp")
-    staging.write_text("\n".join(lines) + "\n")
-    os.replace(staging, template)
-    return Path(template)
+    from modality_conflict.dataset_builder.canonical import write_pin
+
+    return write_pin(
+        repo_id=repo_id, revision=revision, fingerprint=fingerprint, template=template, module=module
+    )

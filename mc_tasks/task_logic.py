@@ -14,7 +14,7 @@ from typing import Any
 from modality_conflict.dataset_builder.constants import CONDITIONS, CONTROLS
 from modality_conflict.dataset_builder.prompts import label_name as _label
 from modality_conflict.dataset_builder.prompts import prompt_for
-from modality_conflict.mc_tasks.names import METRIC_NAMES, SUMMARY_METRIC
+from modality_conflict.mc_tasks.names import METRIC_NAMES
 from modality_conflict.mc_tasks.records import answer_set, cached_summary, doc_vocabulary, make_record
 
 QUICK_GROUPS = 4
@@ -76,6 +76,22 @@ def process_docs_controls(dataset: Any) -> Any:
     return dataset.filter(lambda control: control not in ("none", none_index), input_columns=["control"])
 
 
+# --- filters ---------------------------------------------------------------------------------------------
+
+
+class KeepAllResponses:
+    """lmms-eval filter that keeps every response of a doc (all ``repeats``), unchanged.
+
+    lmms-eval's default filter (``take_first``) keeps one of the K answers, which would give the sampled
+    variant an entropy of 0 on every prompt; with this one ``process_results`` receives the K answers.
+    """
+
+    def apply(self, resps: Sequence[Sequence[object]], docs: Sequence[Any]) -> list[list[object]]:
+        """One list of all responses per doc."""
+        del docs
+        return [list(responses) for responses in resps]
+
+
 # --- per-doc results -------------------------------------------------------------------------------------
 
 
@@ -102,14 +118,18 @@ def process_results_sampled(doc: Mapping[str, Any], results: Sequence[object]) -
 
 
 def metric_aggregation(name: str) -> Callable[[Sequence[Mapping[str, Any]]], Any]:
-    """The lmms-eval aggregation of metric ``name``: its value in the (cached) summary of the records."""
+    """The lmms-eval aggregation of metric ``name``: its value in the (cached) summary of the records.
+
+    The whole summary is not a metric (lmms-eval would print it as one table cell); the run's report
+    file holds it (:mod:`modality_conflict.mc_tasks.report_file`).
+    """
 
     def aggregation(records: Sequence[Mapping[str, Any]]) -> Any:
-        summary = cached_summary(records)
-        return summary if name == SUMMARY_METRIC else summary.get(name)
+        return cached_summary(records).get(name)
 
     aggregation.__name__ = f"aggregate_{name}"
     aggregation.__doc__ = f"lmms-eval aggregation: ``{name}`` from the joined conflict summary."
+    aggregation.modality_conflict_metric = name  # type: ignore[attr-defined]  # how the report hook knows it
     return aggregation
 
 
@@ -119,6 +139,7 @@ AGGREGATIONS: dict[str, Callable[[Sequence[Mapping[str, Any]]], Any]] = {
 globals().update(AGGREGATIONS)  # aggregate_tfr, aggregate_vfr, ...: the names the YAMLs use
 
 __all__ = [
+    "KeepAllResponses",
     "doc_to_choice",
     "doc_to_target",
     "doc_to_text",

@@ -15,6 +15,118 @@ from functools import cached_property
 from typing import Any
 
 
+class MalformedSummaryError(ValueError):
+    """A field of a summary does not hold what it should (the message names the file and the field)."""
+
+
+def _is_tier_key(key: Any) -> bool:
+    text = str(key)
+    return text.lstrip("-").isdigit() and len(text) <= 6
+
+
+def _number_or_none(value: Any) -> bool:
+    return value is None or finite_number(value) is not None
+
+
+# Fields the views read as numbers (None allowed: undefined, with a reason next to it).
+_NUMBER_FIELDS = (
+    "tfr",
+    "vfr",
+    "other_rate",
+    "tfr_correct",
+    "mean_hv",
+    "mean_ht",
+    "mean_dh",
+    "balance_point",
+    "balance_point_ci_low",
+    "balance_point_ci_high",
+    "balance_point_delta_low",
+    "balance_point_delta_high",
+    "balance_point_isotonic",
+    "balance_point_bound",
+    "balance_point_bound_low",
+    "balance_point_bound_high",
+    "logistic_intercept",
+    "logistic_slope",
+)
+_COUNT_FIELDS = ("n_conflicts", "n_records", "n_incomplete_conflicts", "n_conflict_rows")
+_TEXT_FIELDS = ("status", "reason", "balance_point_status", "balance_point_reason", "entropy_estimator")
+_CURVE_LISTS = ("edges", "centres", "tfr", "tfr_ci_low", "tfr_ci_high")
+
+
+def summary_problems(values: Mapping[str, Any]) -> list[str]:
+    """Every field of a summary that the views could not read as what it should hold, each named."""
+    problems = []
+    for name in _NUMBER_FIELDS:
+        if name in values and not _number_or_none(values[name]):
+            problems.append(f"field {name!r} is {_shown(values[name])}, not a number or null")
+    for name in _COUNT_FIELDS:
+        value = values.get(name)
+        if name in values and value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            problems.append(f"field {name!r} is {_shown(value)}, not an integer")
+    for name in _TEXT_FIELDS:
+        if name in values and values[name] is not None and not isinstance(values[name], str):
+            problems.append(f"field {name!r} is {_shown(values[name])}, not a string")
+    for name, table in values.items():
+        if str(name).endswith("_by_tier") and table is not None:
+            problems.extend(_tier_table_problems(str(name), table))
+    for name in ("tfr_by_tier_cell", "n_by_tier_cell"):
+        table = values.get(name)
+        if table is None:
+            continue
+        if not isinstance(table, Mapping):
+            problems.append(f"field {name!r} is not an object of visual tiers")
+            continue
+        for tier, row in table.items():
+            if not _is_tier_key(tier):
+                problems.append(f"field {name!r} has the visual tier key {_shown(tier)}, not an integer")
+            else:
+                problems.extend(_tier_table_problems(f"{name}.{tier}", row))
+    curve = values.get("binned_curve")
+    if curve is not None:
+        problems.extend(_curve_problems(curve))
+    controls = values.get("controls")
+    if controls is not None:
+        if not isinstance(controls, Mapping) or any(not isinstance(e, Mapping) for e in controls.values()):
+            problems.append("field 'controls' is not an object of one object per control type")
+        else:
+            for control, entry in controls.items():
+                problems.extend(f"controls.{control}: {p}" for p in summary_problems(entry))
+    return problems
+
+
+def _tier_table_problems(name: str, table: Any) -> list[str]:
+    if not isinstance(table, Mapping):
+        return [f"field {name!r} is {_shown(table)}, not an object of tiers"]
+    for tier, value in table.items():
+        if not _is_tier_key(tier):
+            return [f"field {name!r} has the tier key {_shown(tier)}, not an integer"]
+        if not _number_or_none(value):
+            return [f"field {name!r} has {_shown(value)} for tier {tier}, not a number or null"]
+    return []
+
+
+def _curve_problems(curve: Any) -> list[str]:
+    if not isinstance(curve, Mapping):
+        return [f"field 'binned_curve' is {_shown(curve)}, not an object"]
+    lengths = {}
+    for key in _CURVE_LISTS:
+        values = curve.get(key)
+        if not isinstance(values, list) or not all(_number_or_none(v) for v in values):
+            return [f"field 'binned_curve.{key}' is not a list of numbers"]
+        lengths[key] = len(values)
+    if any(curve[key][i] is None for key in ("edges", "centres") for i in range(lengths[key])):
+        return ["field 'binned_curve' has an undefined bin edge or centre"]
+    if lengths["edges"] != lengths["centres"] + 1 or len({lengths[k] for k in _CURVE_LISTS[1:]}) != 1:
+        return [f"field 'binned_curve' has lists of inconsistent lengths ({lengths})"]
+    return []
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def finite_number(value: Any) -> float | None:
     """``value`` as a float when it is a finite int or float (booleans are not numbers), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -30,7 +142,9 @@ class BalancePoint:
     ----------
     status
         ``"ok"``, ``"censored_below"`` / ``"censored_above"`` (the curve crosses 0.5 outside the observed
-        dH; ``bound`` is the smallest / largest dH), or ``"undefined"`` (also when the report has none).
+        dH, or every conflict followed one modality; ``bound`` is the smallest / largest dH),
+        ``"separated"`` (no overlap between text- and vision-following dH; the crossing lies in
+        ``bracket``), ``"law_violated"``, or ``"undefined"`` (also when the report has none).
     estimate
         The balance point when ``status`` is ``"ok"`` (None otherwise, or when it is not a finite number).
     ci_low, ci_high, ci_method
@@ -41,6 +155,8 @@ class BalancePoint:
         The isotonic regression's crossing (the non-parametric check).
     bound
         For a censored estimate, the dH beyond which the crossing lies.
+    bracket
+        For separated data, the dH interval ``(low, high)`` in which the crossing lies.
     reason
         Why the estimate is undefined (the balance point's reason, else the report's).
     """
@@ -55,6 +171,7 @@ class BalancePoint:
     isotonic: float | None = None
     bound: float | None = None
     reason: str | None = None
+    bracket: tuple[float, float] | None = None
 
     @property
     def defined(self) -> bool:
@@ -70,6 +187,38 @@ class BalancePoint:
     def censored(self) -> bool:
         """Whether the estimate is censored and ``bound`` says on which side of the data it lies."""
         return self.status in ("censored_below", "censored_above") and self.bound is not None
+
+    @property
+    def bounded(self) -> bool:
+        """Whether there is no estimate but a bound or a bracket says where the crossing lies."""
+        return not self.defined and (self.censored or self.bracket is not None)
+
+    def text(self, digits: int = 3) -> str:
+        """The balance point as a table shows it: ``+0.123``, ``< -1.234``, ``> +0.900``, ``in [a, b]``,
+        or the status when nothing is known."""
+        if self.defined:
+            return f"{self.estimate:+.{digits}f}"
+        if self.censored:
+            sign = "<" if self.status == "censored_below" else ">"
+            return f"{sign} {self.bound:+.{digits}f}"
+        if self.bracket is not None:
+            low, high = self.bracket
+            return f"in [{low:+.{digits}f}, {high:+.{digits}f}]"
+        return self.status
+
+    def rank_value(self) -> tuple[float, int] | None:
+        """A sort key that puts bounds where they belong among estimates (None: nothing to rank by).
+
+        A crossing below ``b`` sorts just before an estimate equal to ``b``, one above ``b`` just after,
+        and a bracket by its middle.
+        """
+        if self.defined:
+            return (self.estimate, 0)
+        if self.censored:
+            return (self.bound, -1 if self.status == "censored_below" else 1)
+        if self.bracket is not None:
+            return ((self.bracket[0] + self.bracket[1]) / 2.0, 0)
+        return None
 
 
 @dataclass(frozen=True)
@@ -90,10 +239,25 @@ class TaskSummary:
     ----------
     values
         The flat dict.
+    source
+        Where it was read (a file and the path inside it), for error messages.
     """
 
-    def __init__(self, values: Mapping[str, Any]) -> None:
+    def __init__(self, values: Mapping[str, Any], *, source: str = "summary") -> None:
         self._values = dict(values)
+        self.source = source
+
+    def problems(self) -> list[str]:
+        """Fields that the views could not read (see :func:`summary_problems`); empty when all are fine."""
+        return summary_problems(self._values)
+
+    def check(self) -> TaskSummary:
+        """Raise :class:`MalformedSummaryError` naming the source and the first malformed field."""
+        problems = self.problems()
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise MalformedSummaryError(f"{self.source}: {problems[0]}{more}")
+        return self
 
     def __repr__(self) -> str:
         return f"TaskSummary(status={self.status!r}, n_conflicts={self.n_conflicts!r})"
@@ -175,6 +339,8 @@ class TaskSummary:
         """The balance point, its intervals, bound and status."""
         status = str(self._values.get("balance_point_status") or "undefined")
         reason = self._values.get("balance_point_reason") or self._values.get("reason")
+        low, high = self.number("balance_point_bound_low"), self.number("balance_point_bound_high")
+        bracket = (low, high) if status == "separated" and low is not None and high is not None else None
         return BalancePoint(
             status=status,
             estimate=self.number("balance_point") if status == "ok" else None,
@@ -186,6 +352,7 @@ class TaskSummary:
             isotonic=self.number("balance_point_isotonic"),
             bound=self.number("balance_point_bound"),
             reason=None if reason is None else str(reason),
+            bracket=bracket,
         )
 
     def inherent_preference(self) -> Preference:
@@ -220,14 +387,25 @@ class TaskSummary:
             return Preference(
                 modality, f"{phrase} (the curve crosses 0.5 above the largest dH, {point.bound:+.3f})"
             )
+        if point.bracket is not None:
+            low, high = point.bracket
+            where = f"(perfectly separated: the curve crosses 0.5 between {low:+.3f} and {high:+.3f})"
+            if high < 0:
+                return Preference("vision", f"prefers the image {where}")
+            if low > 0:
+                return Preference("text", f"prefers the text {where}")
+            return Preference("none", f"no clear preference {where}")
         shown_status = self._values.get("balance_point_status") or "undefined"
         return Preference("unknown", f"no balance point ({shown_status}: {point.reason or 'undefined'})")
 
     def tier_table(self, key: str) -> dict[int, float]:
         """A per-tier table (``mean_hv_by_tier``, ...) with integer tiers and finite values only."""
         table = self._values.get(key)
-        if not isinstance(table, dict):
+        if table is None:
             return {}
+        problems = _tier_table_problems(key, table)
+        if problems:
+            raise MalformedSummaryError(f"{self.source}: {problems[0]}")
         out = {}
         for tier, value in table.items():
             number = finite_number(value)
@@ -277,4 +455,8 @@ class TaskSummary:
         controls = self._values.get("controls")
         if not isinstance(controls, dict):
             return {}
-        return {name: TaskSummary(entry) for name, entry in controls.items() if isinstance(entry, dict)}
+        return {
+            name: TaskSummary(entry, source=f"{self.source}.controls.{name}")
+            for name, entry in controls.items()
+            if isinstance(entry, dict)
+        }

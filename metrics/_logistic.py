@@ -92,21 +92,32 @@ class LogisticFit:
     boot_coef: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)), compare=False)
     n_resamples: int = 0
     n_failed: int = 0
+    failure: str | None = None  # why there is no fit: see FIT_FAILURES
+    separation_gap: tuple[float, float] | None = None  # for "separated": the dH gap between the classes
 
 
-def _separation(dh: np.ndarray, y: np.ndarray) -> str | None:
-    """Describe complete or quasi-complete separation of y by dh (then no finite MLE exists)."""
+FIT_FAILURES = ("no_conflicts", "too_few", "one_dh", "one_class", "separated", "not_converged")
+"""Values of :attr:`LogisticFit.failure`; ``one_class`` and ``separated`` still tell where the curve lies."""
+
+
+def _separation(dh: np.ndarray, y: np.ndarray) -> tuple[str, tuple[float, float]] | None:
+    """Describe complete or quasi-complete separation of y by dh (then no finite MLE exists).
+
+    Returns the reason and the gap ``(low, high)`` between the classes, ordered as the law expects
+    (text-following up to ``low``, vision-following from ``high``); a gap with ``low > high`` is
+    separation against the law (vision-following at the low dH).
+    """
     ones, zeros = dh[y == 1], dh[y == 0]
     if ones.max() <= zeros.min():
         return (
             f"follow-text is perfectly separated by dH (text-following only at dH <= {ones.max():.4g}, "
             f"vision-following only at dH >= {zeros.min():.4g}); the logistic fit does not exist"
-        )
+        ), (float(ones.max()), float(zeros.min()))
     if zeros.max() <= ones.min():
         return (
             f"follow-text is perfectly separated by dH (vision-following only at dH <= {zeros.max():.4g}, "
             f"text-following only at dH >= {ones.min():.4g}); the logistic fit does not exist"
-        )
+        ), (float(ones.min()), float(zeros.max()))
     return None
 
 
@@ -198,7 +209,11 @@ def fit_logistic(
     common = {"n": n, "n_groups": data.n_groups, "n_text": n_text}
     if n == 0:
         return LogisticFit(
-            "undefined", "no conflicts answered with the text or the vision answer", dh_range=None, **common
+            "undefined",
+            "no conflicts answered with the text or the vision answer",
+            dh_range=None,
+            failure="no_conflicts",
+            **common,
         )
     dh_range = (float(dh.min()), float(dh.max()))
     common["dh_range"] = dh_range
@@ -206,26 +221,34 @@ def fit_logistic(
         return LogisticFit(
             "undefined",
             f"only {n} text- or vision-following conflicts (< min_conflicts={min_conflicts})",
+            failure="too_few",
             **common,
         )
     if dh_range[0] == dh_range[1]:
         return LogisticFit(
             "undefined",
             f"all {n} conflicts share one dH value ({dh_range[0]:.4g}); the slope is not identifiable",
+            failure="one_dh",
             **common,
         )
     if n_text in (0, n):
         side = "vision" if n_text == 0 else "text"
         return LogisticFit(
-            "undefined", f"all {n} conflicts followed the {side}; the logistic fit does not exist", **common
+            "undefined",
+            f"all {n} conflicts followed the {side}; the logistic fit does not exist",
+            failure="one_class",
+            **common,
         )
     separated = _separation(dh, y)
     if separated is not None:
-        return LogisticFit("undefined", separated, **common)
+        reason, gap = separated
+        return LogisticFit("undefined", reason, failure="separated", separation_gap=gap, **common)
     beta, info, converged = _newton(dh, y)
     det = np.linalg.det(info)
     if not converged or not np.all(np.isfinite(beta)) or not det > 0:
-        return LogisticFit("undefined", "the logistic fit did not converge", **common)
+        return LogisticFit(
+            "undefined", "the logistic fit did not converge", failure="not_converged", **common
+        )
     bread = np.linalg.inv(info)
     cov_cluster = _cluster_covariance(dh, y, data.group, data.n_groups, beta, bread)
     boot = np.zeros((0, 2))

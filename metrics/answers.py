@@ -127,6 +127,44 @@ def _match(text: str, table: dict[tuple[str, ...], str], longest: int) -> str:
     return found.pop() if len(found) == 1 else OTHER
 
 
+def first_named_answer(
+    text: str, candidates: Sequence[str], *, synonyms: Mapping[str, str] | None = None
+) -> str | None:
+    """The first candidate that ``text`` names in a finished word, by :func:`normalize_answer`'s rules.
+
+    A word is finished once something other than a letter or digit follows it, so ``"Red"`` names
+    nothing yet (it may become ``"Reddish"``) while ``"Red."`` and ``"Red "`` name ``red``. A match
+    directly preceded by a negation is skipped, as in :func:`normalize_answer`. Used to stop generating
+    once a short answer has named its candidate.
+
+    Examples
+    --------
+    >>> colours = ("red", "blue")
+    >>> first_named_answer("The ball is blue.", colours), first_named_answer("Blue", colours)
+    ('blue', None)
+    >>> first_named_answer("not red, blue ", colours)
+    'blue'
+    """
+    table = _table(candidates, synonyms)
+    longest = max(len(key) for key in table)
+    cleaned = text.replace("'", "").replace("\u2019", "")
+    tokens = _tokens(cleaned)
+    if tokens and cleaned[-1:].isalnum():
+        tokens = tokens[:-1]  # the last word may not be finished yet
+    position = 0
+    while position < len(tokens):
+        for size in range(min(longest, len(tokens) - position), 0, -1):
+            match = table.get(tuple(tokens[position : position + size]))
+            if match is not None:
+                if not (position > 0 and tokens[position - 1] in _NEGATIONS):
+                    return match
+                position += size
+                break
+        else:
+            position += 1
+    return None
+
+
 def normalize_answers(
     texts: Iterable[str], candidates: Sequence[str], *, synonyms: Mapping[str, str] | None = None
 ) -> np.ndarray:

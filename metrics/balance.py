@@ -12,14 +12,25 @@ from scipy.optimize import isotonic_regression
 from modality_conflict.metrics._common import Interval, check_confidence_level, quantile_interval, z_value
 from modality_conflict.metrics._logistic import LogisticFit, PreparedData, fit_logistic, prepare
 
-BALANCE_STATUSES: tuple[str, ...] = ("ok", "censored_below", "censored_above", "law_violated", "undefined")
+BALANCE_STATUSES: tuple[str, ...] = (
+    "ok",
+    "censored_below",
+    "censored_above",
+    "separated",
+    "law_violated",
+    "undefined",
+)
 """Possible ``status`` values of a :class:`BalancePointResult`.
 
 ``ok``: the fitted curve crosses 0.5 inside the observed dH range. ``censored_below`` /
 ``censored_above``: it crosses below the smallest / above the largest observed dH, so only a bound is
-known (``bound``). ``law_violated``: the fitted slope is not negative, so P(follow text) does not fall
-with dH and there is no balance point in the paper's sense. ``undefined``: no fit (too few conflicts,
-one dH value, separation, ...); ``reason`` says which.
+known (``bound``); this includes data where every conflict followed the image (below) or the text
+(above), for which no logistic fit exists but P(follow text) is 0 (1) at every observed dH.
+``separated``: text-following only at low dH and vision-following only at high dH, with no overlap; no
+logistic fit exists, and the crossing lies in the gap between the two (``bracket``). ``law_violated``:
+P(follow text) does not fall with dH (a slope that is not negative, or separation the other way round),
+so there is no balance point in the paper's sense. ``undefined``: no fit (too few conflicts, one dH
+value, no convergence); ``reason`` says which.
 """
 
 
@@ -114,6 +125,8 @@ class BalancePointResult:
         Fitted logistic coefficients (None when there is no fit).
     bound : float or None
         For censored results, the edge of the observed dH range beyond which the crossing lies.
+    bracket : tuple of float or None
+        For separated data, the dH gap ``(low, high)`` in which the crossing lies.
     dh_range : tuple of float or None
         Smallest and largest dH among the fitted conflicts.
     isotonic_estimate : float or None
@@ -146,6 +159,7 @@ class BalancePointResult:
     covariance_type: str
     covariance: np.ndarray | None = field(default=None, repr=False, compare=False)
     _bootstrap_coef: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)), repr=False, compare=False)
+    bracket: tuple[float, float] | None = None
 
     @property
     def standard_error(self) -> float | None:
@@ -234,9 +248,7 @@ def balance_point_from_fit(
         "n_failed_resamples": fit.n_failed,
     }
     if fit.status != "ok":
-        return BalancePointResult(
-            None, "undefined", fit.reason, None, None, None, covariance_type=covariance, **common
-        )
+        return _without_fit(fit, common, covariance)
     cov = fit.cov_cluster if covariance == "cluster" and fit.cov_cluster is not None else fit.cov_model
     cov_type = "cluster" if cov is fit.cov_cluster else "model"
     intercept, slope = float(fit.coef[0]), float(fit.coef[1])
@@ -259,6 +271,44 @@ def balance_point_from_fit(
         )
         return BalancePointResult(None, "censored_above", reason, intercept, slope, high, **common, **extra)
     return BalancePointResult(crossing, "ok", None, intercept, slope, None, **common, **extra)
+
+
+def _without_fit(fit: LogisticFit, common: dict, covariance: str) -> BalancePointResult:
+    """What the data still say about the crossing when no logistic fit exists.
+
+    One class only: the empirical P(follow text) is 0 (or 1) at every observed dH, so the crossing lies
+    below the smallest (above the largest) dH. Separation the way the law expects: it lies in the gap.
+    Separation the other way round: P(follow text) rises with dH, against the law.
+    """
+    status, reason, bound, bracket = "undefined", fit.reason, None, None
+    if fit.failure == "one_class" and fit.dh_range is not None:
+        low, high = fit.dh_range
+        if fit.n_text == 0:
+            status, bound = "censored_below", low
+            reason = (
+                f"all {fit.n} conflicts followed the image: P(follow text) is below 0.5 at every observed "
+                f"dH, so the balance point is below the smallest dH, {low:.4g} (no logistic fit exists)"
+            )
+        else:
+            status, bound = "censored_above", high
+            reason = (
+                f"all {fit.n} conflicts followed the text: P(follow text) is above 0.5 at every observed "
+                f"dH, so the balance point is above the largest dH, {high:.4g} (no logistic fit exists)"
+            )
+    elif fit.failure == "separated" and fit.separation_gap is not None:
+        low, high = fit.separation_gap
+        if low <= high:
+            status, bracket = "separated", (low, high)
+            reason = (
+                f"{fit.reason}; the balance point lies between {low:.4g} and {high:.4g}, the gap between "
+                "the last text-following and the first vision-following dH"
+            )
+        else:
+            status = "law_violated"
+            reason = f"{fit.reason}: P(follow text) rises with dH, against the law"
+    return BalancePointResult(
+        None, status, reason, None, None, bound, covariance_type=covariance, bracket=bracket, **common
+    )
 
 
 def balance_point(

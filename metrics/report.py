@@ -200,6 +200,8 @@ def _view_to_dict(out: dict[str, Any], view: ViewResult, suffix: str, level: flo
     out[f"balance_point_status{suffix}"] = balance.status
     if balance.bound is not None:
         out[f"balance_point_bound{suffix}"] = balance.bound
+    if balance.bracket is not None:
+        out[f"balance_point_bound_low{suffix}"], out[f"balance_point_bound_high{suffix}"] = balance.bracket
     delta = balance.confidence_interval(level, method="delta")
     boot = balance.confidence_interval(level, method="bootstrap")
     _put(out, f"balance_point_delta_low{suffix}", delta.low, delta.reason)
@@ -214,7 +216,7 @@ def _view_to_dict(out: dict[str, Any], view: ViewResult, suffix: str, level: flo
     out[f"balance_point_isotonic_status{suffix}"] = balance.isotonic_status
     out[f"balance_point_n_groups{suffix}"] = balance.n_groups
     out[f"balance_point_n_failed_resamples{suffix}"] = balance.n_failed_resamples
-    fit_reason = balance.reason if balance.status == "undefined" else None
+    fit_reason = balance.reason if balance.intercept is None else None
     _put(out, f"logistic_intercept{suffix}", balance.intercept, fit_reason)
     _put(out, f"logistic_slope{suffix}", balance.slope, fit_reason)
     law = view.law

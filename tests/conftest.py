@@ -11,34 +11,49 @@ from pathlib import Path
 import pytest
 
 # ---------------------------------------------------------------------------------------------------------
-# Tiny random-weight checkpoints (modality_conflict.models.tiny_models), built once per test session.
+# Tiny random-weight checkpoints (modality_conflict.models.tiny), each built once per test session.
 # ---------------------------------------------------------------------------------------------------------
 
 TINY_ARCHITECTURES = ("llava", "qwen2_vl", "idefics3")
 
 
+class TinyCheckpoints:
+    """The zoo's checkpoint folders under one session directory, each built on first use."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._folders: dict[str, Path] = {}
+
+    def __getitem__(self, name: str) -> Path:
+        if name not in self._folders:
+            from modality_conflict.models.tiny import build
+
+            self._folders[name] = build(name, self.root / name)
+        return self._folders[name]
+
+
 @pytest.fixture(scope="session")
-def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-weight LLaVA checkpoint folder (tiny CLIP + tiny Llama, 16 image tokens)."""
-    from modality_conflict.models.tiny_models import build_tiny_llava
-
-    return build_tiny_llava(tmp_path_factory.mktemp("tiny_llava"))
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> TinyCheckpoints:
+    """The checkpoints of :mod:`modality_conflict.models.tiny` by name: ``tiny_checkpoints["gemma3"]``."""
+    return TinyCheckpoints(tmp_path_factory.mktemp("tiny_zoo"))
 
 
 @pytest.fixture(scope="session")
-def tiny_qwen2_vl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_llava_dir(tiny_checkpoints: TinyCheckpoints) -> Path:
+    """A random-weight LLaVA-1.5 checkpoint folder (tiny CLIP + tiny Llama, 16 image tokens)."""
+    return tiny_checkpoints["llava"]
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_vl_dir(tiny_checkpoints: TinyCheckpoints) -> Path:
     """A random-weight Qwen2-VL checkpoint folder (4 image tokens)."""
-    from modality_conflict.models.tiny_models import build_tiny_qwen2_vl
-
-    return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny_qwen2_vl"))
+    return tiny_checkpoints["qwen2_vl"]
 
 
 @pytest.fixture(scope="session")
-def tiny_idefics3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-weight Idefics3 (SmolVLM-style) checkpoint folder (4 image tokens)."""
-    from modality_conflict.models.tiny_models import build_tiny_idefics3
-
-    return build_tiny_idefics3(tmp_path_factory.mktemp("tiny_idefics3"))
+def tiny_idefics3_dir(tiny_checkpoints: TinyCheckpoints) -> Path:
+    """A random-weight Idefics3 checkpoint folder (4 image tokens; the template writes the BOS)."""
+    return tiny_checkpoints["idefics3"]
 
 
 @pytest.fixture(scope="session", params=TINY_ARCHITECTURES)
@@ -106,14 +121,17 @@ def tiny_lmms_eval_run(
     tmp_path_factory: pytest.TempPathFactory, datasets_dir: Path, tiny_llava_dir: Path
 ) -> Path:
     """lmms-eval ``--output_path`` of a run of the project's wrapper on the tiny LLaVA over the group (the
-    colour and the attribute task), with sample logs."""
+    colour and the attribute task), with sample logs.
+
+    In float64, so that runs which batch the prompts differently agree up to rounding.
+    """
     from lmms_eval_runs import run_lmms_eval
 
     out = tmp_path_factory.mktemp("run_wrapper")
     run_lmms_eval(
         out,
         model="modality_conflict_hf",
-        model_args=f"pretrained={tiny_llava_dir},device=cpu,device_map=cpu",
+        model_args=f"pretrained={tiny_llava_dir},device=cpu,device_map=cpu,dtype=float64",
         tasks="modality_conflict",
         data_dir=datasets_dir,
     )

@@ -3,7 +3,8 @@
 A simulated model with a planted balance point answers synthetic dataset rows; its responses are the
 project's envelopes (the ``modality_conflict_hf`` wrapper's output format), and they go through the task's
 own ``process_results`` and aggregation functions. The files are written in lmms-eval 0.7.3's layout:
-``OUTPUT/<model folder>/<date_id>_results.json`` and ``<date_id>_samples_<task>.jsonl``.
+``OUTPUT/<model folder>/<date_id>_results.json`` and ``<date_id>_samples_<task>.jsonl``, plus the
+report file that the project's hook writes beside them (``<date_id>_modality_conflict.json``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from modality_conflict.dataset_builder.constants import (
     SHAPES,
 )
 from modality_conflict.mc_tasks import task_logic
-from modality_conflict.mc_tasks.names import METRIC_NAMES
+from modality_conflict.mc_tasks.names import METRIC_NAMES, RECORD_KEY
+from modality_conflict.mc_tasks.records import summarize_records
+from modality_conflict.mc_tasks.report_file import write_report_file
 from modality_conflict.models.envelope import encode_envelope
 
 TASK = "modality_conflict_color"
@@ -168,15 +171,15 @@ def simulate_responses(
             p_text = 1.0 / (1.0 + math.exp(slope * (dh - balance_point)))
             draw = rng.random()
             answer = "gray" if draw < 0.03 else (text if rng.random() < p_text else vision)
-        logprobs = {color: (-0.05 if color == answer else -4.0) for color in COLORS}
-        lens = {"layers": [0, 1], "top1": [answer, answer]}
+        # First-token log-probabilities as a real model gives them: they sum to less than 1, and the
+        # candidates' share of the entropy stays below the (simulated) full-vocabulary entropy.
+        logprobs = {color: (-0.001 if color == answer else -30.0) for color in COLORS}
         responses.append(
             encode_envelope(
                 text=f"{answer.capitalize()}.",
                 entropy=entropy,
                 estimator="full_vocab",
                 answer_logprobs=logprobs,
-                lens=lens,
             )
         )
     return responses
@@ -254,7 +257,7 @@ def write_lmms_eval_run(
     samples, records = [], []
     for doc_id, (doc, response) in enumerate(zip(docs, responses, strict=True)):
         metrics = task_logic.process_results(doc, [response])
-        records.append(metrics["report"])
+        records.append(metrics[RECORD_KEY])
         saved_doc = {key: value for key, value in doc.items() if key != "image"}
         sample = {
             "doc_id": doc_id,
@@ -324,4 +327,10 @@ def write_lmms_eval_run(
     with (folder / f"{date_id}_samples_{task}.jsonl").open("w", encoding="utf-8") as handle:
         for sample in samples:
             handle.write(json.dumps(sample, ensure_ascii=False) + "\n")
+    # What the project's hook writes beside lmms-eval's results: the task's whole summary.
+    write_report_file(
+        folder / f"{date_id}_modality_conflict.json",
+        {task: summarize_records(records)},
+        results_name=f"{date_id}_results.json",
+    )
     return folder

@@ -182,7 +182,7 @@ CONTROL_TEXT_TIER = 0
 GROUPS_PER_SHARD = 200
 
 #: Named sizes of the set (groups; shape and material questions alternate, half of each).
-PRESETS: dict[str, int] = {"small": 12, "paper": 400}
+PRESETS: dict[str, int] = {"small": 12, "medium": 48, "paper": 400}
 
 SPLIT = "test"
 DATASET_NAME = "modality-conflict-attribute"

@@ -12,44 +12,60 @@ import sys
 import time
 from pathlib import Path
 
-from modality_conflict.mc_tasks.evaluate import EvaluationFailedError, find_run_outputs, format_summary
+from modality_conflict.dataset_builder.atomic import ensure_folder
+from modality_conflict.dataset_builder.resolve import DataResolutionError, verify_folder
+from modality_conflict.mc_tasks.evaluate import (
+    EvaluationFailedError,
+    dataset_lines,
+    find_run_outputs,
+    format_summary,
+)
 from modality_conflict.mc_tasks.names import GROUP
 from modality_conflict.mc_tasks.plugin import DATA_ENV
-from modality_conflict.mc_tasks.task_config import write_local_task_dir
+from modality_conflict.mc_tasks.task_config import dataset_folders, write_local_task_dir
 
 
-def lmms_eval_command(args: argparse.Namespace, include_path: Path | None) -> list[str]:
+def lmms_eval_command(args: argparse.Namespace) -> list[str]:
     command = [sys.executable, "-m", "lmms_eval", "--model", args.model, "--tasks", args.tasks]
     if args.model_args:
         command += ["--model_args", args.model_args]
     command += ["--batch_size", str(args.batch_size), "--output_path", str(args.output), "--log_samples"]
     command += ["--seed", str(args.seed)]
-    if include_path is not None:
-        command += ["--include_path", str(include_path)]
     if args.limit is not None:
         command += ["--limit", str(args.limit)]
     return command
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    include_path = None
+    output = ensure_folder(Path(args.output))
     env = dict(os.environ)
     if args.data:
-        include_path = write_local_task_dir(Path(args.data), output / "tasks" / "modality_conflict")
-        env.pop(DATA_ENV, None)
+        # Checked here too, so a bad folder is one line before lmms-eval starts a model.
+        data = Path(args.data).expanduser().resolve()
+        try:
+            folders = dataset_folders(data)  # one dataset folder, or a folder holding several
+        except FileNotFoundError as error:
+            raise DataResolutionError(str(error)) from None
+        for folder in folders.values():
+            verify_folder(folder)
+        env[DATA_ENV] = str(data)
     started = time.time()
-    command = lmms_eval_command(args, include_path)
+    command = lmms_eval_command(args)
     print("running:", " ".join(command), flush=True)
     completed = subprocess.run(command, env=env, check=False)
     if completed.returncode != 0:
         raise EvaluationFailedError(f"lmms-eval exited with status {completed.returncode}")
     outputs = find_run_outputs(output, args.tasks.split(","), since=started - 1)
     print(f"results: {outputs.results_json}")
+    if outputs.report_json is not None:
+        print(f"full report: {outputs.report_json}")
     for task, path in outputs.samples.items():
         print(f"samples ({task}): {path}")
-    print(format_summary(outputs.results))
+    for line in dataset_lines(outputs.results):
+        print(line)
+    print(format_summary(outputs))
+    for warning in outputs.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -75,7 +91,11 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument("--model", default="modality_conflict_hf", help="lmms-eval model name")
     parser.add_argument("--model-args", default="", help="lmms-eval --model_args string")
     parser.add_argument("--tasks", default=GROUP, help="comma-separated task or group names")
-    parser.add_argument("--data", help="local dataset folder instead of the pinned Hub revision")
+    parser.add_argument(
+        "--data",
+        help="a folder made by `modality-conflict build` (default: the pinned dataset, from the cache, "
+        "the Hub or built once into the cache)",
+    )
     parser.add_argument("--output", required=True, help="output folder for results and per-sample logs")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--limit", type=int, help="only the first N docs per task (testing only)")

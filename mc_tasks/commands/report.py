@@ -7,6 +7,7 @@ The page is :mod:`modality_conflict.mc_tasks.html_report` and its figures
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from modality_conflict.mc_tasks.html_report import write_report
@@ -19,6 +20,8 @@ def run_report(args: argparse.Namespace) -> int:
     page = write_report(runs, Path(args.out))
     for run in runs:
         print(f"{run.label} ({run.task}): {run.summary.inherent_preference().text}")
+        for warning in run.warnings:
+            print(f"warning: {run.label}: {warning}", file=sys.stderr)
     print(f"report: {page}")
     return 0
 

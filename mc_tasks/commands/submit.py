@@ -20,10 +20,14 @@ def headline(submission: Mapping[str, Any]) -> str:
     """One line: model, task, balance point with its interval, TFR, conflicts, estimator."""
     summary = TaskSummary(submission["metrics"])
     point = summary.balance_point
+    interval = (
+        f" [{number_text(point.ci_low, signed=True)}, {number_text(point.ci_high, signed=True)}]"
+        if point.has_interval
+        else ""
+    )
     return (
         f"{submission['model']['id']} on {submission['task']['name']}: "
-        f"balance point {number_text(summary.get('balance_point'), signed=True)} "
-        f"[{number_text(point.ci_low, signed=True)}, {number_text(point.ci_high, signed=True)}], "
+        f"balance point {point.text()}{interval}, "
         f"TFR {number_text(summary.get('tfr'))}, {summary.get('n_conflicts')} conflicts, "
         f"estimator {submission['estimator']}"
     )
@@ -72,10 +76,13 @@ def run_verify(args: argparse.Namespace) -> int:
         Path(args.submission),
         data=Path(args.data) if args.data else None,
         dataset_revision=args.dataset_revision,
+        run=Path(args.run) if args.run else None,
+        allow_partial=args.allow_partial,
     )
     print(f"verified: {headline(result.submission)}")
     for note in result.notes:
         print(note)
+    print("ranked: yes" if result.ranked else f"ranked: NO ({result.unranked_reason})")
     return 0
 
 
@@ -104,7 +111,17 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     parser = subparsers.add_parser("verify", help="check a submission: schema, recomputed metrics, dataset")
     parser.add_argument("submission", help="submission JSON file")
     parser.add_argument(
-        "--data", help="dataset folder made by `modality-conflict build` to check row ids against"
+        "--data", help="dataset folder made by `modality-conflict build` to check the records against"
     )
     parser.add_argument("--dataset-revision", help="require this dataset revision")
+    parser.add_argument(
+        "--run",
+        metavar="DIR",
+        help="the lmms-eval output folder the submission was made from: compare with its files",
+    )
+    parser.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="accept records that cover only part of the task's split (verified, but never ranked)",
+    )
     parser.set_defaults(func=run_verify)

@@ -41,30 +41,54 @@ class ProbeError(ModalityConflictError, ValueError):
 # --- one item ---------------------------------------------------------------------------------------------
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_logit(value: object) -> bool:
+    return value is None or (not isinstance(value, bool) and isinstance(value, (int, float)))
+
+
 def lens_problem(lens: object, candidates: Sequence[str] | None = None) -> str | None:
-    """Why ``lens`` is not a logit-lens record over ``candidates``, or None when it is.
+    """Why ``lens`` is not a logit-lens record over ``candidates`` (naming the field), or None when it is.
 
     ``candidates`` defaults to the answers the lens itself records (each row's own answer set: six
     colours, three shapes or two materials).
     """
     if not isinstance(lens, Mapping):
-        return "not a mapping"
+        return "the lens is not a JSON object"
     n_layers = lens.get("n_layers")
-    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
-        return "no positive 'n_layers'"
-    ids = lens.get("answer_token_ids")
+    if not _is_int(n_layers) or n_layers < 1:
+        return f"field 'n_layers' is {n_layers!r}, not a positive integer"
+    top1 = lens.get("top1_ids")
+    if not isinstance(top1, list) or len(top1) != n_layers:
+        return f"field 'top1_ids' is not a list of {n_layers} layers"
+    bad = next((i for i, token in enumerate(top1) if not _is_int(token)), None)
+    if bad is not None:
+        return f"field 'top1_ids[{bad}]' is {top1[bad]!r}, not a token id"
+    tokens = lens.get("top1_tokens")
+    if tokens is not None and (not isinstance(tokens, list) or len(tokens) != n_layers):
+        return f"field 'top1_tokens' is not a list of {n_layers} layers"
     if candidates is None:
-        candidates = list(ids) if isinstance(ids, Mapping) else []
+        recorded = lens.get("answer_token_ids")
+        candidates = list(recorded) if isinstance(recorded, Mapping) else []
         if not candidates:
-            return "'answer_token_ids' names no answer"
-    if not isinstance(ids, Mapping) or any(not isinstance(ids.get(c), int) for c in candidates):
-        return f"'answer_token_ids' lacks an integer id for one of {list(candidates)}"
-    for key in ("top1_ids", "answer_logits"):
-        value = lens.get(key)
-        if not isinstance(value, list) or len(value) != n_layers:
-            return f"'{key}' is not a list of {n_layers} layers"
-    if any(not isinstance(row, list) or len(row) != len(ids) for row in lens["answer_logits"]):
-        return f"'answer_logits' rows do not hold {len(ids)} logits"
+            return "field 'answer_token_ids' names no answer"
+    for suffix in ("", "_capitalized"):
+        ids_key, logits_key = f"answer_token_ids{suffix}", f"answer_logits{suffix}"
+        if suffix and ids_key not in lens and logits_key not in lens:
+            continue
+        ids = lens.get(ids_key)
+        if not isinstance(ids, Mapping) or any(not _is_int(ids.get(c)) for c in candidates):
+            return f"field {ids_key!r} lacks an integer id for one of {list(candidates)}"
+        logits = lens.get(logits_key)
+        if not isinstance(logits, list) or len(logits) != n_layers:
+            return f"field {logits_key!r} is not a list of {n_layers} layers"
+        for layer, row in enumerate(logits):
+            if not isinstance(row, list) or len(row) != len(ids):
+                return f"field '{logits_key}[{layer}]' does not hold {len(ids)} logits"
+            if not all(_is_logit(value) for value in row):
+                return f"field '{logits_key}[{layer}]' holds a value that is not a number"
     return None
 
 
@@ -120,7 +144,7 @@ def probe_item(lens: Mapping[str, Any], yv: str, yt: str) -> dict[str, Any]:
     """
     problem = lens_problem(lens)
     if problem is not None:
-        raise ProbeError(f"not a logit-lens record: {problem}")
+        raise ProbeError(f"the logit-lens record is malformed: {problem}")
     for name, answer in (("yv", yv), ("yt", yt)):
         if answer not in lens["answer_token_ids"]:
             raise ProbeError(f"{name} is {answer!r}, not one of {list(lens['answer_token_ids'])}")

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from modality_conflict.dataset_builder.atomic import atomic_file
 from modality_conflict.mc_tasks.probe.statistics import Balance
 
 
@@ -52,5 +53,6 @@ def plot_heatmap(grid: Mapping[str, Any], balance: Balance, radius: float, path:
     axes.set_ylabel("decoder layer (logit lens at the answer position)")
     axes.set_title(title, fontsize=9, pad=14)
     figure.colorbar(image, ax=axes, label="mean logit(Yt) - logit(Yv)  (> 0: text answer ahead)")
-    figure.savefig(path, format="png")
+    with atomic_file(path) as tmp:
+        figure.savefig(tmp, format="png")
     return path

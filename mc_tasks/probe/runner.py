@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modality_conflict.dataset_builder.atomic import ensure_folder, write_text_atomic
 from modality_conflict.dataset_builder.folder import DatasetFolder, DatasetFolderError
 from modality_conflict.mc_tasks import records as task_records
 from modality_conflict.mc_tasks import task_logic
@@ -34,6 +35,7 @@ from modality_conflict.mc_tasks.probe.lens import (
     ProbeError,
     build_items,
     lens_of,
+    lens_problem,
 )
 from modality_conflict.mc_tasks.probe.plots import plot_heatmap
 from modality_conflict.mc_tasks.probe.statistics import (
@@ -302,6 +304,13 @@ def probe_from_results(
         )
     records = [dict(r) for r in run.records]
     conflict_ids = {r["row_id"] for r in records if r["condition"] == "conflict"}
+    for row_id in sorted(conflict_ids & set(run.envelopes)):
+        # A lens that is there but broken is an error of its own, not "made without the lens".
+        envelope = run.envelopes[row_id]
+        if "lens" in envelope and (problem := lens_problem(envelope["lens"])) is not None:
+            raise ProbeError(
+                f"{run.samples.where(row_id)}: row {row_id}: the logit-lens record is malformed: {problem}"
+            )
     lenses = {
         row_id: lens
         for row_id, envelope in run.envelopes.items()
@@ -354,7 +363,7 @@ def probe_from_results(
     if options.balance_point is not None:
         balance = Balance(float(options.balance_point), "--balance-point", "given")
     else:
-        balance = balance_from_summary(run.summary, f"{run.results_json} (report of task {run.task})")
+        balance = balance_from_summary(run.summary, run.summary.source)
     result = probe_records(records, lenses, balance, options, provenance)
     result.records = records
     return result
@@ -365,10 +374,9 @@ def probe_from_results(
 
 def write_outputs(result: ProbeResult, out: Path) -> dict[str, Path]:
     """Write ``probe.json`` and ``heatmap.png`` (when there are probed items) into ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_folder(Path(out))
     paths = {"json": out / "probe.json"}
-    paths["json"].write_text(json.dumps(result.to_json(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    write_text_atomic(paths["json"], json.dumps(result.to_json(), indent=1, allow_nan=False) + "\n")
     if result.n_layers:
         model = result.provenance.get("model") or result.provenance.get("model_args") or ""
         shaded = "; dashed: ambiguous region" if result.balance.value is not None else ""

@@ -1,7 +1,8 @@
 """Leaderboard submissions: building one from an lmms-eval run, reading it strictly, verifying it.
 
 Modules: :mod:`~.strict_json` (untrusted JSON), :mod:`~.schema` (the format and its JSON Schema),
-:mod:`~.build` (from a run to a submission file), :mod:`~.verify` (recomputation and the dataset check).
+:mod:`~.build` (from a run to a submission file), :mod:`~.consistency` (each record against itself),
+:mod:`~.coverage` (the task's split), :mod:`~.verify` (recomputation, the dataset and the run checks).
 The command line is :mod:`modality_conflict.mc_tasks.commands.submit`; the leaderboard that lists verified
 submissions is :mod:`modality_conflict.mc_tasks.leaderboard`.
 """
@@ -10,9 +11,13 @@ from modality_conflict.dataset_builder.folder import dataset_fingerprint
 from modality_conflict.mc_tasks.submission.build import (
     LOCAL_DATASET,
     build_submission,
+    checked_manifest,
     parse_model_args,
+    run_files,
     write_submission,
 )
+from modality_conflict.mc_tasks.submission.consistency import consistency_problems, record_inconsistency
+from modality_conflict.mc_tasks.submission.coverage import Coverage, coverage_of, split_row_ids
 from modality_conflict.mc_tasks.submission.schema import (
     FORMAT,
     MAX_RECORDS,
@@ -34,11 +39,15 @@ from modality_conflict.mc_tasks.submission.verify import (
     dataset_problems,
     json_normal,
     load_dataset_index,
+    run_problems,
+    split_problems,
+    task_split,
     verify_file,
     verify_submission,
 )
 
 __all__ = [
+    "Coverage",
     "FORMAT",
     "LOCAL_DATASET",
     "MAX_NESTING",
@@ -52,7 +61,10 @@ __all__ = [
     "SubmissionError",
     "Verification",
     "build_submission",
+    "checked_manifest",
     "compare_values",
+    "consistency_problems",
+    "coverage_of",
     "dataset_fingerprint",
     "dataset_problems",
     "json_normal",
@@ -62,7 +74,13 @@ __all__ = [
     "parse_model_args",
     "parse_strict_json",
     "read_submission_file",
+    "record_inconsistency",
+    "run_files",
+    "run_problems",
     "schema_problems",
+    "split_problems",
+    "split_row_ids",
+    "task_split",
     "verify_file",
     "verify_submission",
     "write_submission",

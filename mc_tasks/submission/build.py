@@ -1,9 +1,11 @@
 """Building a submission from an lmms-eval run: provenance, the task's summary, and its per-doc records.
 
 A submission is a single JSON file (schema: ``submission.schema.json`` in this package) holding where the
-result came from (model, dataset, task and lmms-eval versions, entropy estimator), the task's ``report``
-metric exactly as lmms-eval recorded it, and the per-doc records it was computed from (without logit-lens
-data). It is made only after checking that the records reproduce the summary.
+result came from (model, dataset, task and lmms-eval versions, entropy estimator, and the name and sha256
+of each lmms-eval output file it was made from), the task's whole summary exactly as the run recorded it,
+and the per-doc records it was computed from (without logit-lens data). It is made only after checking
+that the records reproduce the summary, and a dataset folder is used for the fingerprint only once its
+files match its manifest.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from modality_conflict.dataset_builder.folder import DatasetFolder, dataset_fingerprint
+from modality_conflict.dataset_builder.atomic import write_text_atomic
+from modality_conflict.dataset_builder.folder import (
+    DatasetFolder,
+    DatasetFolderError,
+    dataset_fingerprint,
+    sha256_file,
+)
 from modality_conflict.mc_tasks.records import N_RESAMPLES, REPORT_SEED, summarize_records
 from modality_conflict.mc_tasks.results import TaskResult
 from modality_conflict.mc_tasks.submission.schema import FORMAT, SCHEMA_VERSION, schema_problems
@@ -44,6 +52,45 @@ def parse_model_args(model_args: object) -> dict[str, str]:
     return out
 
 
+def checked_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of a dataset folder whose files match it (sizes first, then sha256).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the folder has no readable manifest.
+    ValueError
+        When a file is missing or differs from the manifest (a modified copy must not carry the
+        fingerprint of the original).
+    """
+    dataset = DatasetFolder(Path(folder))
+    if dataset.manifest is None:
+        raise FileNotFoundError(
+            f"{folder} has no readable manifest.json (not made by `modality-conflict build`)"
+        )
+    try:
+        dataset.verify_hashes()
+    except DatasetFolderError as error:
+        raise ValueError(
+            f"{error}; a submission records the fingerprint only of an unmodified folder"
+        ) from None
+    return dataset.manifest
+
+
+def run_files(run: TaskResult) -> dict[str, Any]:
+    """The ``run`` section: name and sha256 of the results file, the sample log and the report file."""
+    assert run.samples_jsonl is not None
+    report = run.report_json
+    return {
+        "results_file": run.results_json.name,
+        "results_sha256": sha256_file(run.results_json),
+        "samples_file": run.samples_jsonl.name,
+        "samples_sha256": sha256_file(run.samples_jsonl),
+        "report_file": None if report is None else report.name,
+        "report_sha256": None if report is None else sha256_file(report),
+    }
+
+
 def build_submission(
     run: TaskResult,
     *,
@@ -66,15 +113,16 @@ def build_submission(
         Override the task configuration's ``dataset_path`` and ``dataset_kwargs.revision`` (for a run on a
         local folder that was published as that revision).
     data_dir
-        The dataset folder the run used, for the fingerprint; found automatically when the run's
-        ``dataset_path`` is a local build.
+        The dataset folder the run used, for the fingerprint (its files are checked against its manifest
+        first); found automatically when the run's ``dataset_path`` is a local build.
     created
         Timestamp to record (ISO 8601); default now.
 
     Raises
     ------
     ValueError
-        When the run has no records, its report is undefined, or the records do not reproduce it.
+        When the run has no records, its report is undefined, the records do not reproduce it, or the
+        dataset folder does not match its manifest.
     """
     if not run.records:
         raise ValueError(
@@ -104,13 +152,9 @@ def build_submission(
     kwargs = task_config.get("dataset_kwargs") if isinstance(task_config.get("dataset_kwargs"), dict) else {}
     manifest = None
     if data_dir is not None:
-        manifest = DatasetFolder(Path(data_dir)).manifest
-        if manifest is None:
-            raise FileNotFoundError(
-                f"{data_dir} has no readable manifest.json (not made by `modality-conflict build`)"
-            )
-    elif dataset_path and Path(dataset_path).is_dir():
-        manifest = DatasetFolder(Path(dataset_path)).manifest
+        manifest = checked_manifest(Path(data_dir))
+    elif dataset_path and Path(dataset_path).is_dir() and DatasetFolder(Path(dataset_path)).manifest:
+        manifest = checked_manifest(Path(dataset_path))
     is_local_path = bool(dataset_path) and (Path(dataset_path).is_absolute() or Path(dataset_path).exists())
     version = results.task_version(run.task)
     model_name = results.data.get("model_name")
@@ -143,6 +187,7 @@ def build_submission(
             "reported_version": results.data.get("lmms_eval_version"),
             "git_hash": results.data.get("git_hash"),
         },
+        "run": run_files(run),
         "estimator": str(recomputed.get("entropy_estimator")),
         "analysis": {
             "package_version": _package_version("modality-conflict") or "unknown",
@@ -163,11 +208,7 @@ def build_submission(
 def write_submission(submission: Mapping[str, Any], path: Path) -> Path:
     """Write a submission as compact, key-sorted JSON (one record per line for readable diffs)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     head = {k: v for k, v in submission.items() if k != "records"}
     body = json.dumps(head, sort_keys=True, indent=1, allow_nan=False)[:-2]
     lines = ",\n".join(json.dumps(r, sort_keys=True, allow_nan=False) for r in submission["records"])
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(f'{body},\n "records": [\n{lines}\n]\n}}\n', encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, f'{body},\n "records": [\n{lines}\n]\n}}\n')

@@ -12,7 +12,7 @@ from typing import Any
 from modality_conflict.mc_tasks.submission.strict_json import SubmissionError, parse_strict_json
 
 FORMAT = "modality-conflict-submission"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_PATH = Path(__file__).resolve().with_name("submission.schema.json")
 MAX_SUBMISSION_BYTES = 50 * 1024 * 1024
 MAX_RECORDS = 200_000  # also in the schema; checked first so a huge list fails before schema validation

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -135,15 +138,51 @@ def test_rerun_with_same_arguments_is_a_verified_no_op(small: Path) -> None:
     assert {p: p.stat().st_mtime_ns for p in small.rglob("*")} == before
 
 
-def test_rerun_rebuilds_a_damaged_build(tmp_path: Path) -> None:
+def test_a_damaged_build_is_rebuilt_only_with_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "ds"
     build_dataset(out, groups=2, seed=0, workers=1)
     good = _digests(out)
     shard = out / "data/test-00000-of-00001.parquet"
     shard.write_bytes(shard.read_bytes()[:-10])
-    result = build_dataset(out, groups=2, seed=0, workers=1)
+    with pytest.raises(BuildError, match=r"files changed since \(data/test-00000-of-00001.parquet: size"):
+        build_dataset(out, groups=2, seed=0, workers=1)
+    result = build_dataset(out, groups=2, seed=0, workers=1, overwrite=True)
     assert not result.reused
     assert _digests(out) == good
+
+
+def test_a_rerun_never_deletes_what_the_builder_did_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ds"
+    build_dataset(out, groups=2, seed=0, workers=1)
+    (out / "notes.txt").write_text("my notes")
+    (out / "README.md").write_text((out / "README.md").read_text() + "\nMy own remarks.\n")
+    edited = (out / "README.md").read_text()
+    # Same arguments, edited card: refused, nothing touched.
+    assert cli_main(["build", "--groups", "2", "--seed", "0", "--out", str(out), "--quiet"]) == 2
+    assert "files changed since (README.md: size" in capsys.readouterr().err
+    # With --overwrite the user's file would be lost with the folder: refused too, naming it.
+    overwrite = ["build", "--groups", "2", "--seed", "0", "--out", str(out), "--quiet", "--overwrite"]
+    assert cli_main(overwrite) == 2
+    err = capsys.readouterr().err
+    assert "did not write (notes.txt)" in err and "move them elsewhere" in err
+    assert (out / "notes.txt").read_text() == "my notes" and (out / "README.md").read_text() == edited
+    assert _siblings(out) == []
+    # Once the user's file is moved away, --overwrite rebuilds only the builder's files.
+    (out / "notes.txt").rename(tmp_path / "notes.txt")
+    assert cli_main(overwrite) == 0
+    assert (out / "README.md").read_text() != edited
+    validate_dataset(out)
+
+
+def test_an_identical_build_is_reused_around_foreign_files(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    build_dataset(out, groups=1, seed=0, workers=1)
+    (out / "notes.txt").write_text("kept")
+    assert build_dataset(out, groups=1, seed=0, workers=1).reused
+    assert (out / "notes.txt").read_text() == "kept"
+    assert builder_module.foreign_files(out) == ["notes.txt"]
 
 
 def test_other_arguments_need_overwrite(tmp_path: Path) -> None:
@@ -210,7 +249,7 @@ def test_failure_inside_the_writer_leaves_nothing(
         original(self, rows)
 
     monkeypatch.setattr(writer_module.ShardWriter, "write_rows", failing)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(BuildError, match=f"cannot write {out}: disk full.*nothing was left behind"):
         build_dataset(out, groups=8, seed=0, workers=workers)
     assert not out.exists()
     assert _siblings(out) == []
@@ -290,3 +329,62 @@ def test_progress_bar_on_request(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "building" not in capsys.readouterr().err
     build_dataset(tmp_path / "loud", groups=2, seed=0, workers=1, progress=True)
     assert "building: 100%" in capsys.readouterr().err
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has exited, only its parent has not collected it
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process table in /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_pool_workers_die_with_a_killed_build(tmp_path: Path, sig: signal.Signals) -> None:
+    out = tmp_path / "ds"
+    command = [sys.executable, "-m", "modality_conflict.mc_tasks.cli", "build", "--groups", "300"]
+    build = subprocess.Popen(
+        [*command, "--workers", "2", "--quiet", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := _children(build.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers) == 2, "the build did not start its two workers"
+        time.sleep(0.5)
+        build.send_signal(sig)
+        # Returns only once every holder of the pipes (the workers too) has exited.
+        stdout, stderr = build.communicate(timeout=60)
+        deadline = time.monotonic() + 10
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid in workers if _alive(pid)] == []
+    finally:
+        for pid in [build.pid, *workers]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        build.wait()
+    assert not out.exists()
+    if sig == signal.SIGTERM:
+        # Handled like Ctrl-C: the temporary folder is removed and the command says so in one line.
+        assert build.returncode == 130 and stderr == "interrupted\n" and stdout == ""
+        assert _siblings(out) == []
+    else:
+        assert build.returncode == -signal.SIGKILL

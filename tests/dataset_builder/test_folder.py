@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -70,3 +71,26 @@ def test_problems_name_the_folder_and_file(built: Path, tmp_path: Path) -> None:
     (copy / "README.md").write_text("no front matter\n")
     with pytest.raises(DatasetValidationError, match="no YAML front matter"):
         tampered.card_metadata()
+
+
+def test_manifest_names_outside_the_folder_are_refused_by_every_reader(built: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    outside = tmp_path / "elsewhere.parquet"
+    shutil.copy(copy / DatasetFolder(copy).data_files()[0], outside)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["../elsewhere.parquet"] = {
+        "sha256": sha256_file(outside),
+        "size": outside.stat().st_size,
+    }
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    folder = DatasetFolder(copy)
+    assert "manifest.json: file name '../elsewhere.parquet' points outside the dataset folder" in (
+        folder.hash_mismatches()
+    )
+    with pytest.raises(DatasetFolderError, match="points outside the dataset folder"):
+        folder.verify_hashes()
+    with pytest.raises(DatasetFolderError, match="points outside the dataset folder"):
+        folder.index_rows(["condition"])
+    with pytest.raises(DatasetFolderError, match="points outside the dataset folder"):
+        folder.read_table(files=["../elsewhere.parquet"])

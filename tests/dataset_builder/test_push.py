@@ -8,9 +8,12 @@ network. The one test that needs the real Hub is marked ``integration`` and skip
 from __future__ import annotations
 
 import base64
+import dataclasses
+import importlib.util
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +24,11 @@ import huggingface_hub
 import pytest
 from huggingface_hub.utils._http import hf_request_event_hook
 
+from modality_conflict.dataset_builder import canonical
 from modality_conflict.dataset_builder.builder import build_dataset
 from modality_conflict.dataset_builder.errors import DatasetValidationError, PushError
-from modality_conflict.dataset_builder.push import PushAuthError, push_dataset
+from modality_conflict.dataset_builder.folder import DatasetFolder
+from modality_conflict.dataset_builder.push import PinMismatchError, PushAuthError, push_dataset
 from modality_conflict.mc_tasks.cli import main as cli_main
 
 COMMIT_SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -134,6 +139,17 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("push") / "ds"
     build_dataset(out, groups=2, seed=0, workers=1)
     return out
+
+
+@pytest.fixture(autouse=True)
+def pinned_to_the_test_build(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Pin (in memory) the tasks to the small test build, so that pushing it is publishing the pin."""
+    fingerprint = DatasetFolder(dataset).fingerprint
+    assert fingerprint is not None
+    monkeypatch.setattr(
+        canonical, "CANONICAL", dataclasses.replace(canonical.CANONICAL, fingerprint=fingerprint)
+    )
+    return fingerprint
 
 
 def _committed_files(commit: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -258,6 +274,85 @@ def test_invalid_folder_is_never_uploaded(hub: FakeHub, dataset: Path, tmp_path:
     with pytest.raises(PushError, match="USER/NAME"):
         push_dataset(dataset, "colors")
     assert hub.requests == []
+
+
+def test_a_build_other_than_the_pinned_one_is_refused(
+    hub: FakeHub,
+    dataset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    other = tmp_path / "other"
+    build_dataset(other, groups=2, seed=1, workers=1)
+    with pytest.raises(PinMismatchError, match=r"has fingerprint \w+, but the tasks pin \w+ .*--update-pin"):
+        push_dataset(other, "user/colors")
+    monkeypatch.setattr(
+        canonical, "CANONICAL", dataclasses.replace(canonical.CANONICAL, fingerprint="0" * 64)
+    )
+    assert cli_main(["push", str(dataset), "--repo-id", "user/colors"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pass --update-pin to publish it" in err
+    assert hub.requests == [] and hub.commits == []
+
+
+def _load_module(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location("pin_copy", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pin_copy"] = module  # dataclasses look their module up while the class is made
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["pin_copy"]
+    return module
+
+
+def test_update_pin_publishes_and_pins_the_tasks_to_the_new_commit(
+    hub: FakeHub,
+    dataset: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import yaml
+
+    module, template = canonical.pin_files()
+    module_copy, template_copy = tmp_path / "canonical.py", tmp_path / template.name
+    module_copy.write_text(module.read_text())
+    template_copy.write_text(template.read_text())
+    monkeypatch.setattr(canonical, "pin_files", lambda: (module_copy, template_copy))
+    monkeypatch.setattr(
+        canonical, "CANONICAL", dataclasses.replace(canonical.CANONICAL, fingerprint="0" * 64)
+    )
+    fingerprint = DatasetFolder(dataset).fingerprint
+    assert cli_main(["push", str(dataset), "--repo-id", "user/colors", "--update-pin"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == COMMIT_SHA
+    assert f"pinned user/colors@{COMMIT_SHA} (fingerprint {fingerprint}) in {module_copy}" in captured.err
+    assert len(hub.commits) == 1
+    pinned = _load_module(module_copy)
+    assert (
+        "user/colors",
+        COMMIT_SHA,
+        fingerprint,
+    ) == (pinned.HUB_REPO_ID, pinned.HUB_REVISION, pinned.FINGERPRINT)
+    assert json.loads((dataset / "manifest.json").read_text())["software"] == pinned.PINNED_SOFTWARE
+    config = yaml.safe_load(
+        "\n".join(line for line in template_copy.read_text().splitlines() if "!function" not in line)
+    )
+    assert config["dataset_path"] == "user/colors"
+    assert config["dataset_kwargs"] == {"revision": COMMIT_SHA}
+    assert config["metadata"]["modality_conflict_dataset"] == {"fingerprint": fingerprint}
+    # Only the pinned lines changed.
+    changed = [
+        a
+        for a, b in zip(
+            template.read_text().splitlines(), template_copy.read_text().splitlines(), strict=True
+        )
+        if a != b
+    ]
+    assert len(changed) == 3
 
 
 @pytest.mark.integration

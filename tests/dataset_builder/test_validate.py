@@ -72,9 +72,12 @@ def test_good_folder_passes(built: Path) -> None:
 
 def test_hash_mismatch(copy: Path) -> None:
     shard = copy / SHARD
-    shard.write_bytes(shard.read_bytes() + b"\0")
-    message = _problems(copy)
-    assert f"manifest hash mismatch: {SHARD}: sha256" in message
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes
+    shard.write_bytes(bytes(data))
+    assert f"manifest hash mismatch: {SHARD}: sha256" in _problems(copy)
+    shard.write_bytes(bytes(data) + b"\0")
+    assert f"manifest hash mismatch: {SHARD}: size {len(data) + 1} bytes does not match" in _problems(copy)
 
 
 def test_missing_and_unlisted_files(copy: Path) -> None:
@@ -183,3 +186,67 @@ def test_cli_reports_problems_with_exit_status_2(copy: Path, capsys: pytest.Capt
     assert err.startswith("error: ")
     assert f"{SHARD}: cannot be read as parquet" in err
     assert "Traceback" not in err
+
+
+# --- paths a manifest names, and unreadable cards ---------------------------------------------------------
+
+
+def _list_in_manifest(folder: Path, name: str, *, sha256: str = "0" * 64, size: int = 1) -> None:
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["files"][name] = {"sha256": sha256, "size": size}
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("../../../../etc/passwd", "'../../../../etc/passwd' points outside the dataset folder"),
+        ("/etc/passwd", "'/etc/passwd' points outside the dataset folder"),
+        ("data/..\\..\\x", "is not a relative path"),
+        ("data/link.parquet", "'data/link.parquet' is a link that leads outside the dataset folder"),
+    ],
+)
+def test_manifest_paths_never_leave_the_folder(
+    copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, message: str
+) -> None:
+    from modality_conflict.dataset_builder import folder as folder_module
+
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"secret")
+    (copy / "data" / "link.parquet").symlink_to(outside)
+    _list_in_manifest(copy, name)
+    read: list[Path] = []
+    real_sha = folder_module.sha256_file
+    monkeypatch.setattr(folder_module, "sha256_file", lambda path: read.append(Path(path)) or real_sha(path))
+    assert message in _problems(copy)
+    # validate, a build re-run and the folder reader refuse alike, and read nothing outside.
+    with pytest.raises(Exception, match="outside the dataset folder|not a relative path"):
+        build_dataset(copy, groups=GROUPS, seed=3, workers=1)
+    assert all(path.resolve().is_relative_to(copy.resolve()) for path in read), read
+    assert all(path.resolve() != outside.resolve() for path in read)
+
+
+def test_sizes_are_compared_before_hashing(copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modality_conflict.dataset_builder import folder as folder_module
+
+    huge = copy / "data" / "huge.bin"
+    with open(huge, "wb") as handle:  # sparse: 50 GB that take no room, and must never be read
+        handle.truncate(50 << 30)
+    _list_in_manifest(copy, "data/huge.bin", size=10)
+    read: list[str] = []
+    real_sha = folder_module.sha256_file
+    monkeypatch.setattr(
+        folder_module, "sha256_file", lambda path: read.append(Path(path).name) or real_sha(path)
+    )
+    assert f"data/huge.bin: size {50 << 30} bytes does not match manifest.json (10)" in _problems(copy)
+    assert "huge.bin" not in read
+
+
+def test_a_card_that_is_not_utf8_is_named(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    card = copy / "README.md"
+    card.write_bytes(b"---\n\xff\xfe not utf-8\n---\n")
+    _rehash(copy, "README.md")
+    assert cli_main(["validate", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert f"{card}: the dataset card is not UTF-8 text (byte 4: invalid start byte)" in err

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lmms_eval_runs import offline_env, run_lmms_eval
+from lmms_eval_runs import assert_sampled_entropy_is_that_of_the_logged_answers, offline_env, run_lmms_eval
 
 from modality_conflict.mc_tasks.evaluate import EvaluationFailedError, RunOutputs, find_run_outputs
-from modality_conflict.mc_tasks.names import METRIC_NAMES
+from modality_conflict.mc_tasks.names import METRIC_NAMES, RECORD_KEY
+from modality_conflict.mc_tasks.results import ResultsFile
 from modality_conflict.models.envelope import decode_envelope
 
 pytestmark = pytest.mark.slow
@@ -49,6 +50,22 @@ def _metrics(outputs: RunOutputs, task: str) -> dict[str, Any]:
     return {key.split(",")[0]: value for key, value in outputs.results["results"][task].items()}
 
 
+def _report(outputs: RunOutputs, task: str) -> dict[str, Any]:
+    """The task's whole summary, from the report file beside the results file."""
+    assert outputs.report_json is not None and outputs.report_json.is_file()
+    return json.loads(outputs.report_json.read_text())["reports"][task]
+
+
+def _table_metrics(printed: str) -> set[str]:
+    """The metric names of lmms-eval's printed results table (its Metric column)."""
+    names = set()
+    for line in printed.splitlines():
+        cells = [cell.strip() for cell in line.split("|")] if line.startswith("|") else []
+        if len(cells) > 5 and cells[4] and not set(cells[4]) <= set("-:"):
+            names.add(cells[4])
+    return names - {"Metric"}
+
+
 def _samples(outputs: RunOutputs, task: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in outputs.samples[task].read_text().splitlines()]
 
@@ -73,10 +90,15 @@ def test_wrapper_reports_every_metric_with_full_vocab_entropy(
 ) -> None:
     outputs = find_run_outputs(tiny_lmms_eval_run, ["modality_conflict"])
     metrics = _metrics(outputs, "modality_conflict_color")
-    assert set(METRIC_NAMES) <= set(metrics)
-    assert metrics["entropy_estimator"] == "full_vocab"
-    report = metrics["report"]
+    # lmms-eval's metrics are the headline numbers only; the whole report is in the report file.
+    assert {name for name in metrics if "_stderr" not in name and name != "alias"} == set(METRIC_NAMES)
+    report = _report(outputs, "modality_conflict_color")
+    assert outputs.report_json == ResultsFile.read(outputs.results_json).report_path
     assert report["status"] == "ok" and report["entropy_estimator"] == "full_vocab"
+    assert all(metrics[name] == report[name] for name in METRIC_NAMES)
+    printed = (tiny_lmms_eval_run / "lmms_eval.log").read_text().split("--- stderr ---")[0]
+    assert _table_metrics(printed) == set(METRIC_NAMES), printed[-3000:]
+    assert max(len(line) for line in printed.splitlines() if line.startswith("|")) < 400
     _assert_finite_or_flagged(report)
     assert report["mean_hv"] > 0 and report["mean_ht"] > 0
     # The config pins the dataset, and the version is a dict-style metadata field.
@@ -87,10 +109,10 @@ def test_wrapper_reports_every_metric_with_full_vocab_entropy(
     samples = _samples(outputs, "modality_conflict_color")
     assert len(samples) == _n_rows(small_dataset_dir)
     for sample in samples:
-        record = sample["report"]
+        record = sample[RECORD_KEY]
         assert set(record) >= RECORD_FIELDS
         assert record["entropy"] is not None and record["entropy"] >= 0
-    conflict = next(s for s in samples if s["report"]["condition"] == "conflict")
+    conflict = next(s for s in samples if s[RECORD_KEY]["condition"] == "conflict")
     # lmms-eval drops `resps` from the log when it equals `filtered_resps`.
     response = conflict.get("resps", conflict["filtered_resps"])
     while isinstance(response, list):
@@ -121,17 +143,16 @@ def test_loglikelihood_path_through_multiple_choice_with_include_path(
         data_dir=None,
         extra=["--include_path", str(tasks_dir.parent)],
     )
-    metrics = _metrics(outputs, "modality_conflict_loglik")
-    assert metrics["entropy_estimator"] == "answer_set"
-    report = metrics["report"]
+    report = _report(outputs, "modality_conflict_loglik")
+    assert report["entropy_estimator"] == "answer_set"
     _assert_finite_or_flagged(report)
     assert 0 <= report["mean_hv"] <= math.log(6) + 1e-9 and 0 <= report["mean_ht"] <= math.log(6) + 1e-9
     samples = _samples(outputs, "modality_conflict_loglik")
     assert len(samples) == _n_rows(quick_dataset_dir)
-    assert all(len(s["report"]["answer_scores"]) == 6 for s in samples)
+    assert all(len(s[RECORD_KEY]["answer_scores"]) == 6 for s in samples)
     # The answer is the best-scoring candidate, so "other" never occurs on this path.
-    assert all(s["report"]["answer"] != "other" for s in samples)
-    assert all(max(s["report"]["answer_scores"]) <= 0 for s in samples)
+    assert all(s[RECORD_KEY]["answer"] != "other" for s in samples)
+    assert all(max(s[RECORD_KEY]["answer_scores"]) <= 0 for s in samples)
 
 
 def test_qwen2_vl_generation_path_uses_sampled_entropy(
@@ -145,13 +166,13 @@ def test_qwen2_vl_generation_path_uses_sampled_entropy(
         data_dir=quick_dataset_dir,
         extra=["--repeats", "3"],
     )
-    metrics = _metrics(outputs, "modality_conflict_sampled")
-    assert metrics["entropy_estimator"] == "sampled"
-    report = metrics["report"]
+    report = _report(outputs, "modality_conflict_sampled")
+    assert report["entropy_estimator"] == "sampled"
     _assert_finite_or_flagged(report)
-    # Three samples over six colours and "other": the corrected entropy is bounded by ln 3 + 1/3.
-    samples = _samples(outputs, "modality_conflict_sampled")
-    assert all(0 <= s["report"]["entropy"] <= math.log(3) + 1 / 3 + 1e-9 for s in samples)
+    # All three answers of every prompt reach the task, and each entropy is theirs (not 0 from one answer).
+    assert_sampled_entropy_is_that_of_the_logged_answers(
+        outputs, "modality_conflict_sampled", n_docs=_n_rows(quick_dataset_dir), repeats=3
+    )
 
 
 def test_two_processes_give_the_same_aggregate_as_one(
@@ -162,16 +183,18 @@ def test_two_processes_give_the_same_aggregate_as_one(
     outputs = run_lmms_eval(
         tmp_path,
         model="modality_conflict_hf",
-        model_args=f"pretrained={tiny_llava_dir},device=cpu,device_map=cpu",
+        model_args=f"pretrained={tiny_llava_dir},device=cpu,device_map=cpu,dtype=float64",
         tasks="modality_conflict",
         data_dir=datasets_dir,
         launcher=[torchrun, "--nproc_per_node", "2", "--master_port", "29533", "-m"],
     )
     single = find_run_outputs(tiny_lmms_eval_run, ["modality_conflict"])
+    # Rank 0 alone writes the report file, from the records of both ranks.
+    assert len(list(tmp_path.rglob("*_modality_conflict.json"))) == 1
     # Ranks batch the prompts differently, so entropies may differ in the last bits; nothing else may.
     for task in ("modality_conflict_color", "modality_conflict_attribute"):
-        two = _metrics(outputs, task)["report"]
-        one = _metrics(single, task)["report"]
+        two = _report(outputs, task)
+        one = _report(single, task)
         _assert_same_report(two, one, path=f"{task}.report")
 
 
@@ -214,6 +237,73 @@ def test_eval_command_fails_loudly_when_lmms_eval_writes_nothing(
     )
     assert completed.returncode == 1
     assert "error: lmms-eval wrote no *_results.json" in completed.stderr
+
+
+def _without_half_the_text_rows(source: Path, out: Path) -> Path:
+    """A copy of a built dataset folder whose shard lacks every second text-only row (manifest updated)."""
+    import hashlib
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    shutil.copytree(source, out)
+    (shard,) = sorted((out / "data").glob("*.parquet"))
+    table = pq.read_table(shard)
+    text_only = pc.equal(table["condition"], 1).to_pylist()
+    ordinal = [sum(text_only[: i + 1]) for i in range(len(text_only))]
+    keep = [not (is_text and ordinal[i] % 2 == 0) for i, is_text in enumerate(text_only)]
+    kept = table.filter(keep)
+    pq.write_table(kept, shard)
+    card = out / "README.md"
+    card.write_text(
+        card.read_text().replace(f"num_examples: {table.num_rows}", f"num_examples: {kept.num_rows}")
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    for path in (shard, card):
+        entry = manifest["files"][path.relative_to(out).as_posix()]
+        entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        entry["size"] = path.stat().st_size
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return out
+
+
+def test_eval_command_shows_the_headline_table_the_report_file_and_dropped_conflicts(
+    tmp_path: Path, quick_dataset_dir: Path, tiny_llava_dir: Path
+) -> None:
+    data = _without_half_the_text_rows(quick_dataset_dir, tmp_path / "data")
+    out = tmp_path / "out"
+    completed = subprocess.run(
+        [
+            sys.executable, "-m", "modality_conflict.mc_tasks.cli", "eval",
+            "--model-args", f"pretrained={tiny_llava_dir},device=cpu,device_map=cpu",
+            "--tasks", "modality_conflict_color", "--data", str(data), "--output", str(out),
+            "--batch-size", "8",
+        ],
+        env=offline_env(None), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    printed = completed.stdout
+    # lmms-eval's own table: the headline numbers only, no report cell thousands of characters wide.
+    assert _table_metrics(printed) == set(METRIC_NAMES), printed[-3000:]
+    report_json = next(out.rglob("*_modality_conflict.json"))
+    assert f"full report: {report_json}" in printed
+    report = json.loads(report_json.read_text())["reports"]["modality_conflict_color"]
+    missing, total = report["n_incomplete_conflicts"], report["n_conflict_rows"]
+    assert 0 < missing < total
+    assert f"incomplete conflicts: {missing} of {total} conflict rows left out" in printed
+    assert f"{missing} of {total} conflict rows were left out" in completed.stderr
+    # ... logged once by the aggregation inside lmms-eval, printed again by eval.
+    assert completed.stderr.count("modality_conflict: " + f"{missing} of {total} conflict rows") == 1
+    # `report` finds the report file and says the same.
+    reported = subprocess.run(
+        [sys.executable, "-m", "modality_conflict.mc_tasks.cli", "report", str(out), "--out",
+         str(tmp_path / "r")],
+        env=offline_env(None), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert reported.returncode == 0, reported.stderr
+    assert f"{missing} of {total} conflict rows were left out" in reported.stderr
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert f'<td class="n">{missing} of {total}</td>' in page
 
 
 def test_find_run_outputs_names_a_missing_task(tiny_lmms_eval_run: Path) -> None:

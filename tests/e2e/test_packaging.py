@@ -106,7 +106,8 @@ def test_non_editable_install_imports_from_site_packages(installed_env: Path, tm
     code = (
         "import modality_conflict.metrics as m, modality_conflict.mc_tasks.plugin as p; "
         "print(m.__file__); print(p.TASKS_DIR); import importlib.util; "
-        "print(importlib.util.find_spec('metrics'))"
+        "print(importlib.util.find_spec('metrics')); "
+        "from modality_conflict.dataset_builder import canonical; print(canonical.task_template_path())"
     )
     # Run outside the repository: `python -c` puts the working directory first on sys.path.
     lines = subprocess.run(
@@ -115,6 +116,8 @@ def test_non_editable_install_imports_from_site_packages(installed_env: Path, tm
     assert str(installed_env) in lines[0] and str(REPO) not in lines[0]
     assert (Path(lines[1]) / "_default_template_yaml").is_file()
     assert lines[2] == "None", "the install must not provide a bare top-level `metrics` module"
+    # The pin's copy in the task template is found in the installed package too.
+    assert Path(lines[3]) == Path(lines[1]) / "_default_template_yaml"
 
 
 def test_lmms_eval_cli_lists_tasks_from_non_editable_install(installed_env: Path, tmp_path: Path) -> None:

@@ -176,14 +176,14 @@ def test_run_without_sample_log_still_gets_plots(two_models: dict[str, Path], tm
 def test_undefined_report_is_explained_not_plotted(two_models: dict[str, Path], tmp_path: Path) -> None:
     copy = tmp_path / "results"
     shutil.copytree(two_models["text"], copy)
-    results_json = next(copy.rglob("*_results.json"))
-    data = json.loads(results_json.read_text())
-    data["results"]["modality_conflict_color"]["report,none"] = {
+    report_json = next(copy.rglob("*_modality_conflict.json"))
+    data = json.loads(report_json.read_text())
+    data["reports"]["modality_conflict_color"] = {
         "status": "undefined",
         "reason": "no conflict item has all three conditions",
         "n_conflicts": 0,
     }
-    results_json.write_text(json.dumps(data))
+    report_json.write_text(json.dumps(data))
     page = write_report(read_task_results([copy]), tmp_path / "report")
     assert "no conflict item has all three conditions" in page.read_text()
     assert not list((tmp_path / "report").glob("*.png"))
@@ -209,4 +209,206 @@ def test_cli_report_bad_input_is_an_error_not_a_traceback(
     broken.parent.mkdir()
     broken.write_text("{not json")
     assert main(["report", str(tmp_path / "m"), "--out", str(tmp_path / "r")]) == 2
-    assert "is not a JSON file" in capsys.readouterr().err
+    assert "is not valid JSON" in capsys.readouterr().err
+
+
+def test_report_shows_what_the_chat_template_wrote(tiny_lmms_eval_run: Path, tmp_path: Path) -> None:
+    from modality_conflict.mc_tasks.cli import main
+
+    assert main(["report", str(tiny_lmms_eval_run), "--out", str(tmp_path / "report")]) == 0
+    page = next((tmp_path / "report").glob("*.html")).read_text(encoding="utf-8")
+    (run,) = read_task_results([tiny_lmms_eval_run])
+    # The tiny LLaVA's template writes "USER: " (and the image placeholder on image rows) before the question.
+    assert {preamble for _date, preamble in run.prompts} == {"USER: ", "USER: <image>\n"}
+    assert sum(run.prompts.values()) == len(run.records)
+    assert "rendered on the template date 2025-01-01" in page and "<pre>USER: &lt;image&gt;\n</pre>" in page
+
+
+# --- what a reader must be told: dropped conflicts, malformed fields, short logs, bounds ------------------
+
+
+@pytest.fixture(scope="module")
+def half_text_rows_missing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run on a dataset without half of its text-only rows: their conflicts cannot be joined."""
+    from fixtures_results import synthetic_docs
+
+    docs = synthetic_docs(8, with_controls=False)
+    text_rows = [d["row_id"] for d in docs if d["condition"] == 1]  # CONDITIONS.index("text_only")
+    dropped = set(text_rows[::2])
+    kept = [d for d in docs if d["row_id"] not in dropped]
+    root = tmp_path_factory.mktemp("incomplete")
+    write_lmms_eval_run(root, model_id="org/half", docs=kept, balance_point=0.0, seed=3)
+    return root
+
+
+def test_dropped_conflicts_show_in_eval_summary_report_and_warnings(
+    half_text_rows_missing: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modality_conflict.mc_tasks.evaluate import find_run_outputs, format_summary
+
+    (run,) = read_task_results([half_text_rows_missing])
+    summary = run.summary
+    assert summary.ok and 0 < summary.n_incomplete_conflicts < summary.get("n_conflict_rows")
+    missing, total = summary.n_incomplete_conflicts, summary.get("n_conflict_rows")
+    (warning,) = run.warnings
+    assert f"{missing} of {total} conflict rows were left out" in warning
+    text = format_summary(find_run_outputs(half_text_rows_missing, ["modality_conflict_color"]))
+    assert f"incomplete conflicts: {missing} of {total} conflict rows left out" in text
+    assert f"warning: modality_conflict_color: {missing} of {total} conflict rows were left out" in text
+    assert main(["report", str(half_text_rows_missing), "--out", str(tmp_path / "r")]) == 0
+    assert f"{missing} of {total} conflict rows were left out" in capsys.readouterr().err
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert f'<p class="warn">warning: modality_conflict_color: {missing} of {total}' in page
+    assert f'<td class="n">{missing} of {total}</td>' in page
+
+
+def test_dropped_conflicts_are_logged_once_by_the_aggregation(caplog: pytest.LogCaptureFixture) -> None:
+    from fixtures_results import simulate_responses, synthetic_docs
+
+    from modality_conflict.mc_tasks import task_logic
+    from modality_conflict.mc_tasks.names import METRIC_NAMES
+    from modality_conflict.mc_tasks.records import RECORD_FIELD_CHECKS  # noqa: F401 - the contract exists
+
+    docs = synthetic_docs(5, with_controls=False)
+    docs = [d for d in docs if not (d["condition"] == 0 and d["visual_tier"] == 0)]  # some vision rows gone
+    responses = simulate_responses(docs, balance_point=0.0, seed=4)
+    per_metric = [task_logic.process_results(d, [r]) for d, r in zip(docs, responses, strict=True)]
+    with caplog.at_level("WARNING", logger="modality_conflict"):
+        for name in METRIC_NAMES:
+            getattr(task_logic, f"aggregate_{name}")([m[name] for m in per_metric])
+    warnings = [r for r in caplog.records if "conflict rows were left out" in r.getMessage()]
+    assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
+
+
+def test_malformed_field_names_file_and_field_and_writes_nothing(
+    two_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for field, value, expected in (
+        ("mean_hv_by_tier", {"x": 0.1}, "field 'mean_hv_by_tier' has the tier key 'x', not an integer"),
+        ("tfr_by_tier_cell", {"0": {"zero": 0.5}}, "field 'tfr_by_tier_cell.0' has the tier key 'zero'"),
+        ("binned_curve", {"edges": [0, 1], "centres": "0.5"}, "field 'binned_curve.centres' is not a list"),
+        ("balance_point", "-0.3", "field 'balance_point' is '-0.3', not a number or null"),
+    ):
+        copy = tmp_path / field / "results"
+        shutil.copytree(two_models["text"], copy)
+        report_json = next(copy.rglob("*_modality_conflict.json"))
+        data = json.loads(report_json.read_text())
+        data["reports"]["modality_conflict_color"][field] = value
+        report_json.write_text(json.dumps(data))
+        out = tmp_path / field / "out"
+        assert main(["report", str(copy), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {report_json}: reports.modality_conflict_color: {expected}"), err
+        assert not out.exists()
+
+
+def test_report_failure_leaves_no_partial_output(
+    two_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modality_conflict.mc_tasks import html_report
+
+    runs = read_task_results([two_models["vision"]])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("kept")
+
+    def broken(*_args: object, **_kwargs: object) -> Path:
+        raise RuntimeError("the heatmap failed")
+
+    monkeypatch.setattr(html_report, "plot_tfr_heatmap", broken)
+    with pytest.raises(RuntimeError, match="the heatmap failed"):
+        write_report(runs, out)
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]  # no plot, no page, no hidden folder
+
+
+def test_short_sample_log_is_used_with_a_warning_giving_both_counts(
+    two_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "results"
+    shutil.copytree(two_models["text"], copy)
+    log = next(copy.rglob("*_samples_*.jsonl"))
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join(lines[: len(lines) // 2]) + "\n")
+    (run,) = read_task_results([copy])
+    assert len(run.records) == len(lines) // 2
+    (warning,) = [w for w in run.warnings if "sample log" in w]
+    assert f"holds {len(lines) // 2} records but {len(lines)} docs" in warning
+    assert main(["report", str(copy), "--out", str(tmp_path / "r")]) == 0
+    assert f"holds {len(lines) // 2} records but {len(lines)} docs" in capsys.readouterr().err
+
+
+def test_malformed_record_in_the_sample_log_names_line_and_field(
+    two_models: dict[str, Path], tmp_path: Path
+) -> None:
+    copy = tmp_path / "results"
+    shutil.copytree(two_models["text"], copy)
+    log = next(copy.rglob("*_samples_*.jsonl"))
+    lines = log.read_text().splitlines()
+    sample = json.loads(lines[4])
+    for key in (
+        "tfr",
+        "vfr",
+        "other_rate",
+        "balance_point",
+        "balance_point_ci_low",
+        "balance_point_ci_high",
+        "mean_dh",
+        "n_conflicts",
+    ):
+        sample[key]["visual_tier"] = "hard"
+    lines[4] = json.dumps(sample)
+    log.write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        ValueError, match=rf"{log.name}:5: the per-doc record is malformed: field 'visual_tier' is"
+    ):
+        read_task_results([copy])
+
+
+@pytest.mark.parametrize(
+    ("values", "shown", "phrase"),
+    [
+        ({"balance_point_status": "censored_below", "balance_point_bound": -1.234}, "< -1.234", "below"),
+        ({"balance_point_status": "censored_above", "balance_point_bound": 0.9}, "> +0.900", "above"),
+        (
+            {
+                "balance_point_status": "separated",
+                "balance_point_bound_low": -0.2,
+                "balance_point_bound_high": 0.1,
+            },
+            "in [-0.200, +0.100]",
+            "perfectly separated",
+        ),
+    ],
+)
+def test_every_view_shows_the_bound_of_a_balance_point(
+    values: dict, shown: str, phrase: str, tmp_path: Path
+) -> None:
+    from modality_conflict.mc_tasks.commands.submit import headline
+    from modality_conflict.mc_tasks.evaluate import format_summary
+    from modality_conflict.mc_tasks.html_report import summary_rows
+    from modality_conflict.mc_tasks.leaderboard import _balance_cell
+
+    report = {
+        "status": "ok",
+        "n_conflicts": 40,
+        "entropy_estimator": "full_vocab",
+        "balance_point": None,
+        **values,
+    }
+    summary = TaskSummary(report)
+    assert summary.balance_point.bounded and summary.balance_point.text() == shown
+    assert phrase in summary.inherent_preference().text
+    from modality_conflict.mc_tasks.report_file import write_report_file
+    from modality_conflict.mc_tasks.results import ResultsFile
+
+    results_json = tmp_path / "2025-01-01T00-00-00_results.json"
+    results_json.write_text(json.dumps({"results": {"modality_conflict_color": {"tfr,none": 0.5}}}))
+    write_report_file(
+        tmp_path / "2025-01-01T00-00-00_modality_conflict.json", {"modality_conflict_color": report}
+    )
+    table = format_summary(ResultsFile.read(results_json))
+    assert f"{shown:>26}" in table.splitlines()[1]
+    assert _balance_cell(summary) == shown
+    assert summary_rows(summary)[0][1].startswith(shown)
+    submission = {"model": {"id": "m"}, "task": {"name": "t"}, "metrics": report, "estimator": "full_vocab"}
+    assert f"balance point {shown}," in headline(submission)

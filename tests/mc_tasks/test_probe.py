@@ -430,15 +430,14 @@ def test_results_balance_point_is_used_and_named(
     logged_run: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _no_model(monkeypatch)
-    results_json = next(logged_run.rglob("*_results.json"))
-    results = json.loads(results_json.read_text())
-    report = results["results"]["modality_conflict_color"]["report,none"]
-    report.update(balance_point=1.25, balance_point_status="ok")
-    results_json.write_text(json.dumps(results))
+    report_json = next(logged_run.rglob("*_modality_conflict.json"))
+    reports = json.loads(report_json.read_text())
+    reports["reports"]["modality_conflict_color"].update(balance_point=1.25, balance_point_status="ok")
+    report_json.write_text(json.dumps(reports))
     assert main(["probe", "--results", str(logged_run), "--out", str(tmp_path / "a"), "--radius", "0.3"]) == 0
     written = json.loads((tmp_path / "a" / "probe.json").read_text())
     aggregates = written["aggregates"]
-    assert aggregates["balance_point"] == 1.25 and str(results_json) in aggregates["balance_point_source"]
+    assert aggregates["balance_point"] == 1.25 and str(report_json) in aggregates["balance_point_source"]
     main_items = [i for i in written["items"] if i["control"] == "none"]
     near = [i["oscillations"] for i in main_items if abs(i["dh"] - 1.25) <= 0.3]
     assert aggregates["by_control"]["none"]["ambiguous"]["n_items"] == len(near)
@@ -451,6 +450,33 @@ def test_results_balance_point_is_used_and_named(
     assert given["balance_point"] == -1.0 and given["balance_point_source"] == "--balance-point"
 
 
+def test_malformed_lens_is_named_with_file_line_row_and_field(
+    logged_run: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    _no_model(monkeypatch)
+    log = next(logged_run.rglob("*_samples_*.jsonl"))
+    lines = log.read_text().splitlines()
+    number, sample = next(
+        (i + 1, json.loads(line))
+        for i, line in enumerate(lines)
+        if json.loads(line)["tfr"]["condition"] == "conflict"
+    )
+    envelope = json.loads(sample["filtered_resps"])
+    envelope["lens"]["top1_ids"][1] = "seven"
+    sample["filtered_resps"] = json.dumps(envelope)
+    lines[number - 1] = json.dumps(sample)
+    log.write_text("\n".join(lines) + "\n")
+    assert main(["probe", "--results", str(logged_run), "--out", str(tmp_path / "p")]) == 2
+    error = capsys.readouterr().err
+    row_id = sample["tfr"]["row_id"]
+    where = f"error: {log}:{number}: row {row_id}: "
+    assert error.startswith(where + "the logit-lens record is malformed: field 'top1_ids[1]' is 'seven'"), (
+        error
+    )
+    assert "not made with" not in error and "no logit-lens data" not in error
+    assert not (tmp_path / "p").exists()
+
+
 def test_results_without_lens_data(
     tmp_path: Path,
     tiny_llava_dir: Path,
@@ -458,7 +484,7 @@ def test_results_without_lens_data(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
 ) -> None:
-    # The simulated run's envelopes carry no logit-lens record in the wrapper's format.
+    # The simulated run's envelopes carry no logit-lens record.
     docs = synthetic_docs(1)
     write_lmms_eval_run(tmp_path / "results", docs=docs)
     code = main(["probe", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "p")])
@@ -524,12 +550,7 @@ def test_unsupported_architecture_names_the_class(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
 ) -> None:
-    class Loader:
-        @staticmethod
-        def from_pretrained(*_args: Any, **_kwargs: Any) -> nn.Module:
-            return cls()
-
-    monkeypatch.setattr(loading, "model_class_for", lambda *_args, **_kwargs: (Loader, True))
+    monkeypatch.setattr(loading, "load_routed_model", lambda *_args, **_kwargs: cls())
     code = main(["probe", "--model", str(tiny_llava_dir), "--data", str(dataset_dir), "--device", "cpu"])
     assert code == 2
     error = capsys.readouterr().err

@@ -28,7 +28,8 @@ def test_results_file_reads_metrics_config_and_sample_log(run_folder: Path) -> N
     assert results.stem == path.name.removesuffix("_results.json")
     assert TASK in results.task_names and "modality_conflict" in results.task_names
     metrics = results.metrics(TASK)
-    assert metrics["tfr"] == metrics["report"]["tfr"] and "tfr_stderr" in metrics
+    assert metrics["tfr"] == results.summary(TASK).raw["tfr"] and "tfr_stderr" in metrics
+    assert results.report_path.name == f"{results.stem}_modality_conflict.json"
     assert results.summary("modality_conflict") is None  # the group has no summary of its own
     assert [task for task, _ in results.summaries()] == [TASK]
     assert results.task_config(TASK)["dataset_kwargs"]["revision"]

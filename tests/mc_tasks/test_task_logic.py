@@ -115,6 +115,33 @@ def test_sampled_answers_give_mode_and_miller_madow_entropy() -> None:
     assert record["entropy"] == pytest.approx(plug_in + (2 - 1) / (2 * 4))
 
 
+def test_sampled_answers_arrive_as_one_list_of_plain_text_or_envelopes() -> None:
+    (kept,) = task_logic.KeepAllResponses().apply([["Red", "blue", "red"]], [_doc("conflict")])
+    assert kept == ["Red", "blue", "red"]
+    plain = task_records.make_record(_doc("conflict"), [kept], mode="sampled")
+    envelopes = [encode_envelope(text=t, entropy=1.0, estimator="full_vocab") for t in kept]
+    wrapped = task_records.make_record(_doc("conflict"), [envelopes], mode="sampled")
+    assert plain["answer"] == wrapped["answer"] == "red"
+    assert plain["entropy"] == wrapped["entropy"] > 0 and wrapped["raw_response"] == "Red"
+
+
+def test_one_sampled_answer_is_an_error_not_an_entropy_of_zero() -> None:
+    with pytest.raises(ValueError, match="received 1 response.*needs all K repeats"):
+        task_records.make_record(_doc("conflict"), ["red"], mode="sampled")
+
+
+def test_identical_samples_everywhere_are_flagged() -> None:
+    docs = synthetic_docs(8, with_controls=False)
+    responses = simulate_responses(docs, balance_point=0.0, seed=4)
+    records = [
+        task_records.make_record(doc, [[str(response)] * 3], mode="sampled")
+        for doc, response in zip(docs, responses, strict=True)
+    ]
+    assert "do_sample" in task_records.summarize_records(records)["warnings"][0]
+    varied = [records[0] | {"entropy": 0.5}, *records[1:]]
+    assert "warnings" not in task_records.summarize_records(varied)
+
+
 def test_report_is_independent_of_record_order() -> None:
     docs = synthetic_docs(16)
     responses = simulate_responses(docs, balance_point=0.2, seed=3)
@@ -131,10 +158,13 @@ def test_every_aggregation_reads_the_same_cached_summary() -> None:
     docs = synthetic_docs(8, with_controls=False)
     responses = simulate_responses(docs, balance_point=0.0, seed=1)
     records = [task_records.make_record(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
-    report = task_logic.aggregate_report(list(records))
+    report = task_records.cached_summary(list(records))
     assert task_logic.aggregate_tfr(list(reversed(records))) == report["tfr"]
     assert task_logic.aggregate_balance_point_ci_low(records) == report["balance_point_ci_low"]
-    assert task_logic.aggregate_entropy_estimator(records) == "full_vocab"
+    assert report["entropy_estimator"] == "full_vocab"
+    assert not hasattr(task_logic, "aggregate_report") and not hasattr(
+        task_logic, "aggregate_entropy_estimator"
+    )
 
 
 def test_incomplete_items_are_counted_and_an_empty_join_is_flagged() -> None:
@@ -171,39 +201,51 @@ def test_bad_labels_name_the_field() -> None:
 
 
 def test_pin_dataset_rewrites_only_the_pin(tmp_path: Path) -> None:
+    from modality_conflict.dataset_builder import canonical
     from modality_conflict.mc_tasks.task_config import TASKS_DIR, TEMPLATE_NAME, pin_dataset
 
-    template = tmp_path / TEMPLATE_NAME
+    template, module = tmp_path / TEMPLATE_NAME, tmp_path / "canonical.py"
     template.write_text((TASKS_DIR / TEMPLATE_NAME).read_text())
+    module.write_text(Path(canonical.__file__).read_text())
     sha = "0123456789abcdef0123456789abcdef01234567"
-    pin_dataset("someone/color-conflict", sha, template=template)
+    assert pin_dataset("someone/color-conflict", sha, template=template, module=module) == [module, template]
     config = yaml.safe_load(
         "\n".join(line for line in template.read_text().splitlines() if "!function" not in line)
     )
     assert config["dataset_path"] == "someone/color-conflict"
     assert config["dataset_kwargs"] == {"revision": sha}
+    assert config["metadata"]["modality_conflict_dataset"] == {"fingerprint": canonical.FINGERPRINT}
     before = (TASKS_DIR / TEMPLATE_NAME).read_text().splitlines()
     after = template.read_text().splitlines()
     assert sum(a != b for a, b in zip(before, after, strict=True)) == 2
+    assert f'HUB_REVISION = "{sha}"' in module.read_text()
+    assert 'HUB_REPO_ID = "someone/color-conflict"' in module.read_text()
+    pin_dataset("someone/color-conflict", sha, fingerprint="ab" * 32, template=template, module=module)
+    assert f"    fingerprint: {'ab' * 32}" in template.read_text().splitlines()
+    assert f'FINGERPRINT = "{"ab" * 32}"' in module.read_text()
     with pytest.raises(ValueError, match="not a 40-character commit sha"):
-        pin_dataset("someone/color-conflict", "main", template=template)
+        pin_dataset("someone/color-conflict", "main", template=template, module=module)
     with pytest.raises(ValueError, match="USER/NAME"):
-        pin_dataset("no-slash", sha, template=template)
+        pin_dataset("no-slash", sha, template=template, module=module)
+    with pytest.raises(ValueError, match="not a 64-character sha256"):
+        pin_dataset("someone/color-conflict", sha, fingerprint="abc", template=template, module=module)
 
 
-def test_local_task_dir_is_shared_and_points_at_the_data(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from modality_conflict.mc_tasks.task_config import local_task_dir
+def test_local_task_copy_points_at_the_data_and_keeps_the_pin(tmp_path: Path) -> None:
+    from modality_conflict.mc_tasks.task_config import write_local_task_dir
 
-    monkeypatch.setenv("MODALITY_CONFLICT_CACHE", str(tmp_path / "cache"))
     data = tmp_path / "data"
     with pytest.raises(FileNotFoundError, match="modality-conflict build"):
-        local_task_dir(data)
+        write_local_task_dir(data, tmp_path / "tasks")
     (data / "data").mkdir(parents=True)
     (data / "data" / "test-00000-of-00001.parquet").write_bytes(b"")
     (data / "manifest.json").write_text('{"dataset": "modality-conflict-colour"}')
-    first = local_task_dir(data)
-    assert local_task_dir(data) == first  # a second rank reuses the folder, never rewrites it
-    assert f'dataset_path: "{data.resolve()}"' in (first / "_default_template_yaml").read_text()
-    assert "  revision:" not in (first / "_default_template_yaml").read_text()
+    out = write_local_task_dir(data, tmp_path / "tasks")
+    text = (out / "_default_template_yaml").read_text()
+    assert f'dataset_path: "{data.resolve()}"' in text and "  revision:" not in text
+    assert "modality_conflict_dataset:" in text  # the copy is still recognised as one of the tasks
+    assert write_local_task_dir(data, out) == out  # an earlier copy is replaced
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"not part of the task folder \(notes.txt\)"):
+        write_local_task_dir(data, out)
+    assert (out / "notes.txt").read_text() == "mine"

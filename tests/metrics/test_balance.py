@@ -133,9 +133,6 @@ def test_positive_slope_is_a_law_violation() -> None:
         ([], [], "no conflicts"),
         ([0.1, 0.2, 0.3], [1, 0, 1], r"only 3 text- or vision-following conflicts \(< min_conflicts=10\)"),
         ([0.4] * 12, [1, 0] * 6, "share one dH value"),
-        (np.linspace(-1, 1, 12), [1] * 12, "all 12 conflicts followed the text"),
-        (np.linspace(-1, 1, 12), [1] * 6 + [0] * 6, "perfectly separated"),
-        (np.linspace(-1, 1, 12), [0] * 6 + [1] * 6, "perfectly separated"),
     ],
 )
 def test_degenerate_data_give_undefined_with_reason(dh: list[float], follow: list[int], message: str) -> None:
@@ -145,6 +142,38 @@ def test_degenerate_data_give_undefined_with_reason(dh: list[float], follow: lis
     assert result.reason is not None
     assert re.search(message, result.reason), result.reason
     assert result.confidence_interval().low is None
+
+
+@pytest.mark.parametrize(
+    ("follow", "status", "bound", "phrase"),
+    [
+        ([0] * 12, "censored_below", -1.0, "below the smallest dH, -1"),
+        ([1] * 12, "censored_above", 1.0, "above the largest dH, 1"),
+    ],
+)
+def test_one_modality_only_gives_a_bound_not_undefined(
+    follow: list[int], status: str, bound: float, phrase: str
+) -> None:
+    # Every conflict followed one modality: no logistic fit exists, but the empirical curve is 0 (or 1)
+    # at every observed dH, so the crossing lies beyond the data on the side the isotonic fit also says.
+    dh = np.linspace(-1, 1, 12)
+    result = balance_point(dh, follow, n_resamples=20, rng=0)
+    assert result.status == status == result.isotonic_status
+    assert result.bound == bound and result.estimate is None and result.intercept is None
+    assert phrase in result.reason and "no logistic fit exists" in result.reason
+    assert result.confidence_interval().low is None
+
+
+def test_perfect_separation_brackets_the_balance_point() -> None:
+    dh = np.linspace(-1, 1, 12)
+    result = balance_point(dh, [1] * 5 + [0] * 7, n_resamples=20, rng=0)
+    assert result.status == "separated" and result.estimate is None and result.bound is None
+    assert result.bracket == (pytest.approx(dh[4]), pytest.approx(dh[5]))
+    assert "perfectly separated" in result.reason and "lies between" in result.reason
+    # The other way round, P(follow text) rises with dH: against the law, no bracket.
+    against = balance_point(dh, [0] * 6 + [1] * 6, n_resamples=20, rng=0)
+    assert against.status == "law_violated" and against.bracket is None
+    assert "rises with dH" in against.reason
 
 
 def test_bad_input_raises() -> None:

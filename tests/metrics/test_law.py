@@ -108,7 +108,7 @@ def test_robustness_split_hand_values() -> None:
     result = robustness_split(dh, follow, ht, hv, bins=[-1.0, 0.0, 1.0], min_conflicts=1)
     assert result.median_total_entropy == 2.0
     assert result.low_curve.tfr == (1.0, 0.0) and result.high_curve.tfr == (0.5, 0.5)
-    assert result.low_balance.status == "undefined" and "separated" in result.low_balance.reason
+    assert result.low_balance.status == "separated" and result.low_balance.bracket == (-0.5, 0.5)
     assert (result.low_balance.n, result.high_balance.n) == (4, 4)
     assert result.high_balance.slope < 0
 

@@ -1,0 +1,173 @@
+"""What it costs when the pinned dataset resolves itself: first run (build into the cache) and cached runs.
+
+Two measurements:
+
+- ``resolution``: the resolver alone, in this process, on an empty cache folder: the first call builds
+  the pinned dataset and checks its fingerprint; later calls only verify the cached copy (sizes, then
+  sha256 of every file) and an explicit ``MODALITY_CONFLICT_DATA`` folder is verified the same way.
+- ``lmms_eval`` (unless ``--no-lmms-eval``): three runs of the real command,
+  ``lmms-eval --model modality_conflict_hf --tasks modality_conflict_color --limit 1`` on a tiny random
+  LLaVA, with no Hub (``HF_HUB_OFFLINE=1``): on an empty cache, on the filled cache, and on an explicit
+  folder. The differences of their wall times are the overhead a user sees; the resolver's own time is
+  read from the line it prints (``ready in X s``).
+
+``--groups N`` measures a smaller set pinned by its own fingerprint (a quick smoke run; the lmms-eval
+runs always use the canonical set, since the tasks pin it).
+
+Usage::
+
+    python benchmarks/bench_data.py [--workers 2] [--repeats 5] [--no-lmms-eval] [--groups N]
+                                    [--out benchmarks/results_data.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import bench_common
+
+HERE = bench_common.HERE
+READY = re.compile(r"\[modality_conflict\] data: (\w+) .*; ready in ([0-9.]+) s")
+
+
+def _quiet(line: str) -> None:
+    del line
+
+
+def measure_resolution(work: Path, groups: int | None, workers: int, repeats: int) -> dict[str, Any]:
+    """Time the resolver on an empty cache, then on the filled cache and on an explicit folder."""
+    from modality_conflict.dataset_builder.builder import build_dataset
+    from modality_conflict.dataset_builder.canonical import CANONICAL
+    from modality_conflict.dataset_builder.folder import DatasetFolder
+    from modality_conflict.dataset_builder.resolve import ensure_dataset, resolve_data
+
+    spec = CANONICAL
+    if groups is not None and groups != CANONICAL.groups:
+        reference = work / "reference"
+        build_dataset(reference, groups=groups, seed=CANONICAL.seed, workers=workers)
+        spec = dataclasses.replace(
+            CANONICAL, name="bench", groups=groups, fingerprint=DatasetFolder(reference).fingerprint
+        )
+    cache = work / "cache-resolution"
+    started = time.perf_counter()
+    first = ensure_dataset(spec, root=cache, workers=workers, log=_quiet)
+    first_seconds = time.perf_counter() - started
+    cached, explicit = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        assert ensure_dataset(spec, root=cache, workers=workers, log=_quiet).source == "cache"
+        cached.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        assert resolve_data(spec.fingerprint, data_dir=first.path, log=_quiet).source == "env"
+        explicit.append(time.perf_counter() - started)
+    size = sum(p.stat().st_size for p in first.path.rglob("*") if p.is_file())
+    return {
+        "groups": spec.groups,
+        "workers": workers,
+        "canonical": spec is CANONICAL,
+        "fingerprint_matches_pin": first.canonical,
+        "dataset_mib": round(size / 2**20, 2),
+        "first_run_seconds": round(first_seconds, 3),
+        "cached_run_seconds_median": round(statistics.median(cached), 4),
+        "cached_run_seconds_all": [round(s, 4) for s in cached],
+        "explicit_folder_seconds_median": round(statistics.median(explicit), 4),
+    }
+
+
+def _lmms_eval(model_dir: Path, output: Path, env: dict[str, str]) -> dict[str, Any]:
+    command = [sys.executable, "-m", "lmms_eval", "--model", "modality_conflict_hf"]
+    command += ["--model_args", f"pretrained={model_dir},device=cpu,device_map=cpu"]
+    command += ["--tasks", "modality_conflict_color", "--limit", "1", "--output_path", str(output)]
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
+    seconds = time.perf_counter() - started
+    (output.parent / f"{output.name}.log").write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
+    if done.returncode != 0 or not list(output.rglob("*_results.json")):
+        raise RuntimeError(
+            f"lmms-eval failed (exit {done.returncode}); see {output.parent / output.name}.log"
+        )
+    ready = READY.search(done.stderr)
+    return {
+        "wall_seconds": round(seconds, 2),
+        "source": ready.group(1) if ready else None,
+        "resolution_seconds": float(ready.group(2)) if ready else None,
+    }
+
+
+def measure_lmms_eval(work: Path, workers: int) -> dict[str, Any]:
+    """Three real lmms-eval runs: empty cache, filled cache, explicit folder."""
+    model_dir = bench_common.ensure_tiny_llava(work / "tiny_llava")
+    cache = work / "cache-lmms-eval"
+    env = {**os.environ, **bench_common.OFFLINE_ENV, "OMP_NUM_THREADS": "1"}
+    env.pop("MODALITY_CONFLICT_DATA", None)
+    env |= {"MODALITY_CONFLICT_CACHE": str(cache), "MODALITY_CONFLICT_BUILD_WORKERS": str(workers)}
+    runs = {"empty_cache": _lmms_eval(model_dir, work / "run-empty-cache", env)}
+    runs["filled_cache"] = _lmms_eval(model_dir, work / "run-filled-cache", env)
+    from modality_conflict.dataset_builder.canonical import CANONICAL
+
+    folder = cache / "datasets" / CANONICAL.cache_name
+    runs["explicit_folder"] = _lmms_eval(
+        model_dir, work / "run-explicit", {**env, "MODALITY_CONFLICT_DATA": str(folder)}
+    )
+    base = runs["explicit_folder"]["wall_seconds"]
+    return {
+        "runs": runs,
+        "first_run_overhead_seconds": round(runs["empty_cache"]["wall_seconds"] - base, 2),
+        "cached_run_overhead_seconds": round(runs["filled_cache"]["wall_seconds"] - base, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", type=int, default=None, help="a smaller set (default: the canonical one)")
+    parser.add_argument("--workers", type=int, default=2, help="build processes (default 2)")
+    parser.add_argument("--repeats", type=int, default=5, help="cached resolutions timed (default 5)")
+    parser.add_argument("--no-lmms-eval", action="store_true", help="time the resolver only")
+    parser.add_argument("--out", type=Path, default=HERE / "results_data.json")
+    parser.add_argument("--work", type=Path, help="folder for the caches and runs (default: temporary)")
+    args = parser.parse_args(argv)
+    bench_common.set_offline_env()
+    machine = bench_common.machine_info()
+    print("machine: " + bench_common.describe_machine(machine), flush=True)
+    with tempfile.TemporaryDirectory(prefix="mc-bench-data-") as tmp:
+        work = (args.work or Path(tmp)) / "data"
+        work.mkdir(parents=True, exist_ok=True)
+        report: dict[str, Any] = {"machine": machine}
+        report["resolution"] = measure_resolution(work, args.groups, args.workers, args.repeats)
+        r = report["resolution"]
+        print(
+            f"resolver, {r['groups']} groups ({r['dataset_mib']} MiB): first run (build, {r['workers']} "
+            f"processes) {r['first_run_seconds']:.1f} s; cached run {r['cached_run_seconds_median']:.3f} s; "
+            f"explicit folder {r['explicit_folder_seconds_median']:.3f} s; fingerprint matches the pin: "
+            f"{str(r['fingerprint_matches_pin']).lower()}",
+            flush=True,
+        )
+        if not args.no_lmms_eval:
+            report["lmms_eval"] = measure_lmms_eval(work, args.workers)
+            e = report["lmms_eval"]
+            for name, run in e["runs"].items():
+                print(
+                    f"lmms-eval --limit 1, {name.replace('_', ' ')}: {run['wall_seconds']:.1f} s "
+                    f"(data: {run['source']}, resolved in {run['resolution_seconds']} s)"
+                )
+            print(
+                f"overhead against an explicit folder: first run {e['first_run_overhead_seconds']:+.1f} s, "
+                f"cached run {e['cached_run_overhead_seconds']:+.1f} s"
+            )
+    bench_common.write_report(report, args.out)
+    print(f"report: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

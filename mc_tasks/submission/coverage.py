@@ -1,0 +1,133 @@
+"""Which dataset rows a task evaluates, and how much of them a submission covers.
+
+A task's split is the dataset's rows after the task's own ``process_docs`` hook (the quick task keeps
+four item groups, the control task the control groups, the others every row). The hook is read from the
+task folder's YAMLs and applied to the dataset exactly as lmms-eval applies it, so the row set cannot
+drift from what a run evaluates. A ranked submission covers every row of its task's split: a subset,
+even one whose metrics recompute, can be cherry-picked.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modality_conflict.mc_tasks import task_logic
+from modality_conflict.mc_tasks.task_config import TASKS_DIR
+
+
+class _TaskLoader(yaml.SafeLoader):
+    """Reads lmms-eval task YAMLs, keeping ``!function utils.name`` as ``("!function", "utils.name")``."""
+
+
+_TaskLoader.add_constructor("!function", lambda loader, node: ("!function", loader.construct_scalar(node)))
+
+
+def _read_config(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    config = yaml.load(path.read_text(encoding="utf-8"), Loader=_TaskLoader) or {}
+    include = config.pop("include", None)
+    if isinstance(include, str) and path not in seen:
+        return {**_read_config(path.with_name(include), (*seen, path)), **config}
+    return config
+
+
+@functools.lru_cache(maxsize=4)
+def task_process_docs(tasks_dir: Path = TASKS_DIR) -> dict[str, str | None]:
+    """``task -> name of its process_docs hook`` (None: every row) for every task the folder defines."""
+    out: dict[str, str | None] = {}
+    for path in sorted(tasks_dir.glob("*.yaml")):
+        config = _read_config(path)
+        task = config.get("task")
+        if not isinstance(task, str):
+            continue  # a group
+        hook = config.get("process_docs")
+        out[task] = hook[1].removeprefix("utils.") if isinstance(hook, tuple) else None
+    return out
+
+
+def task_selection(task: str) -> Callable[[Any], Any] | None:
+    """The ``process_docs`` hook of ``task`` (None when it evaluates every row).
+
+    Raises
+    ------
+    KeyError
+        When the task folder defines no such task.
+    """
+    hooks = task_process_docs()
+    if task not in hooks:
+        raise KeyError(task)
+    name = hooks[task]
+    return None if name is None else getattr(task_logic, name)
+
+
+def split_row_ids(task: str, rows: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """The row ids of ``rows`` (``row_id -> fields``, as a dataset index holds them) that ``task`` evaluates.
+
+    Raises
+    ------
+    KeyError
+        When the task folder defines no such task.
+    """
+    hook = task_selection(task)
+    if hook is None:
+        return set(rows)
+    import datasets
+
+    row_ids = list(rows)
+    fields = sorted({key for row in rows.values() for key in row})
+    table = {"row_id": row_ids, **{key: [rows[r].get(key) for r in row_ids] for key in fields}}
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # the filter's bar would only clutter the command's output
+    try:
+        selected = hook(datasets.Dataset.from_dict(table))
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
+    return set(selected["row_id"])
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of its task's split a submission covers.
+
+    Attributes
+    ----------
+    task
+        The task the submission claims.
+    expected
+        Rows of the task's split in the dataset.
+    covered
+        Of those, rows the submission has a record for.
+    missing
+        A few of the rows it lacks (sorted), for the message.
+    """
+
+    task: str
+    expected: int
+    covered: int
+    missing: tuple[str, ...] = field(default=())
+
+    @property
+    def complete(self) -> bool:
+        """Whether every row of the split has a record."""
+        return self.covered == self.expected
+
+    def text(self) -> str:
+        """One phrase, e.g. ``covers 162 of 972 rows of the split of modality_conflict_color``."""
+        line = f"covers {self.covered} of {self.expected} rows of the split of {self.task}"
+        if self.missing:
+            line += f" (missing e.g. {', '.join(self.missing)})"
+        return line
+
+
+def coverage_of(task: str, record_ids: Collection[str], split: Collection[str]) -> Coverage:
+    """The :class:`Coverage` of a submission's rows over a task's split."""
+    split_set = set(split)
+    covered = split_set & set(record_ids)
+    missing = tuple(sorted(split_set - covered)[:3])
+    return Coverage(task, len(split_set), len(covered), missing)
