@@ -50,7 +50,7 @@ ATTRIBUTE_SEED = 0
 ATTRIBUTE_PINNED_BUILDER_VERSION = "1.0.0"
 ATTRIBUTE_HUB_REPO_ID = "modality-conflict/attribute-conflict"
 ATTRIBUTE_HUB_REVISION = "unpublished"
-ATTRIBUTE_FINGERPRINT = "0000000000000000000000000000000000000000000000000000000000000000"
+ATTRIBUTE_FINGERPRINT = "5d8370c72875ae0e3b127dfc1c4a7d74feb9af66f157a3245e3d3b4fe1822886"
 ATTRIBUTE_TEMPLATE_NAME = "_attribute_template_yaml"
 
 #: Module constants and task template of each dataset kind's pin (what :func:`write_pin` rewrites).
@@ -104,8 +104,11 @@ class DatasetSpec:
         return f"{self.name}-{self.fingerprint[:16]}"
 
     def describe(self) -> str:
-        """E.g. ``paper preset: 400 groups, seed 0, builder 1.0.0``."""
-        return f"{self.preset} preset: {self.groups} groups, seed {self.seed}, builder {self.builder_version}"
+        """E.g. ``color-conflict, paper preset: 400 groups, seed 0, builder 1.0.1``."""
+        return (
+            f"{self.name}, {self.preset} preset: {self.groups} groups, seed {self.seed}, "
+            f"builder {self.builder_version}"
+        )
 
 
 CANONICAL = DatasetSpec(

@@ -95,10 +95,18 @@ def _explicit_folder(data_dir: str, dataset: str | None) -> str:
     from modality_conflict.dataset_builder.resolve import DataResolutionError
     from modality_conflict.mc_tasks.task_config import dataset_folders
 
-    try:
-        folders = dataset_folders(Path(data_dir))
-    except FileNotFoundError as error:
-        raise DataResolutionError(str(error)) from None
+    root = Path(data_dir)
+    if not root.is_dir() or (root / "data").exists() or (root / "manifest.json").exists():
+        # One dataset folder: resolution checks it and names what is wrong; only its kind is checked here.
+        try:
+            folders = dataset_folders(root)
+        except (FileNotFoundError, OSError, ValueError):
+            return data_dir
+    else:
+        try:
+            folders = dataset_folders(root)
+        except FileNotFoundError as error:
+            raise DataResolutionError(str(error)) from None
     if dataset is None:
         return data_dir if len(folders) != 1 else str(next(iter(folders.values())))
     if dataset not in folders:

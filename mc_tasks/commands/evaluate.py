@@ -42,12 +42,15 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.data:
         # Checked here too, so a bad folder is one line before lmms-eval starts a model.
         data = Path(args.data).expanduser().resolve()
-        try:
-            folders = dataset_folders(data)  # one dataset folder, or a folder holding several
-        except FileNotFoundError as error:
-            raise DataResolutionError(str(error)) from None
-        for folder in folders.values():
-            verify_folder(folder)
+        if not data.is_dir() or (data / "data").exists() or (data / "manifest.json").exists():
+            verify_folder(data)  # one dataset folder (the error names what is wrong with it)
+        else:
+            try:
+                folders = dataset_folders(data)  # a folder holding one folder per dataset
+            except FileNotFoundError as error:
+                raise DataResolutionError(str(error)) from None
+            for folder in folders.values():
+                verify_folder(folder)
         env[DATA_ENV] = str(data)
     started = time.time()
     command = lmms_eval_command(args)
