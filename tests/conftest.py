@@ -6,9 +6,26 @@ Everything here is built once per test session. Helpers that are plain modules (
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A dataset cache of the session's own: no test reads or fills the user's ``~/.cache``."""
+    from modality_conflict.dataset_builder.resolve import CACHE_ENV
+
+    cache = tmp_path_factory.mktemp("dataset_cache")
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(cache)
+    yield cache
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
 
 # ---------------------------------------------------------------------------------------------------------
 # Tiny random-weight checkpoints (modality_conflict.models.tiny), each built once per test session.

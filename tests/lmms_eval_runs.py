@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS
+from modality_conflict.dataset_builder.constants import COLORS
+from modality_conflict.dataset_builder.specs import vocabulary_for
 from modality_conflict.mc_tasks.evaluate import RunOutputs, find_run_outputs
 from modality_conflict.mc_tasks.names import RECORD_KEY
 from modality_conflict.metrics.answers import normalize_answer
@@ -63,7 +64,9 @@ def assert_sampled_entropy_is_that_of_the_logged_answers(
         for response in logged_responses(sample):
             envelope = decode_envelope(response)
             text = envelope["text"] if envelope is not None else response
-            answers.append(normalize_answer(text, COLORS, synonyms=COLOR_SYNONYMS))
+            choices = record.get("answer_choices") or COLORS
+            synonyms = vocabulary_for(choices).synonyms
+            answers.append(normalize_answer(text, choices, synonyms=synonyms))
         assert len(answers) == repeats, "every repeat must reach process_results"
         assert record["entropy_estimator"] == "sampled"
         assert record["entropy"] == pytest.approx(miller_madow(answers), abs=1e-12)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lmms_eval_runs import run_lmms_eval
+from lmms_eval_runs import assert_sampled_entropy_is_that_of_the_logged_answers, run_lmms_eval
 
 from modality_conflict.mc_tasks.evaluate import find_run_outputs, format_summary
 from modality_conflict.mc_tasks.names import ATTRIBUTE_TASK, MAIN_TASK, REQUIRED_METRICS
@@ -61,7 +61,7 @@ def test_group_reports_the_colour_and_the_attribute_task(
     config = outputs.results["configs"][ATTRIBUTE_TASK]
     assert Path(config["dataset_path"]) == attribute_dataset_dir.resolve()
     assert config["metadata"]["dataset"] == "modality-conflict-attribute"
-    text = format_summary(outputs.results)
+    text = format_summary(outputs)
     assert f"\n{ATTRIBUTE_TASK}" in text and "\n  shape " in text and "\n  material " in text
 
 
@@ -117,6 +117,10 @@ def test_attribute_sampled_path_with_lmms_evals_own_wrapper(
     _check_answer_sets(run.records)
     # Three samples over the row's answers and "other": the corrected entropy is at most ln 3 + 1/3.
     assert all(0 <= r["entropy"] <= math.log(3) + 1 / 3 + 1e-9 for r in run.records)
+    # Every repeat reaches the task, and each entropy is that of the logged answers (not 0 from one).
+    assert_sampled_entropy_is_that_of_the_logged_answers(
+        find_run_outputs(tmp_path, [task]), task, n_docs=len(run.records), repeats=3
+    )
 
 
 def test_report_has_plots_per_task_and_a_row_per_attribute(tiny_lmms_eval_run: Path, tmp_path: Path) -> None:

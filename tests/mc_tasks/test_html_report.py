@@ -217,7 +217,7 @@ def test_report_shows_what_the_chat_template_wrote(tiny_lmms_eval_run: Path, tmp
 
     assert main(["report", str(tiny_lmms_eval_run), "--out", str(tmp_path / "report")]) == 0
     page = next((tmp_path / "report").glob("*.html")).read_text(encoding="utf-8")
-    (run,) = read_task_results([tiny_lmms_eval_run])
+    (run,) = read_task_results([tiny_lmms_eval_run], tasks=["modality_conflict_color"])
     # The tiny LLaVA's template writes "USER: " (and the image placeholder on image rows) before the question.
     assert {preamble for _date, preamble in run.prompts} == {"USER: ", "USER: <image>\n"}
     assert sum(run.prompts.values()) == len(run.records)

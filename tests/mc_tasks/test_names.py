@@ -111,3 +111,16 @@ def test_every_task_declares_its_dataset_and_answer_set() -> None:
         assert tuple(metadata["answer_set"]) == dataset_kind(metadata["dataset"]).answer_labels, task
     assert {TASK_DATASETS[task] for task in MAIN_TASKS} == {TASK_DATASETS[t] for t in TASK_DATASETS}
     assert GROUP_TASKS[GROUP] == MAIN_TASKS and ATTRIBUTE_TASK in MAIN_TASKS
+
+
+def test_every_task_with_repeats_hands_all_answers_to_process_results() -> None:
+    # lmms-eval's default take_first filter would keep one of the K answers: entropy 0 for every prompt.
+    sampled = {}
+    for name in _task_files():
+        config = _resolved(name)
+        if isinstance(config.get("task"), str) and config.get("repeats", 1) > 1:
+            sampled[config["task"]] = config
+    assert {"modality_conflict_sampled", "modality_conflict_attribute_sampled"} <= set(sampled)
+    for task, config in sampled.items():
+        (entry,) = config["filter_list"]
+        assert entry["name"] == "none" and len(entry["filter"]) == 1, task
