@@ -27,6 +27,7 @@ def private_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     else:
         os.environ[CACHE_ENV] = before
 
+
 # ---------------------------------------------------------------------------------------------------------
 # Tiny random-weight checkpoints (modality_conflict.models.tiny), each built once per test session.
 # ---------------------------------------------------------------------------------------------------------
