@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo bench support-matrix clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# The README's support matrix, rendered from tests/support_matrix.json (which the conformance tests check).
+support-matrix: $(STAMP)
+	$(BIN)/python tests/support_matrix.py --write
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache build *.egg-info

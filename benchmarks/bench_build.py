@@ -1,4 +1,4 @@
-"""Time and memory of building the paper-size colour-conflict set, for several worker counts.
+"""Time and memory of building a conflict set (colour or attribute), for several worker counts.
 
 Each configuration runs in a fresh child process so that peak memory figures do not carry over:
 
@@ -8,11 +8,13 @@ Each configuration runs in a fresh child process so that peak memory figures do 
   50 ms with psutil (when installed): the memory the build actually held at once.
 
 Images per second count the distinct images drawn (one per group and visual tier) and the image cells
-written (rows that carry an image; rows of a group share their images).
+written (rows that carry an image; rows of a group share their images). ``cpu_seconds`` adds the user and
+system time of the building process and its workers: on a shared machine it is the steadier figure, and
+the load average before and after each run says how shared it was.
 
 Usage::
 
-    python benchmarks/bench_build.py [--groups 400] [--workers 1 2] [--out benchmarks/results_build.json]
+    python benchmarks/bench_build.py [--dataset color] [--groups 400] [--workers 1 2] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -33,17 +35,21 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def _child(groups: int, workers: int, seed: int, dest: Path) -> None:
+def _child(dataset: str, groups: int, workers: int, seed: int, dest: Path) -> None:
     from modality_conflict.dataset_builder.builder import build_dataset
 
-    result = build_dataset(dest, groups=groups, seed=seed, workers=workers)
+    result = build_dataset(dest, dataset=dataset, groups=groups, seed=seed, workers=workers)
     # ru_maxrss is in KiB on Linux.
-    parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    parent = own.ru_maxrss / 1024
+    worker = children.ru_maxrss / 1024
+    cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
     print(
         json.dumps(
             {
                 "seconds": result.seconds,
+                "cpu_seconds": round(cpu, 1),
                 "num_rows": result.num_rows,
                 "num_rendered": result.num_rendered,
                 "num_image_cells": result.num_image_cells,
@@ -71,11 +77,14 @@ def _tree_rss(pid: int) -> float | None:
         return None
 
 
-def _run_config(groups: int, workers: int, seed: int, dest: Path) -> dict:
+def _run_config(dataset: str, groups: int, workers: int, seed: int, dest: Path) -> dict:
+    load_before = os.getloadavg()[0]
     command = [
         sys.executable,
         str(Path(__file__).resolve()),
         "--child",
+        "--dataset",
+        dataset,
         "--groups",
         str(groups),
         "--workers",
@@ -110,6 +119,8 @@ def _run_config(groups: int, workers: int, seed: int, dest: Path) -> dict:
         image_cells_per_second=round(stats["num_image_cells"] / build_seconds, 1),
         dataset_bytes=size,
         dataset_mib=round(size / 2**20, 2),
+        load_average_before=round(load_before, 2),
+        load_average_after=round(os.getloadavg()[0], 2),
         files={p.relative_to(dest).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files},
     )
     return stats
@@ -118,25 +129,32 @@ def _run_config(groups: int, workers: int, seed: int, dest: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write its JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="color", choices=["color", "attribute"], help="which set")
     parser.add_argument("--groups", type=int, default=400, help="groups to build (paper: 400)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to compare")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=HERE / "results_build.json", help="JSON report path")
+    parser.add_argument("--out", type=Path, default=None, help="JSON report path (default per dataset)")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the builds in this folder")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dest", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        _child(args.groups, args.workers[0], args.seed, args.dest)
+        _child(args.dataset, args.groups, args.workers[0], args.seed, args.dest)
         return 0
+    if args.out is None:
+        suffix = "" if args.dataset == "color" else f"_{args.dataset}"
+        args.out = HERE / f"results_build{suffix}.json"
 
     runs = []
-    with tempfile.TemporaryDirectory(prefix="mc-bench-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = args.keep or stack.enter_context(tempfile.TemporaryDirectory(prefix="mc-bench-"))
         for workers in args.workers:
-            stats = _run_config(args.groups, workers, args.seed, Path(tmp) / f"w{workers}")
+            stats = _run_config(args.dataset, args.groups, workers, args.seed, Path(tmp) / f"w{workers}")
             runs.append(stats)
             s = stats
             print(
-                f"workers={workers}: {s['build_seconds']:.1f} s build "
+                f"{args.dataset} workers={workers}: {s['build_seconds']:.1f} s build, "
+                f"{s['cpu_seconds']} s CPU "
                 f"({s['process_wall_seconds']:.1f} s with start-up), "
                 f"{s['images_drawn_per_second']:.0f} images drawn/s, "
                 f"{s['image_cells_per_second']:.0f} image rows/s, "
@@ -147,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     identical = len({json.dumps(r["files"], sort_keys=True) for r in runs}) == 1
     report = {
         "benchmark": "build",
+        "dataset": args.dataset,
         "groups": args.groups,
         "seed": args.seed,
         "outputs_identical_across_worker_counts": identical,

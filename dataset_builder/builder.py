@@ -1,4 +1,4 @@
-"""Build the colour-conflict set into a Hub-style dataset folder.
+"""Build one of the conflict sets (:mod:`~modality_conflict.dataset_builder.specs`) into a Hub-style folder.
 
 Groups are rendered in worker processes (one task per group) and written in group order by the parent,
 which keeps only a bounded window of finished groups in memory. Output goes to a temporary sibling folder
@@ -26,20 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from modality_conflict.dataset_builder.atomic import os_error_text
-from modality_conflict.dataset_builder.constants import (
-    BUILDER_VERSION,
-    CONDITIONS,
-    CONTROL_VISUAL_TIERS,
-    CONTROLS,
-    DATASET_NAME,
-    GROUPS_PER_SHARD,
-    PRESETS,
-    SPLIT,
-    VISUAL_TIERS,
-)
+from modality_conflict.dataset_builder.constants import CONDITIONS, CONTROLS, GROUPS_PER_SHARD, SPLIT
 from modality_conflict.dataset_builder.errors import BuildError
 from modality_conflict.dataset_builder.folder import CARD_NAME, DATA_DIR, MANIFEST_NAME, DatasetFolder
-from modality_conflict.dataset_builder.plan import control_tiers, group_rows, rows_per_group
+from modality_conflict.dataset_builder.specs import (
+    DEFAULT_DATASET,
+    DatasetKind,
+    dataset_kind,
+    kind_of_manifest,
+)
 from modality_conflict.dataset_builder.writer import (
     ShardWriter,
     atomic_output_dir,
@@ -68,6 +63,8 @@ class BuildResult:
     ----------
     out
         The dataset folder.
+    dataset
+        The dataset's command-line key (``color``, ``attribute``).
     groups, seed
         Build arguments.
     num_rows
@@ -93,43 +90,43 @@ class BuildResult:
     files: list[str] = field(default_factory=list)
     reused: bool = False
     seconds: float = 0.0
+    dataset: str = DEFAULT_DATASET
 
 
-def resolve_groups(preset: str | None, groups: int | None) -> int:
+def resolve_groups(preset: str | None, groups: int | None, *, dataset: str = DEFAULT_DATASET) -> int:
     """Number of groups from a preset name and/or an explicit count (the count wins).
 
     Parameters
     ----------
     preset
-        A key of :data:`PRESETS` or None.
+        A preset of the dataset (``small``, ``paper``) or None (``paper``).
     groups
         Explicit number of groups or None.
+    dataset
+        The dataset's key.
 
     Returns
     -------
     int
     """
-    if groups is not None:
-        return int(groups)
-    name = preset or "paper"
-    if name not in PRESETS:
-        raise BuildError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
-    return PRESETS[name]
+    return dataset_kind(dataset).resolve_groups(preset, groups)
 
 
-def shard_bounds(groups: int) -> list[tuple[int, int]]:
+def shard_bounds(groups: int, groups_per_shard: int = GROUPS_PER_SHARD) -> list[tuple[int, int]]:
     """Group ranges ``[start, stop)`` of each shard; depends on the group count only.
 
     Parameters
     ----------
     groups
         Total number of groups.
+    groups_per_shard
+        The dataset's shard size in groups.
 
     Returns
     -------
     list of tuple
     """
-    count = max(1, math.ceil(groups / GROUPS_PER_SHARD))
+    count = max(1, math.ceil(groups / groups_per_shard))
     edges = [round(i * groups / count) for i in range(count + 1)]
     return list(zip(edges[:-1], edges[1:], strict=True))
 
@@ -209,7 +206,7 @@ def _sigterm_as_interrupt() -> Generator[None, None, None]:
 
 
 def _iter_groups(
-    seed: int, groups: Sequence[int], workers: int
+    group_rows: Any, seed: int, groups: Sequence[int], workers: int
 ) -> Generator[list[dict[str, Any]], None, None]:
     """Rows of each group, in order, rendered by ``workers`` processes."""
     if workers <= 1 or len(groups) <= 1:
@@ -280,7 +277,9 @@ def foreign_files(out: Path) -> list[str]:
     return found
 
 
-def _existing_build(out: Path, groups: int, seed: int, overwrite: bool) -> dict[str, Any] | None:
+def _existing_build(
+    spec: DatasetKind, out: Path, groups: int, seed: int, overwrite: bool
+) -> dict[str, Any] | None:
     """Decide what to do with an existing ``out``: the manifest of a verified identical build, or None
     to (re)build. Raises when ``out`` must not be replaced.
 
@@ -294,7 +293,7 @@ def _existing_build(out: Path, groups: int, seed: int, overwrite: bool) -> dict[
         raise BuildError(f"{out} exists and is not a folder")
     folder = DatasetFolder(out)
     manifest = folder.manifest
-    if manifest is None or manifest.get("dataset") != DATASET_NAME:
+    if manifest is None or kind_of_manifest(manifest) is None:
         if any(out.iterdir()):
             raise BuildError(
                 f"{out} exists and is not a dataset made by `modality-conflict build` "
@@ -302,15 +301,17 @@ def _existing_build(out: Path, groups: int, seed: int, overwrite: bool) -> dict[
             )
         return None
     same = (
-        manifest.get("arguments") == build_arguments(groups, seed)
-        and manifest.get("builder_version") == BUILDER_VERSION
+        manifest.get("dataset") == spec.name
+        and manifest.get("arguments") == build_arguments(groups, seed)
+        and manifest.get("builder_version") == spec.builder_version
     )
     if not overwrite:
         if not same:
             args = manifest.get("arguments", {})
             raise BuildError(
                 f"{out} holds a build with other arguments (groups={args.get('groups')}, "
-                f"seed={args.get('seed')}, builder {manifest.get('builder_version')}); "
+                f"seed={args.get('seed')}, builder {manifest.get('builder_version')}, "
+                f"dataset {manifest.get('dataset')}); "
                 "pass --overwrite to replace it"
             )
         changed = folder.hash_mismatches()
@@ -343,6 +344,7 @@ def build_dataset(
     out: str | os.PathLike[str],
     *,
     groups: int,
+    dataset: str = DEFAULT_DATASET,
     seed: int = 0,
     workers: int | None = None,
     overwrite: bool = False,
@@ -358,6 +360,9 @@ def build_dataset(
         replaced.
     groups
         Number of item groups (400 in the paper).
+    dataset
+        Which set to build: a key of :data:`~modality_conflict.dataset_builder.specs.DATASETS`
+        (``color``, the default, or ``attribute``).
     seed
         Seed of every random choice; the same seed gives byte-identical files.
     workers
@@ -377,23 +382,32 @@ def build_dataset(
         Bad arguments or an output folder that must not be replaced.
     """
     started = time.perf_counter()
+    spec = dataset_kind(dataset)
     workers = default_workers() if workers is None else int(workers)
     _check_arguments(groups, seed, workers)
     out = Path(out).absolute()
     try:
         with _sigterm_as_interrupt():
-            return _build(out, groups, seed, workers, overwrite, progress, started)
+            return _build(spec, out, groups, seed, workers, overwrite, progress, started)
     except OSError as error:
         raise BuildError(f"{os_error_text(error, out)}; nothing was left behind") from None
 
 
 def _build(
-    out: Path, groups: int, seed: int, workers: int, overwrite: bool, progress: bool, started: float
+    spec: DatasetKind,
+    out: Path,
+    groups: int,
+    seed: int,
+    workers: int,
+    overwrite: bool,
+    progress: bool,
+    started: float,
 ) -> BuildResult:
-    per_group = rows_per_group()
-    images_per_group = per_group - sum(len(control_tiers(c)[1]) for c in CONTROLS)
+    per_group = spec.rows_per_group()
+    text_rows = sum(len(spec.module("plan").control_tiers(c)[1]) for c in CONTROLS)
+    images_per_group = per_group - text_rows
     remove_stale_partials(out)
-    existing = _existing_build(out, groups, seed, overwrite)
+    existing = _existing_build(spec, out, groups, seed, overwrite)
     if existing is not None:
         return BuildResult(
             out=out,
@@ -401,24 +415,25 @@ def _build(
             seed=seed,
             num_rows=int(existing.get("num_rows", 0)),
             num_image_cells=groups * images_per_group,
-            num_rendered=groups * len(VISUAL_TIERS),
+            num_rendered=groups * spec.images_per_group,
             files=sorted(existing.get("files", {})) + [MANIFEST_NAME],
             reused=True,
             seconds=time.perf_counter() - started,
+            dataset=spec.key,
         )
 
-    from modality_conflict.dataset_builder.card import render_card
-    from modality_conflict.dataset_builder.features import arrow_schema
-
-    schema = arrow_schema()
-    bounds = shard_bounds(groups)
+    render_card = spec.module("card").render_card
+    schema = spec.arrow_schema()
+    bounds = shard_bounds(groups, spec.groups_per_shard)
     condition_counts: Counter[str] = Counter()
     control_counts: Counter[str] = Counter()
+    attribute_counts: Counter[str] = Counter()
+    attributes = spec.label_names.get("attribute")
     num_rows = num_bytes = 0
     with (
         atomic_output_dir(out) as tmp,
         _progress_bar(groups, progress) as bar,
-        contextlib.closing(_iter_groups(seed, range(groups), workers)) as stream,
+        contextlib.closing(_iter_groups(spec.group_rows, seed, range(groups), workers)) as stream,
     ):
         (tmp / "data").mkdir()
         names = []
@@ -431,6 +446,8 @@ def _build(
                     writer.write_rows(rows)
                     condition_counts.update(CONDITIONS[r["condition"]] for r in rows)
                     control_counts.update(CONTROLS[r["control"]] for r in rows)
+                    if attributes is not None:
+                        attribute_counts.update(attributes[r["attribute"]] for r in rows)
                     bar.update(1)
             num_rows += writer.num_rows
             num_bytes += writer.num_bytes
@@ -444,20 +461,24 @@ def _build(
             counts=dict(condition_counts),
         )
         (tmp / CARD_NAME).write_text(card, encoding="utf-8")
+        counts = {
+            "condition": {c: condition_counts[c] for c in CONDITIONS},
+            "control": {c: control_counts[c] for c in CONTROLS},
+        }
+        if attributes is not None:
+            counts["attribute"] = {a: attribute_counts[a] for a in attributes}
         manifest = {
-            "dataset": DATASET_NAME,
-            "builder_version": BUILDER_VERSION,
+            "dataset": spec.name,
+            "builder_version": spec.builder_version,
             "arguments": build_arguments(groups, seed),
             "split": SPLIT,
             "num_rows": num_rows,
             "rows_per_group": per_group,
-            "counts": {
-                "condition": {c: condition_counts[c] for c in CONDITIONS},
-                "control": {c: control_counts[c] for c in CONTROLS},
-            },
+            "counts": counts,
             "layout": {
-                "control_visual_tiers": list(CONTROL_VISUAL_TIERS),
+                "control_visual_tiers": list(spec.control_visual_tiers),
                 "groups_per_shard": [stop - start for start, stop in bounds],
+                "images_per_group": spec.images_per_group,
             },
             "software": _software_versions(),
             "files": file_entries(tmp, [*names, CARD_NAME]),
@@ -470,8 +491,9 @@ def _build(
         seed=seed,
         num_rows=num_rows,
         num_image_cells=groups * images_per_group,
-        num_rendered=groups * len(VISUAL_TIERS),
+        num_rendered=groups * spec.images_per_group,
         files=[*names, CARD_NAME, MANIFEST_NAME],
         reused=False,
         seconds=time.perf_counter() - started,
+        dataset=spec.key,
     )

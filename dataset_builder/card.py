@@ -44,7 +44,14 @@ def size_category(num_rows: int) -> str:
     return "1M<n<10M"
 
 
-def front_matter(*, num_rows: int, num_bytes: int, download_size: int) -> dict[str, Any]:
+def front_matter(
+    *,
+    num_rows: int,
+    num_bytes: int,
+    download_size: int,
+    features: Any = FEATURES,
+    pretty_name: str = PRETTY_NAME,
+) -> dict[str, Any]:
     """YAML metadata of the card, in the layout the Hub and ``datasets`` read.
 
     Parameters
@@ -55,13 +62,17 @@ def front_matter(*, num_rows: int, num_bytes: int, download_size: int) -> dict[s
         Size of the split as Arrow data.
     download_size
         Total size of the parquet files.
+    features
+        The dataset's ``datasets.Features`` (default: the colour set's).
+    pretty_name
+        The card's title.
 
     Returns
     -------
     dict
     """
     return {
-        "pretty_name": PRETTY_NAME,
+        "pretty_name": pretty_name,
         "license": DATASET_LICENSE,
         "language": ["en"],
         "task_categories": ["visual-question-answering"],
@@ -69,12 +80,17 @@ def front_matter(*, num_rows: int, num_bytes: int, download_size: int) -> dict[s
         "tags": ["multimodal", "modality-conflict", "vision-language", "synthetic"],
         "configs": [{"config_name": "default", "data_files": [{"split": SPLIT, "path": f"data/{SPLIT}-*"}]}],
         "dataset_info": {
-            "features": FEATURES._to_yaml_list(),
+            "features": features._to_yaml_list(),
             "splits": [{"name": SPLIT, "num_bytes": int(num_bytes), "num_examples": int(num_rows)}],
             "download_size": int(download_size),
             "dataset_size": int(num_bytes),
         },
     }
+
+
+def yaml_front_matter(meta: dict[str, Any]) -> str:
+    """The front matter as YAML text, in a fixed layout (the card's bytes are part of the manifest)."""
+    return yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000)
 
 
 def _tier_table() -> str:
@@ -108,12 +124,8 @@ def render_card(
     -------
     str
     """
-    meta = yaml.safe_dump(
-        front_matter(num_rows=num_rows, num_bytes=num_bytes, download_size=download_size),
-        sort_keys=False,
-        allow_unicode=True,
-        default_flow_style=False,
-        width=1000,
+    meta = yaml_front_matter(
+        front_matter(num_rows=num_rows, num_bytes=num_bytes, download_size=download_size)
     )
     colors = ", ".join(COLORS)
     shapes = ", ".join(SHAPES)

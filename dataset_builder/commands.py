@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from modality_conflict.dataset_builder.arguments import positive_int, seed
-from modality_conflict.dataset_builder.constants import PRESETS
+from modality_conflict.dataset_builder.specs import DATASETS, DEFAULT_DATASET
 
 COMMAND_NAMES = ("build", "validate", "push")
 
@@ -21,9 +21,10 @@ def run_build(args: argparse.Namespace) -> int:
     """Build the dataset folder (``modality-conflict build``)."""
     from modality_conflict.dataset_builder.builder import build_dataset, resolve_groups
 
-    groups = resolve_groups(args.preset, args.groups)
+    groups = resolve_groups(args.preset, args.groups, dataset=args.dataset)
     result = build_dataset(
         args.out,
+        dataset=args.dataset,
         groups=groups,
         seed=args.seed,
         workers=args.workers,
@@ -32,13 +33,14 @@ def run_build(args: argparse.Namespace) -> int:
     )
     if result.reused:
         print(
-            f"{result.out}: already built with groups={groups}, seed={args.seed}; "
+            f"{result.out}: already built ({args.dataset}, groups={groups}, seed={args.seed}); "
             "hashes verified, nothing to do"
         )
         return 0
     rate = result.num_rendered / result.seconds if result.seconds > 0 else float("nan")
     print(
-        f"built {result.out}: {result.num_rows} rows ({groups} groups, seed {args.seed}), "
+        f"built {result.out}: {args.dataset} set, {result.num_rows} rows "
+        f"({groups} groups, seed {args.seed}), "
         f"{result.num_rendered} images drawn in {result.seconds:.1f} s ({rate:.0f} images/s)"
     )
     return 0
@@ -98,17 +100,29 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     if name == "build":
         parser = subparsers.add_parser(
             name,
-            help="build the colour-conflict dataset folder (Hub layout)",
-            description="Render the colour-conflict set into DIR: data/*.parquet, README.md, manifest.json. "
+            help="build a conflict dataset folder (Hub layout): the colour or the attribute set",
+            description="Render a conflict set into DIR: data/*.parquet, README.md, manifest.json. "
             "The same seed gives byte-identical files; an identical verified build in DIR is left as is.",
         )
         parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
         parser.add_argument(
+            "--dataset",
+            choices=sorted(DATASETS),
+            default=DEFAULT_DATASET,
+            help="which set: "
+            + "; ".join(f"{k} ({spec.name})" for k, spec in DATASETS.items())
+            + f" (default {DEFAULT_DATASET})",
+        )
+        presets = sorted({name for spec in DATASETS.values() for name in spec.presets})
+        parser.add_argument(
             "--preset",
-            choices=sorted(PRESETS),
+            choices=presets,
             default=None,
             help="named size: "
-            + ", ".join(f"{k} = {v} groups" for k, v in PRESETS.items())
+            + "; ".join(
+                f"{k}: " + ", ".join(f"{n} = {v} groups" for n, v in spec.presets.items())
+                for k, spec in DATASETS.items()
+            )
             + " (default paper)",
         )
         parser.add_argument(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 #: Version of the generation procedure, recorded in the manifest. Same version + same arguments
 #: = byte-identical output (on the same pyarrow / zlib versions).
-BUILDER_VERSION = "1.0.0"
+BUILDER_VERSION = "1.0.1"
 
 #: Answer colours, in ClassLabel order. This order is part of the contract of every module.
 COLORS: tuple[str, ...] = ("red", "yellow", "blue", "green", "purple", "orange")

@@ -19,6 +19,11 @@ class RenderError(ModalityConflictError):
     """An image specification cannot be drawn (for example a layout that does not fit the canvas)."""
 
 
+class SceneError(RenderError):
+    """A scene of the attribute set is invalid (an ambiguous target name, overlapping objects) or cannot
+    be sampled."""
+
+
 class DatasetValidationError(ModalityConflictError):
     """A built dataset folder does not satisfy the schema or the construction invariants.
 

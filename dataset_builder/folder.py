@@ -14,21 +14,17 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from modality_conflict.dataset_builder.constants import COLORS, CONDITIONS, CONTROLS
 from modality_conflict.dataset_builder.errors import DatasetValidationError, ModalityConflictError
+from modality_conflict.dataset_builder.specs import COLOR, DatasetKind, kind_of_manifest
 
 MANIFEST_NAME = "manifest.json"
 CARD_NAME = "README.md"
 DATA_DIR = "data"
 _HASH_CHUNK = 1 << 20
 
-#: ClassLabel columns and their names, in index order.
-LABEL_NAMES: dict[str, tuple[str, ...]] = {
-    "condition": CONDITIONS,
-    "control": CONTROLS,
-    "vision_answer": COLORS,
-    "text_answer": COLORS,
-}
+#: ClassLabel columns of the colour set and their names, in index order (each dataset's are
+#: ``DatasetKind.label_names``; :attr:`DatasetFolder.kind` gives a folder's).
+LABEL_NAMES: dict[str, tuple[str, ...]] = COLOR.label_names
 
 
 class DatasetFolderError(ModalityConflictError, ValueError):
@@ -212,6 +208,11 @@ class DatasetFolder:
         return self.manifest
 
     @property
+    def kind(self) -> DatasetKind:
+        """Which dataset the folder holds, from its manifest (the colour set when the manifest names none)."""
+        return kind_of_manifest(self.manifest) or COLOR
+
+    @property
     def fingerprint(self) -> str | None:
         """The data's content fingerprint (:func:`dataset_fingerprint`), or None without a manifest."""
         return None if self.manifest is None else dataset_fingerprint(self.manifest)
@@ -303,22 +304,22 @@ class DatasetFolder:
         """The rows as a ``datasets.Dataset`` with the explicit features (images decoded when read)."""
         import datasets
 
-        from modality_conflict.dataset_builder.features import FEATURES
-
+        features = self.kind.features
         table = self.read_table(limit_groups=limit_groups, row_ids=row_ids)
         return datasets.Dataset(
-            table.cast(FEATURES.arrow_schema), info=datasets.DatasetInfo(features=FEATURES)
+            table.cast(features.arrow_schema), info=datasets.DatasetInfo(features=features)
         )
 
     def index_rows(self, fields: Sequence[str]) -> dict[str, dict[str, Any]]:
         """``row_id -> {field: value}`` over the shards the manifest lists, ClassLabel values as names."""
         columns = self.read_table(["row_id", *fields], files=self.manifest_data_files()).to_pydict()
         rows: dict[str, dict[str, Any]] = {}
+        label_names = self.kind.label_names
         for index, row_id in enumerate(columns["row_id"]):
             row = {}
             for key in fields:
                 value = columns[key][index]
-                names = LABEL_NAMES.get(key)
+                names = label_names.get(key)
                 row[key] = names[value] if names is not None and isinstance(value, int) else value
             rows[row_id] = row
         return rows

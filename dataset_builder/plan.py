@@ -36,7 +36,8 @@ _KEY_COLOR_BLOCK = 0
 _KEY_GROUP = 1
 
 
-def _rng(seed: int, *key: int) -> np.random.Generator:
+def seeded_rng(seed: int, *key: int) -> np.random.Generator:
+    """A generator that depends on the build seed and ``key`` only (``SeedSequence`` spawn keys)."""
     return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=key))
 
 
@@ -101,8 +102,8 @@ def rows_per_group() -> int:
     return len(expected_row_ids(0))
 
 
-def _derangement(rng: np.random.Generator, n: int) -> np.ndarray:
-    # Uniform random permutation without fixed points (rejection; accepted with probability ~1/e).
+def derangement(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A uniform random permutation of ``range(n)`` without fixed points (rejection sampling)."""
     while True:
         perm = rng.permutation(n)
         if not np.any(perm == np.arange(n)):
@@ -131,7 +132,7 @@ def group_colors(seed: int, group: int) -> tuple[str, str]:
     """
     n = len(COLORS)
     block, pos = divmod(group, n)
-    perm = _derangement(_rng(seed, _KEY_COLOR_BLOCK, block), n)
+    perm = derangement(seeded_rng(seed, _KEY_COLOR_BLOCK, block), n)
     return COLORS[pos], COLORS[int(perm[pos])]
 
 
@@ -209,7 +210,7 @@ def plan_group(seed: int, group: int) -> GroupPlan:
     if seed < 0 or group < 0:
         raise ValueError(f"seed and group must be non-negative, got seed={seed}, group={group}")
     vision_color, text_color = group_colors(seed, group)
-    rng = _rng(seed, _KEY_GROUP, group)
+    rng = seeded_rng(seed, _KEY_GROUP, group)
     shapes = list(SHAPES)
     target = shapes.pop(int(rng.integers(len(shapes))))
     absent = shapes.pop(int(rng.integers(len(shapes))))

@@ -16,6 +16,7 @@ from pathlib import Path
 from modality_conflict.dataset_builder import canonical
 from modality_conflict.dataset_builder.errors import ModalityConflictError, PushError
 from modality_conflict.dataset_builder.folder import CARD_NAME, DATA_DIR, MANIFEST_NAME, DatasetFolder
+from modality_conflict.dataset_builder.specs import kind_of_manifest
 from modality_conflict.dataset_builder.validate import validate_dataset
 
 LOGIN_HINT = (
@@ -127,12 +128,15 @@ def push_dataset(
     folder = DatasetFolder(root)
     manifest = folder.manifest or {}
     fingerprint = folder.fingerprint or ""
-    pinned = canonical.CANONICAL
+    kind = kind_of_manifest(manifest)
+    kind_key = kind.key if kind is not None else "color"
+    pinned = canonical.CANONICAL if kind_key == "color" else canonical.CANONICAL_BY_KIND[kind_key]
     if fingerprint != pinned.fingerprint and not update_pin:
         raise PinMismatchError(
             f"{root} has fingerprint {fingerprint}, but the tasks pin {pinned.fingerprint} "
             f"({pinned.describe()}): published, it would not be the data the tasks read; rebuild with "
-            f"`modality-conflict build --preset {pinned.preset} --seed {pinned.seed}`, or pass "
+            f"`modality-conflict build{' --dataset attribute' if kind_key == 'attribute' else ''} "
+            f"--preset {pinned.preset} --seed {pinned.seed}`, or pass "
             "--update-pin to publish it and pin the tasks to it"
         )
     token = token or get_token()
@@ -141,7 +145,7 @@ def push_dataset(
     files = tuple([*folder.data_files(), CARD_NAME, MANIFEST_NAME])
     args = manifest.get("arguments", {})
     message = commit_message or (
-        f"Upload colour-conflict set ({args.get('groups')} groups, seed {args.get('seed')}, "
+        f"Upload {manifest.get('dataset')} ({args.get('groups')} groups, seed {args.get('seed')}, "
         f"builder {manifest.get('builder_version')})"
     )
     branch = revision or "main"
@@ -183,6 +187,7 @@ def push_dataset(
     rewritten: list[Path] = []
     if update_pin:
         rewritten = canonical.write_pin(
+            kind=kind_key,
             repo_id=repo_id,
             revision=str(info.oid),
             fingerprint=fingerprint,

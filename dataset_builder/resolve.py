@@ -35,9 +35,9 @@ from modality_conflict.dataset_builder.canonical import (
     CANONICAL,
     DatasetSpec,
     builder_matches_pin,
+    current_builder_version,
     spec_for_fingerprint,
 )
-from modality_conflict.dataset_builder.constants import BUILDER_VERSION
 from modality_conflict.dataset_builder.errors import BuildError, DataResolutionError
 from modality_conflict.dataset_builder.folder import (
     MANIFEST_NAME,
@@ -131,7 +131,7 @@ class ResolvedData:
         }
 
     def describe(self) -> str:
-        """One line, e.g. ``built (canonical, fingerprint cf3ada523b6d) in /root/.cache/...``."""
+        """One line, e.g. ``built (canonical, fingerprint bfcfece73000) in /root/.cache/...``."""
         kind = "canonical" if self.canonical else "not the pinned dataset"
         origin = f", Hub commit {self.revision[:12]}" if self.revision else ""
         return f"{self.source} ({kind}, fingerprint {self.fingerprint[:12]}{origin}) in {self.path}"
@@ -393,8 +393,8 @@ def _build(spec: DatasetSpec, folder: Path, workers: int | None, log: Log) -> No
     if not builder_matches_pin(spec):
         raise DataResolutionError(
             f"the tasks pin a dataset made by builder {spec.builder_version}, but this is builder "
-            f"{BUILDER_VERSION}, which cannot reproduce it: install the matching modality-conflict "
-            f"release {_WHAT_TO_DO}"
+            f"{current_builder_version(spec.kind)}, which cannot reproduce it: install the matching "
+            f"modality-conflict release {_WHAT_TO_DO}"
         )
     why = "no Hub copy is pinned" if not spec.published else "the Hub copy is out of reach"
     log(
@@ -403,7 +403,12 @@ def _build(spec: DatasetSpec, folder: Path, workers: int | None, log: Log) -> No
     )
     try:
         result = build_dataset(
-            folder, groups=spec.groups, seed=spec.seed, workers=workers, progress=sys.stderr.isatty()
+            folder,
+            groups=spec.groups,
+            dataset=spec.kind,
+            seed=spec.seed,
+            workers=workers,
+            progress=sys.stderr.isatty(),
         )
     except BuildError as error:
         raise DataResolutionError(

@@ -19,7 +19,7 @@ from modality_conflict.dataset_builder.constants import COLORS, TEXT_TIERS
 DIRECT_TEMPLATES: tuple[str, ...] = (
     "The {a} is {t}.",
     "The color of the {a} is {t}.",
-    "The {a} has a {t} color.",
+    "The {a} has the color {t}.",
     "The {a} is painted {t}.",
 )
 

@@ -26,7 +26,6 @@ from modality_conflict.dataset_builder.constants import (
     COLORS,
     CONDITIONS,
     CONTROLS,
-    DATASET_NAME,
     QUESTION_TEMPLATE,
     SHAPES,
     SPLIT,
@@ -43,6 +42,7 @@ from modality_conflict.dataset_builder.folder import (
     confined_path,
 )
 from modality_conflict.dataset_builder.plan import expected_row_ids, item_id, text_key, vision_key
+from modality_conflict.dataset_builder.specs import COLOR, DATASETS, kind_of_manifest
 from modality_conflict.dataset_builder.texts import INTERMEDIARY_OBJECTS, WORLD_OBJECTS
 
 _TEMPLATE_PREFIX = ("direct-", "simple-", "world-")
@@ -57,6 +57,8 @@ class ValidationReport:
     ----------
     folder
         The folder checked.
+    dataset
+        Which set it holds (``color``, ``attribute``).
     num_rows, num_groups
         Rows and item groups.
     files
@@ -68,6 +70,7 @@ class ValidationReport:
     """
 
     folder: Path
+    dataset: str = COLOR.key
     num_rows: int = 0
     num_groups: int = 0
     files: list[str] = field(default_factory=list)
@@ -80,7 +83,7 @@ class ValidationReport:
         ctrl = ", ".join(f"{v} {k}" for k, v in self.counts.get("control", {}).items())
         return (
             f"{self.folder}: OK - {self.num_rows} rows in {len(self.files)} file(s), "
-            f"{self.num_groups} groups; conditions: {cond}; controls: {ctrl}; "
+            f"{self.num_groups} groups ({self.dataset} set); conditions: {cond}; controls: {ctrl}; "
             f"{self.images_decoded} distinct images decoded"
         )
 
@@ -107,11 +110,9 @@ class _Problems:
             raise DatasetValidationError(lines)
 
 
-def _check_card(meta: dict[str, Any], problems: _Problems) -> int | None:
+def _check_card(meta: dict[str, Any], problems: _Problems, expected_features: Any) -> int | None:
     """Check the card's features and configs; return its declared number of test rows."""
     from datasets import Features
-
-    from modality_conflict.dataset_builder.features import FEATURES
 
     for key in ("license", "task_categories", "size_categories", "pretty_name", "configs", "dataset_info"):
         if key not in meta:
@@ -122,9 +123,9 @@ def _check_card(meta: dict[str, Any], problems: _Problems) -> int | None:
     except Exception as error:  # noqa: BLE001 - any parse failure of third-party YAML is reported
         problems.add(f"{CARD_NAME}: dataset_info.features cannot be read ({error})")
     else:
-        if features != FEATURES:
-            diff = sorted(set(FEATURES) ^ set(features)) or [
-                k for k in FEATURES if features.get(k) != FEATURES[k]
+        if features != expected_features:
+            diff = sorted(set(expected_features) ^ set(features)) or [
+                k for k in expected_features if features.get(k) != expected_features[k]
             ]
             problems.add(
                 f"{CARD_NAME}: dataset_info.features differ from the expected features (columns {diff})"
@@ -146,13 +147,11 @@ def _check_card(meta: dict[str, Any], problems: _Problems) -> int | None:
     return None
 
 
-def _check_schema(name: str, schema: pa.Schema, problems: _Problems) -> bool:
+def _check_schema(name: str, schema: pa.Schema, problems: _Problems, expected_features: Any) -> bool:
     """Compare a shard's schema with the expected one; True when rows can be checked."""
     from datasets import Features
 
-    from modality_conflict.dataset_builder.features import FEATURES, arrow_schema
-
-    expected = arrow_schema()
+    expected = expected_features.arrow_schema
     ok = True
     for f in expected:
         if f.name not in schema.names:
@@ -170,7 +169,7 @@ def _check_schema(name: str, schema: pa.Schema, problems: _Problems) -> bool:
         problems.add(f"{name}: schema has no 'huggingface' features metadata")
     elif ok:
         features = Features.from_arrow_schema(schema)
-        wrong = [k for k in FEATURES if features.get(k) != FEATURES[k]]
+        wrong = [k for k in expected_features if features.get(k) != expected_features[k]]
         if wrong:
             problems.add(
                 f"{name}: 'huggingface' features metadata differs from the expected features for {wrong}"
@@ -370,6 +369,13 @@ class _RowChecker:
                 where, "image", f"is {result[0]}x{result[1]}, tier {dv} uses {tier.width}x{tier.height}"
             )
 
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Rows by condition and by control name."""
+        return {
+            "condition": {c: self.condition_counts[c] for c in CONDITIONS},
+            "control": {c: self.control_counts[c] for c in CONTROLS},
+        }
+
     def finish(self, num_groups: int | None) -> int:
         """Group-level checks: coverage, consistent answers, balance. Returns the group count."""
         groups = sorted(self.group_answers)
@@ -452,13 +458,17 @@ def validate_dataset(
     problems = _Problems(max_problems)
     dataset = DatasetFolder(root)
     manifest = dataset.manifest
+    # Which set the folder holds decides the schema and the row checks; without a manifest the colour
+    # set's are used (and the missing manifest is the first problem).
+    spec = kind_of_manifest(manifest) or COLOR
     num_groups = None
     if manifest is None:
         problems.add(f"{MANIFEST_NAME}: missing or not valid JSON")
     else:
-        if manifest.get("dataset") != DATASET_NAME:
+        if kind_of_manifest(manifest) is None:
+            names = [s.name for s in DATASETS.values()]
             problems.add(
-                f"{MANIFEST_NAME}: 'dataset' is {manifest.get('dataset')!r}, expected {DATASET_NAME!r}"
+                f"{MANIFEST_NAME}: 'dataset' is {manifest.get('dataset')!r}, expected one of {names}"
             )
         for line in dataset.hash_mismatches():
             problems.add(f"manifest hash mismatch: {line}")
@@ -469,14 +479,14 @@ def validate_dataset(
         groups = (manifest.get("arguments") or {}).get("groups")
         num_groups = groups if isinstance(groups, int) else None
     try:
-        card_rows = _check_card(dataset.card_metadata(), problems)
+        card_rows = _check_card(dataset.card_metadata(), problems, spec.features)
     except DatasetValidationError as error:
         problems.add(str(error))
         card_rows = None
     files = dataset.data_files()
     if not files:
         problems.add(f"{DATA_DIR}/: no parquet files")
-    checker = _RowChecker(problems, check_images)
+    checker = spec.module("validate").make_row_checker(problems, check_images)
     for name in files:
         try:
             path = confined_path(root, name)
@@ -487,7 +497,7 @@ def validate_dataset(
         except (OSError, pa.ArrowException) as error:
             problems.add(f"{name}: cannot be read as parquet ({error})")
             continue
-        if not _check_schema(name, schema, problems):
+        if not _check_schema(name, schema, problems, spec.features):
             continue
         try:
             for row in _iter_rows(path):
@@ -504,12 +514,15 @@ def validate_dataset(
     problems.raise_if_any()
     return ValidationReport(
         folder=root,
+        dataset=spec.key,
         num_rows=checker.rows,
         num_groups=num_groups,
         files=files,
-        counts={
-            "condition": {c: checker.condition_counts[c] for c in CONDITIONS},
-            "control": {c: checker.control_counts[c] for c in CONTROLS},
-        },
+        counts=checker.counts(),
         images_decoded=len(checker.image_sizes),
     )
+
+
+def make_row_checker(problems: _Problems, check_images: bool) -> _RowChecker:
+    """The colour set's row checker (each dataset's ``validate`` module provides one)."""
+    return _RowChecker(problems, check_images)

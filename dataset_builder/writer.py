@@ -26,7 +26,7 @@ from modality_conflict.dataset_builder.constants import SPLIT
 from modality_conflict.dataset_builder.errors import BuildError
 from modality_conflict.dataset_builder.folder import DATA_DIR, MANIFEST_NAME, sha256_file
 
-_STAT_COLUMNS = ("row_id", "condition", "control", "group_id", "visual_tier", "text_tier")
+_STAT_COLUMNS = ("row_id", "condition", "control", "group_id", "visual_tier", "text_tier", "attribute")
 _PARTIAL_RE = re.compile(r"^\.(?P<name>.+)\.(?:partial|old)-(?P<pid>\d+)-[0-9a-f]+$")
 
 
@@ -58,7 +58,7 @@ class ShardWriter:
             compression_level=3,
             use_dictionary=True,
             # Statistics of binary image columns would only bloat the footer.
-            write_statistics=list(_STAT_COLUMNS),
+            write_statistics=[name for name in _STAT_COLUMNS if name in schema.names],
             # Large enough for every distinct PNG of a group, so identical images are stored once.
             dictionary_pagesize_limit=16 << 20,
         )

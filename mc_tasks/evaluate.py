@@ -117,22 +117,32 @@ def format_summary(results: ResultsFile | dict[str, Any] | RunOutputs) -> str:
     lines = [
         f"{'task':32} {'TFR':>7} {'VFR':>7} {'other':>7} {'mean dH':>8} {'balance [95% CI]':>26} {'n':>5}"
     ]
-    for task, summary in results.summaries():
+
+    def row(name: str, summary: Any) -> str:
         point = summary.balance_point
         balance_text = point.text()
         if point.defined and point.has_interval:
             balance_text += f" [{point.ci_low:+.3f}, {point.ci_high:+.3f}]"
-        lines.append(
-            f"{task:32} {cell(summary.get('tfr'))} {cell(summary.get('vfr'))} "
+        return (
+            f"{name:32} {cell(summary.get('tfr'))} {cell(summary.get('vfr'))} "
             f"{cell(summary.get('other_rate'))} {cell(summary.get('mean_dh'), 8)} {balance_text:>26} "
             f"{summary.get('n_conflicts', 0):>5}"
         )
+
+    for task, summary in results.summaries():
+        point = summary.balance_point
+        lines.append(row(task, summary))
+        # A task over several attributes (shape, material) shows each one under the pooled row.
+        for attribute, part in summary.by_attribute.items():
+            lines.append(row(f"  {attribute}", part))
         lines.append(
             f"{'':32} entropy estimator: {summary.entropy_estimator}; "
             f"interval: {point.ci_method}; status: {summary.get('balance_point_status')}"
         )
         if summary.get("balance_point_reason"):
             lines.append(f"{'':32} balance point: {summary.get('balance_point_reason')}")
+        for warning in summary.get("warnings") or ():
+            lines.append(f"{'':32} warning: {warning}")
         if summary.n_incomplete_conflicts:
             total = summary.get("n_conflict_rows")
             lines.append(

@@ -78,6 +78,30 @@ def summary_rows(summary: TaskSummary) -> list[tuple[str, str, str]]:
     return rows
 
 
+def attribute_rows(summary: TaskSummary) -> list[tuple[str, str, str, str, str]]:
+    """(attribute, TFR, its interval, balance point, its interval) per attribute, pooled first; empty for a
+    task that asks about one attribute only."""
+    parts = summary.by_attribute
+    if not parts:
+        return []
+    rows = []
+    for name, part in [("pooled", summary), *parts.items()]:
+        point = part.balance_point
+        balance = number_text(point.estimate, signed=True) if point.status == "ok" else point.status
+        if point.status != "ok" and point.bound is not None:
+            balance += f" (bound {point.bound:+.3f})"
+        rows.append(
+            (
+                f"{name} ({part.get('n_conflicts', 0)} conflicts)",
+                number_text(part.get("tfr")),
+                interval_text(*part.ci("tfr")),
+                balance,
+                interval_text(point.ci_low, point.ci_high, signed=True),
+            )
+        )
+    return rows
+
+
 def _slug(text: str) -> str:
     kept = "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
     return kept.strip("_")[:80] or "run"
@@ -96,7 +120,8 @@ def render_html(runs: Sequence[TaskResult], images: Mapping[str, str]) -> str:
         ".warn{background:#fff3cd;border:1px solid #e0c36b;padding:0.3em 0.6em}"
         "img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}</style></head><body>",
         "<h1>modality-conflict report</h1>",
-        "<p>Each model answered a colour question from the image alone, the text alone and both. "
+        "<p>Each model answered a question (a colour; or an object's shape or material) from the image "
+        "alone, the text alone and both. "
         "dH = 2 (Ht &minus; Hv) / (Ht + Hv) compares its uncertainty on the text with its uncertainty on the "
         "image (negative: more "
         "confident in the text). The <b>balance point</b> is the dH at which it follows the text half of the "
@@ -110,9 +135,16 @@ def render_html(runs: Sequence[TaskResult], images: Mapping[str, str]) -> str:
             f"{e(preference.text)}</span></li>"
         )
     parts.append("</ul>")
-    for key, caption in (("curve", "P(follow text) against dH"), ("entropy", "Entropy per difficulty tier")):
-        if key in images:
-            parts.append(f'<h2>{e(caption)}</h2><img src="{e(images[key])}" alt="{e(caption)}">')
+    # One pair of figures per task: the tasks' tiers and answer sets differ, so their curves are not overlaid.
+    for task in dict.fromkeys(run.task for run in runs):
+        for key, caption in (
+            ("curve", "P(follow text) against dH"),
+            ("entropy", "Entropy per difficulty tier"),
+        ):
+            name = images.get(f"{key}-{task}")
+            if name:
+                title = f"{caption}: {task}"
+                parts.append(f'<h2>{e(title)}</h2><img src="{e(name)}" alt="{e(title)}">')
     for index, run in enumerate(runs):
         parts.append(f"<h2>{e(run.label)}</h2>")
         parts.append(
@@ -120,6 +152,11 @@ def render_html(runs: Sequence[TaskResult], images: Mapping[str, str]) -> str:
             + (f", {len(run.records)} per-doc records" if run.records else ", no per-sample log")
             + "</p>"
         )
+        for (date, preamble), count in sorted(run.prompts.items(), key=lambda item: -item[1]):
+            parts.append(
+                f"<p>{count} prompts rendered on the template date {e(date)}; before the question the chat "
+                f"template wrote:</p><pre>{e(preamble)}</pre>"
+            )
         parts.extend(f'<p class="warn">warning: {e(warning)}</p>' for warning in run.warnings)
         if not run.summary.ok:
             parts.append(f"<p>No report: {e(str(run.summary.get('reason', 'undefined')))}</p>")
@@ -132,6 +169,19 @@ def render_html(runs: Sequence[TaskResult], images: Mapping[str, str]) -> str:
                 f'<tr><td>{e(name)}</td><td class="n">{e(value)}</td><td class="n">{e(interval)}</td></tr>'
             )
         parts.append("</tbody></table>")
+        by_attribute = attribute_rows(run.summary)
+        if by_attribute:
+            parts.append(
+                "<table><thead><tr><th>attribute</th><th>TFR</th><th>95% interval</th>"
+                "<th>balance point</th><th>95% interval</th></tr></thead><tbody>"
+            )
+            for cells in by_attribute:
+                parts.append(
+                    f"<tr><td>{e(cells[0])}</td>"
+                    + "".join(f'<td class="n">{e(c)}</td>' for c in cells[1:])
+                    + "</tr>"
+                )
+            parts.append("</tbody></table>")
         heatmap = images.get(f"heatmap-{index}")
         if heatmap:
             parts.append(f'<img src="{e(heatmap)}" alt="TFR per tier of {e(run.label)}">')
@@ -155,9 +205,14 @@ def write_report(runs: Sequence[TaskResult], out: Path) -> Path:
     try:
         ready = [run for run in runs if run.summary.ok]
         images: dict[str, str] = {}
-        if ready:
-            images["curve"] = plot_following_curve(ready, staging / "following_curve.png").name
-            images["entropy"] = plot_entropy_by_tier(ready, staging / "entropy_by_tier.png").name
+        tasks = list(dict.fromkeys(run.task for run in ready))
+        for task in tasks:
+            of_task = [run for run in ready if run.task == task]
+            # File names carry the task only when the report holds several.
+            suffix = f"_{_slug(task)}" if len(tasks) > 1 else ""
+            curve = plot_following_curve(of_task, staging / f"following_curve{suffix}.png")
+            entropy = plot_entropy_by_tier(of_task, staging / f"entropy_by_tier{suffix}.png")
+            images[f"curve-{task}"], images[f"entropy-{task}"] = curve.name, entropy.name
         for index, run in enumerate(runs):
             if run.summary.ok:
                 name = f"tfr_heatmap_{index + 1:02d}_{_slug(run.label)}.png"

@@ -18,8 +18,28 @@ GROUP = "modality_conflict"
 MAIN_TASK = "modality_conflict_color"
 """The colour-recognition task on the whole dataset."""
 
-GROUP_TASKS: dict[str, tuple[str, ...]] = {GROUP: (MAIN_TASK,)}
+ATTRIBUTE_TASK = "modality_conflict_attribute"
+"""The attribute-recognition task (shape and material questions) on the whole dataset."""
+
+GROUP_TASKS: dict[str, tuple[str, ...]] = {GROUP: (MAIN_TASK, ATTRIBUTE_TASK)}
 """The tasks each group runs."""
+
+TASK_DATASETS: dict[str, str] = {
+    MAIN_TASK: "modality-conflict-colour",
+    "modality_conflict_color_quick": "modality-conflict-colour",
+    "modality_conflict_controls": "modality-conflict-colour",
+    "modality_conflict_loglik": "modality-conflict-colour",
+    "modality_conflict_sampled": "modality-conflict-colour",
+    ATTRIBUTE_TASK: "modality-conflict-attribute",
+    "modality_conflict_attribute_quick": "modality-conflict-attribute",
+    "modality_conflict_attribute_controls": "modality-conflict-attribute",
+    "modality_conflict_attribute_loglik": "modality-conflict-attribute",
+    "modality_conflict_attribute_sampled": "modality-conflict-attribute",
+}
+"""The dataset (its manifest name) each task reads; the YAMLs say the same in ``metadata.dataset``."""
+
+MAIN_TASKS: tuple[str, ...] = (MAIN_TASK, ATTRIBUTE_TASK)
+"""The task on the whole of each dataset, one per dataset."""
 
 LEGACY_SUMMARY_METRIC = "report"
 """The metric that held the whole summary in results (and the record in sample logs) of earlier versions."""

@@ -82,8 +82,49 @@ def _resolve_once(pinned: str, task_path: str | None, data_env: str | None, cach
     return resolve_data(pinned, data_dir=data_env, task_path=task_path, root=cache)
 
 
+def task_dataset_name(config: Any) -> str | None:
+    """The dataset (manifest name) a task config reads, from its ``metadata.dataset``."""
+    metadata = getattr(config, "metadata", None)
+    name = metadata.get("dataset") if isinstance(metadata, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _explicit_folder(data_dir: str, dataset: str | None) -> str:
+    """The folder of ``dataset`` in ``data_dir``: ``data_dir`` itself, or the one of the dataset folders it
+    holds whose manifest names ``dataset``."""
+    from modality_conflict.dataset_builder.resolve import DataResolutionError
+    from modality_conflict.mc_tasks.task_config import dataset_folders
+
+    root = Path(data_dir)
+    if not root.is_dir() or (root / "data").exists() or (root / "manifest.json").exists():
+        # One dataset folder: resolution checks it and names what is wrong; only its kind is checked here.
+        try:
+            folders = dataset_folders(root)
+        except (FileNotFoundError, OSError, ValueError):
+            return data_dir
+    else:
+        try:
+            folders = dataset_folders(root)
+        except FileNotFoundError as error:
+            raise DataResolutionError(str(error)) from None
+    if dataset is None:
+        return data_dir if len(folders) != 1 else str(next(iter(folders.values())))
+    if dataset not in folders:
+        held = ", ".join(f"{name} ({path})" for name, path in sorted(folders.items()))
+        kind = "--dataset attribute " if "attribute" in dataset else ""
+        raise DataResolutionError(
+            f"{DATA_ENV}={data_dir} holds no {dataset} folder (it holds {held}): build one with "
+            f"`modality-conflict build {kind}--out {Path(data_dir) / dataset}` beside it (a folder of "
+            "dataset folders), or run only the tasks of the data it holds"
+        )
+    return str(folders[dataset])
+
+
 def resolve_task_data(config: Any) -> Any:
     """Resolve the data of a task that pins a dataset; once per process for the same inputs.
+
+    ``MODALITY_CONFLICT_DATA`` may name one dataset folder or a folder holding several (one per dataset);
+    each task reads the folder of its own dataset.
 
     Returns
     -------
@@ -98,10 +139,13 @@ def resolve_task_data(config: Any) -> Any:
     if pinned is None:
         return None
     task_path = _local_dataset_path(getattr(config, "dataset_path", None))
+    data_env = os.environ.get(DATA_ENV) or None
+    if data_env is not None:
+        data_env = _explicit_folder(data_env, task_dataset_name(config))
     return _resolve_once(
         pinned,
         None if task_path is None else str(task_path),
-        os.environ.get(DATA_ENV) or None,
+        data_env,
         str(cache_root()),
     )
 

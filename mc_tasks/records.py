@@ -6,8 +6,12 @@ rank order, not doc order), joins each conflict row with the vision-only and tex
 and hands the joined items to :func:`modality_conflict.metrics.summarize`. The join is by key, so the order
 in which records arrive never matters.
 
-The candidate answers are the doc's ``answer_choices`` (the dataset's ClassLabel order); answers are
-normalised with the dataset's synonyms table.
+The candidate answers are the doc's ``answer_choices`` (its closed answer set, 3 or 2 words in the attribute
+set, the six colours in the colour set); answers are normalised to those candidates with the synonyms table
+of the dataset that answer set belongs to (:func:`~modality_conflict.dataset_builder.specs.vocabulary_for`),
+so a word outside the row's set is ``"other"``. Each record keeps its answer set and its attribute, so a
+summary needs nothing but the records: its candidates are the union of the records' sets, and a task with
+several attributes (shape and material) also reports each attribute on its own (``by_attribute``).
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS, CONDITIONS, CONTROLS
+from modality_conflict.dataset_builder.constants import COLORS, CONDITIONS, CONTROLS
 from modality_conflict.dataset_builder.prompts import label_name as _label
+from modality_conflict.dataset_builder.specs import DatasetKind, vocabulary_for
 from modality_conflict.metrics import ConflictItems, summarize
 from modality_conflict.metrics.answers import OTHER, normalize_answer
 from modality_conflict.metrics.entropy import answer_set_entropy, sampled_answer_entropy
@@ -41,6 +46,27 @@ N_RESAMPLES = 2000
 def answer_set(doc: Mapping[str, Any]) -> tuple[str, ...]:
     """The doc's closed answer set (its ``answer_choices``; the colours for rows without the column)."""
     return tuple(str(c) for c in (doc.get("answer_choices") or COLORS))
+
+
+def doc_vocabulary(doc: Mapping[str, Any]) -> DatasetKind:
+    """The dataset the doc's answer set belongs to: its answer labels and synonyms.
+
+    Raises
+    ------
+    ValueError
+        When the doc's ``answer_choices`` are no dataset's answer set (naming the row).
+    """
+    try:
+        return vocabulary_for(answer_set(doc))
+    except ValueError as error:
+        raise ValueError(f"row {doc.get('row_id')!r}: {error}") from None
+
+
+def doc_attribute(doc: Mapping[str, Any], spec: DatasetKind) -> str:
+    """The attribute the doc's question asks about (``color``, ``shape``, ``material``)."""
+    if len(spec.attributes) == 1:
+        return spec.attributes[0]
+    return _label(doc["attribute"], spec.attributes, "attribute")
 
 
 # --- per-doc records -------------------------------------------------------------------------------------
@@ -79,6 +105,24 @@ def _scores_to_answer(values: list[float], answers: Sequence[str]) -> tuple[str,
     return answer, float(np.asarray(estimate.values).reshape(-1)[0]), estimate.estimator, log_probs.tolist()
 
 
+def _sampled_texts(row_id: object, results: Sequence[object]) -> list[str]:
+    """The K sampled answers, whether lmms-eval passes them flat or as one list (the filter's output), as
+    plain text or as the project's response envelopes."""
+    flat: list[object] = []
+    for result in results:
+        flat.extend(result if isinstance(result, (list, tuple)) else [result])
+    if len(flat) < 2:
+        raise ValueError(
+            f"row {row_id!r}: the sampled variant received {len(flat)} response(s); it needs all K repeats "
+            "(repeats >= 2 and a filter_list that keeps them, see modality_conflict_sampled.yaml)"
+        )
+    texts = []
+    for response in flat:
+        envelope = decode_envelope(response)
+        texts.append(envelope["text"] if envelope is not None else str(response))
+    return texts
+
+
 def _mode(answers: list[str], candidates: Sequence[str]) -> str:
     """Most frequent answer; ties go to the earliest in the closed answer order, then "other"."""
     counts = Counter(answers)
@@ -92,12 +136,15 @@ def make_record(
     """Everything the metrics and a submission need from one doc and its responses.
 
     ``mode`` is the task variant: ``"generate"`` (one greedy answer; the project's wrapper adds its
-    envelope with the full-vocabulary entropy), ``"loglik"`` (one loglikelihood per colour) or
-    ``"sampled"`` (K sampled answers).
+    envelope with the full-vocabulary entropy), ``"loglik"`` (one loglikelihood per candidate answer of
+    the row) or ``"sampled"`` (the K sampled answers of the doc, plain text or envelopes; fewer than two is
+    an error, since the entropy of one answer is always 0).
     """
     if len(results) == 0:
         raise ValueError(f"row {doc.get('row_id')!r}: no model response")
     answers = answer_set(doc)
+    vocabulary = doc_vocabulary(doc)
+    labels, synonyms = vocabulary.answer_labels, vocabulary.synonyms
     record: dict[str, Any] = {
         "row_id": str(doc["row_id"]),
         "condition": _label(doc["condition"], CONDITIONS, "condition"),
@@ -108,9 +155,14 @@ def make_record(
         "text_key": str(doc["text_key"]),
         "visual_tier": int(doc["visual_tier"]),
         "text_tier": int(doc["text_tier"]),
-        "vision_answer": _label(doc["vision_answer"], answers, "vision_answer"),
-        "text_answer": _label(doc["text_answer"], answers, "text_answer"),
+        "vision_answer": _label(doc["vision_answer"], labels, "vision_answer"),
+        "text_answer": _label(doc["text_answer"], labels, "text_answer"),
+        "attribute": doc_attribute(doc, vocabulary),
+        "answer_choices": list(answers),
     }
+    for field in ("vision_answer", "text_answer"):
+        if record[field] not in answers:
+            raise ValueError(f"row {record['row_id']!r}: {field} {record[field]!r} is not in {list(answers)}")
     answer_scores: list[float] | None = None
     if mode == "loglik":
         if len(results) != len(answers):
@@ -122,8 +174,9 @@ def make_record(
             [_parse_loglikelihood(r) for r in results], answers
         )
     elif mode == "sampled":
-        sampled = [normalize_answer(str(r), answers, synonyms=COLOR_SYNONYMS) for r in results]
-        raw = str(results[0])
+        texts = _sampled_texts(record["row_id"], results)
+        sampled = [normalize_answer(text, answers, synonyms=synonyms) for text in texts]
+        raw = texts[0]
         answer = _mode(sampled, answers)
         estimate = sampled_answer_entropy([sampled], candidates=(*answers, OTHER))
         entropy = float(np.asarray(estimate.values).reshape(-1)[0])
@@ -140,7 +193,7 @@ def make_record(
         else:
             raw, entropy, estimator = str(results[0]), None, "none"
         # Read from the part the record keeps, so that anyone can check the answer against it.
-        answer = normalize_answer(raw[:RAW_RESPONSE_CHARS], answers, synonyms=COLOR_SYNONYMS)
+        answer = normalize_answer(raw[:RAW_RESPONSE_CHARS], answers, synonyms=synonyms)
     else:
         raise ValueError(f"unknown mode {mode!r}; expected 'generate', 'loglik' or 'sampled'")
     if entropy is not None and not math.isfinite(float(entropy)):
@@ -208,15 +261,54 @@ class IncompleteRecordsError(ValueError):
     """Conflict rows whose unimodal rows are absent (e.g. a run with --limit)."""
 
 
+def record_answer_set(record: Mapping[str, Any]) -> tuple[str, ...]:
+    """A record's closed answer set (records written before they carried one are colour records)."""
+    return tuple(str(c) for c in (record.get("answer_choices") or COLORS))
+
+
+def record_attribute(record: Mapping[str, Any]) -> str:
+    """The attribute a record's question asks about (``color`` for records without the field)."""
+    return str(record.get("attribute") or "color")
+
+
+def _label_order(words: Sequence[str]) -> tuple[str, ...]:
+    """``words`` in the ClassLabel order of the dataset whose answer labels hold them all (else sorted)."""
+    from modality_conflict.dataset_builder.specs import DATASETS
+
+    for spec in DATASETS.values():
+        if all(w in spec.answer_labels for w in words):
+            return tuple(label for label in spec.answer_labels if label in words)
+    return tuple(sorted(words))
+
+
+def records_candidates(records: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """Every answer the records' questions admit: the union of their answer sets, in ClassLabel order."""
+    words = {word for record in records for word in record_answer_set(record)}
+    return _label_order(sorted(words))
+
+
+def records_attributes(records: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The attributes the records ask about, in the dataset's order (shape before material)."""
+    from modality_conflict.dataset_builder.specs import DATASETS
+
+    found = {record_attribute(record) for record in records}
+    for spec in DATASETS.values():
+        if found <= set(spec.attributes):
+            return tuple(a for a in spec.attributes if a in found)
+    return tuple(sorted(found))
+
+
 def join_records(
-    records: Sequence[Mapping[str, Any]], *, candidates: Sequence[str] = COLORS
+    records: Sequence[Mapping[str, Any]], *, candidates: Sequence[str] | None = None
 ) -> tuple[ConflictItems, dict[str, Any]]:
     """Join each conflict record with its vision-only and text-only records, whatever their order.
 
-    Returns the conflict items (over the closed answer set ``candidates``) and bookkeeping: how many
-    conflict rows lacked a unimodal row, and the entropy estimator (which must be one and the same for
-    every record).
+    Returns the conflict items (over the closed answer set ``candidates``, by default the union of the
+    records' own answer sets) and bookkeeping: how many conflict rows lacked a unimodal row, and the
+    entropy estimator (which must be one and the same for every record).
     """
+    if candidates is None:
+        candidates = records_candidates(records)
     by_key: dict[str, Mapping[str, Any]] = {}
     conflicts: list[Mapping[str, Any]] = []
     for record in records:
@@ -277,22 +369,53 @@ def join_records(
 
 
 def summarize_records(
-    records: Sequence[Mapping[str, Any]], *, candidates: Sequence[str] = COLORS
+    records: Sequence[Mapping[str, Any]], *, candidates: Sequence[str] | None = None
 ) -> dict[str, Any]:
     """The task's summary as a flat JSON-safe dict (undefined numbers are None with a reason).
 
     This is the value of the ``report`` metric; :class:`modality_conflict.mc_tasks.results.TaskSummary`
-    reads it.
+    reads it. ``candidates`` defaults to the union of the records' answer sets. When the records ask
+    about more than one attribute, ``attributes`` lists them and ``by_attribute`` holds each one's own
+    summary, computed on that attribute's records only, next to the pooled one (its numbers, intervals,
+    statuses and reasons under the same keys; the nested tables and curves are left out).
     """
+    attributes = records_attributes(records)
     try:
         items, bookkeeping = join_records(records, candidates=candidates)
     except IncompleteRecordsError as error:
-        return {"status": "undefined", "reason": str(error), "n_conflicts": 0}
-    summary = summarize(items, n_resamples=N_RESAMPLES, rng=np.random.default_rng(REPORT_SEED)).to_dict()
-    summary.update(bookkeeping)
-    summary["n_records"] = len(records)
-    summary["status"] = "ok"
+        summary = {"status": "undefined", "reason": str(error), "n_conflicts": 0}
+    else:
+        summary = summarize(items, n_resamples=N_RESAMPLES, rng=np.random.default_rng(REPORT_SEED)).to_dict()
+        summary.update(bookkeeping)
+        summary["n_records"] = len(records)
+        summary["status"] = "ok"
+        if bookkeeping["entropy_estimator"] == "sampled" and all(r["entropy"] == 0 for r in records):
+            summary["warnings"] = [
+                "every prompt's sampled answers were identical: the model wrapper may ignore do_sample "
+                "(lmms-eval 0.7.3's qwen2_5_omni decodes greedily whatever the task asks)"
+            ]
+    summary["candidates"] = list(candidates if candidates is not None else records_candidates(records))
+    summary["attributes"] = list(attributes)
+    if len(attributes) > 1:
+        summary["by_attribute"] = {
+            attribute: _flat(summarize_records([r for r in records if record_attribute(r) == attribute]))
+            for attribute in attributes
+        }
     return summary
+
+
+def _flat(summary: dict[str, Any]) -> dict[str, Any]:
+    """The numbers, labels and reasons of a summary (scalars and lists of scalars), without its nested
+    tables: what each attribute's row of a report needs, and small enough to travel in a submission."""
+
+    def scalar(value: Any) -> bool:
+        return value is None or isinstance(value, (bool, int, float, str))
+
+    return {
+        key: value
+        for key, value in summary.items()
+        if scalar(value) or (isinstance(value, list) and all(scalar(v) for v in value))
+    }
 
 
 def incomplete_conflicts_warning(summary: Mapping[str, Any]) -> str | None:

@@ -24,6 +24,7 @@ Reading
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -222,7 +223,8 @@ def _first_string(value: object) -> str | None:
 
 @dataclass(frozen=True)
 class SampleLog:
-    """What a sample log holds: per-doc records, in file order, and (when read) the decoded envelopes.
+    """What a sample log holds: per-doc records, in file order, (when read) the decoded envelopes, and how
+    many docs' prompts had each (template date, preamble) the envelopes recorded.
 
     ``lines`` gives the line of each row id, for messages that point into the file.
     """
@@ -230,6 +232,7 @@ class SampleLog:
     path: Path
     records: tuple[dict[str, Any], ...]
     envelopes: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    prompts: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     lines: dict[str, int] = field(default_factory=dict, repr=False)
 
     def where(self, row_id: str) -> str:
@@ -255,6 +258,7 @@ def _read_sample_line(
     records: list[dict[str, Any]],
     envelopes: dict[str, dict[str, Any]],
     lines: dict[str, int],
+    prompts: Counter[tuple[str, str]],
 ) -> None:
     if not line.strip():
         return
@@ -270,24 +274,32 @@ def _read_sample_line(
         raise ValueError(f"{path}:{number}: the per-doc record is malformed: {problem}")
     records.append(record)
     lines.setdefault(record["row_id"], number)
-    if with_envelopes:
-        for key in ("resps", "filtered_resps"):
-            try:
-                envelope = decode_envelope(_first_string(sample.get(key)))
-            except ValueError as error:
-                raise ValueError(f"{path}:{number}: field {key!r}: {error}") from None
-            if envelope is not None:
-                envelopes[record["row_id"]] = envelope
-                return
+    for key in ("resps", "filtered_resps"):
+        response = _first_string(sample.get(key))
+        if not with_envelopes and (response is None or '"prompt":' not in response):
+            continue  # the prompt facts are counted without decoding every envelope
+        try:
+            envelope = decode_envelope(response)
+        except ValueError as error:
+            raise ValueError(f"{path}:{number}: field {key!r}: {error}") from None
+        if envelope is None:
+            continue
+        if with_envelopes:
+            envelopes[record["row_id"]] = envelope
+        facts = envelope.get("prompt")
+        if isinstance(facts, dict):
+            prompts[(str(facts.get("date")), str(facts.get("preamble")))] += 1
+        return
 
 
 def read_sample_log(path: Path, *, with_envelopes: bool = False) -> SampleLog:
     """Read an lmms-eval sample log in one pass.
 
     Each line is one doc; every metric key holds the record that ``process_results`` returned (the
-    same dict). With ``with_envelopes`` the raw response of each doc (``resps``, or ``filtered_resps``
-    where lmms-eval dropped an identical ``resps``) is decoded as the wrapper's envelope and kept by row
-    id; responses that are not envelopes are left out.
+    same dict). With ``with_envelopes`` the raw response of each doc (``resps``,
+    or ``filtered_resps`` where lmms-eval dropped an identical ``resps``) is decoded as the wrapper's
+    envelope and kept by row id; responses that are not envelopes are left out. The prompt facts of
+    envelopes (the date the chat template saw, what it wrote before the question) are always counted.
 
     Raises
     ------
@@ -298,13 +310,14 @@ def read_sample_log(path: Path, *, with_envelopes: bool = False) -> SampleLog:
     records: list[dict[str, Any]] = []
     envelopes: dict[str, dict[str, Any]] = {}
     lines: dict[str, int] = {}
+    prompts: Counter[tuple[str, str]] = Counter()
     with Path(path).open(encoding="utf-8") as handle:
         try:
             for number, line in enumerate(handle, start=1):
-                _read_sample_line(path, number, line, with_envelopes, records, envelopes, lines)
+                _read_sample_line(path, number, line, with_envelopes, records, envelopes, lines, prompts)
         except UnicodeDecodeError as error:
             raise ValueError(f"{path} is not UTF-8 text (byte {error.start} of a block)") from None
-    return SampleLog(Path(path), tuple(records), envelopes, lines)
+    return SampleLog(Path(path), tuple(records), envelopes, dict(prompts), lines)
 
 
 # --- one task of one run ----------------------------------------------------------------------------------
@@ -356,6 +369,11 @@ class TaskResult:
     def envelopes(self) -> dict[str, dict[str, Any]]:
         """``row_id -> envelope`` (only when read with ``with_envelopes``)."""
         return {} if self.samples is None else self.samples.envelopes
+
+    @property
+    def prompts(self) -> dict[tuple[str, str], int]:
+        """``(template date, preamble) -> docs`` from the envelopes (empty for other wrappers)."""
+        return {} if self.samples is None else self.samples.prompts
 
     @property
     def task_config(self) -> dict[str, Any]:

@@ -11,41 +11,94 @@ from pathlib import Path
 TASKS_DIR = Path(__file__).resolve().parent / "modality_conflict"
 TEMPLATE_NAME = "_default_template_yaml"
 
+#: Each template of the task folder and the dataset (manifest name) its tasks read.
+TEMPLATE_DATASETS: dict[str, str] = {
+    TEMPLATE_NAME: "modality-conflict-colour",
+    "_attribute_template_yaml": "modality-conflict-attribute",
+}
+
 
 def _task_files() -> list[Path]:
     return sorted(
         p
         for p in TASKS_DIR.iterdir()
-        if p.is_file() and (p.suffix in {".yaml", ".py", ".md"} or p.name == TEMPLATE_NAME)
+        if p.is_file() and (p.suffix in {".yaml", ".py", ".md"} or p.name in TEMPLATE_DATASETS)
     )
 
 
-def _stage_task_dir(data_dir: Path, parent: Path, name: str) -> Path:
-    """Write the rewritten task folder into a fresh temporary sibling and return it."""
-    if not any((data_dir / "data").glob("*.parquet")):
+def _manifest_dataset(folder: Path) -> str | None:
+    from modality_conflict.dataset_builder.folder import read_manifest
+    from modality_conflict.dataset_builder.specs import kind_of_manifest
+
+    spec = kind_of_manifest(read_manifest(folder)) if (folder / "data").is_dir() else None
+    return None if spec is None else spec.name
+
+
+def dataset_folders(data_dir: Path) -> dict[str, Path]:
+    """The dataset folders under ``data_dir``, by dataset (manifest) name.
+
+    ``data_dir`` is either one folder made by ``modality-conflict build`` or a folder holding several of
+    them (one level down); each is identified by its manifest.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``data_dir`` holds no dataset folder, or holds two of the same dataset (naming them).
+    """
+    data_dir = Path(data_dir)
+    own = _manifest_dataset(data_dir)
+    if own is not None:
+        return {own: data_dir}
+    found: dict[str, Path] = {}
+    children = sorted(p for p in data_dir.iterdir() if p.is_dir()) if data_dir.is_dir() else []
+    for child in children:
+        name = _manifest_dataset(child)
+        if name is None:
+            continue
+        if name in found:
+            raise FileNotFoundError(
+                f"{data_dir} holds two {name} folders ({found[name].name}, {child.name}); keep one"
+            )
+        found[name] = child
+    if not found:
         raise FileNotFoundError(
-            f"{data_dir} holds no data/*.parquet: build it with `modality-conflict build --out {data_dir}`"
+            f"{data_dir} is no dataset folder and holds none (no data/*.parquet with a manifest.json): "
+            f"build one with `modality-conflict build --out {data_dir}`"
         )
+    return found
+
+
+def _point_template_at(template: Path, data_dir: Path) -> None:
+    rewritten, skipping = [], False
+    for line in template.read_text().splitlines():
+        if line.startswith("dataset_path:"):
+            rewritten.append(f"dataset_path: {json.dumps(str(data_dir))}")
+            continue
+        if line.startswith("dataset_kwargs:"):
+            rewritten.append("dataset_kwargs: {}")
+            skipping = True
+            continue
+        if skipping and line.startswith("  "):
+            continue
+        skipping = False
+        rewritten.append(line)
+    template.write_text("\n".join(rewritten) + "\n")
+
+
+def _stage_task_dir(data_dir: Path, parent: Path, name: str) -> Path:
+    """Write the rewritten task folder into a fresh temporary sibling and return it.
+
+    Each template whose dataset ``data_dir`` holds reads that folder; the others keep their Hub source.
+    """
+    folders = dataset_folders(data_dir)
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=parent))
     try:
         for source in _task_files():
             shutil.copy2(source, staging / source.name)
-        template = staging / TEMPLATE_NAME
-        rewritten, skipping = [], False
-        for line in template.read_text().splitlines():
-            if line.startswith("dataset_path:"):
-                rewritten.append(f"dataset_path: {json.dumps(str(data_dir))}")
-                continue
-            if line.startswith("dataset_kwargs:"):
-                rewritten.append("dataset_kwargs: {}")
-                skipping = True
-                continue
-            if skipping and line.startswith("  "):
-                continue
-            skipping = False
-            rewritten.append(line)
-        template.write_text("\n".join(rewritten) + "\n")
+        for template_name, dataset in TEMPLATE_DATASETS.items():
+            if dataset in folders:
+                _point_template_at(staging / template_name, folders[dataset].resolve())
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -60,7 +113,7 @@ def write_local_task_dir(data_dir: Path, out_dir: Path) -> Path:
     Raises
     ------
     FileNotFoundError
-        When ``data_dir`` has no ``data/`` folder of parquet shards (not made by ``modality-conflict build``).
+        When ``data_dir`` is no folder made by ``modality-conflict build`` and holds none.
     FileExistsError
         When ``out_dir`` holds other files.
     """

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from modality_conflict.dataset_builder.constants import COLORS, CONDITIONS, CONTROLS
+from modality_conflict.dataset_builder.constants import CONDITIONS, CONTROLS
 from modality_conflict.dataset_builder.prompts import label_name as _label
 from modality_conflict.dataset_builder.prompts import prompt_for
 from modality_conflict.mc_tasks.names import METRIC_NAMES
-from modality_conflict.mc_tasks.records import answer_set, cached_summary, make_record
+from modality_conflict.mc_tasks.records import answer_set, cached_summary, doc_vocabulary, make_record
 
 QUICK_GROUPS = 4
 
@@ -45,15 +45,24 @@ def doc_to_target(doc: Mapping[str, Any]) -> int:
     condition = _label(doc["condition"], CONDITIONS, "condition")
     field = "text_answer" if condition == "text_only" else "vision_answer"
     answers = answer_set(doc)
-    return answers.index(_label(doc[field], answers, field))
+    name = _label(doc[field], doc_vocabulary(doc).answer_labels, field)
+    if name not in answers:
+        raise ValueError(
+            f"row {doc.get('row_id')!r}: {field} {name!r} is not in its answer_choices {list(answers)}"
+        )
+    return answers.index(name)
 
 
 def doc_to_choice(doc: Mapping[str, Any]) -> list[str]:
-    """The closed answer set, in the dataset's ClassLabel order."""
-    choices = list(answer_set(doc))
-    if choices != list(COLORS):
-        raise ValueError(f"row {doc.get('row_id')!r}: answer_choices {choices} differ from {list(COLORS)}")
-    return choices
+    """The row's closed answer set (its ``answer_choices``: six colours, three shapes or two materials).
+
+    Raises
+    ------
+    ValueError
+        When the row's ``answer_choices`` are no dataset's answer set (naming the row).
+    """
+    doc_vocabulary(doc)
+    return list(answer_set(doc))
 
 
 def process_docs_quick(dataset: Any) -> Any:
@@ -65,6 +74,22 @@ def process_docs_controls(dataset: Any) -> Any:
     """Keep only the control groups (text-irrelevant and image-irrelevant)."""
     none_index = CONTROLS.index("none")
     return dataset.filter(lambda control: control not in ("none", none_index), input_columns=["control"])
+
+
+# --- filters ---------------------------------------------------------------------------------------------
+
+
+class KeepAllResponses:
+    """lmms-eval filter that keeps every response of a doc (all ``repeats``), unchanged.
+
+    lmms-eval's default filter (``take_first``) keeps one of the K answers, which would give the sampled
+    variant an entropy of 0 on every prompt; with this one ``process_results`` receives the K answers.
+    """
+
+    def apply(self, resps: Sequence[Sequence[object]], docs: Sequence[Any]) -> list[list[object]]:
+        """One list of all responses per doc."""
+        del docs
+        return [list(responses) for responses in resps]
 
 
 # --- per-doc results -------------------------------------------------------------------------------------
@@ -114,6 +139,7 @@ AGGREGATIONS: dict[str, Callable[[Sequence[Mapping[str, Any]]], Any]] = {
 globals().update(AGGREGATIONS)  # aggregate_tfr, aggregate_vfr, ...: the names the YAMLs use
 
 __all__ = [
+    "KeepAllResponses",
     "doc_to_choice",
     "doc_to_target",
     "doc_to_text",

@@ -436,6 +436,20 @@ class TaskSummary:
         return self.number("logistic_intercept"), self.number("logistic_slope")
 
     @property
+    def attributes(self) -> tuple[str, ...]:
+        """The attributes the task's questions ask about (``color``; or ``shape`` and ``material``)."""
+        found = self._values.get("attributes")
+        return tuple(str(a) for a in found) if isinstance(found, list) else ()
+
+    @property
+    def by_attribute(self) -> dict[str, TaskSummary]:
+        """Each attribute's own summary (same layout) when the task asks about several, else empty."""
+        nested = self._values.get("by_attribute")
+        if not isinstance(nested, dict):
+            return {}
+        return {str(name): TaskSummary(entry) for name, entry in nested.items() if isinstance(entry, dict)}
+
+    @property
     def controls(self) -> dict[str, TaskSummary]:
         """Per control type, its following rates (``relevant_modality``, ``relevant_rate``, intervals)."""
         controls = self._values.get("controls")

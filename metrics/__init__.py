@@ -6,7 +6,7 @@ and the synonyms used to read free-form answers are inputs. The entry point is :
 """
 
 from modality_conflict.metrics._common import Interval, wilson_interval
-from modality_conflict.metrics.answers import OTHER, normalize_answer, normalize_answers
+from modality_conflict.metrics.answers import OTHER, first_named_answer, normalize_answer, normalize_answers
 from modality_conflict.metrics.balance import (
     BALANCE_STATUSES,
     BalancePointResult,
@@ -70,6 +70,7 @@ __all__ = [
     "binned_curve",
     "classify_following",
     "count_oscillations",
+    "first_named_answer",
     "following_rates",
     "full_vocab_entropy",
     "isotonic_crossing",

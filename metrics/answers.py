@@ -3,7 +3,8 @@
 The rules are deterministic and deliberately small: lower-casing, punctuation and article removal,
 plurals, a synonyms table and a one-word negation rule ("blue, not red" -> blue). An answer that names no
 candidate, or more than one, is ``"other"``. The candidates and the synonyms are inputs: each dataset
-defines its own (the colour set's are ``dataset_builder.constants.COLORS`` and ``COLOR_SYNONYMS``).
+defines its own (``dataset_builder.specs``: the colours and ``COLOR_SYNONYMS``; the shapes and materials
+and ``attribute.constants.ANSWER_SYNONYMS``).
 """
 
 from __future__ import annotations
@@ -124,6 +125,44 @@ def _match(text: str, table: dict[tuple[str, ...], str], longest: int) -> str:
         else:
             position += 1
     return found.pop() if len(found) == 1 else OTHER
+
+
+def first_named_answer(
+    text: str, candidates: Sequence[str], *, synonyms: Mapping[str, str] | None = None
+) -> str | None:
+    """The first candidate that ``text`` names in a finished word, by :func:`normalize_answer`'s rules.
+
+    A word is finished once something other than a letter or digit follows it, so ``"Red"`` names
+    nothing yet (it may become ``"Reddish"``) while ``"Red."`` and ``"Red "`` name ``red``. A match
+    directly preceded by a negation is skipped, as in :func:`normalize_answer`. Used to stop generating
+    once a short answer has named its candidate.
+
+    Examples
+    --------
+    >>> colours = ("red", "blue")
+    >>> first_named_answer("The ball is blue.", colours), first_named_answer("Blue", colours)
+    ('blue', None)
+    >>> first_named_answer("not red, blue ", colours)
+    'blue'
+    """
+    table = _table(candidates, synonyms)
+    longest = max(len(key) for key in table)
+    cleaned = text.replace("'", "").replace("\u2019", "")
+    tokens = _tokens(cleaned)
+    if tokens and cleaned[-1:].isalnum():
+        tokens = tokens[:-1]  # the last word may not be finished yet
+    position = 0
+    while position < len(tokens):
+        for size in range(min(longest, len(tokens) - position), 0, -1):
+            match = table.get(tuple(tokens[position : position + size]))
+            if match is not None:
+                if not (position > 0 and tokens[position - 1] in _NEGATIONS):
+                    return match
+                position += size
+                break
+        else:
+            position += 1
+    return None
 
 
 def normalize_answers(

@@ -59,7 +59,7 @@ class ConflictItems:
     control : numpy.ndarray of str
         One of the dataset's control types (``dataset_builder.constants.CONTROLS``).
     vision_answer, text_answer : numpy.ndarray of str
-        Colour the image shows and colour the text claims (ground truth, model independent).
+        The answer the image shows and the answer the text claims (ground truth, model independent).
     yv, yt, ym : numpy.ndarray of str
         The model's normalised answers (a candidate or ``"other"``) to the vision-only, text-only and
         conflict prompts.
@@ -69,7 +69,8 @@ class ConflictItems:
         Entropy estimator label (:data:`~modality_conflict.metrics.entropy.ESTIMATORS`, or ``"none"``
         when the run has no entropies; then ``hv``/``ht`` must be NaN and are ignored).
     candidates : tuple of str
-        The closed answer set (the task's; e.g. the colour set's six colours).
+        The closed answer set: every answer the items admit (the six colours; or the union of the
+        attribute set's shape and material values, each item being answered within its own attribute).
 
     Notes
     -----

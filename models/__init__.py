@@ -2,6 +2,6 @@
 
 Importing this package is cheap; torch and transformers load with the modules that need them
 (:mod:`~modality_conflict.models.hf_model`, :mod:`~modality_conflict.models.logit_lens`,
-:mod:`~modality_conflict.models.tiny_models`). :mod:`~modality_conflict.models.envelope` (the response
+:mod:`~modality_conflict.models.tiny`). :mod:`~modality_conflict.models.envelope` (the response
 format the task decodes) needs neither.
 """

@@ -1,13 +1,27 @@
-"""Chat rendering: the prompt a model sees, where its answer starts, and the answers' first tokens."""
+"""Chat rendering: the prompt a model sees, where its answer starts, and the answers' first tokens.
+
+Every render sees the same date and the template switches of :mod:`~modality_conflict.models.templates`
+(reasoning off where the template can turn it off), so a prompt depends on the document only.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from modality_conflict.models.loading import DEFAULT_IMAGE_TOKEN, ModelArgumentError
+from modality_conflict.models.errors import ModelArgumentError
+from modality_conflict.models.loading import DEFAULT_IMAGE_TOKEN
+from modality_conflict.models.templates import (
+    PROMPT_DATE,
+    check_distinct_first_tokens,
+    pinned_template_clock,
+    template_preamble,
+    template_source,
+    template_switches,
+)
 
 PROBE_REQUEST = "Say a word."
 """The user turn rendered to find the template's answer prefix and the answers' first tokens."""
@@ -115,6 +129,8 @@ class ChatRenderer:
         Optional system message placed before the user turn.
     name
         The checkpoint, for error messages.
+    prompt_date
+        The date the template sees (its ``strftime_now`` and ``date_string``).
     """
 
     def __init__(
@@ -126,6 +142,7 @@ class ChatRenderer:
         image_token: str,
         system_prompt: str | None,
         name: str,
+        prompt_date: datetime = PROMPT_DATE,
     ) -> None:
         self.processor = processor
         self.tokenizer = tokenizer
@@ -133,8 +150,12 @@ class ChatRenderer:
         self.image_token = image_token
         self.system_prompt = system_prompt
         self.name = name
+        self.prompt_date = prompt_date
+        self.template_kwargs = template_switches(template_source(processor, tokenizer), prompt_date)
+        """Template variables passed to every render (``enable_thinking``, ``date_string``)."""
         self.answer_prefix = answer_prefix(self.render)
-        self._probe_prompt = self.render([self.user_message(PROBE_REQUEST, 0)], True)
+        self.probe_prompt = self.render([self.user_message(PROBE_REQUEST, 0)], True)
+        """A text-only generation prompt, for the checks made at load."""
         self._answer_tokens: dict[tuple[str, ...], AnswerTokens] = {}
 
     def user_message(self, text: str, n_images: int) -> dict[str, Any]:
@@ -152,9 +173,13 @@ class ChatRenderer:
             ]
         template_owner = self.processor if getattr(self.processor, "chat_template", None) else None
         if template_owner is not None and not self.text_only:
-            return template_owner.apply_chat_template(
-                messages, add_generation_prompt=add_generation_prompt, tokenize=False
-            )
+            with pinned_template_clock(self.prompt_date):
+                return template_owner.apply_chat_template(
+                    messages,
+                    add_generation_prompt=add_generation_prompt,
+                    tokenize=False,
+                    **self.template_kwargs,
+                )
         if getattr(self.tokenizer, "chat_template", None) is None:
             raise ModelArgumentError(
                 f"{self.name}: neither the processor nor the tokenizer has a chat template"
@@ -167,25 +192,46 @@ class ChatRenderer:
                 f"{self.image_token}\n" if part["type"] == "image" else part.get("text", "") for part in parts
             )
             flat.append({"role": message["role"], "content": text})
-        return self.tokenizer.apply_chat_template(
-            flat, add_generation_prompt=add_generation_prompt, tokenize=False
-        )
+        with pinned_template_clock(self.prompt_date):
+            return self.tokenizer.apply_chat_template(
+                flat, add_generation_prompt=add_generation_prompt, tokenize=False, **self.template_kwargs
+            )
+
+    def user_text(self, context: str) -> str:
+        """A task's context as the user turn's text."""
+        # Images always go first, as placeholders of the chat template; stray image tokens in the task's
+        # text would be counted twice, so they are removed.
+        return context.replace(self.image_token, "").replace(DEFAULT_IMAGE_TOKEN, "").strip()
 
     def prompt(self, context: str, n_images: int) -> str:
         """The generation prompt of a task's context with ``n_images`` images."""
-        # Images always go first, as placeholders of the chat template; stray image tokens in the task's
-        # text would be counted twice, so they are removed.
-        text = context.replace(self.image_token, "").replace(DEFAULT_IMAGE_TOKEN, "").strip()
-        return self.render([self.user_message(text, n_images)], True)
+        return self.render([self.user_message(self.user_text(context), n_images)], True)
+
+    def prompt_facts(self, prompt: str, context: str) -> dict[str, str]:
+        """What a rendered prompt holds beyond the task's text: the template's date and its preamble (the
+        system prompt and markup written before the user's text)."""
+        return {
+            "date": self.prompt_date.strftime("%Y-%m-%d"),
+            "preamble": template_preamble(prompt, self.user_text(context)),
+        }
 
     def answer_tokens(self, answers: Sequence[str]) -> AnswerTokens:
-        """First-token ids of a candidate set as they follow the answer prefix (computed once per set)."""
+        """First-token ids of a candidate set as they follow the answer prefix (computed once per set).
+
+        Raises
+        ------
+        ModelArgumentError
+            When two candidates start with the same token, so their log-probabilities cannot be told apart.
+        """
         key = tuple(str(a) for a in answers)
         cached = self._answer_tokens.get(key)
         if cached is None:
-            lower = answer_first_token_ids(self.tokenizer, self._probe_prompt, self.answer_prefix, key)
+            lower = answer_first_token_ids(self.tokenizer, self.probe_prompt, self.answer_prefix, key)
+            check_distinct_first_tokens(
+                self.name, lower, lambda token: self.tokenizer.decode([token]), self.answer_prefix
+            )
             upper = answer_first_token_ids(
-                self.tokenizer, self._probe_prompt, self.answer_prefix, [a.capitalize() for a in key]
+                self.tokenizer, self.probe_prompt, self.answer_prefix, [a.capitalize() for a in key]
             )
             cached = AnswerTokens(key, lower, {a: upper[a.capitalize()] for a in key})
             self._answer_tokens[key] = cached

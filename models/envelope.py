@@ -4,6 +4,10 @@ lmms-eval passes only the generated string from a model to ``process_results``. 
 therefore returns a JSON object as its "generation"; the task recognises it by its ``mc_envelope`` key and
 falls back to treating any other response as plain generated text. Everything in it also lands in
 lmms-eval's per-sample logs, which is what lets probing and submissions reuse it without a second pass.
+
+lmms-eval strips reasoning blocks (``<think>...</think>`` and the like, ``--reasoning_tags``) from every
+response before the task sees it; the envelope escapes ``<`` and ``>`` (``\\u003c``, ``\\u003e``, still
+valid JSON for the same object), so decoded tokens in the lens record can never look like such tags.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ def encode_envelope(
     estimator: str,
     answer_logprobs: dict[str, float] | None = None,
     lens: dict[str, Any] | None = None,
+    prompt: dict[str, Any] | None = None,
+    decode_steps: int | None = None,
 ) -> str:
     """Serialise one prompt's outcome as the string the wrapper returns to lmms-eval.
 
@@ -38,6 +44,12 @@ def encode_envelope(
         Optional log-probabilities of each candidate answer's first token at the answer position.
     lens
         Optional logit-lens record (see ``modality_conflict.models.logit_lens``).
+    prompt
+        Optional facts about the rendered prompt that do not show in the task's text: the date the chat
+        template saw (``date``) and what it wrote before the user's turn (``preamble``: the system prompt,
+        the template's default or the one given).
+    decode_steps
+        Optional number of tokens generated for the answer (end token included).
     """
     if entropy is not None and not math.isfinite(entropy):
         raise ValueError(f"entropy must be finite, got {entropy!r}")
@@ -51,7 +63,12 @@ def encode_envelope(
         payload["answer_logprobs"] = answer_logprobs
     if lens is not None:
         payload["lens"] = lens
-    return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    if prompt is not None:
+        payload["prompt"] = prompt
+    if decode_steps is not None:
+        payload["decode_steps"] = int(decode_steps)
+    text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 def decode_envelope(response: object) -> dict[str, Any] | None:

@@ -1,9 +1,12 @@
 """Generation: one ``generate`` call per batch gives the answer, its entropy and (optionally) the logit lens.
 
 The first step of ``generate`` is the prompt's forward pass, so its raw logits are the answer position's
-logits: the full-vocabulary entropy and the candidates' first-token log-probabilities come from them, and
-the logit lens records the same pass through forward hooks. With the lens off the hooks are simply not
-installed; the call itself is the same.
+logits: the full-vocabulary entropy and the candidates' first-token log-probabilities come from them (in
+float64, whatever the model's dtype), and the logit lens records the same pass through forward hooks. With
+the lens off the hooks are simply not installed; the call itself is the same.
+
+:func:`generate_envelopes` answers the benchmark's documents; :func:`generate_texts` answers any other
+task's with plain text.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
+from transformers import StoppingCriteriaList
 
 from modality_conflict.metrics.entropy import full_vocab_entropy
 from modality_conflict.models.chat import AnswerTokens
 from modality_conflict.models.envelope import encode_envelope
-from modality_conflict.models.loading import ModelArgumentError
+from modality_conflict.models.errors import ModelArgumentError
 from modality_conflict.models.logit_lens import LastPositionRecorder, LensModules, lens_records
+from modality_conflict.models.stopping import AnswerStop
 
 GENERATION_KEYS = frozenset(
     {"until", "max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "num_beams"}
@@ -27,6 +32,9 @@ GENERATION_KEYS = frozenset(
 """The generation arguments the wrapper honours; others are ignored with a warning."""
 
 ENTROPY_ESTIMATOR = "full_vocab"
+
+REASONING_PROBABILITY = 0.5
+"""A model whose first answer token is its reasoning opener with at least this probability is refused."""
 
 
 def generation_settings(
@@ -100,15 +108,61 @@ def decode_answer(tokenizer: Any, ids: torch.Tensor, until: Iterable[str], eos: 
 
 def answer_logprobs(log_probs: torch.Tensor, answers: AnswerTokens) -> list[dict[str, float]]:
     """Case-insensitive first-token log-probabilities of each candidate, one dict per batch row."""
-    columns = [
-        torch.logsumexp(log_probs[:, answers.case_insensitive_ids(answer)], dim=-1)
-        for answer in answers.answers
-    ]
-    table = torch.stack(columns, dim=-1).tolist()
+    # One gather for every candidate: (rows, answers, 2) ids, a form that repeats the other one masked out.
+    forms = [answers.case_insensitive_ids(answer) for answer in answers.answers]
+    ids = torch.tensor([[f[0], f[-1]] for f in forms], device=log_probs.device)
+    picked = log_probs[:, ids]
+    repeated = torch.tensor([len(f) == 1 for f in forms], device=log_probs.device)
+    picked[:, :, 1] = picked[:, :, 1].masked_fill(repeated, float("-inf"))
+    table = torch.logsumexp(picked, dim=-1).tolist()
     return [
         {a: (v if math.isfinite(v) else -1e30) for a, v in zip(answers.answers, row, strict=True)}
         for row in table
     ]
+
+
+def _generate(
+    model: Any, tokenizer: Any, inputs: Any, settings: Mapping[str, Any], eos: set[int], **extra: Any
+) -> Any:
+    return model.generate(
+        **inputs,
+        **settings,
+        return_dict_in_generate=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=sorted(eos) or None,
+        **extra,
+    )
+
+
+@torch.no_grad()
+def generate_texts(
+    model: Any, tokenizer: Any, inputs: Any, settings: Mapping[str, Any], until: list[str]
+) -> list[str]:
+    """One ``generate`` call for a batch of another task's prompts; the decoded answers, plain text."""
+    eos = eos_token_ids(model, tokenizer)
+    output = _generate(model, tokenizer, inputs, settings, eos)
+    new_tokens = output.sequences[:, inputs["input_ids"].shape[1] :]
+    return [decode_answer(tokenizer, row, until, eos) for row in new_tokens]
+
+
+def check_not_reasoning(log_probs: torch.Tensor, reasoning_token_id: int | None, tokenizer: Any) -> None:
+    """Refuse a model that opens a reasoning block itself at the answer position (GLM-4.1V-Thinking style).
+
+    Raises
+    ------
+    ModelArgumentError
+        When the reasoning opener is the likely first answer token of some prompt of the batch.
+    """
+    if reasoning_token_id is None:
+        return
+    probability = float(log_probs[:, reasoning_token_id].exp().max())
+    if probability >= REASONING_PROBABILITY:
+        token = tokenizer.decode([reasoning_token_id])
+        raise ModelArgumentError(
+            f"the model opens a reasoning block ({token}) itself at the answer position (probability "
+            f"{probability:.2f}); the first-token entropy would measure the reasoning, not the answer. Use "
+            "the checkpoint's non-reasoning variant, or a chat template with an enable_thinking switch"
+        )
 
 
 @torch.no_grad()
@@ -121,6 +175,11 @@ def generate_envelopes(
     *,
     answers: AnswerTokens | None,
     lens_modules: LensModules | None,
+    prompt_facts: list[dict[str, Any]] | None = None,
+    reasoning_token_id: int | None = None,
+    cache: Any = None,
+    early_stop: bool = True,
+    synonyms: Mapping[str, str] | None = None,
 ) -> list[str]:
     """One ``generate`` call for a batch; one response envelope per row.
 
@@ -133,36 +192,67 @@ def generate_envelopes(
     settings, until
         From :func:`generation_settings`.
     answers
-        The task's candidate answers and their first tokens; None when the task names none (then the
+        The document's candidate answers and their first tokens; None when there are none (then the
         envelope has no ``answer_logprobs`` and the lens tracks no answer).
     lens_modules
         The logit lens's modules, or None for no lens.
+    prompt_facts
+        Per row, what the rendered prompt holds beyond the task's text (the envelope's ``prompt``).
+    reasoning_token_id
+        The tokenizer's reasoning opener (``<think>``), if it has one (see :func:`check_not_reasoning`).
+    cache
+        A key/value cache holding the first columns of ``inputs`` (a forked image prefix, see
+        :mod:`~modality_conflict.models.sharing`); ``generate`` then runs only the columns after it.
+    early_stop
+        Stop each row once its answer names a candidate
+        (:class:`~modality_conflict.models.stopping.AnswerStop`); False runs every row to an end token or
+        ``max_new_tokens``. Steps are counted either way (the envelope's ``decode_steps``).
+    synonyms
+        Extra words the answer parser maps to a candidate (for the early stop).
     """
     recorder = LastPositionRecorder(lens_modules) if lens_modules is not None else None
     eos = eos_token_ids(model, tokenizer)
+    prompt_length = inputs["input_ids"].shape[1]
+    stop = AnswerStop(
+        tokenizer,
+        prompt_length,
+        answers.answers if answers is not None else (),
+        until,
+        eos | {tokenizer.pad_token_id},
+        synonyms=synonyms,
+        early=early_stop,
+    )
+    extra = {"cache": cache} if cache is not None else {}
     with recorder if recorder is not None else contextlib.nullcontext():
-        output = model.generate(
-            **inputs,
-            **settings,
-            return_dict_in_generate=True,
+        output = _generate(
+            model,
+            tokenizer,
+            inputs,
+            settings,
+            eos,
             output_logits=True,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=sorted(eos) or None,
+            stopping_criteria=StoppingCriteriaList([stop]),
+            **extra,
         )
     # The raw (unprocessed) logits of the first step are the prompt pass's answer-position logits.
-    first = output.logits[0].float()
-    entropies = full_vocab_entropy(first.double().cpu().numpy()).values
-    logprobs = answer_logprobs(torch.log_softmax(first, dim=-1), answers) if answers is not None else None
+    first = output.logits[0].double()
+    log_probs = torch.log_softmax(first, dim=-1)
+    check_not_reasoning(log_probs, reasoning_token_id, tokenizer)
+    entropies = full_vocab_entropy(first.cpu().numpy()).values
+    logprobs = answer_logprobs(log_probs, answers) if answers is not None else None
     lens = None
     if recorder is not None:
+        layer_indices, states = recorder.recorded()
         lens = lens_records(
             lens_modules,
-            recorder.states(),
+            states,
             answers.lower if answers is not None else {},
             lambda token: tokenizer.decode([token]),
             extra_answer_token_ids={"capitalized": answers.capitalized if answers is not None else {}},
+            layer_indices=layer_indices,
         )
-    new_tokens = output.sequences[:, inputs["input_ids"].shape[1] :]
+    new_tokens = output.sequences[:, prompt_length:]
+    steps = stop.counted_steps(new_tokens.shape[1]) or [new_tokens.shape[1]] * new_tokens.shape[0]
     envelopes = []
     for row in range(new_tokens.shape[0]):
         entropy = float(entropies[row])
@@ -173,6 +263,8 @@ def generate_envelopes(
                 estimator=ENTROPY_ESTIMATOR,
                 answer_logprobs=logprobs[row] if logprobs is not None else None,
                 lens=lens[row] if lens is not None else None,
+                prompt=prompt_facts[row] if prompt_facts is not None else None,
+                decode_steps=steps[row],
             )
         )
     return envelopes

@@ -1,11 +1,20 @@
 """The project's lmms-eval model: any Hugging Face image-text-to-text checkpoint, with uncertainty and lens.
 
 Registered with lmms-eval as ``modality_conflict_hf`` (``--model modality_conflict_hf --model_args
-pretrained=DIR_OR_REPO,...``). It works for checkpoints that ``AutoModelForImageTextToText`` and
-``AutoProcessor`` load and whose processor has a chat template: LLaVA, LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL,
-Idefics3 / SmolVLM; plain causal LMs (``AutoModelForCausalLM`` + tokenizer) answer text-only prompts.
+pretrained=DIR_OR_REPO,...``). It works for checkpoints that transformers loads natively with a chat
+template: image-text-to-text models (LLaVA, LLaVA-NeXT, LLaVA-OneVision, Qwen2/2.5/3-VL, Idefics3, SmolVLM,
+InternVL, Gemma3, Mistral3, Pixtral, Aya Vision, Llama-3.2-Vision, ...), multimodal LMs (Phi-4-multimodal,
+the Qwen2.5-Omni thinker), and plain causal LMs for text-only prompts. What it refuses, and why, is
+decided from ``config.json`` before loading (:mod:`~modality_conflict.models.routing`); the README's
+support matrix lists every architecture the test suite runs.
 
-For every ``generate_until`` request it returns a response envelope
+At load it checks, once, what would otherwise make numbers silently wrong
+(:mod:`~modality_conflict.models.templates`): exactly one BOS token per prompt, answers whose first tokens
+are distinct, no reasoning block open at the answer position, a prompt that does not change with the date,
+and a logit lens whose last layer reproduces the model's logits.
+
+For every ``generate_until`` request of the benchmark (a document with the benchmark's fields, see
+:func:`~modality_conflict.models.requests.is_benchmark_doc`) it returns a response envelope
 (:mod:`modality_conflict.models.envelope`) holding, from one ``generate`` call per batch whose first step
 is the prompt's forward pass (:mod:`modality_conflict.models.generation`):
 
@@ -17,7 +26,10 @@ is the prompt's forward pass (:mod:`modality_conflict.models.generation`):
   of the distinct first tokens of ``"red"`` and ``"Red"`` (as they follow the assistant prefix, see
   :func:`~modality_conflict.models.chat.answer_first_token_ids`);
 - ``lens``: the logit-lens record of the prompt (:mod:`modality_conflict.models.logit_lens`), unless
-  ``lens=False``.
+  ``lens=False``;
+- ``prompt``: the date the chat template saw and what it wrote before the user's text (the system prompt).
+
+Requests of any other task get the plain decoded answer.
 
 This module is the lmms-eval face only: loading is :mod:`~modality_conflict.models.loading`, prompts are
 :mod:`~modality_conflict.models.chat`, scoring is :mod:`~modality_conflict.models.scoring`.
@@ -25,8 +37,10 @@ This module is the lmms-eval face only: loading is :mod:`~modality_conflict.mode
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,14 +49,78 @@ from lmms_eval.api.model import lmms
 from loguru import logger
 from tqdm import tqdm
 
+from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS
 from modality_conflict.models import generation
 from modality_conflict.models.chat import AnswerTokens, ChatRenderer, read_system_prompt
-from modality_conflict.models.loading import ModelArgumentError, load_model, parse_batch_size
-from modality_conflict.models.logit_lens import find_lens_modules
+from modality_conflict.models.errors import ModelArgumentError
+from modality_conflict.models.image_groups import DocumentStore, same_images
+from modality_conflict.models.loading import load_model, parse_batch_size
+from modality_conflict.models.logit_lens import LastPositionRecorder, calibrate_lens, find_lens_modules
 from modality_conflict.models.requests import ModelRequest, batches, collect_requests, fetch_visuals
 from modality_conflict.models.scoring import score_continuations
+from modality_conflict.models.sharing import (
+    PrefixSplit,
+    continuation_inputs,
+    fork_cache,
+    prefill,
+    sharing_support,
+    split_encoded,
+    split_prompts,
+    vision_tower,
+)
+from modality_conflict.models.templates import (
+    THINK_OPEN,
+    adds_special_tokens,
+    check_no_open_reasoning,
+    check_one_bos,
+    parse_prompt_date,
+)
 
-__all__ = ["ModalityConflictHF", "ModelArgumentError"]
+__all__ = ["ModalityConflictHF", "ModelArgumentError", "RunStats"]
+
+
+@dataclass
+class RunStats:
+    """Counts of what the wrapper asked of the model since it was made (summed over ``generate_until`` calls).
+
+    Attributes
+    ----------
+    prompts
+        Prompts answered.
+    vision_calls
+        Calls of the vision tower (one per batch of images it encodes).
+    vision_rows
+        What those calls encoded: images, or crops for processors that cut images into several.
+    decoded_images
+        Images decoded from the dataset while grouping requests.
+    prefill_tokens
+        Prompt tokens run through the model (padding excluded), image tokens included.
+    decoding_tokens
+        One-token decoding steps, summed over rows.
+    shared_groups
+        Image groups answered from one shared prefix.
+    """
+
+    prompts: int = 0
+    vision_calls: int = 0
+    vision_rows: int = 0
+    decoded_images: int = 0
+    prefill_tokens: int = 0
+    decoding_tokens: int = 0
+    shared_groups: int = 0
+
+
+def _same_image_runs(members: list[int], visuals: list[list[Any]]) -> list[tuple[list[int], list[Any]]]:
+    """``members`` split into runs that show exactly the same images (in first-seen order)."""
+    runs: list[tuple[list[int], list[Any]]] = []
+    for index, images in zip(members, visuals, strict=True):
+        for indices, shown in runs:
+            if same_images(shown, images):
+                indices.append(index)
+                break
+        else:
+            runs.append(([index], images))
+    return runs
 
 
 class ModalityConflictHF(lmms):
@@ -60,7 +138,7 @@ class ModalityConflictHF(lmms):
         Empty: the whole model on ``device``.
     dtype, torch_dtype
         ``"auto"`` (default: float32 on CPU, the checkpoint's dtype elsewhere), ``"float32"``,
-        ``"float16"``, ``"bfloat16"``.
+        ``"float16"``, ``"bfloat16"``, ``"float64"``.
     batch_size
         Prompts per ``generate`` call (left padding).
     max_new_tokens
@@ -74,10 +152,25 @@ class ModalityConflictHF(lmms):
     system_prompt
         Optional system message (a string or a path to a file holding it); default none, so the chat
         template's own default applies.
+    prompt_date
+        The date chat templates see (``YYYY-MM-DD``; default 2025-01-01), so prompts never change with the
+        day.
     min_pixels, max_pixels
         Optional image-size bounds forwarded to the processor (Qwen2-VL family).
     max_batch_size
         Accepted for lmms-eval's CLI and ignored.
+    share_images
+        Encode each image once and continue all its prompts from one cached prefix (image tokens included),
+        on the architectures where that gives the same numbers (:mod:`~modality_conflict.models.sharing`);
+        False runs every prompt whole.
+    early_stop
+        Stop each answer once it names a candidate, at a stop string or an end token
+        (:mod:`~modality_conflict.models.stopping`); False generates ``max_new_tokens`` unless an end
+        token comes first.
+    max_batch_tokens
+        Optional memory budget of one model call, in tokens (rows times sequence length, prefix and answer
+        included): an image's prompts are split into several forks of its cached prefix so that none
+        exceeds it. ``batch_size`` bounds the rows of every call either way.
     align_continuation
         In ``loglikelihood``, replace the continuation's leading whitespace by the chat template's answer
         prefix (so ``" red"`` is scored as ``"red"`` after ChatML's ``"assistant\\n"`` and as ``" red"``
@@ -100,10 +193,14 @@ class ModalityConflictHF(lmms):
         revision: str | None = None,
         trust_remote_code: bool = False,
         system_prompt: str | None = None,
+        prompt_date: str | None = None,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
         max_batch_size: int | None = None,
         align_continuation: bool = True,
+        share_images: bool = True,
+        early_stop: bool = True,
+        max_batch_tokens: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -136,6 +233,23 @@ class ModalityConflictHF(lmms):
         self.align_continuation = bool(align_continuation)
         self.system_prompt = read_system_prompt(system_prompt) if system_prompt else None
         self.lens_modules = find_lens_modules(self.model) if self.use_lens else None
+        self.early_stop = bool(early_stop)
+        self.max_batch_tokens = int(max_batch_tokens) if max_batch_tokens else None
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
+            raise ModelArgumentError(f"max_batch_tokens must be positive, got {max_batch_tokens!r}")
+        self.sharing = sharing_support(self._model, text_only=self.text_only)
+        """Whether this architecture shares image prefixes, and why not."""
+        self.share_images = bool(share_images) and self.sharing.shared
+        self._added_token_ids = frozenset(int(i) for i in self._tokenizer.added_tokens_decoder)
+        self._splice_checked = False
+        self._splice_trusted = True
+        self._logged: set[str] = set()
+        self.stats = RunStats()
+        """What the wrapper asked of the model: image encodings, prefill and decoding tokens."""
+        self._model.register_forward_pre_hook(self._count_tokens, with_kwargs=True)
+        tower = vision_tower(self._model)
+        if tower is not None:
+            tower.register_forward_pre_hook(self._count_image_encoding, with_kwargs=True)
         self.n_model_calls = 0
         """Number of ``generate`` / forward calls issued by this wrapper."""
         self.n_forward_passes = 0
@@ -149,7 +263,16 @@ class ModalityConflictHF(lmms):
             image_token=self.image_token,
             system_prompt=self.system_prompt,
             name=pretrained,
+            prompt_date=parse_prompt_date(prompt_date),
         )
+        self._check_template()
+        if self.lens_modules is not None:
+            self.lens_modules = self._calibrated_lens()
+        self.n_forward_passes = 0  # the load-time checks are not the benchmark's passes
+        self.stats = RunStats()
+        vocabulary = self._tokenizer.get_vocab()
+        self.reasoning_token_id = vocabulary.get(THINK_OPEN)
+        """The id of ``<think>``, if any: a model that starts its answers with it is refused."""
         if self._rank == 0:
             logger.info(
                 f"modality_conflict_hf: {type(self.model).__name__} on {self._device}, "
@@ -157,10 +280,64 @@ class ModalityConflictHF(lmms):
                 f"answer prefix {self.answer_prefix!r}"
             )
 
+    # -- checks at load -------------------------------------------------------------------------------
+
+    def _check_template(self) -> None:
+        """Refuse what would make the numbers silently wrong; choose how prompts are encoded."""
+        probe = self.chat.probe_prompt
+        check_no_open_reasoning(self.pretrained, probe, self.answer_prefix)
+        self.answer_tokens(COLORS)  # refuses answers whose first tokens collapse
+        self.add_special_tokens = adds_special_tokens(probe, self._tokenizer.bos_token)
+        """Whether prompts are encoded with the tokenizer's special tokens (not when the template wrote the
+        BOS itself): exactly one BOS whatever the template."""
+        ids = self._encode([probe], [[]])["input_ids"][0].tolist()
+        check_one_bos(self.pretrained, ids, self._tokenizer.bos_token_id)
+
+    @torch.no_grad()
+    def _calibrated_lens(self) -> Any:
+        """The lens, checked against the model's own logits on the probe prompt (see ``calibrate_lens``)."""
+        assert self.lens_modules is not None
+        inputs = self._encode([self.chat.probe_prompt], [[]])
+        with LastPositionRecorder(self.lens_modules) as recorder:
+            logits = self._model(**inputs).logits[:, -1]
+        _, states = recorder.recorded()
+        return calibrate_lens(self.lens_modules, states[-1], logits, model_name=type(self._model).__name__)
+
     # -- lmms-eval plumbing ---------------------------------------------------------------------------
 
     def _count_forward(self, _module: Any, _args: Any) -> None:
         self.n_forward_passes += 1
+
+    def _count_tokens(self, _module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if not isinstance(ids, torch.Tensor):
+            return
+        width = ids.shape[-1]
+        if width == 1 and kwargs.get("cache") is not None:
+            self.stats.decoding_tokens += ids.shape[0]
+            return
+        mask = kwargs.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and mask.ndim == 2:
+            self.stats.prefill_tokens += int(mask[:, -width:].sum())
+        else:
+            self.stats.prefill_tokens += ids.numel()
+
+    def _count_image_encoding(self, _module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        self.stats.vision_calls += 1
+        grid = kwargs.get("grid_thw", kwargs.get("image_grid_thw"))
+        pixels = args[0] if args else kwargs.get("pixel_values")
+        if isinstance(grid, torch.Tensor):
+            self.stats.vision_rows += int(grid.shape[0])
+        elif isinstance(pixels, torch.Tensor) and pixels.ndim >= 4:
+            self.stats.vision_rows += int(pixels.shape[0])
+        else:
+            self.stats.vision_rows += 1
+
+    def _log_once(self, message: str) -> None:
+        if message not in self._logged:
+            self._logged.add(message)
+            if self._rank == 0:
+                logger.info(f"modality_conflict_hf: {message}")
 
     @property
     def model(self) -> Any:
@@ -198,7 +375,13 @@ class ModalityConflictHF(lmms):
         return self.chat.answer_prefix
 
     def answer_tokens(self, answers: Sequence[str]) -> AnswerTokens:
-        """First-token ids of a candidate answer set (see :meth:`ChatRenderer.answer_tokens`)."""
+        """First-token ids of a candidate answer set (see :meth:`ChatRenderer.answer_tokens`).
+
+        Raises
+        ------
+        ModelArgumentError
+            When two answers start with the same token after the generation prompt.
+        """
         return self.chat.answer_tokens(answers)
 
     def tok_encode(
@@ -216,18 +399,21 @@ class ModalityConflictHF(lmms):
         n_images = sum(len(i) for i in images)
         if n_images and self.text_only:
             raise ModelArgumentError(f"{self.pretrained} is a text-only model but a document has an image")
+        # One BOS whatever the template: special tokens are added only when the template wrote none.
+        options = {"padding": True, "return_tensors": "pt", "add_special_tokens": self.add_special_tokens}
         if self.text_only:
-            # The chat template already holds every special token the model expects.
-            inputs = self._tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
+            inputs = self._tokenizer(texts, **options)
         elif n_images:
-            inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+            inputs = self.processor(text=texts, images=images, **options)
         else:
             # Through the processor too, so text-only prompts get the same special tokens as image prompts.
-            inputs = self.processor(text=texts, padding=True, return_tensors="pt")
+            inputs = self.processor(text=texts, **options)
         return inputs.to(self._device, dtype=self._model.dtype) if n_images else inputs.to(self._device)
 
-    def _requests(self, requests: list[Instance]) -> list[ModelRequest]:
-        return collect_requests(requests, self.task_dict)
+    def _requests(self, requests: list[Instance], store: DocumentStore | None = None) -> list[ModelRequest]:
+        if store is None:
+            return collect_requests(requests, self.task_dict)
+        return collect_requests(requests, self.task_dict, count_images=False, read_document=store.document)
 
     def _visuals(self, request: ModelRequest) -> list[Any]:
         return fetch_visuals(request, self.task_dict)
@@ -242,33 +428,203 @@ class ModalityConflictHF(lmms):
         return generation.generation_settings(gen_kwargs, default_max_new_tokens=self.max_new_tokens)
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
-        """Answer each request; returns response envelopes (JSON strings), in request order."""
-        docs = self._requests(requests)
-        prompts = [self.chat.prompt(d.context, d.n_images) for d in docs]
-        keys = [(json.dumps(d.argument, sort_keys=True, default=str), d.n_images, d.answers) for d in docs]
-        lengths = [len(self._tokenizer.encode(p, add_special_tokens=False)) for p in prompts]
+        """Answer each request, in request order: response envelopes (JSON strings) for the benchmark's
+        documents, the plain answer for any other task's.
+
+        Requests are grouped by generation arguments, candidate answers and images; each group's images
+        are decoded once (:class:`~modality_conflict.models.image_groups.DocumentStore`) and, for the
+        benchmark's documents on architectures that allow it, encoded once with the group's shared prefix
+        (:mod:`~modality_conflict.models.sharing`). Image prompts that are not shared are batched across
+        images; prompts without images are batched longest first.
+        """
+        store = DocumentStore(self.task_dict)
+        docs = self._requests(requests, store)
+        prompts: list[str] = [""] * len(docs)
+        settings_keys = [
+            (json.dumps(d.argument, sort_keys=True, default=str), d.answers, d.benchmark) for d in docs
+        ]
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for index, request in enumerate(docs):
+            groups.setdefault((settings_keys[index], store.visual_key(request)), []).append(index)
+        if not self.share_images:
+            self._log_once(f"image prefixes not shared: {self.sharing.reason or 'share_images=False'}")
         results: list[str | None] = [None] * len(requests)
         progress = tqdm(total=len(requests), disable=self._rank != 0, desc="modality_conflict_hf")
-        for batch in batches(keys, lengths, self.batch_size):
-            first = docs[batch[0]]
-            settings, until = self._generation_settings(dict(first.argument or {}))
-            inputs = self._encode([prompts[i] for i in batch], [self._visuals(docs[i]) for i in batch])
-            answers = self.answer_tokens(first.answers) if first.answers else None
-            envelopes = self._generate_batch(inputs, settings, until, answers)
-            for index, envelope in zip(batch, envelopes, strict=True):
-                results[index] = envelope
+
+        def finish(indices: Sequence[int], outputs: Sequence[str]) -> None:
+            for index, output in zip(indices, outputs, strict=True):
+                results[index] = output
                 self.cache_hook.add_partial(
-                    "generate_until", (docs[index].context, docs[index].argument), envelope
+                    "generate_until", (docs[index].context, docs[index].argument), output
                 )
-            progress.update(len(batch))
+            progress.update(len(indices))
+
+        def settings_of(index: int) -> tuple[dict[str, Any], list[str], AnswerTokens | None]:
+            request = docs[index]
+            settings, until = self._generation_settings(dict(request.argument or {}))
+            return settings, until, self.answer_tokens(request.answers) if request.answers else None
+
+        def run(indices: list[int], images: list[list[Any]]) -> None:
+            settings, until, answers = settings_of(indices[0])
+            inputs = self._encode([prompts[i] for i in indices], images)
+            if docs[indices[0]].benchmark:
+                facts = [self.chat.prompt_facts(prompts[i], docs[i].context) for i in indices]
+                finish(indices, self._generate_batch(inputs, settings, until, answers, prompt_facts=facts))
+            else:
+                self.n_model_calls += 1
+                finish(
+                    indices, generation.generate_texts(self._model, self._tokenizer, inputs, settings, until)
+                )
+
+        # Image prompts that are not shared wait here, a batch per key, so that batches mix images.
+        pending: dict[tuple[Any, ...], list[tuple[int, list[Any]]]] = {}
+
+        def run_pending(key: tuple[Any, ...], flush: bool = False) -> None:
+            waiting = pending.get(key, [])
+            while waiting and (flush or len(waiting) >= self.batch_size):
+                batch, waiting[:] = waiting[: self.batch_size], waiting[self.batch_size :]
+                run([i for i, _ in batch], [images for _, images in batch])
+
+        text_only: list[int] = []
+        for members in groups.values():
+            visuals = store.group_visuals([docs[i] for i in members])
+            for indices, images in _same_image_runs(members, visuals):
+                for index in indices:
+                    docs[index] = dataclasses.replace(docs[index], n_images=len(images))
+                    prompts[index] = self.chat.prompt(docs[index].context, len(images))
+                if not images:
+                    text_only += indices
+                    continue
+                shared = None
+                if docs[indices[0]].benchmark:
+                    facts = [self.chat.prompt_facts(prompts[i], docs[i].context) for i in indices]
+                    group = [prompts[i] for i in indices]
+                    shared = self._shared_group(group, images, *settings_of(indices[0]), facts)
+                if shared is None:
+                    key = (settings_keys[indices[0]], len(images))
+                    pending.setdefault(key, []).extend((i, images) for i in indices)
+                    run_pending(key)
+                    continue
+                for rows, envelopes in shared:
+                    finish([indices[r] for r in rows], envelopes)
+        for key in list(pending):
+            run_pending(key, flush=True)
+        self.stats.decoded_images += store.decoded_images
+        lengths = [len(self._tokenizer.encode(prompts[i], add_special_tokens=False)) for i in text_only]
+        for batch in batches([settings_keys[i] for i in text_only], lengths, self.batch_size):
+            run([text_only[b] for b in batch], [[] for _ in batch])
         progress.close()
         return [r if r is not None else "" for r in results]
 
+    def _rows_per_call(self, tokens_per_row: int) -> int:
+        """Rows of one model call: ``batch_size``, fewer when ``max_batch_tokens`` asks for it."""
+        if self.max_batch_tokens is None:
+            return self.batch_size
+        return max(1, min(self.batch_size, self.max_batch_tokens // max(tokens_per_row, 1)))
+
+    def _shared_group(
+        self,
+        prompts: list[str],
+        images: list[Any],
+        settings: dict[str, Any],
+        until: list[str],
+        answers: AnswerTokens | None,
+        facts: list[dict[str, Any]],
+    ) -> Iterator[tuple[list[int], list[str]]] | None:
+        """Envelopes of prompts that show the same ``images``, continuing one shared prefix.
+
+        Returns None when the group is not shared (sharing off, a single prompt, prompts that do not
+        share their image tokens); else yields (rows of ``prompts``, their envelopes) fork by fork. Where
+        a padded fork would not fit the attention window, forks hold suffixes of one length (no padding).
+        """
+        if not self.share_images or len(prompts) < 2:
+            return None
+        split = self._split(prompts, images)
+        if split is None:
+            return None
+        budget = int(settings["max_new_tokens"])
+        order = sorted(range(len(prompts)), key=lambda r: -len(split.suffixes[r]))
+        longest = split.length + len(split.suffixes[order[0]]) + budget
+        rows = self._rows_per_call(longest)
+        chunks = [order[start : start + rows] for start in range(0, len(order), rows)]
+        if not self.sharing.fits(longest):
+            # The window would count the padding between prefix and suffix: forks of equal-length suffixes.
+            self._log_once("prompts longer than the attention window share their prefix unpadded")
+            chunks = []
+            for row in order:
+                if (
+                    chunks
+                    and len(chunks[-1]) < rows
+                    and len(split.suffixes[chunks[-1][0]]) == len(split.suffixes[row])
+                ):
+                    chunks[-1].append(row)
+                else:
+                    chunks.append([row])
+        return self._forks(split, chunks, settings, until, answers, facts)
+
+    def _forks(
+        self,
+        split: PrefixSplit,
+        chunks: list[list[int]],
+        settings: dict[str, Any],
+        until: list[str],
+        answers: AnswerTokens | None,
+        facts: list[dict[str, Any]],
+    ) -> Iterator[tuple[list[int], list[str]]]:
+        self.stats.shared_groups += 1
+        self.n_model_calls += 1
+        cache = prefill(self._model, split)
+        for chunk in chunks:
+            inputs = continuation_inputs(split, chunk, self._tokenizer.pad_token_id, self._device)
+            fork = fork_cache(cache, len(chunk))
+            chunk_facts = [facts[r] for r in chunk]
+            yield (
+                chunk,
+                self._generate_batch(inputs, settings, until, answers, cache=fork, prompt_facts=chunk_facts),
+            )
+
+    def _split(self, prompts: list[str], images: list[Any]) -> PrefixSplit | None:
+        """The group's prompts cut after their image prefix, or None (logged once) when they cannot be."""
+        image_token_id = self.sharing.image_token_id
+        assert image_token_id is not None
+        first = self._encode([prompts[0]], [images])
+        special = self.add_special_tokens
+        split: PrefixSplit | str = "the tokenizer's cut is not trusted"
+        if self._splice_trusted:
+            raw = self._tokenizer(prompts, add_special_tokens=special)["input_ids"]
+            split = split_prompts(
+                first, raw, image_token_id=image_token_id, boundary_ids=self._added_token_ids
+            )
+        if isinstance(split, PrefixSplit) and not self._splice_checked:
+            # Once per run: the tokenizer's cut against the processor's tokens of every prompt.
+            self._splice_checked = True
+            encoded = [first["input_ids"][0].tolist()]
+            encoded += [self._encode([p], [images])["input_ids"][0].tolist() for p in prompts[1:]]
+            spliced = [first["input_ids"][0, : split.length].tolist() + s for s in split.suffixes]
+            if spliced != encoded:
+                self._splice_trusted = False
+                self._log_once("the tokenizer's cut after the image differs from the processor's; not used")
+                split = split_encoded(first, encoded, image_token_id=image_token_id)
+        if not isinstance(split, PrefixSplit):
+            encoded = [first["input_ids"][0].tolist()]
+            encoded += [self._encode([p], [images])["input_ids"][0].tolist() for p in prompts[1:]]
+            split = split_encoded(first, encoded, image_token_id=image_token_id)
+        if isinstance(split, str):
+            self._log_once(f"prompts run whole where {split}")
+            return None
+        return split
+
     def _generate_batch(
-        self, inputs: Any, settings: dict[str, Any], until: list[str], answers: AnswerTokens | None
+        self,
+        inputs: Any,
+        settings: dict[str, Any],
+        until: list[str],
+        answers: AnswerTokens | None,
+        cache: Any = None,
+        prompt_facts: list[dict[str, Any]] | None = None,
     ) -> list[str]:
         self.n_model_calls += 1
-        return generation.generate_envelopes(
+        envelopes = generation.generate_envelopes(
             self._model,
             self._tokenizer,
             inputs,
@@ -276,6 +632,39 @@ class ModalityConflictHF(lmms):
             until,
             answers=answers,
             lens_modules=self.lens_modules,
+            cache=cache,
+            early_stop=self.early_stop,
+            synonyms=COLOR_SYNONYMS if answers is not None and set(answers.answers) <= set(COLORS) else None,
+            prompt_facts=prompt_facts,
+            reasoning_token_id=self.reasoning_token_id,
+        )
+        self.stats.prompts += len(envelopes)
+        return envelopes
+
+    def envelopes(
+        self,
+        prompts: list[str],
+        images: list[list[Any]],
+        settings: dict[str, Any],
+        until: list[str],
+        answers: AnswerTokens | None,
+        prompt_facts: list[dict[str, Any]] | None = None,
+    ) -> list[str]:
+        """One batch of rendered prompts (with their images) to response envelopes, one ``generate`` call.
+
+        Parameters
+        ----------
+        prompts, images
+            Rendered generation prompts (:meth:`ChatRenderer.prompt`) and each prompt's images.
+        settings, until
+            ``generate`` arguments and stop strings (``generation.generation_settings``).
+        answers
+            The candidate answers shared by the batch.
+        prompt_facts
+            Per prompt, the envelope's ``prompt`` (:meth:`ChatRenderer.prompt_facts`).
+        """
+        return self._generate_batch(
+            self._encode(prompts, images), settings, until, answers, prompt_facts=prompt_facts
         )
 
     # -- scoring --------------------------------------------------------------------------------------
@@ -321,6 +710,9 @@ class ModalityConflictHF(lmms):
                 [prompts[i] for i in batch],
                 [continuations[i] for i in batch],
                 images,
+                check_answer_position=lambda log_probs: generation.check_not_reasoning(
+                    log_probs, self.reasoning_token_id, self._tokenizer
+                ),
             )
             for index, value in zip(batch, scored, strict=True):
                 results[index] = value

@@ -1,6 +1,7 @@
-"""Loading a checkpoint for the wrapper: which model class, which dtype, which device, which processor.
+"""Loading a checkpoint for the wrapper: which dtype, which device, which processor.
 
-Everything here runs once, in :class:`~modality_conflict.models.hf_model.ModalityConflictHF`'s constructor.
+Everything here runs once, in :class:`~modality_conflict.models.hf_model.ModalityConflictHF`'s constructor;
+which model class loads the checkpoint (or why none does) is :mod:`~modality_conflict.models.routing`.
 """
 
 from __future__ import annotations
@@ -10,14 +11,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from loguru import logger
 
-from modality_conflict.dataset_builder.errors import ModalityConflictError
+from modality_conflict.models.errors import ModelArgumentError
+from modality_conflict.models.routing import (
+    check_processor_takes_images,
+    load_routed_model,
+    route_checkpoint,
+)
+
+__all__ = ["DEFAULT_IMAGE_TOKEN", "LoadedModel", "ModelArgumentError", "load_model", "parse_batch_size"]
 
 DEFAULT_IMAGE_TOKEN = "<image>"
-
-
-class ModelArgumentError(ModalityConflictError, ValueError):
-    """A ``--model_args`` value or a task's generation argument cannot be honoured."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,6 @@ def resolve_dtype(dtype: Any, device: torch.device) -> Any:
 
 def parse_batch_size(batch_size: int | str) -> int:
     """A positive batch size; ``auto`` is not supported and falls back to 1 (with a warning)."""
-    from loguru import logger
-
     if isinstance(batch_size, str) and batch_size.startswith("auto"):
         logger.warning("modality_conflict_hf: batch_size=auto is not supported; using 1")
         return 1
@@ -75,21 +78,23 @@ def parse_batch_size(batch_size: int | str) -> int:
     return value
 
 
-def model_class_for(pretrained: str, *, trust_remote_code: bool, revision: str | None) -> tuple[Any, bool]:
-    """The ``Auto*`` class that loads ``pretrained``, and whether it is multimodal.
+BIDIRECTIONAL_ENCODER_ATTENTION = frozenset({"Phi4MultimodalVisionAttention"})
+"""Image-encoder attention classes that transformers marks causal although the encoder is bidirectional.
 
-    Image-text-to-text model types (and remote code) load with ``AutoModelForImageTextToText``; anything
-    else is taken for a text-only causal LM.
-    """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
-    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+PyTorch's SDPA is then causal when no patch mask is passed (a batch in which no image crop is padded) and
+bidirectional when one is, so an image's features depend on the other images of its batch.
+"""
 
-    config = AutoConfig.from_pretrained(
-        pretrained, trust_remote_code=trust_remote_code, **({"revision": revision} if revision else {})
-    )
-    if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES or trust_remote_code:
-        return AutoModelForImageTextToText, True
-    return AutoModelForCausalLM, False
+
+def repair_encoder_attention(model: Any) -> list[str]:
+    """Make the attention of :data:`BIDIRECTIONAL_ENCODER_ATTENTION` bidirectional; the classes repaired."""
+    repaired = set()
+    for module in model.modules():
+        name = type(module).__name__
+        if name in BIDIRECTIONAL_ENCODER_ATTENTION and getattr(module, "is_causal", False):
+            module.is_causal = False
+            repaired.add(name)
+    return sorted(repaired)
 
 
 @dataclass
@@ -125,7 +130,9 @@ def load_model(
     Raises
     ------
     ModelArgumentError
-        For a dtype that does not exist, or ``device_map`` together with several processes.
+        For a dtype that does not exist, ``device_map`` together with several processes, a checkpoint
+        the benchmark cannot run (see :func:`~modality_conflict.models.routing.route_checkpoint`) or a
+        processor that needs a package that is not installed.
     """
     from transformers import AutoProcessor, AutoTokenizer
 
@@ -151,11 +158,11 @@ def load_model(
         load_kwargs["attn_implementation"] = attn_implementation
     if device_map is not None:
         load_kwargs["device_map"] = device_map
-    model_class, multimodal = model_class_for(
-        pretrained, trust_remote_code=trust_remote_code, revision=revision
-    )
-    model = model_class.from_pretrained(pretrained, **load_kwargs)
+    route = route_checkpoint(pretrained, trust_remote_code=trust_remote_code, revision=revision)
+    model = load_routed_model(route, pretrained, load_kwargs)
     model.eval()
+    for name in repair_encoder_attention(model):
+        logger.warning(f"modality_conflict_hf: {name} is marked causal in transformers; made bidirectional")
     if device_map is None:
         model.to(placed)
     else:
@@ -164,12 +171,19 @@ def load_model(
     processor_kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if revision:
         processor_kwargs["revision"] = revision
-    if multimodal:
+    if route.multimodal:
         if min_pixels is not None:
             processor_kwargs["min_pixels"] = int(min_pixels)
         if max_pixels is not None:
             processor_kwargs["max_pixels"] = int(max_pixels)
-        processor = AutoProcessor.from_pretrained(pretrained, **processor_kwargs)
+        try:
+            processor = AutoProcessor.from_pretrained(pretrained, **processor_kwargs)
+        except ImportError as error:
+            raise ModelArgumentError(
+                f"{pretrained}: the processor of {type(model).__name__} needs a package that is not "
+                f"installed: {str(error).splitlines()[0]}"
+            ) from error
+        check_processor_takes_images(route, pretrained, processor)
     else:
         processor = AutoTokenizer.from_pretrained(pretrained, **processor_kwargs)
     inner = getattr(processor, "tokenizer", None)

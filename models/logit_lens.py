@@ -18,8 +18,13 @@ How the hidden states are taken
     Qwen2-VL / Qwen2.5-VL, Idefics3 / SmolVLM and plain causal LMs.
 
 The last prompt position is the last position of the batch: the project's wrapper pads on the left.
-Logit soft-capping (Gemma's ``final_logit_softcapping``) and Cohere's ``logit_scale`` are applied when the
-text config sets them, so the last layer keeps matching the real logits there too.
+The text config's logit soft-capping (Gemma's ``final_logit_softcapping``) and logit scale (Cohere's
+``logit_scale``) are not always applied by the multimodal class (``AyaVisionForConditionalGeneration``
+ignores Cohere's scale), so the wrapper calibrates the lens once at load (:func:`calibrate_lens`): it keeps
+the transform whose last layer reproduces the model's own logits, or refuses the model.
+
+Layers that do not run on a prompt (Mllama's cross-attention layers, without an image) are left out of
+that prompt's record and listed in its ``skipped_layers``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ __all__ = [
     "LensModules",
     "UnsupportedModelError",
     "find_lens_modules",
+    "calibrate_lens",
     "lens_logits",
     "lens_records",
 ]
@@ -163,7 +169,7 @@ class LastPositionRecorder:
 
         with LastPositionRecorder(modules) as recorder:
             model.generate(...)
-        states = recorder.states()  # n_layers tensors of shape (batch, hidden)
+        layers, states = recorder.recorded()  # indices that ran, (batch, hidden) tensors
 
     Parameters
     ----------
@@ -201,18 +207,21 @@ class LastPositionRecorder:
             handle.remove()
         self._handles = []
 
-    def states(self) -> list[torch.Tensor]:
-        """The recorded ``(batch, hidden)`` states, one per layer.
+    def recorded(self) -> tuple[list[int], list[torch.Tensor]]:
+        """The layers that ran since the last reset and their ``(batch, hidden)`` states.
+
+        Some layers do not run on some prompts (Mllama's cross-attention layers are skipped when there is
+        no image); they are left out here and reported by :func:`lens_records` as ``skipped_layers``.
 
         Raises
         ------
         RuntimeError
-            When some layer did not run since the last reset.
+            When the last decoder layer did not run (then no layer can be compared with the output).
         """
-        missing = [i for i, s in enumerate(self._states) if s is None]
-        if missing:
-            raise RuntimeError(f"logit lens: decoder layers {missing} recorded nothing")
-        return [s for s in self._states if s is not None]
+        indices = [i for i, state in enumerate(self._states) if state is not None]
+        if not indices or indices[-1] != len(self._states) - 1:
+            raise RuntimeError("logit lens: the last decoder layer recorded nothing")
+        return indices, [state for state in self._states if state is not None]
 
 
 def _param_device(module: nn.Module, fallback: torch.device) -> torch.device:
@@ -253,6 +262,61 @@ def lens_logits(modules: LensModules, states: Sequence[torch.Tensor]) -> Iterato
         yield from logits.float().split(batch, dim=0)
 
 
+def _with_transform(modules: LensModules, scale: float | None, softcap: float | None) -> LensModules:
+    return LensModules(modules.final_norm, modules.lm_head, modules.decoder_layers, scale, softcap)
+
+
+@torch.no_grad()
+def calibrate_lens(
+    modules: LensModules,
+    last_state: torch.Tensor,
+    logits: torch.Tensor,
+    *,
+    model_name: str = "the model",
+    tolerance: float = 1e-4,
+) -> LensModules:
+    """The lens whose last layer reproduces ``logits``, the model's own output on the same forward pass.
+
+    Every combination of the text config's logit scale and soft-capping (with and without each) is tried,
+    the configured one first.
+
+    Parameters
+    ----------
+    modules
+        From :func:`find_lens_modules`.
+    last_state
+        The last decoder layer's ``(batch, hidden)`` state at the last position of one forward pass.
+    logits
+        The model's ``(batch, vocab)`` logits at that position.
+    tolerance
+        Largest accepted max-abs difference, relative to ``max(1, max |logits|)``.
+
+    Raises
+    ------
+    UnsupportedModelError
+        When no combination matches; the message names the model and the smallest difference found.
+    """
+    target = logits.float()
+    bound = tolerance * max(1.0, float(target.abs().max()))
+    candidates = [(modules.logit_scale, modules.logit_softcap)]
+    for scale in (modules.logit_scale, None):
+        for softcap in (modules.logit_softcap, None):
+            if (scale, softcap) not in candidates:
+                candidates.append((scale, softcap))
+    best = math.inf
+    for scale, softcap in candidates:
+        candidate = _with_transform(modules, scale, softcap)
+        (last,) = lens_logits(candidate, [last_state])
+        difference = float((last.to(target.device) - target).abs().max())
+        if difference <= bound:
+            return candidate
+        best = min(best, difference)
+    raise UnsupportedModelError(
+        f"logit lens: the last layer of {model_name} does not reproduce its logits (max difference "
+        f"{best:.3g} with and without the configured logit scale and soft-capping); run with lens=False"
+    )
+
+
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -264,6 +328,7 @@ def lens_records(
     decode: Any,
     *,
     extra_answer_token_ids: Mapping[str, Mapping[str, int]] | None = None,
+    layer_indices: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
     """Per-prompt logit-lens records from one forward pass (JSON-safe; they go into the envelope).
 
@@ -283,12 +348,17 @@ def lens_records(
     extra_answer_token_ids
         Optional further token-id sets, e.g. ``{"capitalized": {"red": id("Red"), ...}}``: each adds
         ``answer_token_ids_<name>`` and ``answer_logits_<name>`` to the records.
+    layer_indices
+        The decoder layers ``states`` come from (default: all of them, in order); see
+        :meth:`LastPositionRecorder.recorded`.
 
     Returns
     -------
     list[dict]
-        One record per batch row: ``n_layers``; ``top1_ids`` and ``top1_tokens`` (one per layer, input
-        side first; the last layer's top-1 is the model's greedy first answer token);
+        One record per batch row: ``n_layers`` (the layers reported), ``layer_indices`` (which decoder
+        layers they are) and ``skipped_layers`` (those that did not run); ``top1_ids`` and
+        ``top1_tokens`` (one per reported layer, input side first; the last layer's top-1 is the model's
+        greedy first answer token);
         ``answer_token_ids``; ``answer_logits`` (per layer, one logit per answer in ``answer_token_ids``
         order; non-finite values become None).
     """
@@ -298,17 +368,27 @@ def lens_records(
         id_sets[f"_{name}"] = [int(mapping[a]) for a in answers]
 
     batch = states[0].shape[0]
-    top1: list[list[int]] = [[] for _ in range(batch)]
-    picked: dict[str, list[list[list[float | None]]]] = {key: [[] for _ in range(batch)] for key in id_sets}
+    # Top-1 and the answers' logits stay on the device, layer by layer; one transfer at the end.
+    every_id = [token for ids in id_sets.values() for token in ids]
+    bests, values = [], []
     for logits in lens_logits(modules, states):
-        best = logits.argmax(dim=-1).tolist()
-        for key, ids in id_sets.items():
-            values = logits[:, ids].tolist()
-            for row in range(batch):
-                picked[key][row].append([_finite_or_none(v) for v in values[row]])
-        for row in range(batch):
-            top1[row].append(int(best[row]))
+        bests.append(logits.argmax(dim=-1))
+        values.append(logits[:, every_id])
+    top1: list[list[int]] = torch.stack(bests, dim=1).tolist()
+    table = torch.stack(values, dim=1)  # (batch, layers, every id)
+    finite = bool(torch.isfinite(table).all())
+    rows = table.tolist()
+    picked: dict[str, list[list[list[float | None]]]] = {}
+    offset = 0
+    for key, ids in id_sets.items():
+        end = offset + len(ids)
+        picked[key] = [[layer[offset:end] for layer in row] for row in rows]
+        if not finite:
+            picked[key] = [[[_finite_or_none(v) for v in layer] for layer in row] for row in picked[key]]
+        offset = end
 
+    reported = list(layer_indices) if layer_indices is not None else list(range(len(states)))
+    skipped = sorted(set(range(modules.n_layers)) - set(reported))
     token_text: dict[int, str] = {}
     records = []
     for row in range(batch):
@@ -316,7 +396,9 @@ def lens_records(
             if token not in token_text:
                 token_text[token] = str(decode(token))
         record: dict[str, Any] = {
-            "n_layers": modules.n_layers,
+            "n_layers": len(reported),
+            "layer_indices": reported,
+            "skipped_layers": skipped,
             "top1_ids": top1[row],
             "top1_tokens": [token_text[t] for t in top1[row]],
         }

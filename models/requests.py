@@ -1,9 +1,14 @@
-"""lmms-eval requests as the wrapper sees them: what to answer, with how many images, among which answers."""
+"""lmms-eval requests as the wrapper sees them: what to answer, with how many images, among which answers.
+
+A request belongs to the benchmark when its document carries the benchmark's fields
+(:data:`BENCHMARK_FIELDS`); only those are answered with response envelopes, so the wrapper can run another
+lmms-eval task in the same command and give it plain text. The task's name plays no part.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +16,14 @@ from modality_conflict.dataset_builder.errors import ModalityConflictError
 
 ANSWER_CHOICES_FIELD = "answer_choices"
 """The dataset column holding a row's closed answer set (in the dataset's ClassLabel order)."""
+
+BENCHMARK_FIELDS = (ANSWER_CHOICES_FIELD, "condition")
+"""The columns every row of the benchmark's datasets has: its closed answer set and its condition."""
+
+
+def is_benchmark_doc(doc: Any) -> bool:
+    """Whether ``doc`` is a row of the benchmark (it has every field of :data:`BENCHMARK_FIELDS`)."""
+    return isinstance(doc, Mapping) and all(doc.get(field) is not None for field in BENCHMARK_FIELDS)
 
 
 def as_list(visual: Any) -> list[Any]:
@@ -37,11 +50,13 @@ class ModelRequest:
         The request's second argument: generation kwargs (``generate_until``) or the continuation
         (``loglikelihood``).
     n_images
-        How many images the document shows.
+        How many images the document shows (-1 until counted, see :func:`collect_requests`).
     doc_to_visual, doc_id, task, split
         Where the document and its images are fetched from.
     answers
         The document's candidate answers (empty when the task names none).
+    benchmark
+        Whether the document is a row of the benchmark (see :func:`is_benchmark_doc`).
     """
 
     context: str
@@ -52,24 +67,49 @@ class ModelRequest:
     task: str
     split: str
     answers: tuple[str, ...]
+    benchmark: bool
 
 
-def collect_requests(requests: Sequence[Any], task_dict: Mapping[str, Any]) -> list[ModelRequest]:
+def collect_requests(
+    requests: Sequence[Any],
+    task_dict: Mapping[str, Any],
+    *,
+    count_images: bool = True,
+    read_document: Callable[[str, str, int], Any] | None = None,
+) -> list[ModelRequest]:
     """Each request's context, argument, image count and candidate answers.
 
-    The images are counted here and fetched again batch by batch (:func:`fetch_visuals`), so that no more
-    than one batch of decoded images is held in memory, whatever the number of requests.
+    The images are counted here (decoding them) and fetched again batch by batch (:func:`fetch_visuals`),
+    so that no more than one batch of decoded images is held in memory, whatever the number of requests.
+    With ``count_images=False`` nothing is decoded and ``n_images`` is left at -1 (unknown) for the caller
+    to fill in once it fetches the images; ``read_document(task, split, doc_id)`` then reads the documents
+    (e.g. lazily, :class:`~modality_conflict.models.image_groups.DocumentStore`).
     """
     out = []
     for request in requests:
         context, argument, doc_to_visual, doc_id, task, split = request.args[:6]
-        doc = task_dict[task][split][doc_id]
+        doc = read_document(task, split, doc_id) if read_document else task_dict[task][split][doc_id]
         if not isinstance(argument, (str, dict)) and callable(argument):
             argument = argument(doc)  # a loglikelihood target given as a function of the document
-        n_images = len(as_list(doc_to_visual(doc))) if doc_to_visual is not None else 0
+        if not count_images:
+            n_images = -1
+        else:
+            n_images = len(as_list(doc_to_visual(doc))) if doc_to_visual is not None else 0
         choices = doc.get(ANSWER_CHOICES_FIELD) if isinstance(doc, Mapping) else None
         answers = tuple(str(c) for c in choices) if choices else ()
-        out.append(ModelRequest(context, argument, n_images, doc_to_visual, doc_id, task, split, answers))
+        out.append(
+            ModelRequest(
+                context,
+                argument,
+                n_images,
+                doc_to_visual,
+                doc_id,
+                task,
+                split,
+                answers,
+                is_benchmark_doc(doc),
+            )
+        )
     return out
 
 

@@ -40,6 +40,8 @@ def score_continuations(
     prompts: Sequence[str],
     continuations: Sequence[str],
     images: Sequence[list[Any]],
+    *,
+    check_answer_position: Callable[[torch.Tensor], None] | None = None,
 ) -> list[tuple[float, bool]]:
     """``(sum of the continuation tokens' log-probabilities in nats, whether greedy decoding gives them)``.
 
@@ -51,6 +53,9 @@ def score_continuations(
         ``encode(texts, images)``: the wrapper's processor call (left padding, on the model's device).
     prompts, continuations, images
         One entry per row of the batch.
+    check_answer_position
+        Called with the ``(1, vocab)`` log-probabilities at each row's answer position (the one that
+        predicts the continuation's first token); it raises to refuse the model.
     """
     full = encode([p + c for p, c in zip(prompts, continuations, strict=True)], list(images))
     ids = full["input_ids"]
@@ -61,7 +66,7 @@ def score_continuations(
         logits = model(**full, logits_to_keep=keep).logits
     else:
         logits = model(**full).logits[:, -keep:]
-    predicting = logits[:, :-1].float()  # position t predicts token t + 1
+    predicting = logits[:, :-1].double()  # position t predicts token t + 1
     out = []
     for row, n_cont in enumerate(n_conts):
         if n_cont <= 0:
@@ -70,6 +75,8 @@ def score_continuations(
         # Left padding: the continuation is the last n_cont tokens of the row.
         targets = ids[row, -n_cont:].to(predicting.device)
         row_lp = torch.log_softmax(predicting[row, -n_cont:], dim=-1)
+        if check_answer_position is not None:
+            check_answer_position(row_lp[:1])
         picked = row_lp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         greedy = bool((row_lp.argmax(dim=-1) == targets).all())
         out.append((float(picked.double().sum()), greedy))

@@ -12,10 +12,16 @@ import importlib.util
 from pathlib import Path
 
 import torch
-from transformers import CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration
+from transformers import (
+    CLIPImageProcessor,
+    CLIPVisionConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+)
 
 from modality_conflict.dataset_builder.errors import ModalityConflictError
-from modality_conflict.models.tiny_models import content_loop, prepare_folder, save_llava_processor
+from modality_conflict.models.tiny.common import content_loop, prepare, save_checkpoint
 
 __all__ = ["SMOLLM2_GGUF_FILE", "SmolLM2UnavailableError", "build_smollm2_llava", "find_smollm2_gguf"]
 
@@ -57,7 +63,12 @@ _SMOLLM2_TEMPLATE = (
 
 
 def build_smollm2_llava(
-    out_dir: str | Path, *, seed: int = 0, dtype: torch.dtype = torch.float16, image_size: int = 64
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float16,
+    image_size: int = 64,
+    patch_size: int = 16,
 ) -> Path:
     """Write a LLaVA whose language model is the real SmolLM2-135M-Instruct.
 
@@ -75,8 +86,9 @@ def build_smollm2_llava(
         Storage dtype of the saved weights. float16 halves the folder (about 280 MB instead of 560 MB);
         the de-quantised Q4_1 weights lose about 1e-3 relative precision in it. Load with
         ``dtype=torch.float32`` on CPU for speed and accuracy.
-    image_size
-        Side of the square images the CLIP tower sees (patch 16: ``(image_size / 16) ** 2`` image tokens).
+    image_size, patch_size
+        Side of the square images the CLIP tower sees and of its patches: ``(image_size / patch_size) ** 2``
+        image tokens (LLaVA-1.5's geometry, 336 and 14, gives 576).
 
     Returns
     -------
@@ -91,7 +103,7 @@ def build_smollm2_llava(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = find_smollm2_gguf()
-    out = prepare_folder(out_dir, seed)
+    out = prepare(out_dir, seed)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
     tokenizer.chat_template = _SMOLLM2_TEMPLATE
@@ -102,7 +114,9 @@ def build_smollm2_llava(
     # One more row for <image>; image positions are overwritten by vision features, so its value is moot.
     text_config["vocab_size"] = len(tokenizer)
 
-    patch = 16
+    patch = int(patch_size)
+    if image_size % patch:
+        raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch}")
     vision = CLIPVisionConfig(
         hidden_size=64,
         intermediate_size=128,
@@ -141,6 +155,16 @@ def build_smollm2_llava(
     model.tie_weights()
     model = model.to(dtype).eval()
     model.config.text_config.dtype = dtype
-    model.save_pretrained(out)
-    save_llava_processor(out, tokenizer, image_size=image_size, patch=patch, template=_SMOLLM2_TEMPLATE)
-    return out
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": image_size},
+            crop_size={"height": image_size, "width": image_size},
+            do_center_crop=True,
+        ),
+        tokenizer=tokenizer,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=_SMOLLM2_TEMPLATE,
+    )
+    return save_checkpoint(out, model, processor, tokenizer)

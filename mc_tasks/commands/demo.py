@@ -3,7 +3,8 @@
 1. take the model: by default the packaged demo LLaVA (``--model demo``, trained from scratch on images and
    texts that never conflict; ``--retrain`` trains it afresh into a cache keyed on seed and code), or a
    LLaVA around the real SmolLM2-135M-Instruct with a random vision half (``--model smollm2``);
-2. build a demo-size conflict dataset;
+2. build a demo-size colour dataset (and, for ``smollm2``, the small presets of both datasets, colour
+   and attribute; the demo model knows only the colour set's images and words);
 3. run ``lmms-eval --tasks modality_conflict`` with the project's ``modality_conflict_hf`` wrapper;
 4. probe the layers (logit lens) from the run's sample logs, write the report, and print the headline:
    following rates, balance point and law slope with their 95% intervals, oscillations by region.
@@ -161,15 +162,18 @@ def run_demo(args: argparse.Namespace) -> int:
     mark = lap("model", started)
 
     groups = args.groups or (DEMO_GROUPS if args.model == "demo" else SMOLLM2_GROUPS)
+    # One folder per dataset under data/: `--data data` gives every task of the group its own.
     data_dir = out / "data"
-    _run(
-        [*cli, "build", "--groups", str(groups), "--seed", str(args.seed), "--out", str(data_dir), "--quiet"]
-    )
+    datasets = ("color",) if args.model == "demo" else ("color", "attribute")
+    for dataset in datasets:
+        build = [*cli, "build", "--dataset", dataset, "--groups", str(groups), "--seed", str(args.seed)]
+        _run([*build, "--out", str(data_dir / dataset), "--quiet"], env)
+    tasks = MAIN_TASK if args.model == "demo" else GROUP
     mark = lap("dataset", mark)
 
     results_dir = out / "results"
     model_args = f"pretrained={model_dir},device=cpu,device_map=cpu"
-    eval_args = ["--model", "modality_conflict_hf", "--model-args", model_args, "--tasks", GROUP]
+    eval_args = ["--model", "modality_conflict_hf", "--model-args", model_args, "--tasks", tasks]
     eval_args += ["--data", str(data_dir), "--output", str(results_dir), "--batch-size", str(args.batch_size)]
     _run([*cli, "eval", *eval_args], env)
     mark = lap("evaluation", mark)

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from modality_conflict.dataset_builder.atomic import ensure_folder
-from modality_conflict.dataset_builder.resolve import verify_folder
+from modality_conflict.dataset_builder.folder import DatasetFolderError
+from modality_conflict.dataset_builder.resolve import DataResolutionError, verify_folder
 from modality_conflict.mc_tasks.evaluate import (
     EvaluationFailedError,
     dataset_lines,
@@ -22,7 +23,7 @@ from modality_conflict.mc_tasks.evaluate import (
 )
 from modality_conflict.mc_tasks.names import GROUP
 from modality_conflict.mc_tasks.plugin import DATA_ENV
-from modality_conflict.mc_tasks.task_config import write_local_task_dir
+from modality_conflict.mc_tasks.task_config import dataset_folders, write_local_task_dir
 
 
 def lmms_eval_command(args: argparse.Namespace) -> list[str]:
@@ -36,13 +37,27 @@ def lmms_eval_command(args: argparse.Namespace) -> list[str]:
     return command
 
 
+def _dataset_folders_of(data: Path) -> list[Path]:
+    """The dataset folders ``--data`` names: itself, or the folders it holds (one per dataset)."""
+    if not data.is_dir() or (data / "data").exists() or (data / "manifest.json").exists():
+        return [data]  # one dataset folder (the check names what is wrong with it)
+    try:
+        return list(dataset_folders(data).values())
+    except FileNotFoundError as error:
+        raise DataResolutionError(str(error)) from None
+
+
 def run_eval(args: argparse.Namespace) -> int:
     output = ensure_folder(Path(args.output))
     env = dict(os.environ)
     if args.data:
-        # Checked here too, so a bad folder is one line before lmms-eval starts a model.
+        # Checked here too, so a bad folder is one line (bad input: exit 2) before lmms-eval starts a model.
         data = Path(args.data).expanduser().resolve()
-        verify_folder(data)
+        try:
+            for folder in _dataset_folders_of(data):
+                verify_folder(folder)
+        except DataResolutionError as error:
+            raise DatasetFolderError(str(error)) from None
         env[DATA_ENV] = str(data)
     started = time.time()
     command = lmms_eval_command(args)

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from modality_conflict.dataset_builder.constants import COLORS
 from modality_conflict.dataset_builder.errors import ModalityConflictError
 from modality_conflict.mc_tasks import records as task_records
 from modality_conflict.metrics.following import classify_following
@@ -28,7 +27,7 @@ ANSWER_FORMS_NOTE = (
 )
 SKIP_REASONS = {
     "not_conflict": "the vision-only and text-only answers agree (Yv == Yt)",
-    "unimodal_other": "a unimodal answer is not a colour (Yv or Yt is 'other')",
+    "unimodal_other": "a unimodal answer is none of the row's answers (Yv or Yt is 'other')",
     "no_lens": "the conflict row has no logit-lens record",
     "same_first_token": "Yv and Yt start with the same token",
     "incomplete": "the conflict row's vision-only or text-only row is missing",
@@ -50,8 +49,12 @@ def _is_logit(value: object) -> bool:
     return value is None or (not isinstance(value, bool) and isinstance(value, (int, float)))
 
 
-def lens_problem(lens: object, candidates: Sequence[str] = COLORS) -> str | None:
-    """Why ``lens`` is not a logit-lens record over ``candidates`` (naming the field), or None when it is."""
+def lens_problem(lens: object, candidates: Sequence[str] | None = None) -> str | None:
+    """Why ``lens`` is not a logit-lens record over ``candidates`` (naming the field), or None when it is.
+
+    ``candidates`` defaults to the answers the lens itself records (each row's own answer set: six
+    colours, three shapes or two materials).
+    """
     if not isinstance(lens, Mapping):
         return "the lens is not a JSON object"
     n_layers = lens.get("n_layers")
@@ -66,6 +69,11 @@ def lens_problem(lens: object, candidates: Sequence[str] = COLORS) -> str | None
     tokens = lens.get("top1_tokens")
     if tokens is not None and (not isinstance(tokens, list) or len(tokens) != n_layers):
         return f"field 'top1_tokens' is not a list of {n_layers} layers"
+    if candidates is None:
+        recorded = lens.get("answer_token_ids")
+        candidates = list(recorded) if isinstance(recorded, Mapping) else []
+        if not candidates:
+            return "field 'answer_token_ids' names no answer"
     for suffix in ("", "_capitalized"):
         ids_key, logits_key = f"answer_token_ids{suffix}", f"answer_logits{suffix}"
         if suffix and ids_key not in lens and logits_key not in lens:
@@ -119,7 +127,7 @@ def probe_item(lens: Mapping[str, Any], yv: str, yt: str) -> dict[str, Any]:
     lens
         The conflict prompt's logit-lens record (``envelope["lens"]``).
     yv, yt
-        The model's vision-only and text-only answers (two different colours).
+        The model's vision-only and text-only answers (two different answers of the row's set).
 
     Returns
     -------
@@ -131,7 +139,8 @@ def probe_item(lens: Mapping[str, Any], yv: str, yt: str) -> dict[str, Any]:
     Raises
     ------
     ProbeError
-        When the record is malformed, an answer is not a colour, or Yv and Yt share a first token.
+        When the record is malformed, an answer is not one of the lens's answers, or Yv and Yt share a
+        first token.
     """
     problem = lens_problem(lens)
     if problem is not None:

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS
+from modality_conflict.dataset_builder.constants import COLORS
+from modality_conflict.dataset_builder.specs import vocabulary_for
 from modality_conflict.mc_tasks.records import RAW_RESPONSE_CHARS
 from modality_conflict.metrics.answers import OTHER, normalize_answer
 from modality_conflict.metrics.entropy import answer_set_entropy
@@ -43,11 +44,21 @@ def _close(a: float, b: float) -> bool:
 
 
 def _normalised(text: str, candidates: Sequence[str]) -> str:
-    return normalize_answer(text, candidates, synonyms=COLOR_SYNONYMS)
+    # The synonyms of the dataset whose answers these are (colours; or shapes and materials).
+    return normalize_answer(text, candidates, synonyms=vocabulary_for(candidates).synonyms)
 
 
-def record_inconsistency(record: Mapping[str, Any], candidates: Sequence[str] = COLORS) -> str | None:
-    """Why a (schema-valid) record contradicts itself, naming the field, or None when it does not."""
+def record_inconsistency(record: Mapping[str, Any], candidates: Sequence[str] | None = None) -> str | None:
+    """Why a (schema-valid) record contradicts itself, naming the field, or None when it does not.
+
+    ``candidates`` defaults to the record's own answer set (``answer_choices``; the colours for records
+    that predate it).
+    """
+    if candidates is None:
+        choices = record.get("answer_choices")
+        candidates = (
+            tuple(str(c) for c in choices) if isinstance(choices, (list, tuple)) and choices else COLORS
+        )
     estimator = record["entropy_estimator"]
     answer, raw, entropy, scores = (
         record["answer"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import signal
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from modality_conflict.dataset_builder import builder as builder_module
+from modality_conflict.dataset_builder import specs
 from modality_conflict.dataset_builder import writer as writer_module
 from modality_conflict.dataset_builder.builder import build_dataset, resolve_groups, shard_bounds
 from modality_conflict.dataset_builder.constants import BUILDER_VERSION, COLORS, PRESETS
@@ -118,7 +120,7 @@ def test_same_seed_same_bytes_whatever_the_worker_count(small: Path, tmp_path: P
 def test_shards_split_groups_and_still_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from datasets import load_dataset
 
-    monkeypatch.setattr(builder_module, "GROUPS_PER_SHARD", 3)
+    monkeypatch.setitem(specs.DATASETS, "color", dataclasses.replace(specs.COLOR, groups_per_shard=3))
     out = tmp_path / "sharded"
     build_dataset(out, groups=7, seed=2, workers=1)
     names = sorted(p.name for p in (out / "data").iterdir())

@@ -119,6 +119,16 @@ def test_templates_per_tier_and_world_objects() -> None:
         render_text(0, 0, "star", "pink", 0)
 
 
+def test_articles_agree_with_every_colour_and_object() -> None:
+    for tier, templates in enumerate((DIRECT_TEMPLATES, SIMPLE_TEMPLATES, WORLD_TEMPLATES)):
+        for index in range(len(templates)):
+            for color in COLORS:
+                for obj in range(len(WORLD_OBJECTS[color])):
+                    text = render_text(tier, index, "ellipse", color, obj).text
+                    assert not re.search(r"\ba [aeiou]", text), text  # "a orange", "a ellipse"
+                    assert not re.search(r"\ban [^aeiou\s]", text), text
+
+
 def test_texts_use_several_templates_over_groups() -> None:
     used = Counter(plan_group(0, g).text(t, "none").template_id for g in range(60) for t in range(3))
     for prefix in ("direct-", "simple-", "world-"):

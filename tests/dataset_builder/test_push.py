@@ -174,6 +174,29 @@ def test_push_makes_one_commit_with_every_file(
     assert sum(1 for method, path in hub.requests if "/commit/" in path) == 1
 
 
+def test_push_publishes_the_attribute_set_the_same_way(
+    hub: FakeHub,
+    attribute_dataset_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The attribute set is checked against its own pin, not the colour set's.
+    assert cli_main(["push", str(attribute_dataset_dir), "--repo-id", "user/attributes"]) == 2
+    assert "but the tasks pin " + canonical.ATTRIBUTE_FINGERPRINT in capsys.readouterr().err
+    pinned = dataclasses.replace(
+        canonical.CANONICAL_ATTRIBUTE, fingerprint=DatasetFolder(attribute_dataset_dir).fingerprint or ""
+    )
+    monkeypatch.setitem(canonical.CANONICAL_BY_KIND, "attribute", pinned)
+    assert cli_main(["push", str(attribute_dataset_dir), "--repo-id", "user/attributes"]) == 0
+    assert capsys.readouterr().out.strip() == COMMIT_SHA
+    (commit,) = hub.commits
+    assert "modality-conflict-attribute (4 groups, seed 0" in commit[0]["value"]["summary"]
+    files = _committed_files(commit)
+    assert sorted(files) == sorted(FILES)
+    for name, line in files.items():
+        assert base64.b64decode(line["value"]["content"]) == (attribute_dataset_dir / name).read_bytes()
+
+
 def test_lfs_upload_uses_the_manifest_hashes(
     hub: FakeHub, dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -308,7 +331,7 @@ def test_update_pin_publishes_and_pins_the_tasks_to_the_new_commit(
     module_copy, template_copy = tmp_path / "canonical.py", tmp_path / template.name
     module_copy.write_text(module.read_text())
     template_copy.write_text(template.read_text())
-    monkeypatch.setattr(canonical, "pin_files", lambda: (module_copy, template_copy))
+    monkeypatch.setattr(canonical, "pin_files", lambda kind="color": (module_copy, template_copy))
     monkeypatch.setattr(
         canonical, "CANONICAL", dataclasses.replace(canonical.CANONICAL, fingerprint="0" * 64)
     )

@@ -97,7 +97,10 @@ def test_the_first_call_builds_and_later_calls_reuse_the_cache(
     assert first.source == "built" and first.canonical and first.fingerprint == spec.fingerprint
     assert first.path == tmp_path / "datasets" / spec.cache_name
     assert _digests(first.path) == _digests(reference)
-    assert f"building the dataset (test preset: 2 groups, seed 0, builder {spec.builder_version})" in lines[0]
+    assert (
+        f"building the dataset (test-set, test preset: 2 groups, seed 0, builder {spec.builder_version})"
+        in lines[0]
+    )
     assert f"into {first.path}: no Hub copy is pinned" in lines[0]
     before = {p: p.stat().st_mtime_ns for p in first.path.rglob("*")}
     again = Lines()

@@ -26,7 +26,7 @@ from modality_conflict.dataset_builder.folder import DatasetFolder
 from modality_conflict.dataset_builder.resolve import CACHE_ENV, WORKERS_ENV
 from modality_conflict.mc_tasks.cli import main as cli_main
 from modality_conflict.mc_tasks.evaluate import find_run_outputs
-from modality_conflict.mc_tasks.names import GROUP, MAIN_TASK
+from modality_conflict.mc_tasks.names import ATTRIBUTE_TASK, GROUP, MAIN_TASK, RECORD_KEY
 
 pytestmark = pytest.mark.slow
 
@@ -108,11 +108,17 @@ def _used(run: Run) -> dict[str, Any]:
 
 def test_the_first_run_builds_the_pinned_dataset_into_the_cache(first_run: Run, cache: Path) -> None:
     folder = cache / "datasets" / canonical.CANONICAL.cache_name
+    attribute_folder = cache / "datasets" / canonical.CANONICAL_ATTRIBUTE.cache_name
     building = [line for line in first_run.stderr.splitlines() if "building the dataset" in line]
-    assert building == [
-        f"[modality_conflict] building the dataset ({canonical.CANONICAL.describe()}) into {folder}: "
+    # The group runs the colour and the attribute task: each pinned dataset is built once.
+    assert sorted(building) == sorted(
+        f"[modality_conflict] building the dataset ({spec.describe()}) into {where}: "
         "no Hub copy is pinned, so it is made here once and reused by later runs"
-    ]
+        for spec, where in ((canonical.CANONICAL, folder), (canonical.CANONICAL_ATTRIBUTE, attribute_folder))
+    )
+    assert DatasetFolder(attribute_folder).fingerprint == canonical.ATTRIBUTE_FINGERPRINT
+    attribute_used = first_run.results["configs"][ATTRIBUTE_TASK]["metadata"]["dataset_used"]
+    assert attribute_used["source"] == "built" and attribute_used["canonical"] is True
     assert f"fingerprint {canonical.FINGERPRINT[:12]} matches the pin" in first_run.stderr
     assert _used(first_run) == {
         "source": "built",
@@ -151,8 +157,9 @@ def test_the_second_run_reuses_the_cache(second_run: tuple[Run, dict[Path, int]]
 
 
 def _comparable(run: Run) -> tuple[Any, list[Any]]:
-    report = run.results["results"][MAIN_TASK]["report,none"]
-    records = sorted((s["doc_id"], s["report"]) for s in run.samples)
+    (report_file,) = run.output.rglob("*_modality_conflict.json")
+    report = json.loads(report_file.read_text())["reports"][MAIN_TASK]
+    records = sorted((s["doc_id"], s[RECORD_KEY]) for s in run.samples)
     return report, records
 
 
@@ -164,7 +171,7 @@ def test_results_equal_a_run_on_an_explicit_folder(
     one_worker_build: Path,
 ) -> None:
     explicit = _run(
-        _eval(tiny_llava_dir, "--data", str(one_worker_build)),
+        _eval(tiny_llava_dir, "--data", str(one_worker_build), "--tasks", MAIN_TASK),
         tmp_path_factory.mktemp("explicit") / "run",
         tmp_path_factory.mktemp("unused-cache"),
     )

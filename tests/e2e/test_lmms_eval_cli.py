@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lmms_eval_runs import offline_env, run_lmms_eval
+from lmms_eval_runs import assert_sampled_entropy_is_that_of_the_logged_answers, offline_env, run_lmms_eval
 
 from modality_conflict.mc_tasks.evaluate import EvaluationFailedError, RunOutputs, find_run_outputs
 from modality_conflict.mc_tasks.names import METRIC_NAMES, RECORD_KEY
@@ -169,31 +169,33 @@ def test_qwen2_vl_generation_path_uses_sampled_entropy(
     report = _report(outputs, "modality_conflict_sampled")
     assert report["entropy_estimator"] == "sampled"
     _assert_finite_or_flagged(report)
-    # Three samples over six colours and "other": the corrected entropy is bounded by ln 3 + 1/3.
-    samples = _samples(outputs, "modality_conflict_sampled")
-    assert all(0 <= s[RECORD_KEY]["entropy"] <= math.log(3) + 1 / 3 + 1e-9 for s in samples)
+    # All three answers of every prompt reach the task, and each entropy is theirs (not 0 from one answer).
+    assert_sampled_entropy_is_that_of_the_logged_answers(
+        outputs, "modality_conflict_sampled", n_docs=_n_rows(quick_dataset_dir), repeats=3
+    )
 
 
 def test_two_processes_give_the_same_aggregate_as_one(
-    tmp_path: Path, tiny_lmms_eval_run: Path, small_dataset_dir: Path, tiny_llava_dir: Path
+    tmp_path: Path, tiny_lmms_eval_run: Path, datasets_dir: Path, tiny_llava_dir: Path
 ) -> None:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun is not None
     outputs = run_lmms_eval(
         tmp_path,
         model="modality_conflict_hf",
-        model_args=f"pretrained={tiny_llava_dir},device=cpu,device_map=cpu",
+        model_args=f"pretrained={tiny_llava_dir},device=cpu,device_map=cpu,dtype=float64",
         tasks="modality_conflict",
-        data_dir=small_dataset_dir,
+        data_dir=datasets_dir,
         launcher=[torchrun, "--nproc_per_node", "2", "--master_port", "29533", "-m"],
     )
     single = find_run_outputs(tiny_lmms_eval_run, ["modality_conflict"])
     # Rank 0 alone writes the report file, from the records of both ranks.
-    two = _report(outputs, "modality_conflict_color")
-    one = _report(single, "modality_conflict_color")
     assert len(list(tmp_path.rglob("*_modality_conflict.json"))) == 1
     # Ranks batch the prompts differently, so entropies may differ in the last bits; nothing else may.
-    _assert_same_report(two, one, path="report")
+    for task in ("modality_conflict_color", "modality_conflict_attribute"):
+        two = _report(outputs, task)
+        one = _report(single, task)
+        _assert_same_report(two, one, path=f"{task}.report")
 
 
 def _assert_same_report(actual: Any, expected: Any, *, path: str) -> None:

@@ -100,6 +100,14 @@ def test_wheel_holds_one_import_package_with_task_files(wheel: Path) -> None:
     shipped = {name[len(checkpoint) :] for name in names if name.startswith(checkpoint)}
     assert shipped == {p.name for p in (REPO / "models" / "demo_checkpoint").iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "training_recipe.json"} <= shipped
+    # Every source file of the checkout is in the wheel (a sub-package missing from pyproject.toml's
+    # list, or a task file its package-data misses, would break only the installed copy).
+    repo = Path(__file__).resolve().parents[2]
+    for folder in ("dataset_builder", "metrics", "models", "mc_tasks"):
+        for source in (repo / folder).rglob("*"):
+            if source.is_file() and "__pycache__" not in source.parts and source.suffix != ".pyc":
+                relative = source.relative_to(repo).as_posix()
+                assert f"modality_conflict/{relative}" in names, relative
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "[lmms_eval.models]" in text and "modality-conflict = modality_conflict.mc_tasks.cli:main" in text

@@ -119,7 +119,7 @@ def test_eval_refuses_a_bad_folder_before_starting_lmms_eval(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing = tmp_path / "no-such-data"
-    assert cli_main(["eval", "--data", str(missing), "--output", str(tmp_path / "out")]) == 1
+    assert cli_main(["eval", "--data", str(missing), "--output", str(tmp_path / "out")]) == 2
     captured = capsys.readouterr()
     assert captured.err == (
         f"error: {missing} is not a folder: build one with `modality-conflict build --out {missing}`\n"

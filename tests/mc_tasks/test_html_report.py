@@ -212,6 +212,18 @@ def test_cli_report_bad_input_is_an_error_not_a_traceback(
     assert "is not valid JSON" in capsys.readouterr().err
 
 
+def test_report_shows_what_the_chat_template_wrote(tiny_lmms_eval_run: Path, tmp_path: Path) -> None:
+    from modality_conflict.mc_tasks.cli import main
+
+    assert main(["report", str(tiny_lmms_eval_run), "--out", str(tmp_path / "report")]) == 0
+    page = next((tmp_path / "report").glob("*.html")).read_text(encoding="utf-8")
+    (run,) = read_task_results([tiny_lmms_eval_run], tasks=["modality_conflict_color"])
+    # The tiny LLaVA's template writes "USER: " (and the image placeholder on image rows) before the question.
+    assert {preamble for _date, preamble in run.prompts} == {"USER: ", "USER: <image>\n"}
+    assert sum(run.prompts.values()) == len(run.records)
+    assert "rendered on the template date 2025-01-01" in page and "<pre>USER: &lt;image&gt;\n</pre>" in page
+
+
 # --- what a reader must be told: dropped conflicts, malformed fields, short logs, bounds ------------------
 
 

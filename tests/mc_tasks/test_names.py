@@ -10,13 +10,16 @@ import yaml
 
 from modality_conflict.mc_tasks import task_logic
 from modality_conflict.mc_tasks.names import (
+    ATTRIBUTE_TASK,
     GROUP,
     GROUP_TASKS,
     HEADLINE_METRICS,
     MAIN_TASK,
+    MAIN_TASKS,
     METRIC_NAMES,
     RECORD_KEY,
     REQUIRED_METRICS,
+    TASK_DATASETS,
     TASK_METRICS,
 )
 from modality_conflict.mc_tasks.plugin import TASKS_DIR
@@ -35,7 +38,7 @@ def _task_yaml(name: str) -> dict[str, Any]:
 
 def _task_files() -> list[str]:
     return sorted(
-        p.name for p in TASKS_DIR.iterdir() if p.suffix == ".yaml" or p.name == "_default_template_yaml"
+        p.name for p in TASKS_DIR.iterdir() if p.suffix == ".yaml" or p.name.endswith("_template_yaml")
     )
 
 
@@ -83,3 +86,41 @@ def test_metrics_are_the_headline_numbers_only() -> None:
     assert HEADLINE_METRICS[:3] == ("balance_point", "balance_point_ci_low", "balance_point_ci_high")
     assert set(METRIC_NAMES) <= set(HEADLINE_METRICS) and METRIC_NAMES[0] == RECORD_KEY
     assert len(set(METRIC_NAMES)) == len(METRIC_NAMES)
+
+
+def _resolved(name: str) -> dict[str, Any]:
+    """A task YAML with its ``include:`` chain applied, the way lmms-eval merges it (later keys win)."""
+    config = _task_yaml(name)
+    include = config.pop("include", None)
+    return {**_resolved(include), **config} if include else config
+
+
+def test_every_task_declares_its_dataset_and_answer_set() -> None:
+    from modality_conflict.dataset_builder.specs import dataset_kind
+
+    declared = {}
+    for name in _task_files():
+        config = _resolved(name)
+        if isinstance(config.get("task"), str):
+            declared[config["task"]] = config
+    assert set(declared) == set(TASK_DATASETS)
+    for task, config in declared.items():
+        metadata = config["metadata"]
+        assert metadata["dataset"] == TASK_DATASETS[task], task
+        # The closed answer set the task declares is its dataset's ClassLabel names.
+        assert tuple(metadata["answer_set"]) == dataset_kind(metadata["dataset"]).answer_labels, task
+    assert {TASK_DATASETS[task] for task in MAIN_TASKS} == {TASK_DATASETS[t] for t in TASK_DATASETS}
+    assert GROUP_TASKS[GROUP] == MAIN_TASKS and ATTRIBUTE_TASK in MAIN_TASKS
+
+
+def test_every_task_with_repeats_hands_all_answers_to_process_results() -> None:
+    # lmms-eval's default take_first filter would keep one of the K answers: entropy 0 for every prompt.
+    sampled = {}
+    for name in _task_files():
+        config = _resolved(name)
+        if isinstance(config.get("task"), str) and config.get("repeats", 1) > 1:
+            sampled[config["task"]] = config
+    assert {"modality_conflict_sampled", "modality_conflict_attribute_sampled"} <= set(sampled)
+    for task, config in sampled.items():
+        (entry,) = config["filter_list"]
+        assert entry["name"] == "none" and len(entry["filter"]) == 1, task

@@ -72,9 +72,10 @@ def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _colour_biased_copy(source: Path, out: Path, dataset_dir: Path) -> Path:
     """A copy of a tiny checkpoint whose colour tokens dominate the LM head (see the module docstring).
 
-    The answer-position states of a random model share one large common direction, so plainly scaled
-    colour rows would give every prompt the same colour: the rows are made orthogonal to the mean state
-    of the dataset's prompts first, which leaves the choice to what differs between prompts.
+    The answer-position states of a random model share one large common direction, and what differs
+    between prompts is small: each colour row is set along one of the main directions in which the
+    dataset's prompts differ (principal components of the centred states), so the colour each prompt
+    picks depends on the prompt.
     """
     shutil.copytree(source, out)
     wrapper = ModalityConflictHF(pretrained=str(out), device="cpu", lens=False, batch_size=16)
@@ -87,14 +88,20 @@ def _colour_biased_copy(source: Path, out: Path, dataset_dir: Path) -> Path:
     rows = load_rows(dataset_dir, limit_groups=LIMIT_GROUPS)
     answer_rows(wrapper, rows.select(range(0, len(rows), 3)), max_new_tokens=1)
     handle.remove()
-    mean = torch.cat(states).mean(dim=0)
-    direction = mean / mean.norm()
+    stacked = torch.cat(states).float()
+    centred = stacked - stacked.mean(dim=0)
+    components = torch.linalg.svd(centred, full_matrices=False).Vh  # rows: directions, largest first
+    mean = stacked.mean(dim=0) / stacked.mean(dim=0).norm()
     tokens = wrapper.answer_tokens(COLORS)
-    ids = sorted(set(tokens.lower.values()) | set(tokens.capitalized.values()))
     with torch.no_grad():
         weight = wrapper.model.get_output_embeddings().weight
-        colour = weight[ids]
-        weight[ids] = 30.0 * (colour - (colour @ direction)[:, None] * direction[None, :])
+        for index, color in enumerate(COLORS):
+            # Lower-case and capitalised forms of a colour share its direction; +/- pairs split a component.
+            direction = components[index // 2] * (1.0 if index % 2 == 0 else -1.0)
+            direction = direction - (direction @ mean) * mean  # no colour favoured by the common part
+            scale = 30.0 / float((centred @ direction).abs().mean().clamp_min(1e-6))
+            for token in {tokens.lower[color], tokens.capitalized[color]}:
+                weight[token] = (scale * direction).to(weight.dtype)
     wrapper.model.save_pretrained(out)
     return out
 
@@ -513,7 +520,9 @@ def test_real_lmms_eval_logs(
     tiny_lmms_eval_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _no_model(monkeypatch)
-    assert main(["probe", "--results", str(tiny_lmms_eval_run), "--out", str(tmp_path)]) == 0
+    # The run holds the group's two tasks: probe names the one to read.
+    command = ["probe", "--results", str(tiny_lmms_eval_run), "--task", "modality_conflict_color"]
+    assert main([*command, "--out", str(tmp_path)]) == 0
     written = json.loads((tmp_path / "probe.json").read_text())
     provenance = written["provenance"]
     assert provenance["lens_from_logs"] > 0 and provenance["generate_calls"] == 0
@@ -548,12 +557,7 @@ def test_unsupported_architecture_names_the_class(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
 ) -> None:
-    class Loader:
-        @staticmethod
-        def from_pretrained(*_args: Any, **_kwargs: Any) -> nn.Module:
-            return cls()
-
-    monkeypatch.setattr(loading, "model_class_for", lambda *_args, **_kwargs: (Loader, True))
+    monkeypatch.setattr(loading, "load_routed_model", lambda *_args, **_kwargs: cls())
     code = main(["probe", "--model", str(tiny_llava_dir), "--data", str(dataset_dir), "--device", "cpu"])
     assert code == 2
     error = capsys.readouterr().err

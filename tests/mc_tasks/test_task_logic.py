@@ -115,6 +115,33 @@ def test_sampled_answers_give_mode_and_miller_madow_entropy() -> None:
     assert record["entropy"] == pytest.approx(plug_in + (2 - 1) / (2 * 4))
 
 
+def test_sampled_answers_arrive_as_one_list_of_plain_text_or_envelopes() -> None:
+    (kept,) = task_logic.KeepAllResponses().apply([["Red", "blue", "red"]], [_doc("conflict")])
+    assert kept == ["Red", "blue", "red"]
+    plain = task_records.make_record(_doc("conflict"), [kept], mode="sampled")
+    envelopes = [encode_envelope(text=t, entropy=1.0, estimator="full_vocab") for t in kept]
+    wrapped = task_records.make_record(_doc("conflict"), [envelopes], mode="sampled")
+    assert plain["answer"] == wrapped["answer"] == "red"
+    assert plain["entropy"] == wrapped["entropy"] > 0 and wrapped["raw_response"] == "Red"
+
+
+def test_one_sampled_answer_is_an_error_not_an_entropy_of_zero() -> None:
+    with pytest.raises(ValueError, match="received 1 response.*needs all K repeats"):
+        task_records.make_record(_doc("conflict"), ["red"], mode="sampled")
+
+
+def test_identical_samples_everywhere_are_flagged() -> None:
+    docs = synthetic_docs(8, with_controls=False)
+    responses = simulate_responses(docs, balance_point=0.0, seed=4)
+    records = [
+        task_records.make_record(doc, [[str(response)] * 3], mode="sampled")
+        for doc, response in zip(docs, responses, strict=True)
+    ]
+    assert "do_sample" in task_records.summarize_records(records)["warnings"][0]
+    varied = [records[0] | {"entropy": 0.5}, *records[1:]]
+    assert "warnings" not in task_records.summarize_records(varied)
+
+
 def test_report_is_independent_of_record_order() -> None:
     docs = synthetic_docs(16)
     responses = simulate_responses(docs, balance_point=0.2, seed=3)
@@ -212,6 +239,7 @@ def test_local_task_copy_points_at_the_data_and_keeps_the_pin(tmp_path: Path) ->
         write_local_task_dir(data, tmp_path / "tasks")
     (data / "data").mkdir(parents=True)
     (data / "data" / "test-00000-of-00001.parquet").write_bytes(b"")
+    (data / "manifest.json").write_text('{"dataset": "modality-conflict-colour"}')
     out = write_local_task_dir(data, tmp_path / "tasks")
     text = (out / "_default_template_yaml").read_text()
     assert f'dataset_path: "{data.resolve()}"' in text and "  revision:" not in text

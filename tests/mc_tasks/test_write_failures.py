@@ -29,11 +29,12 @@ def submissions(results: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return folder
 
 
-def _commands(results: Path, submissions: Path, out: Path) -> dict[str, list[str]]:
+def _commands(results: Path, submissions: Path, out: Path, data: Path) -> dict[str, list[str]]:
+    board = cli("leaderboard", str(submissions), "--out", str(out / "board"), "--data", str(data))
     return {
         "submit": cli("submit", str(results), "--out", str(out / "sub" / "s.json")),
         "report": cli("report", str(results), "--out", str(out / "report")),
-        "leaderboard": cli("leaderboard", str(submissions), "--out", str(out / "board")),
+        "leaderboard": board,
     }
 
 
@@ -42,10 +43,12 @@ FULL_SIZES_KB = {"submit": 64, "report": 64, "leaderboard": 4}
 
 
 @pytest.mark.parametrize("command", sorted(FULL_SIZES_KB))
-def test_full_file_system(command: str, results: Path, submissions: Path, tmp_path: Path) -> None:
+def test_full_file_system(
+    command: str, results: Path, submissions: Path, tmp_path: Path, quick_dataset_dir: Path
+) -> None:
     mount = tmp_path / "mnt"
     mount.mkdir()
-    argv = _commands(results, submissions, mount)[command]
+    argv = _commands(results, submissions, mount, quick_dataset_dir)[command]
     done = run_on_tiny_fs(mount, argv, size_kb=FULL_SIZES_KB[command])
     assert done.returncode == 1, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
@@ -56,10 +59,14 @@ def test_full_file_system(command: str, results: Path, submissions: Path, tmp_pa
 
 
 @pytest.mark.parametrize("command", sorted(FULL_SIZES_KB))
-def test_read_only_file_system(command: str, results: Path, submissions: Path, tmp_path: Path) -> None:
+def test_read_only_file_system(
+    command: str, results: Path, submissions: Path, tmp_path: Path, quick_dataset_dir: Path
+) -> None:
     mount = tmp_path / "mnt"
     mount.mkdir()
-    done = run_on_tiny_fs(mount, _commands(results, submissions, mount)[command], read_only=True)
+    done = run_on_tiny_fs(
+        mount, _commands(results, submissions, mount, quick_dataset_dir)[command], read_only=True
+    )
     assert done.returncode == 1, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith(f"error: cannot write {mount}/")

@@ -12,6 +12,7 @@ from modality_conflict.metrics import (
     FollowingRates,
     answer_set_entropy,
     classify_following,
+    first_named_answer,
     following_rates,
     full_vocab_entropy,
     normalize_answer,
@@ -54,6 +55,33 @@ LN2 = math.log(2.0)
 )
 def test_normalize_answer(text: str, expected: str) -> None:
     assert normalize_answer(text, COLORS, synonyms=COLOR_SYNONYMS) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Blue", None),  # the word may go on ("Blueish")
+        ("Blue.", "blue"),
+        ("Blue ", "blue"),
+        ("The", None),
+        ("The ball is", None),
+        ("The ball is blue", None),
+        ("The ball is blue.", "blue"),
+        ("Violet,", "purple"),
+        ("Reddish", None),
+        ("reds ", "red"),
+        ("not red", None),
+        ("not red,", None),
+        ("It isn't red, it's green.", "green"),
+        ("navy blue.", "blue"),
+        ("", None),
+    ],
+)
+def test_first_named_answer_waits_for_the_end_of_the_word(text: str, expected: str | None) -> None:
+    assert first_named_answer(text, COLORS, synonyms=COLOR_SYNONYMS) == expected
+    if expected is not None:
+        # What the early stop keeps parses to the same candidate.
+        assert normalize_answer(text, COLORS, synonyms=COLOR_SYNONYMS) == expected
 
 
 def test_synonyms_are_an_input() -> None:

@@ -29,13 +29,14 @@ from modality_conflict.models.hf_model import ModalityConflictHF, ModelArgumentE
 QUESTION = "What color is the circle? Please use one word to answer this question."
 ANSWER_WORDS = COLORS
 DOCS = [
-    {"image": Image.new("RGB", (64, 64), "red"), "text": QUESTION},  # vision-only
-    {"image": None, "text": "The circle is blue. " + QUESTION},  # text-only
-    {"image": Image.new("RGB", (96, 64), "red"), "text": "The circle is blue. " + QUESTION},  # conflict
-    {"image": None, "text": "The circle's color is the same as a banana. " + QUESTION},  # text-only
+    {"image": Image.new("RGB", (64, 64), "red"), "text": QUESTION, "condition": 0},
+    {"image": None, "text": "The circle is blue. " + QUESTION, "condition": 1},
+    {"image": Image.new("RGB", (96, 64), "red"), "text": "The circle is blue. " + QUESTION, "condition": 2},
+    {"image": None, "text": "The circle's color is the same as a banana. " + QUESTION, "condition": 1},
 ]
 for _doc in DOCS:
-    _doc["answer_choices"] = list(ANSWER_WORDS)  # the dataset's column: the task's closed answer set
+    # The benchmark's columns: its closed answer set and the condition make a doc one of its rows.
+    _doc["answer_choices"] = list(ANSWER_WORDS)
 GREEDY = {"max_new_tokens": 3, "temperature": 0, "do_sample": False, "until": ["\n\n"]}
 
 
@@ -72,9 +73,13 @@ def _reference_inputs(processor: Any, doc: dict[str, Any], extra: str = "") -> A
     prompt = processor.apply_chat_template(
         [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
     )
+    # transformers' own rule (apply_chat_template with tokenize=True): no second BOS after the template's.
+    special = not prompt.startswith(processor.tokenizer.bos_token or "\0")
     if doc["image"] is None:
-        return processor(text=[prompt + extra], return_tensors="pt")
-    return processor(text=[prompt + extra], images=[[doc["image"]]], return_tensors="pt")
+        return processor(text=[prompt + extra], return_tensors="pt", add_special_tokens=special)
+    return processor(
+        text=[prompt + extra], images=[[doc["image"]]], return_tensors="pt", add_special_tokens=special
+    )
 
 
 def test_envelope_matches_the_models_own_logits(tiny_mllm_dir: Path, reference: tuple[Any, Any]) -> None:
@@ -294,7 +299,8 @@ def test_candidate_answers_come_from_each_document(tiny_llava_dir: Path) -> None
         )
         for i, d in enumerate(docs)
     ]
-    envelopes = [decode_envelope(r) for r in wrapper.generate_until(requests)]
+    responses = wrapper.generate_until(requests)
+    envelopes = [decode_envelope(r) for r in responses]
     # One batch per distinct candidate set: each document's answers are scored against its own set.
     assert wrapper.n_model_calls == 4
     for doc, envelope in zip(docs[:3], envelopes[:3], strict=True):
@@ -303,8 +309,14 @@ def test_candidate_answers_come_from_each_document(tiny_llava_dir: Path) -> None
         tokens = wrapper.answer_tokens(doc["answer_choices"])
         assert envelope["lens"]["answer_token_ids"] == tokens.lower
     assert wrapper.answer_tokens(["rubber", "metal"]) is wrapper.answer_tokens(("rubber", "metal"))
-    # A task without a closed answer set still gets the answer and its entropy.
-    assert "answer_logprobs" not in envelopes[3] and math.isfinite(envelopes[3]["entropy"])
+    # A document without the benchmark's fields belongs to another task: plain text, the same answer.
+    assert envelopes[3] is None and responses[3] == envelopes[0]["text"]
+
+
+def test_answers_sharing_a_first_token_are_refused(tiny_llava_dir: Path) -> None:
+    wrapper = _make_wrapper(tiny_llava_dir)
+    with pytest.raises(ModelArgumentError, match="share their first token"):
+        wrapper.answer_tokens(["red", "reddish"])
 
 
 def test_system_prompt_is_text_or_a_file(tiny_qwen2_vl_dir: Path, tmp_path: Path) -> None:
@@ -319,4 +331,5 @@ def test_system_prompt_is_text_or_a_file(tiny_qwen2_vl_dir: Path, tmp_path: Path
     assert from_file.system_prompt == "Answer from the picture."
     assert "Answer from the picture." in from_file.chat.prompt(QUESTION, 0)
     (response,) = given.generate_until(_requests("generate_until", GREEDY, [1]))
-    assert decode_envelope(response) is not None
+    # The envelope records what the template wrote before the question: here the given system prompt.
+    assert "Answer briefly." in decode_envelope(response)["prompt"]["preamble"]

@@ -26,6 +26,7 @@ from modality_conflict.dataset_builder.constants import COLORS
 from modality_conflict.models.logit_lens import (
     LastPositionRecorder,
     UnsupportedModelError,
+    calibrate_lens,
     find_lens_modules,
     lens_logits,
     lens_records,
@@ -68,7 +69,7 @@ def test_last_layer_lens_equals_the_real_logits(tiny_mllm_dir: Path) -> None:
     modules = find_lens_modules(model)
     with torch.no_grad(), LastPositionRecorder(modules) as recorder:
         real = model(**inputs).logits[:, -1].float()
-    per_layer = list(lens_logits(modules, recorder.states()))
+    per_layer = list(lens_logits(modules, recorder.recorded()[1]))
     assert len(per_layer) == modules.n_layers
     assert per_layer[-1].shape == real.shape
     torch.testing.assert_close(per_layer[-1], real, rtol=1e-5, atol=1e-5)
@@ -82,7 +83,7 @@ def test_intermediate_layers_match_normed_hidden_states(tiny_mllm_dir: Path) -> 
     modules = find_lens_modules(model)
     with torch.no_grad(), LastPositionRecorder(modules) as recorder:
         hidden = model(**inputs, output_hidden_states=True).hidden_states
-    states = recorder.states()
+    states = recorder.recorded()[1]
     # hidden_states[i + 1] is layer i's output, except the last entry, which is already normed.
     for layer in range(modules.n_layers - 1):
         torch.testing.assert_close(states[layer], hidden[layer + 1][:, -1])
@@ -99,13 +100,13 @@ def test_recorder_keeps_only_the_prompt_pass_of_generate(tiny_qwen2_vl_dir: Path
             **inputs, max_new_tokens=3, do_sample=False, return_dict_in_generate=True, output_logits=True
         )
     assert output.sequences.shape[1] == inputs["input_ids"].shape[1] + 3
-    states = recorder.states()
+    states = recorder.recorded()[1]
     assert all(s.shape == (2, model.config.get_text_config().hidden_size) for s in states)
     last = list(lens_logits(modules, states))[-1]
     torch.testing.assert_close(last, output.logits[0].float(), rtol=1e-5, atol=1e-5)
     recorder.reset()
     with pytest.raises(RuntimeError, match="recorded nothing"):
-        recorder.states()
+        recorder.recorded()[1]
 
 
 def test_records_are_json_safe_and_consistent(tiny_idefics3_dir: Path) -> None:
@@ -120,7 +121,7 @@ def test_records_are_json_safe_and_consistent(tiny_idefics3_dir: Path) -> None:
         real = model(**inputs).logits[:, -1].float()
     records = lens_records(
         modules,
-        recorder.states(),
+        recorder.recorded()[1],
         ids,
         lambda t: tokenizer.decode([t]),
         extra_answer_token_ids={"capitalized": caps},
@@ -148,7 +149,7 @@ def test_plain_causal_lm_is_supported() -> None:
     ids = torch.tensor([[1, 5, 7, 9]])
     with torch.no_grad(), LastPositionRecorder(modules) as recorder:
         real = model(ids).logits[:, -1]
-    torch.testing.assert_close(list(lens_logits(modules, recorder.states()))[-1], real)
+    torch.testing.assert_close(list(lens_logits(modules, recorder.recorded()[1]))[-1], real)
 
 
 _LLAMA = {
@@ -216,7 +217,7 @@ def test_other_supported_families(name: str) -> None:
     assert modules.n_layers == 2 and modules.final_norm is model.get_decoder().norm
     with torch.no_grad(), LastPositionRecorder(modules) as recorder:
         real = model(input_ids=torch.tensor([[1, 5, 7, 9, 11]])).logits[:, -1]
-    torch.testing.assert_close(list(lens_logits(modules, recorder.states()))[-1], real)
+    torch.testing.assert_close(list(lens_logits(modules, recorder.recorded()[1]))[-1], real)
 
 
 class MysteryVLM(nn.Module):
@@ -241,3 +242,18 @@ def test_unknown_architecture_error_names_the_class() -> None:
         find_lens_modules(MysteryVLM())
     with pytest.raises(UnsupportedModelError, match="HeadlessVLM.*LM head"):
         find_lens_modules(HeadlessVLM())
+
+
+def test_calibration_keeps_the_transform_the_model_applies_or_refuses(tiny_qwen2_vl_dir: Path) -> None:
+    processor, model = _load(tiny_qwen2_vl_dir)
+    inputs = _batch(processor)
+    modules = find_lens_modules(model)
+    with torch.no_grad(), LastPositionRecorder(modules) as recorder:
+        real = model(**inputs).logits[:, -1].float()
+    last = recorder.recorded()[1][-1]
+    # A configured scale that the model does not apply is dropped; one it does apply is kept.
+    scaled = type(modules)(modules.final_norm, modules.lm_head, modules.decoder_layers, logit_scale=0.5)
+    assert calibrate_lens(scaled, last, real).logit_scale is None
+    assert calibrate_lens(scaled, last, real * 0.5).logit_scale == 0.5
+    with pytest.raises(UnsupportedModelError, match="does not reproduce its logits.*lens=False"):
+        calibrate_lens(modules, last, real + 1.0, model_name="Shifted")

@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
 from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS
-from modality_conflict.models import smollm2_llava, tiny_models
+from modality_conflict.models import smollm2_llava
+from modality_conflict.models.tiny import build
 
 PROMPT = "The circle is red. What color is the circle? Please use one word to answer this question."
 EXPECTED = {
@@ -27,7 +28,7 @@ EXPECTED = {
 
 
 def _architecture(folder: Path) -> str:
-    return next(name for name in EXPECTED if folder.name.startswith(f"tiny_{name}"))
+    return folder.name
 
 
 def _image_prompt(processor: object, text: str) -> str:
@@ -80,9 +81,9 @@ def test_chat_template_places_the_image_and_the_generation_prompt(tiny_mllm_dir:
 
 
 def test_seed_fixes_the_weights(tmp_path: Path) -> None:
-    first = load_file(tiny_models.build_tiny_idefics3(tmp_path / "a", seed=3) / "model.safetensors")
-    again = load_file(tiny_models.build_tiny_idefics3(tmp_path / "b", seed=3) / "model.safetensors")
-    other = load_file(tiny_models.build_tiny_idefics3(tmp_path / "c", seed=4) / "model.safetensors")
+    first = load_file(build("idefics3", tmp_path / "a", seed=3) / "model.safetensors")
+    again = load_file(build("idefics3", tmp_path / "b", seed=3) / "model.safetensors")
+    other = load_file(build("idefics3", tmp_path / "c", seed=4) / "model.safetensors")
     assert first.keys() == again.keys() == other.keys()
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not all(torch.equal(first[k], other[k]) for k in first)
@@ -155,6 +156,10 @@ def test_smollm2_llava_answers_text_questions(tmp_path: Path) -> None:
         {"image": None, "text": f"The ball is orange. What color is the ball? {command}"},
         {"image": Image.new("RGB", (64, 64), "red"), "text": f"What color is the circle? {command}"},
     ]
+    for doc in docs:  # the benchmark's fields, so that the wrapper answers with envelopes
+        doc.update(
+            answer_choices=list(COLORS), condition="text_only" if doc["image"] is None else "vision_only"
+        )
     wrapper.task_dict = {"tiny": {"test": docs}}
     responses = wrapper.generate_until(_requests(docs, {"max_new_tokens": 8, "temperature": 0}))
     envelopes = [json.loads(r) for r in responses]
@@ -164,3 +169,15 @@ def test_smollm2_llava_answers_text_questions(tmp_path: Path) -> None:
     ]
     # The vision tower is random, so the image answer is noise; it only has to come back well-formed.
     assert all(math.isfinite(e["entropy"]) and e["lens"]["n_layers"] == 30 for e in envelopes)
+    # SmolLM2 answers in sentences ("The circle is green."): stopping once the answer names its colour
+    # parses to the same answer as generating all eight tokens.
+    wrapper.early_stop = False
+    full = [
+        json.loads(r)
+        for r in wrapper.generate_until(_requests(docs, {"max_new_tokens": 8, "temperature": 0}))
+    ]
+    for stopped, whole in zip(envelopes, full, strict=True):
+        assert normalize_answer(stopped["text"], COLORS, synonyms=COLOR_SYNONYMS) == normalize_answer(
+            whole["text"], COLORS, synonyms=COLOR_SYNONYMS
+        )
+        assert whole["text"].startswith(stopped["text"]) and stopped["decode_steps"] <= whole["decode_steps"]

@@ -1,0 +1,370 @@
+"""Row and group checks of a built attribute folder (files, manifest, card and schema are checked by
+:func:`modality_conflict.dataset_builder.validate.validate_dataset`, which dispatches here on the manifest's
+dataset name).
+
+Per row: labels over :data:`ANSWERS`, ``answer_choices`` equal to the attribute's values, Yv != Yt and both in
+the row's set, the question equal to its template, keys and tiers, the text claiming the text answer
+(:func:`claimed_value`) and talking about the right object, and for image rows the scene graph: it parses,
+the target's value is ``vision_answer``, exactly one object fits the asked name (none for
+``image_irrelevant``), the object counts and occlusion fit the tier, the image decodes to the set's size.
+Per group: coverage of every expected row, one attribute and one answer pair, and balance of the answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from collections import Counter, defaultdict
+from typing import Any
+
+from PIL import Image
+
+from modality_conflict.dataset_builder.attribute.constants import (
+    ANSWERS,
+    ATTRIBUTE_VALUES,
+    ATTRIBUTES,
+    CONDITIONS,
+    CONTROLS,
+    IMAGE_HEIGHT,
+    IMAGE_WIDTH,
+    QUESTION_TEMPLATES,
+    TEXT_TIERS,
+    VISUAL_TIERS,
+)
+from modality_conflict.dataset_builder.attribute.plan import (
+    expected_row_ids,
+    group_attribute,
+    item_id,
+    text_key,
+    vision_key,
+)
+from modality_conflict.dataset_builder.attribute.scene import other_attribute
+from modality_conflict.dataset_builder.attribute.texts import TEMPLATE_PREFIX, claimed_value
+from modality_conflict.dataset_builder.validate import _label, _Problems
+
+#: Visible share of an occluded target may sit a little outside the tier's band at the edges of the
+#: float32 columns that store it.
+_SHARE_SLACK = 1e-4
+
+
+def _names(attribute: str, target: str) -> tuple[str, str] | None:
+    """``(colour, other value)`` of a target name such as ``"purple metal object"`` / ``"red cylinder"``."""
+    words = target.split()
+    expected_len = 3 if attribute == "shape" else 2
+    if len(words) != expected_len or (attribute == "shape" and words[2] != "object"):
+        return None
+    return words[0], words[1]
+
+
+class AttributeRowChecker:
+    """Per-row and per-group invariants of the attribute set, accumulated while streaming."""
+
+    def __init__(self, problems: _Problems, check_images: bool) -> None:
+        self.problems = problems
+        self.check_images = check_images
+        self.seen: dict[str, int] = {}
+        self.group_answers: dict[int, set[tuple[str, str, str]]] = defaultdict(set)
+        self.group_targets: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        self.condition_counts: Counter[str] = Counter()
+        self.control_counts: Counter[str] = Counter()
+        self.attribute_counts: Counter[str] = Counter()
+        self.image_sizes: dict[bytes, tuple[int, int] | str] = {}
+        self.rows = 0
+
+    def _fail(self, where: str, field_name: str, message: str) -> None:
+        self.problems.add(f"{where}: field '{field_name}' {message}")
+
+    def check(self, file: str, row: dict[str, Any]) -> None:
+        index = self.rows
+        self.rows += 1
+        row_id = row.get("row_id")
+        where = f"{file} row {index} ({row_id})"
+        if not isinstance(row_id, str) or not row_id:
+            self._fail(where, "row_id", "is empty")
+            return
+        if row_id in self.seen:
+            self._fail(where, "row_id", f"repeats row {self.seen[row_id]}")
+        self.seen[row_id] = index
+
+        labels = {
+            "condition": (_label(row.get("condition"), CONDITIONS), CONDITIONS),
+            "control": (_label(row.get("control"), CONTROLS), CONTROLS),
+            "attribute": (_label(row.get("attribute"), ATTRIBUTES), ATTRIBUTES),
+            "vision_answer": (_label(row.get("vision_answer"), ANSWERS), ANSWERS),
+            "text_answer": (_label(row.get("text_answer"), ANSWERS), ANSWERS),
+        }
+        for name, (value, names) in labels.items():
+            if value is None:
+                self._fail(where, name, f"has value {row.get(name)!r}, not an index of {list(names)}")
+        if any(value is None for value, _ in labels.values()):
+            return
+        condition, control, attribute, yv, yt = (labels[k][0] for k in labels)
+        self.condition_counts[condition] += 1
+        self.control_counts[control] += 1
+        self.attribute_counts[attribute] += 1
+        group = row.get("group_id")
+        if not isinstance(group, int) or group < 0:
+            self._fail(where, "group_id", f"is {group!r}, expected a non-negative integer")
+            return
+        if attribute != group_attribute(group):
+            self._fail(
+                where, "attribute", f"is {attribute!r}, group {group} asks about {group_attribute(group)}"
+            )
+        choices = list(ATTRIBUTE_VALUES[attribute])
+        if row.get("answer_choices") != choices:
+            self._fail(where, "answer_choices", f"is {row.get('answer_choices')!r}, expected {choices}")
+        for name, value in (("vision_answer", yv), ("text_answer", yt)):
+            if value not in choices:
+                self._fail(where, name, f"is {value!r}, not a {attribute} ({choices})")
+        if yv == yt:
+            self._fail(where, "text_answer", f"equals 'vision_answer' ({yv})")
+        self.group_answers[group].add((attribute, yv, yt))
+
+        target = row.get("target")
+        parts = _names(attribute, target) if isinstance(target, str) else None
+        expected_question = QUESTION_TEMPLATES[attribute].format(name=target)
+        if parts is None:
+            self._fail(where, "target", f"is {target!r}, not a name of a {attribute} question")
+        elif row.get("question") != expected_question:
+            self._fail(where, "question", f"is {row.get('question')!r}, expected {expected_question!r}")
+        else:
+            self.group_targets[group][control].add(target)
+
+        dv, dt = row.get("visual_tier"), row.get("text_tier")
+        has_image = condition in ("vision_only", "conflict")
+        has_text = condition in ("text_only", "conflict")
+        if has_image and dv not in range(len(VISUAL_TIERS)):
+            self._fail(where, "visual_tier", f"is {dv!r}, expected 0..{len(VISUAL_TIERS) - 1}")
+            return
+        if not has_image and dv != -1:
+            self._fail(where, "visual_tier", f"is {dv!r}, expected -1 for a {condition} row")
+        if has_text and dt not in TEXT_TIERS:
+            self._fail(where, "text_tier", f"is {dt!r}, expected one of {list(TEXT_TIERS)}")
+            return
+        if not has_text and dt != -1:
+            self._fail(where, "text_tier", f"is {dt!r}, expected -1 for a {condition} row")
+
+        if condition == "vision_only":
+            expected = {
+                "row_id": vision_key(group, dv, control),
+                "vision_key": row_id,
+                "text_key": "",
+                "item_id": "",
+            }
+        elif condition == "text_only":
+            expected = {
+                "row_id": text_key(group, dt, control),
+                "vision_key": "",
+                "text_key": row_id,
+                "item_id": "",
+            }
+        else:
+            iid = item_id(group, dv, dt, control)
+            expected = {
+                "row_id": iid,
+                "item_id": iid,
+                "vision_key": vision_key(group, dv, control),
+                "text_key": text_key(group, dt, control),
+            }
+        for name, want in expected.items():
+            if row.get(name) != want:
+                self._fail(where, name, f"is {row.get(name)!r}, expected {want!r}")
+
+        if has_text:
+            self._check_text(where, row, dt, control, attribute, yt)
+        elif row.get("text") or row.get("template_id"):
+            self._fail(where, "text", "is not empty on a vision_only row")
+        if has_image:
+            self._check_image(where, row, dv, control, attribute, yv, parts)
+        elif row.get("image") is not None or row.get("scene"):
+            self._fail(where, "image", "is set on a text_only row")
+
+    def _check_text(
+        self, where: str, row: dict[str, Any], dt: int, control: str, attribute: str, yt: str
+    ) -> None:
+        text = row.get("text") or ""
+        if not text:
+            self._fail(where, "text", "is empty")
+            return
+        prefix = f"{TEMPLATE_PREFIX[dt]}-{attribute}-"
+        if not str(row.get("template_id", "")).startswith(prefix):
+            self._fail(
+                where, "template_id", f"is {row.get('template_id')!r}, expected a '{prefix}*' template"
+            )
+        claimed = claimed_value(text, attribute, dt)
+        if claimed != yt:
+            self._fail(where, "text", f"claims {claimed!r}, not the text answer {yt!r}: {text!r}")
+        target = str(row.get("target", ""))
+        mentions = f"{target}" in text
+        if control == "text_irrelevant" and mentions:
+            self._fail(where, "text", f"talks about the asked object {target!r} in a text_irrelevant row")
+        if control != "text_irrelevant" and not mentions:
+            self._fail(where, "text", f"does not talk about the asked object {target!r}")
+
+    def _check_image(
+        self,
+        where: str,
+        row: dict[str, Any],
+        dv: int,
+        control: str,
+        attribute: str,
+        yv: str,
+        parts: tuple[str, str] | None,
+    ) -> None:
+        tier = VISUAL_TIERS[dv]
+        if (row.get("image_width"), row.get("image_height")) != (IMAGE_WIDTH, IMAGE_HEIGHT):
+            self._fail(
+                where,
+                "image_width",
+                f"and 'image_height' are {row.get('image_width')}x{row.get('image_height')}, "
+                f"expected {IMAGE_WIDTH}x{IMAGE_HEIGHT}",
+            )
+        for name, want in (
+            ("num_objects", tier.num_objects),
+            ("num_distractors", tier.num_objects - 1),
+            ("target_scale", tier.target_size),
+        ):
+            if row.get(name) != want:
+                self._fail(where, name, f"is {row.get(name)!r}, tier {dv} has {want!r}")
+        occlusion = row.get("occlusion")
+        if not isinstance(occlusion, float) or not (
+            1.0 - tier.visible_max - _SHARE_SLACK <= occlusion <= 1.0 - tier.visible_min + _SHARE_SLACK
+        ):
+            self._fail(
+                where,
+                "occlusion",
+                f"is {occlusion!r}, tier {dv} hides {1 - tier.visible_max:.2f}-{1 - tier.visible_min:.2f}",
+            )
+        if tier.occluded and not (isinstance(row.get("num_occluders"), int) and row["num_occluders"] >= 1):
+            self._fail(where, "num_occluders", f"is {row.get('num_occluders')!r}, tier {dv} is occluded")
+        self._check_scene(where, row, control, attribute, yv, parts, tier.num_objects)
+        image = row.get("image")
+        data = image.get("bytes") if isinstance(image, dict) else None
+        if not data:
+            self._fail(where, "image", "has no embedded bytes")
+            return
+        if not self.check_images:
+            return
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        if digest not in self.image_sizes:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(io.BytesIO(data)) as img:
+                        img.load()
+                        self.image_sizes[digest] = img.size
+            except Exception as error:  # noqa: BLE001 - PIL raises many types for corrupt data
+                self.image_sizes[digest] = f"{type(error).__name__}: {error}"
+        result = self.image_sizes[digest]
+        if isinstance(result, str):
+            self._fail(where, "image", f"cannot be decoded ({result})")
+        elif result != (IMAGE_WIDTH, IMAGE_HEIGHT):
+            self._fail(where, "image", f"is {result[0]}x{result[1]}, expected {IMAGE_WIDTH}x{IMAGE_HEIGHT}")
+
+    def _check_scene(
+        self,
+        where: str,
+        row: dict[str, Any],
+        control: str,
+        attribute: str,
+        yv: str,
+        parts: tuple[str, str] | None,
+        num_objects: int,
+    ) -> None:
+        try:
+            scene = json.loads(row.get("scene") or "")
+            objects = scene["objects"]
+            target = objects[int(scene["target"])]
+            fields = [(o["color"], o["shape"], o["material"]) for o in objects]
+        except (ValueError, TypeError, KeyError, IndexError) as error:
+            self._fail(where, "scene", f"is not a scene graph ({type(error).__name__}: {error})")
+            return
+        if len(objects) != num_objects:
+            self._fail(where, "scene", f"has {len(objects)} objects, the tier has {num_objects}")
+        if target.get(attribute) != yv:
+            self._fail(where, "scene", f"target's {attribute} is {target.get(attribute)!r}, not {yv!r}")
+        if parts is None:
+            return
+        color, other = parts
+        naming = other_attribute(attribute)
+        matching = sum(
+            1
+            for c, shape, material in fields
+            if c == color and (shape if naming == "shape" else material) == other
+        )
+        want = 0 if control == "image_irrelevant" else 1
+        if matching != want:
+            self._fail(
+                where,
+                "target",
+                f"{row.get('target')!r} fits {matching} objects of the scene, expected {want}",
+            )
+        if control != "image_irrelevant" and (target.get("color"), target.get(naming)) != (color, other):
+            self._fail(where, "target", f"{row.get('target')!r} does not name the scene's target")
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Rows by condition, control and attribute name."""
+        return {
+            "condition": {c: self.condition_counts[c] for c in CONDITIONS},
+            "control": {c: self.control_counts[c] for c in CONTROLS},
+            "attribute": {a: self.attribute_counts[a] for a in ATTRIBUTES},
+        }
+
+    def finish(self, num_groups: int | None) -> int:
+        """Group-level checks: coverage, consistent answers, balance. Returns the group count."""
+        groups = sorted(self.group_answers)
+        if num_groups is None:
+            num_groups = (groups[-1] + 1) if groups else 0
+        if groups and (groups[0] < 0 or groups[-1] >= num_groups):
+            self.problems.add(
+                f"group ids run {groups[0]}..{groups[-1]}, the manifest says {num_groups} groups"
+            )
+        for g in range(num_groups):
+            missing = [rid for rid in expected_row_ids(g) if rid not in self.seen]
+            if missing:
+                shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                self.problems.add(f"tier coverage: group {g} lacks {len(missing)} row(s): {shown}")
+        allowed = {rid for g in range(num_groups) for rid in expected_row_ids(g)}
+        extra = [rid for rid in self.seen if rid not in allowed]
+        if extra:
+            self.problems.add(f"tier coverage: {len(extra)} unexpected row id(s), e.g. {extra[:3]}")
+        counts: dict[str, dict[str, Counter[str]]] = {
+            a: {"vision_answer": Counter(), "text_answer": Counter()} for a in ATTRIBUTES
+        }
+        for g in groups:
+            triples = self.group_answers[g]
+            if len(triples) != 1:
+                self.problems.add(
+                    f"group {g}: rows disagree on (attribute, vision_answer, text_answer): {sorted(triples)}"
+                )
+            attribute, yv, yt = min(triples)
+            counts[attribute]["vision_answer"][yv] += 1
+            counts[attribute]["text_answer"][yt] += 1
+            targets = self.group_targets[g]
+            asked = targets.get("none", set()) | targets.get("text_irrelevant", set())
+            if len(asked) > 1:
+                self.problems.add(f"group {g}: rows disagree on the target: {sorted(asked)}")
+            if asked & targets.get("image_irrelevant", set()):
+                self.problems.add(
+                    f"group {g}: the image_irrelevant rows ask about the target {sorted(asked)}"
+                )
+        # Within an attribute, answers cycle over blocks of len(values) groups: counts differ by one at most.
+        for attribute in ATTRIBUTES:
+            values = ATTRIBUTE_VALUES[attribute]
+            for name, counter in counts[attribute].items():
+                if not sum(counter.values()):
+                    continue
+                per_value = [counter.get(v, 0) for v in values]
+                if max(per_value) - min(per_value) > 1:
+                    shown = ", ".join(f"{v}: {n}" for v, n in zip(values, per_value, strict=True))
+                    self.problems.add(
+                        f"answer balance: {attribute} groups per '{name}' differ by more than one ({shown})"
+                    )
+        return num_groups
+
+
+def make_row_checker(problems: _Problems, check_images: bool) -> AttributeRowChecker:
+    """The attribute set's row checker (used by ``validate_dataset`` for attribute folders)."""
+    return AttributeRowChecker(problems, check_images)

@@ -1,0 +1,123 @@
+"""The README's support matrix: ``support_matrix.json``, checked cell by cell by the conformance tests.
+
+``tests/models/test_conformance.py`` runs every architecture of the tiny zoo through ``modality_conflict_hf``
+and expects exactly the status written here (for a refusal, an error matching ``evidence``);
+``tests/e2e/test_conformance_cli.py`` runs lmms-eval's own wrappers through the CLI and expects their
+status. :func:`render_markdown` turns the file into the README's table; ``test_support_matrix.py`` keeps
+the two equal. After changing the file: ``python tests/support_matrix.py --write`` (or
+``make support-matrix``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+MATRIX_FILE = Path(__file__).with_name("support_matrix.json")
+README = Path(__file__).parents[1] / "README.md"
+START = "<!-- support-matrix:start (rendered from tests/support_matrix.json) -->"
+END = "<!-- support-matrix:end -->"
+WRAPPER_PATHS = ("modality_conflict_hf", "loglik")
+
+
+def load() -> dict[str, Any]:
+    """The matrix: ``paths`` (column titles) and ``architectures`` (one row per tiny checkpoint)."""
+    return json.loads(MATRIX_FILE.read_text(encoding="utf-8"))
+
+
+def cells(path: str, status: str | None = None) -> list[str]:
+    """The architectures whose ``path`` column (``modality_conflict_hf`` or ``loglik``) has ``status``."""
+    rows = load()["architectures"]
+    return [name for name, row in rows.items() if status is None or row[path]["status"] == status]
+
+
+def lmms_eval_runs() -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """``(architecture, index, entry)`` of every lmms-eval wrapper entry that names a wrapper."""
+    for name, row in load()["architectures"].items():
+        for index, entry in enumerate(row["lmms_eval"]):
+            if entry.get("wrapper") and entry["status"] in ("supported", "broken upstream"):
+                yield name, index, entry
+
+
+def _wrapper_cell(cell: dict[str, Any]) -> str:
+    text = f"**{cell['status']}**"
+    detail = cell.get("reason") or cell.get("note")
+    return f"{text}: {detail}" if detail else text
+
+
+def _lmms_eval_cell(entries: list[dict[str, Any]]) -> str:
+    if not entries:
+        return "-"
+    parts = []
+    for entry in entries:
+        name = f"`{entry['wrapper']}`" if entry.get("wrapper") else ""
+        extra = " ".join(f"`{flag}`" for flag in entry.get("cli", []))
+        head = " ".join(p for p in (name, extra) if p)
+        detail = entry.get("reason") or entry.get("note")
+        status = f"**{entry['status']}**" + (f" ({detail})" if detail else "")
+        parts.append(f"{head}: {status}" if head else status)
+    return "<br>".join(parts)
+
+
+def render_markdown(matrix: dict[str, Any] | None = None) -> str:
+    """The README section between :data:`START` and :data:`END` (markers included)."""
+    matrix = matrix or load()
+    paths = matrix["paths"]
+    lines = [
+        START,
+        "",
+        f"| architecture (tiny checkpoint) | {paths['modality_conflict_hf']} | {paths['loglik']} | "
+        f"{paths['lmms_eval']} |",
+        "|---|---|---|---|",
+    ]
+    for name, row in matrix["architectures"].items():
+        lines.append(
+            f"| {row['label']} (`{name}`) | {_wrapper_cell(row['modality_conflict_hf'])} | "
+            f"{_wrapper_cell(row['loglik'])} | {_lmms_eval_cell(row['lmms_eval'])} |"
+        )
+    broken: dict[str, list[str]] = {}
+    for row in matrix["architectures"].values():
+        for entry in row["lmms_eval"]:
+            if entry["status"] == "broken upstream":
+                broken.setdefault(entry["wrapper"], []).append(f"{row['label']}: {entry['reason']}")
+    lines += ["", "lmms-eval 0.7.3 wrappers that fail on these tasks (checked by the test suite):", ""]
+    for wrapper, reasons in broken.items():
+        lines.append(f"- `{wrapper}`: " + "; ".join(dict.fromkeys(reasons)) + ".")
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def readme_section(text: str) -> str:
+    """The rendered section as it stands in the README text (empty when the markers are missing)."""
+    start, end = text.find(START), text.find(END)
+    return text[start : end + len(END)] if 0 <= start < end else ""
+
+
+def write_readme(readme: Path = README) -> None:
+    """Replace the README's section with the rendered one (through a temporary sibling)."""
+    text = readme.read_text(encoding="utf-8")
+    current = readme_section(text)
+    if not current:
+        raise SystemExit(f"{readme}: no support-matrix markers ({START!r} ... {END!r})")
+    tmp = readme.with_name(readme.name + ".tmp")
+    tmp.write_text(text.replace(current, render_markdown()), encoding="utf-8")
+    tmp.replace(readme)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="rewrite the README section")
+    args = parser.parse_args(argv)
+    if args.write:
+        write_readme()
+    else:
+        print(render_markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
