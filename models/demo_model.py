@@ -113,6 +113,16 @@ SHIPPED_CHECKPOINT_DIR = "demo_checkpoint"
 RECIPE_FILE = "training_recipe.json"
 WEIGHTS_FILE = "model.safetensors"
 
+#: The direct texts of training, fixed here so that the packaged weights do not move when the builder's
+#: templates do: one of them ("has a ... color") is no longer an evaluation template, so evaluation holds a
+#: direct phrasing the model never saw.
+_TRAINING_DIRECT_TEMPLATES = (
+    "The {a} is {t}.",
+    "The color of the {a} is {t}.",
+    "The {a} has a {t} color.",
+    "The {a} is painted {t}.",
+)
+
 #: Training-only sentence about an unrelated object, added to indirect texts so that the colour word of
 #: the text is not always the answer.
 _FACT_TEMPLATE = "The {b} is {t}."
@@ -162,6 +172,7 @@ def vocabulary() -> list[str]:
         " ".join(" ".join(objs) for objs in WORLD_OBJECTS.values()),
         _FACT_TEMPLATE.format(b="x", t="x"),
     ]
+    texts += [t.format(a="x", t="x") for t in _TRAINING_DIRECT_TEMPLATES]
     for templates in TEMPLATES.values():
         texts += [t.format(a="x", b="x", t="x", d="x") for t in templates]
     words: set[str] = set()
@@ -498,9 +509,10 @@ class TextSampler:
     def text(self, tier: int, shape: str, colour: str) -> str:
         """A text of ``tier`` saying ``shape`` is ``colour``."""
         rng = self.rng
-        template = int(rng.integers(len(TEMPLATES[tier])))
         if tier == 0:
-            return render_text(0, template, shape, colour, 0).text
+            template = int(rng.integers(len(_TRAINING_DIRECT_TEMPLATES)))
+            return _TRAINING_DIRECT_TEMPLATES[template].format(a=shape, t=colour)
+        template = int(rng.integers(len(TEMPLATES[tier])))
         if tier == 1:
             obj = int(rng.integers(len(INTERMEDIARY_OBJECTS)))
             text = render_text(1, template, shape, colour, obj).text
