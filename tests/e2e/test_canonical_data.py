@@ -174,6 +174,7 @@ def test_results_equal_a_run_on_an_explicit_folder(
         _eval(tiny_llava_dir, "--data", str(one_worker_build), "--tasks", MAIN_TASK),
         tmp_path_factory.mktemp("explicit") / "run",
         tmp_path_factory.mktemp("unused-cache"),
+        tasks=(MAIN_TASK,),
     )
     assert _used(explicit)["source"] == "env" and _used(explicit)["canonical"] is True
     assert _used(explicit)["path"] == str(one_worker_build.resolve())
