@@ -13,7 +13,7 @@ import os
 import re
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from modality_conflict.dataset_builder import plan as colour_plan
 from modality_conflict.dataset_builder.constants import (
     COLORS,
     CONDITIONS,
@@ -41,7 +42,7 @@ from modality_conflict.dataset_builder.folder import (
     DatasetFolderError,
     confined_path,
 )
-from modality_conflict.dataset_builder.plan import expected_row_ids, item_id, text_key, vision_key
+from modality_conflict.dataset_builder.plan import expected_row_ids
 from modality_conflict.dataset_builder.specs import COLOR, DATASETS, kind_of_manifest
 from modality_conflict.dataset_builder.texts import INTERMEDIARY_OBJECTS, WORLD_OBJECTS
 
@@ -189,6 +190,65 @@ def _label(value: Any, names: tuple[str, ...]) -> str | None:
     return None
 
 
+def check_tiers_and_keys(
+    fail: Callable[[str, str, str], None],
+    where: str,
+    row: dict[str, Any],
+    *,
+    condition: str,
+    control: str,
+    group: int,
+    n_visual_tiers: int,
+    text_tiers: Sequence[int],
+    keys: Any,
+) -> tuple[int, int] | None:
+    """Check a row's tiers against its condition and its row id and join keys against its tiers.
+
+    ``keys`` is the dataset's plan module (``vision_key``, ``text_key``, ``item_id``). Returns the
+    (visual, text) tiers, or None when a tier is out of range (the key checks are then skipped).
+    """
+    dv, dt = row.get("visual_tier"), row.get("text_tier")
+    has_image = condition in ("vision_only", "conflict")
+    has_text = condition in ("text_only", "conflict")
+    if has_image and dv not in range(n_visual_tiers):
+        fail(where, "visual_tier", f"is {dv!r}, expected 0..{n_visual_tiers - 1}")
+        return None
+    if not has_image and dv != -1:
+        fail(where, "visual_tier", f"is {dv!r}, expected -1 for a {condition} row")
+    if has_text and dt not in text_tiers:
+        fail(where, "text_tier", f"is {dt!r}, expected one of {list(text_tiers)}")
+        return None
+    if not has_text and dt != -1:
+        fail(where, "text_tier", f"is {dt!r}, expected -1 for a {condition} row")
+    row_id = row.get("row_id")
+    if condition == "vision_only":
+        expected = {
+            "row_id": keys.vision_key(group, dv, control),
+            "vision_key": row_id,
+            "text_key": "",
+            "item_id": "",
+        }
+    elif condition == "text_only":
+        expected = {
+            "row_id": keys.text_key(group, dt, control),
+            "vision_key": "",
+            "text_key": row_id,
+            "item_id": "",
+        }
+    else:
+        iid = keys.item_id(group, dv, dt, control)
+        expected = {
+            "row_id": iid,
+            "item_id": iid,
+            "vision_key": keys.vision_key(group, dv, control),
+            "text_key": keys.text_key(group, dt, control),
+        }
+    for name, want in expected.items():
+        if row.get(name) != want:
+            fail(where, name, f"is {row.get(name)!r}, expected {want!r}")
+    return int(dv), int(dt)
+
+
 class _RowChecker:
     """Per-row and per-group invariants, accumulated while streaming."""
 
@@ -255,45 +315,22 @@ class _RowChecker:
         else:
             self.group_shapes[group][control].add(shape)
 
-        dv, dt = row.get("visual_tier"), row.get("text_tier")
+        tiers = check_tiers_and_keys(
+            self._fail,
+            where,
+            row,
+            condition=condition,
+            control=control,
+            group=group,
+            n_visual_tiers=len(VISUAL_TIERS),
+            text_tiers=TEXT_TIERS,
+            keys=colour_plan,
+        )
+        if tiers is None:
+            return
+        dv, dt = tiers
         has_image = condition in ("vision_only", "conflict")
         has_text = condition in ("text_only", "conflict")
-        if has_image and dv not in range(len(VISUAL_TIERS)):
-            self._fail(where, "visual_tier", f"is {dv!r}, expected 0..{len(VISUAL_TIERS) - 1}")
-            return
-        if not has_image and dv != -1:
-            self._fail(where, "visual_tier", f"is {dv!r}, expected -1 for a {condition} row")
-        if has_text and dt not in TEXT_TIERS:
-            self._fail(where, "text_tier", f"is {dt!r}, expected one of {list(TEXT_TIERS)}")
-            return
-        if not has_text and dt != -1:
-            self._fail(where, "text_tier", f"is {dt!r}, expected -1 for a {condition} row")
-
-        if condition == "vision_only":
-            expected = {
-                "row_id": vision_key(group, dv, control),
-                "vision_key": row_id,
-                "text_key": "",
-                "item_id": "",
-            }
-        elif condition == "text_only":
-            expected = {
-                "row_id": text_key(group, dt, control),
-                "vision_key": "",
-                "text_key": row_id,
-                "item_id": "",
-            }
-        else:
-            iid = item_id(group, dv, dt, control)
-            expected = {
-                "row_id": iid,
-                "item_id": iid,
-                "vision_key": vision_key(group, dv, control),
-                "text_key": text_key(group, dt, control),
-            }
-        for name, want in expected.items():
-            if row.get(name) != want:
-                self._fail(where, name, f"is {row.get(name)!r}, expected {want!r}")
 
         if has_text:
             self._check_text(where, row, dt, control, yt)

@@ -21,6 +21,7 @@ from typing import Any
 
 from PIL import Image
 
+from modality_conflict.dataset_builder.attribute import plan as attribute_plan
 from modality_conflict.dataset_builder.attribute.constants import (
     ANSWERS,
     ATTRIBUTE_VALUES,
@@ -36,13 +37,10 @@ from modality_conflict.dataset_builder.attribute.constants import (
 from modality_conflict.dataset_builder.attribute.plan import (
     expected_row_ids,
     group_attribute,
-    item_id,
-    text_key,
-    vision_key,
 )
 from modality_conflict.dataset_builder.attribute.scene import other_attribute
 from modality_conflict.dataset_builder.attribute.texts import TEMPLATE_PREFIX, claimed_value
-from modality_conflict.dataset_builder.validate import _label, _Problems
+from modality_conflict.dataset_builder.validate import _label, _Problems, check_tiers_and_keys
 
 #: Visible share of an occluded target may sit a little outside the tier's band at the edges of the
 #: float32 columns that store it.
@@ -132,45 +130,22 @@ class AttributeRowChecker:
         else:
             self.group_targets[group][control].add(target)
 
-        dv, dt = row.get("visual_tier"), row.get("text_tier")
+        tiers = check_tiers_and_keys(
+            self._fail,
+            where,
+            row,
+            condition=condition,
+            control=control,
+            group=group,
+            n_visual_tiers=len(VISUAL_TIERS),
+            text_tiers=TEXT_TIERS,
+            keys=attribute_plan,
+        )
+        if tiers is None:
+            return
+        dv, dt = tiers
         has_image = condition in ("vision_only", "conflict")
         has_text = condition in ("text_only", "conflict")
-        if has_image and dv not in range(len(VISUAL_TIERS)):
-            self._fail(where, "visual_tier", f"is {dv!r}, expected 0..{len(VISUAL_TIERS) - 1}")
-            return
-        if not has_image and dv != -1:
-            self._fail(where, "visual_tier", f"is {dv!r}, expected -1 for a {condition} row")
-        if has_text and dt not in TEXT_TIERS:
-            self._fail(where, "text_tier", f"is {dt!r}, expected one of {list(TEXT_TIERS)}")
-            return
-        if not has_text and dt != -1:
-            self._fail(where, "text_tier", f"is {dt!r}, expected -1 for a {condition} row")
-
-        if condition == "vision_only":
-            expected = {
-                "row_id": vision_key(group, dv, control),
-                "vision_key": row_id,
-                "text_key": "",
-                "item_id": "",
-            }
-        elif condition == "text_only":
-            expected = {
-                "row_id": text_key(group, dt, control),
-                "vision_key": "",
-                "text_key": row_id,
-                "item_id": "",
-            }
-        else:
-            iid = item_id(group, dv, dt, control)
-            expected = {
-                "row_id": iid,
-                "item_id": iid,
-                "vision_key": vision_key(group, dv, control),
-                "text_key": text_key(group, dt, control),
-            }
-        for name, want in expected.items():
-            if row.get(name) != want:
-                self._fail(where, name, f"is {row.get(name)!r}, expected {want!r}")
 
         if has_text:
             self._check_text(where, row, dt, control, attribute, yt)
