@@ -12,6 +12,7 @@ absent from all of its images (``image_irrelevant``), on :data:`CONTROL_VISUAL_T
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -224,6 +225,80 @@ def plan_group(seed: int, group: int) -> GroupPlan:
     return GroupPlan(group, target, absent, other, vision_color, text_color, image_seeds, tuple(texts))
 
 
+def unit_rows(
+    group: int,
+    control: str,
+    vtiers: Sequence[int],
+    ttiers: Sequence[int],
+    *,
+    base: dict[str, Any],
+    visual: Callable[[int], dict[str, Any]],
+    no_image: dict[str, Any],
+    text_of: Callable[[int], Any],
+) -> list[dict[str, Any]]:
+    """The rows of one control of a group, in :func:`expected_row_ids` order: its vision-only, text-only
+    and conflict rows, with the join keys that tie each conflict to its unimodal rows.
+
+    ``base`` holds the columns every row shares, ``visual(dv)`` the image columns of visual tier ``dv``,
+    ``no_image`` those of a row without an image and ``text_of(dt)`` the text (``.text``,
+    ``.template_id``) of text tier ``dt``. Both datasets build their rows through this function.
+    """
+    cond = {name: i for i, name in enumerate(CONDITIONS)}
+    rows: list[dict[str, Any]] = []
+    for dv in vtiers:
+        key = vision_key(group, dv, control)
+        rows.append(
+            {
+                **base,
+                **visual(dv),
+                "row_id": key,
+                "condition": cond["vision_only"],
+                "item_id": "",
+                "vision_key": key,
+                "text_key": "",
+                "text_tier": -1,
+                "text": "",
+                "template_id": "",
+            }
+        )
+    for dt in ttiers:
+        key = text_key(group, dt, control)
+        text = text_of(dt)
+        rows.append(
+            {
+                **base,
+                **no_image,
+                "row_id": key,
+                "condition": cond["text_only"],
+                "item_id": "",
+                "vision_key": "",
+                "text_key": key,
+                "text_tier": dt,
+                "text": text.text,
+                "template_id": text.template_id,
+            }
+        )
+    for dv in vtiers:
+        for dt in ttiers:
+            iid = item_id(group, dv, dt, control)
+            text = text_of(dt)
+            rows.append(
+                {
+                    **base,
+                    **visual(dv),
+                    "row_id": iid,
+                    "condition": cond["conflict"],
+                    "item_id": iid,
+                    "vision_key": vision_key(group, dv, control),
+                    "text_key": text_key(group, dt, control),
+                    "text_tier": dt,
+                    "text": text.text,
+                    "template_id": text.template_id,
+                }
+            )
+    return rows
+
+
 def group_rows(seed: int, group: int) -> list[dict[str, Any]]:
     """All rows of one group, encoded for Arrow (class labels as ints, images as ``{bytes, path}``).
 
@@ -249,7 +324,6 @@ def group_rows(seed: int, group: int) -> list[dict[str, Any]]:
         return images[dv]
 
     yv, yt = COLORS.index(plan.vision_color), COLORS.index(plan.text_color)
-    cond = {name: i for i, name in enumerate(CONDITIONS)}
     rows: list[dict[str, Any]] = []
     for control in CONTROLS:
         vtiers, ttiers = control_tiers(control)
@@ -285,55 +359,14 @@ def group_rows(seed: int, group: int) -> list[dict[str, Any]]:
             "image_width": -1,
             "image_height": -1,
         }
-        for dv in vtiers:
-            key = vision_key(group, dv, control)
-            rows.append(
-                {
-                    **base,
-                    **visual(dv),
-                    "row_id": key,
-                    "condition": cond["vision_only"],
-                    "item_id": "",
-                    "vision_key": key,
-                    "text_key": "",
-                    "text_tier": -1,
-                    "text": "",
-                    "template_id": "",
-                }
-            )
-        for dt in ttiers:
-            key = text_key(group, dt, control)
-            text = plan.text(dt, control)
-            rows.append(
-                {
-                    **base,
-                    **no_image,
-                    "row_id": key,
-                    "condition": cond["text_only"],
-                    "item_id": "",
-                    "vision_key": "",
-                    "text_key": key,
-                    "text_tier": dt,
-                    "text": text.text,
-                    "template_id": text.template_id,
-                }
-            )
-        for dv in vtiers:
-            for dt in ttiers:
-                iid = item_id(group, dv, dt, control)
-                text = plan.text(dt, control)
-                rows.append(
-                    {
-                        **base,
-                        **visual(dv),
-                        "row_id": iid,
-                        "condition": cond["conflict"],
-                        "item_id": iid,
-                        "vision_key": vision_key(group, dv, control),
-                        "text_key": text_key(group, dt, control),
-                        "text_tier": dt,
-                        "text": text.text,
-                        "template_id": text.template_id,
-                    }
-                )
+        rows += unit_rows(
+            group,
+            control,
+            vtiers,
+            ttiers,
+            base=base,
+            visual=visual,
+            no_image=no_image,
+            text_of=lambda dt, control=control: plan.text(dt, control),
+        )
     return rows

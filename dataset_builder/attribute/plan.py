@@ -25,7 +25,6 @@ from modality_conflict.dataset_builder.attribute.constants import (
     ATTRIBUTE_VALUES,
     ATTRIBUTES,
     COLORS,
-    CONDITIONS,
     CONTROL_TEXT_TIER,
     CONTROL_VISUAL_TIERS,
     CONTROLS,
@@ -36,7 +35,14 @@ from modality_conflict.dataset_builder.attribute.constants import (
 from modality_conflict.dataset_builder.attribute.render import ImageSpec, RenderedImage, render
 from modality_conflict.dataset_builder.attribute.scene import object_name, other_attribute
 from modality_conflict.dataset_builder.attribute.texts import ConflictText, draw_text
-from modality_conflict.dataset_builder.plan import derangement, item_id, seeded_rng, text_key, vision_key
+from modality_conflict.dataset_builder.plan import (
+    derangement,
+    item_id,
+    seeded_rng,
+    text_key,
+    unit_rows,
+    vision_key,
+)
 
 # First element of the spawn key: keeps the streams for answer blocks and for groups apart.
 _KEY_ANSWER_BLOCK = 0
@@ -302,7 +308,6 @@ def group_rows(seed: int, group: int) -> list[dict[str, Any]]:
         return images[dv]
 
     choices = list(ATTRIBUTE_VALUES[plan.attribute])
-    cond = {name: i for i, name in enumerate(CONDITIONS)}
     rows: list[dict[str, Any]] = []
     for control in CONTROLS:
         vtiers, ttiers = control_tiers(control)
@@ -317,55 +322,14 @@ def group_rows(seed: int, group: int) -> list[dict[str, Any]]:
             "text_answer": ANSWERS.index(plan.text_value),
             "answer_choices": choices,
         }
-        for dv in vtiers:
-            key = vision_key(group, dv, control)
-            rows.append(
-                {
-                    **base,
-                    **visual(dv),
-                    "row_id": key,
-                    "condition": cond["vision_only"],
-                    "item_id": "",
-                    "vision_key": key,
-                    "text_key": "",
-                    "text_tier": -1,
-                    "text": "",
-                    "template_id": "",
-                }
-            )
-        for dt in ttiers:
-            key = text_key(group, dt, control)
-            text = plan.text(dt, control)
-            rows.append(
-                {
-                    **base,
-                    **_NO_IMAGE,
-                    "row_id": key,
-                    "condition": cond["text_only"],
-                    "item_id": "",
-                    "vision_key": "",
-                    "text_key": key,
-                    "text_tier": dt,
-                    "text": text.text,
-                    "template_id": text.template_id,
-                }
-            )
-        for dv in vtiers:
-            for dt in ttiers:
-                iid = item_id(group, dv, dt, control)
-                text = plan.text(dt, control)
-                rows.append(
-                    {
-                        **base,
-                        **visual(dv),
-                        "row_id": iid,
-                        "condition": cond["conflict"],
-                        "item_id": iid,
-                        "vision_key": vision_key(group, dv, control),
-                        "text_key": text_key(group, dt, control),
-                        "text_tier": dt,
-                        "text": text.text,
-                        "template_id": text.template_id,
-                    }
-                )
+        rows += unit_rows(
+            group,
+            control,
+            vtiers,
+            ttiers,
+            base=base,
+            visual=visual,
+            no_image=_NO_IMAGE,
+            text_of=lambda dt, control=control: plan.text(dt, control),
+        )
     return rows
