@@ -13,7 +13,7 @@ import os
 import re
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,6 +188,36 @@ def _label(value: Any, names: tuple[str, ...]) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
         return names[value]
     return None
+
+
+def check_coverage(
+    problems: _Problems,
+    groups: Sequence[int],
+    seen: Collection[str],
+    num_groups: int | None,
+    expected_row_ids: Callable[[int], Sequence[str]],
+) -> int:
+    """Check that the rows cover every expected row id of every group and nothing else.
+
+    ``groups`` are the group ids seen (sorted), ``seen`` the row ids; ``num_groups`` is the manifest's
+    count (None: from the largest group id). Returns the group count.
+    """
+    if num_groups is None:
+        num_groups = (groups[-1] + 1) if groups else 0
+    if groups and (groups[0] < 0 or groups[-1] >= num_groups):
+        problems.add(f"group ids run {groups[0]}..{groups[-1]}, the manifest says {num_groups} groups")
+    allowed: set[str] = set()
+    for g in range(num_groups):
+        expected = expected_row_ids(g)
+        allowed.update(expected)
+        missing = [rid for rid in expected if rid not in seen]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            problems.add(f"tier coverage: group {g} lacks {len(missing)} row(s): {shown}")
+    extra = [rid for rid in seen if rid not in allowed]
+    if extra:
+        problems.add(f"tier coverage: {len(extra)} unexpected row id(s), e.g. {extra[:3]}")
+    return num_groups
 
 
 def check_tiers_and_keys(
@@ -416,21 +446,7 @@ class _RowChecker:
     def finish(self, num_groups: int | None) -> int:
         """Group-level checks: coverage, consistent answers, balance. Returns the group count."""
         groups = sorted(self.group_answers)
-        if num_groups is None:
-            num_groups = (groups[-1] + 1) if groups else 0
-        if groups and (groups[0] < 0 or groups[-1] >= num_groups):
-            self.problems.add(
-                f"group ids run {groups[0]}..{groups[-1]}, the manifest says {num_groups} groups"
-            )
-        for g in range(num_groups):
-            missing = [rid for rid in expected_row_ids(g) if rid not in self.seen]
-            if missing:
-                shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-                self.problems.add(f"tier coverage: group {g} lacks {len(missing)} row(s): {shown}")
-        allowed = {rid for g in range(num_groups) for rid in expected_row_ids(g)}
-        extra = [rid for rid in self.seen if rid not in allowed]
-        if extra:
-            self.problems.add(f"tier coverage: {len(extra)} unexpected row id(s), e.g. {extra[:3]}")
+        num_groups = check_coverage(self.problems, groups, self.seen, num_groups, expected_row_ids)
         vision_counts: Counter[str] = Counter()
         text_counts: Counter[str] = Counter()
         for g in groups:

@@ -40,7 +40,7 @@ from modality_conflict.dataset_builder.attribute.plan import (
 )
 from modality_conflict.dataset_builder.attribute.scene import other_attribute
 from modality_conflict.dataset_builder.attribute.texts import TEMPLATE_PREFIX, claimed_value
-from modality_conflict.dataset_builder.validate import _label, _Problems, check_tiers_and_keys
+from modality_conflict.dataset_builder.validate import _label, _Problems, check_coverage, check_tiers_and_keys
 
 #: Visible share of an occluded target may sit a little outside the tier's band at the edges of the
 #: float32 columns that store it.
@@ -290,21 +290,7 @@ class AttributeRowChecker:
     def finish(self, num_groups: int | None) -> int:
         """Group-level checks: coverage, consistent answers, balance. Returns the group count."""
         groups = sorted(self.group_answers)
-        if num_groups is None:
-            num_groups = (groups[-1] + 1) if groups else 0
-        if groups and (groups[0] < 0 or groups[-1] >= num_groups):
-            self.problems.add(
-                f"group ids run {groups[0]}..{groups[-1]}, the manifest says {num_groups} groups"
-            )
-        for g in range(num_groups):
-            missing = [rid for rid in expected_row_ids(g) if rid not in self.seen]
-            if missing:
-                shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-                self.problems.add(f"tier coverage: group {g} lacks {len(missing)} row(s): {shown}")
-        allowed = {rid for g in range(num_groups) for rid in expected_row_ids(g)}
-        extra = [rid for rid in self.seen if rid not in allowed]
-        if extra:
-            self.problems.add(f"tier coverage: {len(extra)} unexpected row id(s), e.g. {extra[:3]}")
+        num_groups = check_coverage(self.problems, groups, self.seen, num_groups, expected_row_ids)
         counts: dict[str, dict[str, Counter[str]]] = {
             a: {"vision_answer": Counter(), "text_answer": Counter()} for a in ATTRIBUTES
         }
