@@ -16,8 +16,8 @@ runs always use the canonical set, since the tasks pin it).
 
 Usage::
 
-    python benchmarks/bench_data.py [--workers 2] [--repeats 5] [--no-lmms-eval] [--groups N]
-                                    [--out benchmarks/results_data.json]
+    python benchmarks/bench_data.py [--dataset color|attribute] [--workers 2] [--repeats 5]
+                                    [--no-lmms-eval] [--groups N] [--out benchmarks/results_data.json]
 """
 
 from __future__ import annotations
@@ -44,19 +44,24 @@ def _quiet(line: str) -> None:
     del line
 
 
-def measure_resolution(work: Path, groups: int | None, workers: int, repeats: int) -> dict[str, Any]:
+TASKS = {"color": "modality_conflict_color", "attribute": "modality_conflict_attribute"}
+
+
+def measure_resolution(
+    work: Path, groups: int | None, workers: int, repeats: int, kind: str = "color"
+) -> dict[str, Any]:
     """Time the resolver on an empty cache, then on the filled cache and on an explicit folder."""
     from modality_conflict.dataset_builder.builder import build_dataset
-    from modality_conflict.dataset_builder.canonical import CANONICAL
+    from modality_conflict.dataset_builder.canonical import CANONICAL_BY_KIND
     from modality_conflict.dataset_builder.folder import DatasetFolder
     from modality_conflict.dataset_builder.resolve import ensure_dataset, resolve_data
 
-    spec = CANONICAL
-    if groups is not None and groups != CANONICAL.groups:
+    canonical = spec = CANONICAL_BY_KIND[kind]
+    if groups is not None and groups != canonical.groups:
         reference = work / "reference"
-        build_dataset(reference, groups=groups, seed=CANONICAL.seed, workers=workers)
+        build_dataset(reference, groups=groups, dataset=kind, seed=canonical.seed, workers=workers)
         spec = dataclasses.replace(
-            CANONICAL, name="bench", groups=groups, fingerprint=DatasetFolder(reference).fingerprint
+            canonical, name="bench", groups=groups, fingerprint=DatasetFolder(reference).fingerprint
         )
     cache = work / "cache-resolution"
     started = time.perf_counter()
@@ -74,7 +79,8 @@ def measure_resolution(work: Path, groups: int | None, workers: int, repeats: in
     return {
         "groups": spec.groups,
         "workers": workers,
-        "canonical": spec is CANONICAL,
+        "canonical": spec is canonical,
+        "dataset": kind,
         "fingerprint_matches_pin": first.canonical,
         "dataset_mib": round(size / 2**20, 2),
         "first_run_seconds": round(first_seconds, 3),
@@ -84,10 +90,10 @@ def measure_resolution(work: Path, groups: int | None, workers: int, repeats: in
     }
 
 
-def _lmms_eval(model_dir: Path, output: Path, env: dict[str, str]) -> dict[str, Any]:
+def _lmms_eval(model_dir: Path, output: Path, env: dict[str, str], task: str) -> dict[str, Any]:
     command = [sys.executable, "-m", "lmms_eval", "--model", "modality_conflict_hf"]
     command += ["--model_args", f"pretrained={model_dir},device=cpu,device_map=cpu"]
-    command += ["--tasks", "modality_conflict_color", "--limit", "1", "--output_path", str(output)]
+    command += ["--tasks", task, "--limit", "1", "--output_path", str(output)]
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
     seconds = time.perf_counter() - started
@@ -104,20 +110,21 @@ def _lmms_eval(model_dir: Path, output: Path, env: dict[str, str]) -> dict[str, 
     }
 
 
-def measure_lmms_eval(work: Path, workers: int) -> dict[str, Any]:
+def measure_lmms_eval(work: Path, workers: int, kind: str = "color") -> dict[str, Any]:
     """Three real lmms-eval runs: empty cache, filled cache, explicit folder."""
     model_dir = bench_common.ensure_tiny_llava(work / "tiny_llava")
     cache = work / "cache-lmms-eval"
     env = {**os.environ, **bench_common.OFFLINE_ENV, "OMP_NUM_THREADS": "1"}
     env.pop("MODALITY_CONFLICT_DATA", None)
     env |= {"MODALITY_CONFLICT_CACHE": str(cache), "MODALITY_CONFLICT_BUILD_WORKERS": str(workers)}
-    runs = {"empty_cache": _lmms_eval(model_dir, work / "run-empty-cache", env)}
-    runs["filled_cache"] = _lmms_eval(model_dir, work / "run-filled-cache", env)
-    from modality_conflict.dataset_builder.canonical import CANONICAL
+    task = TASKS[kind]
+    runs = {"empty_cache": _lmms_eval(model_dir, work / "run-empty-cache", env, task)}
+    runs["filled_cache"] = _lmms_eval(model_dir, work / "run-filled-cache", env, task)
+    from modality_conflict.dataset_builder.canonical import CANONICAL_BY_KIND
 
-    folder = cache / "datasets" / CANONICAL.cache_name
+    folder = cache / "datasets" / CANONICAL_BY_KIND[kind].cache_name
     runs["explicit_folder"] = _lmms_eval(
-        model_dir, work / "run-explicit", {**env, "MODALITY_CONFLICT_DATA": str(folder)}
+        model_dir, work / "run-explicit", {**env, "MODALITY_CONFLICT_DATA": str(folder)}, task
     )
     base = runs["explicit_folder"]["wall_seconds"]
     return {
@@ -130,6 +137,9 @@ def measure_lmms_eval(work: Path, workers: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=None, help="a smaller set (default: the canonical one)")
+    parser.add_argument(
+        "--dataset", choices=sorted(TASKS), default="color", help="which pinned set (default color)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="build processes (default 2)")
     parser.add_argument("--repeats", type=int, default=5, help="cached resolutions timed (default 5)")
     parser.add_argument("--no-lmms-eval", action="store_true", help="time the resolver only")
@@ -143,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         work = (args.work or Path(tmp)) / "data"
         work.mkdir(parents=True, exist_ok=True)
         report: dict[str, Any] = {"machine": machine}
-        report["resolution"] = measure_resolution(work, args.groups, args.workers, args.repeats)
+        report["resolution"] = measure_resolution(work, args.groups, args.workers, args.repeats, args.dataset)
         r = report["resolution"]
         print(
             f"resolver, {r['groups']} groups ({r['dataset_mib']} MiB): first run (build, {r['workers']} "
@@ -153,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         if not args.no_lmms_eval:
-            report["lmms_eval"] = measure_lmms_eval(work, args.workers)
+            report["lmms_eval"] = measure_lmms_eval(work, args.workers, args.dataset)
             e = report["lmms_eval"]
             for name, run in e["runs"].items():
                 print(
