@@ -9,6 +9,19 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
+# torch 2.14.1 is a CUDA build: with its libraries a new environment takes about 7.2 GiB. A full disk would
+# stop pip half-way with a bare OSError, so say so before anything is written (an existing one only updates).
+SETUP_FREE_GIB ?= 8
+define CHECK_FREE_SPACE
+import os, shutil, sys
+venv, need = os.path.abspath(sys.argv[1]), float(sys.argv[2])
+folder = os.path.dirname(venv)
+free = shutil.disk_usage(folder).free / 2**30
+if not os.path.isdir(venv) and free < need:
+    sys.exit(f"make setup: {free:.1f} GiB free on the disk of {folder}; the virtual environment (torch 2.14.1 with its CUDA libraries) needs about {need:g} GiB. Free some space, or set VENV to a folder on another disk.")
+endef
+export CHECK_FREE_SPACE
+
 .PHONY: setup test lint demo bench support-matrix clean
 
 setup: $(STAMP)
@@ -16,6 +29,7 @@ setup: $(STAMP)
 # torch first and pinned: the machine's local wheel store has these two; an unpinned torch would pull CUDA.
 # .ci/constraints.txt holds the versions the suite was last run with, so a new release cannot break a build.
 $(STAMP): pyproject.toml Makefile .ci/constraints.txt
+	@$(PYTHON) -c "$$CHECK_FREE_SPACE" "$(VENV)" "$(SETUP_FREE_GIB)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c .ci/constraints.txt torch==2.14.1 torchvision==0.29.1
