@@ -279,15 +279,14 @@ def check_tiers_and_keys(
     return int(dv), int(dt)
 
 
-class _RowChecker:
-    """Per-row and per-group invariants, accumulated while streaming."""
+class RowCheckerBase:
+    """What every dataset's row checker shares: the row-id bookkeeping, the labels and their counts, the
+    group id, and decoding each distinct image once."""
 
     def __init__(self, problems: _Problems, check_images: bool) -> None:
         self.problems = problems
         self.check_images = check_images
         self.seen: dict[str, int] = {}
-        self.group_answers: dict[int, set[tuple[int, int]]] = defaultdict(set)
-        self.group_shapes: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         self.condition_counts: Counter[str] = Counter()
         self.control_counts: Counter[str] = Counter()
         self.image_sizes: dict[bytes, tuple[int, int] | str] = {}
@@ -296,38 +295,86 @@ class _RowChecker:
     def _fail(self, where: str, field_name: str, message: str) -> None:
         self.problems.add(f"{where}: field '{field_name}' {message}")
 
-    def check(self, file: str, row: dict[str, Any]) -> None:
+    def _start_row(
+        self, file: str, row: dict[str, Any], label_names: dict[str, tuple[str, ...]]
+    ) -> tuple[str, dict[str, str], int] | None:
+        """Count the row and check its id, labels and group: ``(where, labels, group)``, or None when the
+        row is too broken for the checks that follow (each problem is reported)."""
         index = self.rows
         self.rows += 1
         row_id = row.get("row_id")
         where = f"{file} row {index} ({row_id})"
         if not isinstance(row_id, str) or not row_id:
             self._fail(where, "row_id", "is empty")
-            return
+            return None
         if row_id in self.seen:
             self._fail(where, "row_id", f"repeats row {self.seen[row_id]}")
         self.seen[row_id] = index
 
-        condition = _label(row.get("condition"), CONDITIONS)
-        control = _label(row.get("control"), CONTROLS)
-        yv = _label(row.get("vision_answer"), COLORS)
-        yt = _label(row.get("text_answer"), COLORS)
-        for name, value, names in (
-            ("condition", condition, CONDITIONS),
-            ("control", control, CONTROLS),
-            ("vision_answer", yv, COLORS),
-            ("text_answer", yt, COLORS),
-        ):
+        labels: dict[str, str] = {}
+        for name, names in label_names.items():
+            value = _label(row.get(name), names)
             if value is None:
                 self._fail(where, name, f"has value {row.get(name)!r}, not an index of {list(names)}")
-        if None in (condition, control, yv, yt):
-            return
-        self.condition_counts[condition] += 1
-        self.control_counts[control] += 1
+            else:
+                labels[name] = value
+        if len(labels) < len(label_names):
+            return None
+        self.condition_counts[labels["condition"]] += 1
+        self.control_counts[labels["control"]] += 1
         group = row.get("group_id")
         if not isinstance(group, int) or group < 0:
             self._fail(where, "group_id", f"is {group!r}, expected a non-negative integer")
+            return None
+        return where, labels, group
+
+    def _check_image_bytes(
+        self, where: str, row: dict[str, Any], size: tuple[int, int], expected_by: str
+    ) -> None:
+        """The row's image is embedded, decodes (once per distinct image) and is ``size`` pixels;
+        ``expected_by`` names where that size comes from in the message (``"tier 2 uses"``)."""
+        image = row.get("image")
+        data = image.get("bytes") if isinstance(image, dict) else None
+        if not data:
+            self._fail(where, "image", "has no embedded bytes")
             return
+        if not self.check_images:
+            return
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        if digest not in self.image_sizes:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(io.BytesIO(data)) as img:
+                        img.load()
+                        self.image_sizes[digest] = img.size
+            except Exception as error:  # noqa: BLE001 - PIL raises many types for corrupt data
+                self.image_sizes[digest] = f"{type(error).__name__}: {error}"
+        result = self.image_sizes[digest]
+        if isinstance(result, str):
+            self._fail(where, "image", f"cannot be decoded ({result})")
+        elif result != size:
+            self._fail(where, "image", f"is {result[0]}x{result[1]}, {expected_by} {size[0]}x{size[1]}")
+
+
+class _RowChecker(RowCheckerBase):
+    """Per-row and per-group invariants, accumulated while streaming."""
+
+    def __init__(self, problems: _Problems, check_images: bool) -> None:
+        super().__init__(problems, check_images)
+        self.group_answers: dict[int, set[tuple[int, int]]] = defaultdict(set)
+        self.group_shapes: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+
+    def check(self, file: str, row: dict[str, Any]) -> None:
+        started = self._start_row(
+            file,
+            row,
+            {"condition": CONDITIONS, "control": CONTROLS, "vision_answer": COLORS, "text_answer": COLORS},
+        )
+        if started is None:
+            return
+        where, labels, group = started
+        condition, control, yv, yt = (labels[k] for k in labels)
         if yv == yt:
             self._fail(where, "text_answer", f"equals 'vision_answer' ({yv})")
         self.group_answers[group].add((row["vision_answer"], row["text_answer"]))
@@ -411,30 +458,7 @@ class _RowChecker:
                 "num_distractors",
                 f"is {row.get('num_distractors')}, tier {dv} has {tier.num_distractors}",
             )
-        image = row.get("image")
-        data = image.get("bytes") if isinstance(image, dict) else None
-        if not data:
-            self._fail(where, "image", "has no embedded bytes")
-            return
-        if not self.check_images:
-            return
-        digest = hashlib.blake2b(data, digest_size=16).digest()
-        if digest not in self.image_sizes:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("error", Image.DecompressionBombWarning)
-                    with Image.open(io.BytesIO(data)) as img:
-                        img.load()
-                        self.image_sizes[digest] = img.size
-            except Exception as error:  # noqa: BLE001 - PIL raises many types for corrupt data
-                self.image_sizes[digest] = f"{type(error).__name__}: {error}"
-        result = self.image_sizes[digest]
-        if isinstance(result, str):
-            self._fail(where, "image", f"cannot be decoded ({result})")
-        elif result != (tier.width, tier.height):
-            self._fail(
-                where, "image", f"is {result[0]}x{result[1]}, tier {dv} uses {tier.width}x{tier.height}"
-            )
+        self._check_image_bytes(where, row, (tier.width, tier.height), f"tier {dv} uses")
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Rows by condition and by control name."""

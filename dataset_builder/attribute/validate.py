@@ -12,14 +12,9 @@ Per group: coverage of every expected row, one attribute and one answer pair, an
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import warnings
 from collections import Counter, defaultdict
 from typing import Any
-
-from PIL import Image
 
 from modality_conflict.dataset_builder.attribute import plan as attribute_plan
 from modality_conflict.dataset_builder.attribute.constants import (
@@ -40,7 +35,12 @@ from modality_conflict.dataset_builder.attribute.plan import (
 )
 from modality_conflict.dataset_builder.attribute.scene import other_attribute
 from modality_conflict.dataset_builder.attribute.texts import TEMPLATE_PREFIX, claimed_value
-from modality_conflict.dataset_builder.validate import _label, _Problems, check_coverage, check_tiers_and_keys
+from modality_conflict.dataset_builder.validate import (
+    RowCheckerBase,
+    _Problems,
+    check_coverage,
+    check_tiers_and_keys,
+)
 
 #: Visible share of an occluded target may sit a little outside the tier's band at the edges of the
 #: float32 columns that store it.
@@ -56,56 +56,32 @@ def _names(attribute: str, target: str) -> tuple[str, str] | None:
     return words[0], words[1]
 
 
-class AttributeRowChecker:
+class AttributeRowChecker(RowCheckerBase):
     """Per-row and per-group invariants of the attribute set, accumulated while streaming."""
 
     def __init__(self, problems: _Problems, check_images: bool) -> None:
-        self.problems = problems
-        self.check_images = check_images
-        self.seen: dict[str, int] = {}
+        super().__init__(problems, check_images)
         self.group_answers: dict[int, set[tuple[str, str, str]]] = defaultdict(set)
         self.group_targets: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-        self.condition_counts: Counter[str] = Counter()
-        self.control_counts: Counter[str] = Counter()
         self.attribute_counts: Counter[str] = Counter()
-        self.image_sizes: dict[bytes, tuple[int, int] | str] = {}
-        self.rows = 0
-
-    def _fail(self, where: str, field_name: str, message: str) -> None:
-        self.problems.add(f"{where}: field '{field_name}' {message}")
 
     def check(self, file: str, row: dict[str, Any]) -> None:
-        index = self.rows
-        self.rows += 1
-        row_id = row.get("row_id")
-        where = f"{file} row {index} ({row_id})"
-        if not isinstance(row_id, str) or not row_id:
-            self._fail(where, "row_id", "is empty")
+        started = self._start_row(
+            file,
+            row,
+            {
+                "condition": CONDITIONS,
+                "control": CONTROLS,
+                "attribute": ATTRIBUTES,
+                "vision_answer": ANSWERS,
+                "text_answer": ANSWERS,
+            },
+        )
+        if started is None:
             return
-        if row_id in self.seen:
-            self._fail(where, "row_id", f"repeats row {self.seen[row_id]}")
-        self.seen[row_id] = index
-
-        labels = {
-            "condition": (_label(row.get("condition"), CONDITIONS), CONDITIONS),
-            "control": (_label(row.get("control"), CONTROLS), CONTROLS),
-            "attribute": (_label(row.get("attribute"), ATTRIBUTES), ATTRIBUTES),
-            "vision_answer": (_label(row.get("vision_answer"), ANSWERS), ANSWERS),
-            "text_answer": (_label(row.get("text_answer"), ANSWERS), ANSWERS),
-        }
-        for name, (value, names) in labels.items():
-            if value is None:
-                self._fail(where, name, f"has value {row.get(name)!r}, not an index of {list(names)}")
-        if any(value is None for value, _ in labels.values()):
-            return
-        condition, control, attribute, yv, yt = (labels[k][0] for k in labels)
-        self.condition_counts[condition] += 1
-        self.control_counts[control] += 1
+        where, labels, group = started
+        condition, control, attribute, yv, yt = (labels[k] for k in labels)
         self.attribute_counts[attribute] += 1
-        group = row.get("group_id")
-        if not isinstance(group, int) or group < 0:
-            self._fail(where, "group_id", f"is {group!r}, expected a non-negative integer")
-            return
         if attribute != group_attribute(group):
             self._fail(
                 where, "attribute", f"is {attribute!r}, group {group} asks about {group_attribute(group)}"
@@ -215,28 +191,7 @@ class AttributeRowChecker:
         if tier.occluded and not (isinstance(row.get("num_occluders"), int) and row["num_occluders"] >= 1):
             self._fail(where, "num_occluders", f"is {row.get('num_occluders')!r}, tier {dv} is occluded")
         self._check_scene(where, row, control, attribute, yv, parts, tier.num_objects)
-        image = row.get("image")
-        data = image.get("bytes") if isinstance(image, dict) else None
-        if not data:
-            self._fail(where, "image", "has no embedded bytes")
-            return
-        if not self.check_images:
-            return
-        digest = hashlib.blake2b(data, digest_size=16).digest()
-        if digest not in self.image_sizes:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("error", Image.DecompressionBombWarning)
-                    with Image.open(io.BytesIO(data)) as img:
-                        img.load()
-                        self.image_sizes[digest] = img.size
-            except Exception as error:  # noqa: BLE001 - PIL raises many types for corrupt data
-                self.image_sizes[digest] = f"{type(error).__name__}: {error}"
-        result = self.image_sizes[digest]
-        if isinstance(result, str):
-            self._fail(where, "image", f"cannot be decoded ({result})")
-        elif result != (IMAGE_WIDTH, IMAGE_HEIGHT):
-            self._fail(where, "image", f"is {result[0]}x{result[1]}, expected {IMAGE_WIDTH}x{IMAGE_HEIGHT}")
+        self._check_image_bytes(where, row, (IMAGE_WIDTH, IMAGE_HEIGHT), "expected")
 
     def _check_scene(
         self,
