@@ -24,10 +24,10 @@ machine slows everything) is printed and stored with them.
 
 Usage::
 
-    python benchmarks/run_all.py               # full run (about 12 minutes on 2 cores)
+    python benchmarks/run_all.py               # full run (about 25 minutes on 2 cores)
     python benchmarks/run_all.py --no-smollm2  # without the overhead run on SmolLM2-135M (2.5 min less)
     python benchmarks/run_all.py --no-demo-training  # without training the demo model (5 min less)
-    python benchmarks/run_all.py --quick       # smoke run on small sizes (under a minute); size-bound
+    python benchmarks/run_all.py --quick       # smoke run on small sizes (about 4 minutes); size-bound
                                                # goals are then not judged
 
 Exit status: 0 when every benchmark ran (whether or not each goal is met; ``--strict`` makes an unmet
