@@ -129,3 +129,16 @@ def ensure_dataset(folder: Path, groups: int, seed: int = 0, workers: int = 1) -
 
     build_dataset(folder, groups=groups, seed=seed, workers=workers)
     return folder
+
+
+def lmms_eval_tasks(data_dir: Path, names: list[str]) -> dict[str, Any]:
+    """lmms-eval's own task objects of ``names`` on the dataset in ``data_dir``, zero-shot, requests built."""
+    os.environ["MODALITY_CONFLICT_DATA"] = str(data_dir)
+    import lmms_eval.models  # noqa: F401  (loads the entry point that registers the project's tasks)
+    from lmms_eval.tasks import TaskManager, get_task_dict
+
+    tasks = get_task_dict(names, TaskManager())
+    for task in tasks.values():
+        task.set_config(key="num_fewshot", value=0)
+        task.build_all_requests(limit=None, rank=0, world_size=1)
+    return tasks

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import tempfile
 import time
@@ -229,19 +228,6 @@ def _make_baseline_classes() -> tuple[type, type]:
     return GenerateThenProbe, GenerateOnly
 
 
-def _tasks(data_dir: Path) -> dict[str, Any]:
-    """lmms-eval's own task objects for the generation and the loglikelihood variants, requests built."""
-    os.environ["MODALITY_CONFLICT_DATA"] = str(data_dir)
-    import lmms_eval.models  # noqa: F401  (loads the entry point that registers the project's tasks)
-    from lmms_eval.tasks import TaskManager, get_task_dict
-
-    tasks = get_task_dict([MAIN_TASK, "modality_conflict_loglik"], TaskManager())
-    for task in tasks.values():
-        task.set_config(key="num_fewshot", value=0)
-        task.build_all_requests(limit=None, rank=0, world_size=1)
-    return tasks
-
-
 @dataclass
 class Method:
     """One way of answering: the lmms-eval model, its request type and task, and its counters."""
@@ -294,7 +280,7 @@ def run(groups: int, threads: int, work: Path) -> dict[str, Any]:
     torch.set_num_threads(threads)
     checkpoint = bench_common.ensure_tiny_llava(work / "tiny_llava")
     data_dir = bench_common.ensure_dataset(work / f"data_g{groups}", groups)
-    tasks = _tasks(data_dir)
+    tasks = bench_common.lmms_eval_tasks(data_dir, [MAIN_TASK, "modality_conflict_loglik"])
     generation_task = tasks[MAIN_TASK]
     loglik_task = tasks["modality_conflict_loglik"]
     dataset = generation_task.dataset["test"]

@@ -80,20 +80,6 @@ def checkpoint(model: str, work: Path) -> Path:
     return build(model.removeprefix("tiny_") if model != "tiny" else "llava", folder, seed=0)
 
 
-def _task(data_dir: Path) -> Any:
-    """lmms-eval's own ``modality_conflict_color`` task, requests built."""
-    import os
-
-    os.environ["MODALITY_CONFLICT_DATA"] = str(data_dir)
-    import lmms_eval.models  # noqa: F401  (loads the entry point that registers the project's tasks)
-    from lmms_eval.tasks import TaskManager, get_task_dict
-
-    task = get_task_dict(["modality_conflict_color"], TaskManager())["modality_conflict_color"]
-    task.set_config(key="num_fewshot", value=0)
-    task.build_all_requests(limit=None, rank=0, world_size=1)
-    return task
-
-
 @dataclass
 class Method:
     """One way of answering and what it cost."""
@@ -262,7 +248,7 @@ def run(model: str, *, images: int, groups: int, batch_size: int, threads: int, 
     torch.set_num_threads(threads)
     folder = checkpoint(model, work)
     data_dir = bench_common.ensure_dataset(work / f"data_g{max(groups, 1)}", max(groups, 1))
-    task = _task(data_dir)
+    task = bench_common.lmms_eval_tasks(data_dir, ["modality_conflict_color"])["modality_conflict_color"]
     requests, conditions = _select(task, model, images, groups)
     runs = _by_image(requests, task)
 

@@ -4,7 +4,6 @@ named with its file, row and field, in the colour set and in the attribute set a
 from __future__ import annotations
 
 import io
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from dataset_edits import rehash
 from PIL import Image
 
 from modality_conflict.dataset_builder.attribute.constants import CONTROLS as ATTRIBUTE_CONTROLS
@@ -22,7 +22,6 @@ from modality_conflict.dataset_builder.constants import CONTROLS as COLOUR_CONTR
 from modality_conflict.dataset_builder.constants import VISUAL_TIERS as COLOUR_TIERS
 from modality_conflict.dataset_builder.errors import DatasetValidationError
 from modality_conflict.dataset_builder.features import arrow_schema as colour_schema
-from modality_conflict.dataset_builder.folder import sha256_file
 from modality_conflict.dataset_builder.validate import validate_dataset
 
 SHARD = "data/test-00000-of-00001.parquet"
@@ -46,13 +45,7 @@ def _corrupt(kind: str, folder: Path, edit: Callable[[Rows], None]) -> Rows:
     edit(rows)
     schema = colour_schema() if kind == "color" else attribute_schema()
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / SHARD)
-    manifest_path = folder / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["files"][SHARD] = {
-        "sha256": sha256_file(folder / SHARD),
-        "size": (folder / SHARD).stat().st_size,
-    }
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    rehash(folder, SHARD)
     return rows
 
 

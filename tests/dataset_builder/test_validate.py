@@ -11,12 +11,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from dataset_edits import rehash
 
 from modality_conflict.dataset_builder.builder import build_dataset
 from modality_conflict.dataset_builder.constants import COLORS
 from modality_conflict.dataset_builder.errors import DatasetValidationError
 from modality_conflict.dataset_builder.features import arrow_schema
-from modality_conflict.dataset_builder.folder import sha256_file
 from modality_conflict.dataset_builder.validate import validate_dataset
 from modality_conflict.mc_tasks.cli import main as cli_main
 
@@ -38,19 +38,11 @@ def copy(built: Path, tmp_path: Path) -> Path:
     return target
 
 
-def _rehash(folder: Path, name: str) -> None:
-    """Update the manifest entry of ``name``, so that only the corruption under test is reported."""
-    path = folder / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest["files"][name] = {"sha256": sha256_file(folder / name), "size": (folder / name).stat().st_size}
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-
-
 def _edit_rows(folder: Path, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
     table = pq.read_table(folder / SHARD)
     rows = edit(table.to_pylist())
     pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema()), folder / SHARD)
-    _rehash(folder, SHARD)
+    rehash(folder, SHARD)
 
 
 def _problems(folder: Path) -> str:
@@ -96,7 +88,7 @@ def test_wrong_schema(copy: Path) -> None:
     names = pa.array([COLORS[i] for i in table["text_answer"].to_pylist()])
     table = table.set_column(index, pa.field("text_answer", pa.string()), names)
     pq.write_table(table, copy / SHARD)
-    _rehash(copy, SHARD)
+    rehash(copy, SHARD)
     message = _problems(copy)
     assert f"{SHARD}: column 'text_answer' has type string, expected int64" in message
 
@@ -104,7 +96,7 @@ def test_wrong_schema(copy: Path) -> None:
 def test_missing_column(copy: Path) -> None:
     table = pq.read_table(copy / SHARD).drop_columns(["occlusion"])
     pq.write_table(table, copy / SHARD)
-    _rehash(copy, SHARD)
+    rehash(copy, SHARD)
     assert f"{SHARD}: missing column 'occlusion'" in _problems(copy)
 
 
@@ -170,7 +162,7 @@ def test_inconsistent_keys_and_text(copy: Path) -> None:
 def test_card_features_must_match(copy: Path) -> None:
     card = copy / "README.md"
     card.write_text(card.read_text().replace("dtype: int16", "dtype: int32", 1))
-    _rehash(copy, "README.md")
+    rehash(copy, "README.md")
     assert "README.md: dataset_info.features differ from the expected features" in _problems(copy)
 
 
@@ -246,7 +238,7 @@ def test_sizes_are_compared_before_hashing(copy: Path, monkeypatch: pytest.Monke
 def test_a_card_that_is_not_utf8_is_named(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     card = copy / "README.md"
     card.write_bytes(b"---\n\xff\xfe not utf-8\n---\n")
-    _rehash(copy, "README.md")
+    rehash(copy, "README.md")
     assert cli_main(["validate", str(copy)]) == 2
     err = capsys.readouterr().err
     assert f"{card}: the dataset card is not UTF-8 text (byte 4: invalid start byte)" in err

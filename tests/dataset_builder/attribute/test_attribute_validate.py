@@ -11,11 +11,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from dataset_edits import rehash
 
 from modality_conflict.dataset_builder.attribute.constants import ANSWERS
 from modality_conflict.dataset_builder.attribute.features import arrow_schema
 from modality_conflict.dataset_builder.errors import DatasetValidationError
-from modality_conflict.dataset_builder.folder import sha256_file
 from modality_conflict.dataset_builder.validate import validate_dataset
 from modality_conflict.mc_tasks.cli import main as cli_main
 
@@ -29,20 +29,13 @@ def copy(attribute_dataset_dir: Path, tmp_path: Path) -> Path:
     return target
 
 
-def _rehash(folder: Path, name: str) -> None:
-    path = folder / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest["files"][name] = {"sha256": sha256_file(folder / name), "size": (folder / name).stat().st_size}
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-
-
 def _edit(folder: Path, edit: Callable[[dict[str, Any]], None], row_id: str) -> int:
     """Apply ``edit`` to the row ``row_id`` and return its index."""
     rows = pq.read_table(folder / SHARD).to_pylist()
     index = next(i for i, r in enumerate(rows) if r["row_id"] == row_id)
     edit(rows[index])
     pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema()), folder / SHARD)
-    _rehash(folder, SHARD)
+    rehash(folder, SHARD)
     return index
 
 
@@ -100,7 +93,7 @@ def test_tier_counts_and_coverage(copy: Path) -> None:
         pa.Table.from_pylist([r for r in rows if r["row_id"] != "g0003-v01-t2-none"], schema=arrow_schema()),
         copy / SHARD,
     )
-    _rehash(copy, SHARD)
+    rehash(copy, SHARD)
     message = _problems(copy)
     assert f"row {index} (g0002-v05-none): field 'num_objects' is 7, tier 5 has 15" in message
     assert "tier coverage: group 3 lacks 1 row(s): g0003-v01-t2-none" in message
