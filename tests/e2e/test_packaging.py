@@ -89,10 +89,10 @@ def test_wheel_holds_one_import_package_with_task_files(wheel: Path) -> None:
     assert {name[len(task_dir) :] for name in names if name.startswith(task_dir)} >= TASK_FILES
     for module in (
         "models/hf_model.py",
-        "mc_tasks/results.py",
-        "mc_tasks/commands/probe.py",
-        "mc_tasks/probe/runner.py",
-        "mc_tasks/submission/submission.schema.json",
+        "analysis/results.py",
+        "cli/probe.py",
+        "analysis/probe/runner.py",
+        "analysis/submission/submission.schema.json",
         "dataset_builder/folder.py",
     ):
         assert f"modality_conflict/{module}" in names, module
@@ -103,14 +103,14 @@ def test_wheel_holds_one_import_package_with_task_files(wheel: Path) -> None:
     # Every source file of the checkout is in the wheel (a sub-package missing from pyproject.toml's
     # list, or a task file its package-data misses, would break only the installed copy).
     repo = Path(__file__).resolve().parents[2]
-    for folder in ("dataset_builder", "metrics", "models", "mc_tasks"):
+    for folder in ("dataset_builder", "metrics", "models", "mc_tasks", "analysis", "cli"):
         for source in (repo / folder).rglob("*"):
             if source.is_file() and "__pycache__" not in source.parts and source.suffix != ".pyc":
                 relative = source.relative_to(repo).as_posix()
                 assert f"modality_conflict/{relative}" in names, relative
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "[lmms_eval.models]" in text and "modality-conflict = modality_conflict.mc_tasks.cli:main" in text
+    assert "[lmms_eval.models]" in text and "modality-conflict = modality_conflict.cli.main:main" in text
 
 
 def test_non_editable_install_imports_from_site_packages(installed_env: Path, tmp_path: Path) -> None:
@@ -156,7 +156,7 @@ def test_lmms_eval_cli_lists_tasks_from_non_editable_install(installed_env: Path
 def test_console_script_help_names_every_subcommand(installed_env: Path) -> None:
     python = installed_env / "bin" / "python"
     completed = subprocess.run(
-        [str(python), "-m", "modality_conflict.mc_tasks.cli", "--help"],
+        [str(python), "-m", "modality_conflict.cli.main", "--help"],
         cwd=installed_env,
         capture_output=True,
         text=True,
