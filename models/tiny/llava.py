@@ -238,3 +238,40 @@ def build_pixtral(out_dir: str | Path, *, seed: int = 0) -> Path:
         chat_template=PIXTRAL_TEMPLATE,
     )
     return save_checkpoint(out, LlavaForConditionalGeneration(config), processor, tokenizer)
+
+
+# The served copy writes the BOS in its template: vLLM's chat endpoint adds no special tokens of its own,
+# so both paths then see exactly one BOS.
+LLAVA_SERVED_TEMPLATE = "{{ bos_token }}" + LLAVA_TEMPLATE
+
+
+def build_llava_served(out_dir: str | Path, *, seed: int = 0) -> Path:
+    """LLaVA-1.5 that vLLM's CPU build serves: decoder head_dim 32, weights under the Hub's names.
+
+    vLLM's CPU attention refuses the zoo's head_dim 16 and 24; the weights are renamed to the llava-hf
+    layout (:mod:`~modality_conflict.models.hub_layout`) that vLLM and every transformers release read.
+    """
+    from modality_conflict.models.hub_layout import rename_weight_files
+
+    out = prepare(out_dir, seed)
+    tokenizer = _llama_tokenizer(LLAVA_SERVED_TEMPLATE)
+    text = tiny_llama_text(tokenizer, num_attention_heads=2, num_key_value_heads=1, head_dim=32)
+    config = LlavaConfig(
+        vision_config=_clip_vision(),
+        text_config={"model_type": "llama", **text},
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        image_seq_length=(IMAGE_SIZE // PATCH) ** 2,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+    )
+    processor = LlavaProcessor(
+        image_processor=_clip_processor(),
+        tokenizer=tokenizer,
+        patch_size=PATCH,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA_SERVED_TEMPLATE,
+    )
+    save_checkpoint(out, LlavaForConditionalGeneration(config), processor, tokenizer)
+    rename_weight_files(out, tower_has_vision_model=True)
+    return out
