@@ -40,7 +40,7 @@ def private_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Tiny random-weight checkpoints (modality_conflict.models.tiny), each built once per test session.
+# Tiny random-weight checkpoints (tiny_zoo), each built once per test session.
 # ---------------------------------------------------------------------------------------------------------
 
 TINY_ARCHITECTURES = ("llava", "qwen2_vl", "idefics3")
@@ -55,7 +55,7 @@ class TinyCheckpoints:
 
     def __getitem__(self, name: str) -> Path:
         if name not in self._folders:
-            from modality_conflict.models.tiny import build
+            from tiny_zoo import build
 
             self._folders[name] = build(name, self.root / name)
         return self._folders[name]
@@ -63,7 +63,7 @@ class TinyCheckpoints:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> TinyCheckpoints:
-    """The checkpoints of :mod:`modality_conflict.models.tiny` by name: ``tiny_checkpoints["gemma3"]``."""
+    """The checkpoints of :mod:`tiny_zoo` by name: ``tiny_checkpoints["gemma3"]``."""
     return TinyCheckpoints(tmp_path_factory.mktemp("tiny_zoo"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -33,9 +34,16 @@ PROJECT_TASKS = {
 }
 
 
+_NOT_SOURCE = (".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis", ".ruff_cache")
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy without the checkout's build outputs: setuptools reuses build/lib, so an earlier
+    # build's files (a moved or deleted module) would otherwise ship again.
+    source = tmp_path_factory.mktemp("source") / "repo"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*_NOT_SOURCE))
     subprocess.run(
         [
             sys.executable,
@@ -47,7 +55,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "-w",
             str(out),
-            str(REPO),
+            str(source),
         ],
         check=True,
     )
@@ -96,6 +104,8 @@ def test_wheel_holds_one_import_package_with_task_files(wheel: Path) -> None:
         "dataset_builder/folder.py",
     ):
         assert f"modality_conflict/{module}" in names, module
+    # Code only the tests use (the tiny checkpoint zoo) stays out of the wheel.
+    assert not [name for name in names if "tiny" in name.split("/")], "test-only code in the wheel"
     checkpoint = "modality_conflict/models/demo_checkpoint/"
     shipped = {name[len(checkpoint) :] for name in names if name.startswith(checkpoint)}
     assert shipped == {p.name for p in (REPO / "models" / "demo_checkpoint").iterdir()}

@@ -22,7 +22,7 @@ from transformers import (
     PixtralProcessor,
 )
 
-from modality_conflict.models.tiny.common import (
+from tiny_zoo.common import (
     IMAGE_SIZE,
     PATCH,
     images_then_text,

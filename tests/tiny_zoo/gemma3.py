@@ -11,7 +11,7 @@ from transformers import (
     Gemma3Processor,
 )
 
-from modality_conflict.models.tiny.common import (
+from tiny_zoo.common import (
     IMAGE_SIZE,
     SIGLIP_VISION,
     content_loop,

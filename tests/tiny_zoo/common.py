@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import GenerationConfig, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from modality_conflict.dataset_builder.constants import COLORS
+from modality_conflict.models.checkpoint_folder import content_loop as content_loop
+from modality_conflict.models.checkpoint_folder import prepare as prepare
+from modality_conflict.models.checkpoint_folder import save_checkpoint as save_checkpoint
 
 _SHAPES = ("circle", "square", "triangle", "star", "hexagon", "pentagon", "diamond", "ellipse", "cross")
 _OBJECTS = ("ball", "box", "apple", "banana", "sky", "grass", "grape", "mailbox", "sapphire", "tomato")
@@ -114,16 +115,6 @@ def make_tokenizer(
     return wrapped
 
 
-def content_loop(image_text: str) -> str:
-    """Jinja fragment writing a message's content (a string or typed parts), images as ``image_text``."""
-    return (
-        "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-        "{% for part in message['content'] %}"
-        "{% if part['type'] == 'image' %}" + image_text + "{% elif part['type'] == 'text' %}"
-        "{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
-    )
-
-
 def images_then_text(image_text: str, *, text_suffix: str = "") -> str:
     """Jinja fragment writing every image of a message first, then every text part (LLaVA-HF style)."""
     return (
@@ -152,26 +143,3 @@ def tiny_llama_text(tokenizer: PreTrainedTokenizerFast, **overrides: Any) -> dic
     }
     config.update(overrides)
     return config
-
-
-def prepare(out_dir: str | Path, seed: int) -> Path:
-    """Create the folder and seed the weight initialisation."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    return out
-
-
-def save_checkpoint(out: Path, model: Any, processor: Any, tokenizer: PreTrainedTokenizerFast) -> Path:
-    """Write model, processor (or tokenizer) and a greedy generation config, as ``save_pretrained`` does."""
-    model.eval().save_pretrained(out)
-    (processor if processor is not None else tokenizer).save_pretrained(out)
-    eos = model.config.get_text_config().eos_token_id
-    GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=eos if eos is not None else tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        do_sample=False,
-        max_new_tokens=8,
-    ).save_pretrained(out)
-    return out

@@ -14,7 +14,7 @@ from transformers import (
     SiglipImageProcessor,
 )
 
-from modality_conflict.models.tiny.common import (
+from tiny_zoo.common import (
     IMAGE_SIZE,
     make_tokenizer,
     prepare,

@@ -16,7 +16,7 @@ from transformers import (
     SmolVLMVideoProcessor,
 )
 
-from modality_conflict.models.tiny.common import (
+from tiny_zoo.common import (
     GRID_TOKENS,
     IMAGE_SIZE,
     PATCH,

@@ -11,7 +11,7 @@ from transformers import (
     PixtralProcessor,
 )
 
-from modality_conflict.models.tiny.common import (
+from tiny_zoo.common import (
     IMAGE_SIZE,
     PATCH,
     content_loop,

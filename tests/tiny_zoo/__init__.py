@@ -10,12 +10,12 @@ adds a BOS on encode), the processor (image-token expansion, text-only prompts) 
 (cross-attention layers, logit scaling, multimodal RoPE).
 
 The tokenizer is a byte-level BPE trained once per process over a small corpus holding the benchmark's
-vocabulary, plus each architecture's special tokens (:mod:`~modality_conflict.models.tiny.common`).
+vocabulary, plus each architecture's special tokens (:mod:`~tiny_zoo.common`).
 Builds are deterministic: the same seed gives the same files.
 
 Usage::
 
-    from modality_conflict.models.tiny import build, build_all
+    from tiny_zoo import build, build_all
     folder = build("gemma3", "/tmp/zoo/gemma3")
     folders = build_all("/tmp/zoo")  # {name: folder}
 

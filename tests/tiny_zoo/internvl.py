@@ -12,7 +12,7 @@ from transformers import (
     InternVLVideoProcessor,
 )
 
-from modality_conflict.models.tiny.common import (
+from tiny_zoo.common import (
     IMAGE_SIZE,
     PATCH,
     content_loop,

@@ -22,7 +22,7 @@ from transformers import (
     WhisperFeatureExtractor,
 )
 
-from modality_conflict.models.tiny.common import (
+from tiny_zoo.common import (
     content_loop,
     make_tokenizer,
     prepare,

@@ -21,7 +21,7 @@ from transformers import (
     Qwen3VLVideoProcessor,
 )
 
-from modality_conflict.models.tiny.common import (
+from tiny_zoo.common import (
     content_loop,
     make_tokenizer,
     prepare,
