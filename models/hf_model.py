@@ -319,7 +319,7 @@ class ModalityConflictHF(lmms):
         if not isinstance(ids, torch.Tensor):
             return
         width = ids.shape[-1]
-        if width == 1 and kwargs.get("cache") is not None:
+        if width == 1 and (kwargs.get("cache") is not None or kwargs.get("past_key_values") is not None):
             self.stats.decoding_tokens += ids.shape[0]
             return
         mask = kwargs.get("attention_mask")
