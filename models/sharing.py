@@ -90,9 +90,10 @@ if int(transformers.__version__.split(".")[0]) < 5:
     UNSHARED_MODEL_TYPES.update(
         dict.fromkeys(
             ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"),
-            "under transformers 4.x its multimodal RoPE positions do not continue from a cached prefix",
+            "under transformers 4.x its answers from a forked prefix cache differ from whole prompts",
         )
     )
+    SHARED_MODEL_TYPES = SHARED_MODEL_TYPES - UNSHARED_MODEL_TYPES.keys()
 
 
 @dataclass(frozen=True)

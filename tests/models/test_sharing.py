@@ -51,7 +51,6 @@ SHARING_ZOO = [
     name
     for name in support_matrix.cells("modality_conflict_hf", "supported")
     if ARCHITECTURES[name].model_type in SHARED_MODEL_TYPES
-    and ARCHITECTURES[name].model_type not in UNSHARED_MODEL_TYPES  # mrope families under transformers 4.x
 ]
 # A multimodal-RoPE family where the installed transformers shares prefixes, else LLaVA.
 FORKED = "qwen2_vl" if "qwen2_vl" not in UNSHARED_MODEL_TYPES else "llava"
