@@ -10,10 +10,10 @@ answered three ways:
 ``modality_conflict_openai`` (``top_logprobs=20``)
     The same server asked for 20 logprobs per token: the ``top_k`` bounds an API would give.
 
-The checkpoint is the servable tiny LLaVA (``tests/tiny_zoo/llava.py``: ``build_llava_served``), the server vLLM's CPU
-build from ``make vllm-env``. No GPU is lent to this task, so the comparison the issue asks for on a GPU
-(a LLaVA-1.5-7B-shaped model with random bf16 weights, ``--load-format dummy``) is not run: on a CPU a tiny
-model measures the per-request overhead of the HTTP path, not the server's batching.
+The checkpoint is the servable tiny LLaVA (``build_llava_served`` of ``tests/tiny_zoo/llava.py``), the
+server vLLM's CPU build from ``make vllm-env``. No GPU is lent to this task, so the comparison the issue
+asks for on a GPU (a LLaVA-1.5-7B-shaped model with random bf16 weights, ``--load-format dummy``) is not
+run: on a CPU a tiny model measures the per-request overhead of the HTTP path, not the server's batching.
 
 Usage::
 
@@ -90,11 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     if not python.is_file():
         raise SystemExit(f"no vLLM environment at {python}: run `make vllm-env`")
 
+    from tiny_zoo.llava import build_llava_served
+
     from modality_conflict.mc_tasks.names import MAIN_TASK
     from modality_conflict.models.envelope import decode_envelope
     from modality_conflict.models.hf_model import ModalityConflictHF
     from modality_conflict.models.served_model import ModalityConflictOpenAI
-    from tiny_zoo.llava import build_llava_served
 
     with tempfile.TemporaryDirectory(prefix="bench_served_") as scratch:
         root = Path(scratch)
