@@ -21,6 +21,8 @@ from modality_conflict.mc_tasks.task_config import TASKS_DIR
 
 MODEL_ID = "modality_conflict_hf"
 MODEL_CLASS_PATH = "modality_conflict.models.hf_model.ModalityConflictHF"
+SERVED_MODEL_ID = "modality_conflict_openai"
+SERVED_MODEL_CLASS_PATH = "modality_conflict.models.served_model.ModalityConflictOpenAI"
 # Hub-only options that mean nothing for a local folder.
 _HUB_KWARGS = ("revision", "token")
 
@@ -152,11 +154,14 @@ def local_dataset_kwargs(dataset_kwargs: Any) -> dict[str, Any]:
 
 
 def lmms_eval_manifests() -> list[Any]:
-    """Entry-point payload: the project's model, and (as a side effect) the patches of lmms-eval that add
-    task discovery, data resolution and the report file (:mod:`.lmms_eval_patches`)."""
+    """Entry-point payload: the project's models (in-process and served), and (as a side effect) the patches
+    of lmms-eval that add task discovery, data resolution and the report file (:mod:`.lmms_eval_patches`)."""
     from lmms_eval.models.registry_v2 import ModelManifest
 
     from modality_conflict.mc_tasks.lmms_eval_patches import install_all
 
     install_all()
-    return [ModelManifest(model_id=MODEL_ID, simple_class_path=MODEL_CLASS_PATH)]
+    return [
+        ModelManifest(model_id=MODEL_ID, simple_class_path=MODEL_CLASS_PATH),
+        ModelManifest(model_id=SERVED_MODEL_ID, simple_class_path=SERVED_MODEL_CLASS_PATH),
+    ]

@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 
-from modality_conflict.mc_tasks import lmms_eval_patches
+from modality_conflict.mc_tasks import lmms_eval_patches, plugin
 from modality_conflict.mc_tasks.lmms_eval_patches import PATCHES, Patch
 
 _REVIEW = "review mc_tasks/lmms_eval_patches.py before using this lmms-eval"
@@ -54,6 +54,6 @@ def test_the_entry_point_installs_every_patch() -> None:
 
     (entry,) = [e for e in entry_points(group="lmms_eval.models") if e.value.startswith("modality_conflict.")]
     manifests = entry.load()()
-    assert [m.model_id for m in manifests] == ["modality_conflict_hf"]
+    assert [m.model_id for m in manifests] == [plugin.MODEL_ID, plugin.SERVED_MODEL_ID]
     for patch in PATCHES:
         assert getattr(getattr(patch.target(), patch.method), "_modality_conflict", False), patch.name
