@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import AutoProcessor, GenerationConfig
 from transformers.utils import logging as hf_logging
 
@@ -34,13 +34,13 @@ from modality_conflict.dataset_builder.errors import OutputWriteError
 from modality_conflict.models.demo.recipe import TrainingRecipe, recipe_from_mapping
 from modality_conflict.models.demo.training import deterministic_torch, non_finite_tensors, train_model
 from modality_conflict.models.demo.vocabulary import build_processor, build_tokenizer
+from modality_conflict.models.hub_layout import save_hub_layout
 
 __all__ = [
     "RECIPE_FILE",
     "WEIGHTS_FILE",
     "checkpoint_problem",
     "code_version",
-    "hub_key",
     "remove_stale_partials",
     "shipped_checkpoint",
     "train_checkpoint_folder",
@@ -68,13 +68,6 @@ def code_version() -> dict[str, str]:
 def shipped_checkpoint() -> Path:
     """Folder of the packaged checkpoint (seed 0, default recipe), loadable with ``from_pretrained``."""
     return Path(str(resources.files("modality_conflict.models") / SHIPPED_CHECKPOINT_DIR))
-
-
-def hub_key(name: str) -> str:
-    """The Hub LLaVA name of a weight as transformers 5 saves it (the CLIP tower keeps ``vision_model.``)."""
-    if name.startswith("vision_tower.") and not name.startswith("vision_tower.vision_model."):
-        return "vision_tower.vision_model." + name[len("vision_tower.") :]
-    return name
 
 
 def _sha256(path: Path) -> str:
@@ -139,10 +132,7 @@ def _save_weights(model: torch.nn.Module, out: Path) -> None:
     progress_bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # one file: a bar would only clutter the output and errors
     try:
-        model.save_pretrained(out, max_shard_size="1GB")
-        weights = out / WEIGHTS_FILE
-        tensors = {hub_key(name): tensor for name, tensor in load_file(weights).items()}
-        save_file(tensors, weights, metadata={"format": "pt"})
+        save_hub_layout(model, out, max_shard_size="1GB")  # one file, under the Hub's names
     except SafetensorError as error:
         raise _storage_error(error) from None
     finally:

@@ -19,7 +19,7 @@ from lmms_eval_runs import offline_env
 from safetensors.torch import load_file, save_file
 from tiny_fs import cli, needs_tiny_fs, run_on_tiny_fs
 
-from modality_conflict.mc_tasks.cli import main as cli_main
+from modality_conflict.cli.main import main as cli_main
 from modality_conflict.models.demo import checkpoint as checkpoint_module
 from modality_conflict.models.demo.cache import cached_checkpoint, checkpoint_name
 from modality_conflict.models.demo.checkpoint import (

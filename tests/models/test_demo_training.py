@@ -10,7 +10,7 @@ import pytest
 from demo_recipes import REDUCED_RECIPE
 from tiny_fs import cli, needs_tiny_fs, run_on_tiny_fs
 
-from modality_conflict.mc_tasks.cli import main as cli_main
+from modality_conflict.cli.main import main as cli_main
 from modality_conflict.models.demo.cache import cached_checkpoint
 from modality_conflict.models.demo.checkpoint import RECIPE_FILE, WEIGHTS_FILE, train_checkpoint_folder
 from modality_conflict.models.demo.images import recolouring_is_exact
