@@ -45,6 +45,7 @@ from modality_conflict.dataset_builder.folder import (
     DatasetFolderError,
     confined_path,
 )
+from modality_conflict.dataset_builder.regular_files import read_regular_file
 from modality_conflict.dataset_builder.writer import remove_stale_partials
 
 DATA_ENV = "MODALITY_CONFLICT_DATA"
@@ -57,6 +58,7 @@ LOCK_TIMEOUT_S = 3600.0
 DATASETS_DIR = "datasets"
 # Beside a cache folder filled from the Hub: the commit it came from.
 _ORIGIN_SUFFIX = ".hub-revision"
+_ORIGIN_MAX_BYTES = 256
 LOG_PREFIX = "[modality_conflict]"
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
@@ -154,7 +156,11 @@ def verify_folder(path: str | os.PathLike[str]) -> str:
         raise DataResolutionError(
             f"{path} is not a folder: build one with `modality-conflict build --out {path}`"
         )
-    if folder.manifest is None:
+    try:
+        manifest = folder.manifest
+    except DatasetFolderError as error:
+        raise DataResolutionError(f"{path}: {error}") from None
+    if manifest is None:
         raise DataResolutionError(
             f"{path} has no readable {MANIFEST_NAME}: it was not made by `modality-conflict build` "
             f"(build one with `modality-conflict build --out {path}`)"
@@ -289,8 +295,9 @@ def _cached(folder: Path, spec: DatasetSpec, log: Log) -> ResolvedData | None:
 
 def _hub_origin(folder: Path) -> str | None:
     try:
-        text = folder.with_name(folder.name + _ORIGIN_SUFFIX).read_text(encoding="utf-8").strip()
-    except OSError:
+        raw = read_regular_file(folder.with_name(folder.name + _ORIGIN_SUFFIX), max_bytes=_ORIGIN_MAX_BYTES)
+        text = raw.decode("utf-8").strip()
+    except (OSError, ValueError):  # absent, a pipe, a device, too long or not text: no known origin
         return None
     return text or None
 

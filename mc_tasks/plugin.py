@@ -9,15 +9,22 @@ imports before it creates the TaskManager. The entry point therefore also
 - wraps ``ConfigurableTask.download`` (which ``ConfigurableMessagesTask``, the chat variant, inherits) so
   that a task whose ``metadata`` pins one of this project's datasets reads a verified local folder:
   ``MODALITY_CONFLICT_DATA``, the cache, the pinned Hub commit or a fresh build
-  (:mod:`modality_conflict.dataset_builder.resolve`). Other tasks are left alone, and nothing is
+  (:mod:`modality_conflict.dataset_builder.resolve`), and loads its rows through
+  :class:`~modality_conflict.dataset_builder.folder.DatasetFolder` (exactly the manifest's shards, from
+  the bytes checked against it) instead of ``datasets.load_dataset``, which would follow the card's
+  ``configs`` and reuse the ``datasets`` Arrow cache unchecked. Other tasks are left alone, and nothing is
   resolved until such a task is loaded. What was used is written into the task's ``metadata``, which
   lmms-eval copies into the results file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +99,11 @@ def task_dataset_name(config: Any) -> str | None:
 def _explicit_folder(data_dir: str, dataset: str | None) -> str:
     """The folder of ``dataset`` in ``data_dir``: ``data_dir`` itself, or the one of the dataset folders it
     holds whose manifest names ``dataset``."""
+    from modality_conflict.dataset_builder.folder import dataset_folders, is_one_dataset_folder
     from modality_conflict.dataset_builder.resolve import DataResolutionError
-    from modality_conflict.mc_tasks.task_config import dataset_folders
 
     root = Path(data_dir)
-    if not root.is_dir() or (root / "data").exists() or (root / "manifest.json").exists():
+    if is_one_dataset_folder(root):
         # One dataset folder: resolution checks it and names what is wrong; only its kind is checked here.
         try:
             folders = dataset_folders(root)
@@ -169,6 +176,74 @@ def _fail(error: Exception) -> None:
     raise error
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While the data is resolved, SIGTERM stops it as Ctrl-C does, so a build cleans up and says so in one
+    line (from the first instant: the build's own handler is installed only once it starts)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, None):  # lmms-eval or a launcher decides what SIGTERM does
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(interrupt: KeyboardInterrupt) -> None:
+    """Under the lmms-eval command line, Ctrl-C or SIGTERM while the data is prepared is one line (the
+    build has already removed what it left half-written) and the usual exit status; else re-raised."""
+    if not _running_lmms_eval_cli():
+        raise interrupt
+    terminated = "SIGTERM" in str(interrupt)
+    print(
+        f"interrupted ({'SIGTERM' if terminated else 'SIGINT'}) while preparing the dataset: nothing "
+        "half-written was kept; the next run prepares it again",
+        file=sys.stderr,
+        flush=True,
+    )
+    raise SystemExit(143 if terminated else 130)
+
+
+def load_verified_rows(task: Any, resolved: Any) -> None:
+    """Give an lmms-eval task the rows of a resolved folder, as its own ``download`` would leave them.
+
+    ``task.dataset`` holds the verified rows (:meth:`DatasetFolder.splits`), after the task's
+    ``process_docs``; ``task.dataset_no_image`` the same without image columns, unless the task's
+    ``process_results`` asks for images.
+    """
+    import datasets
+
+    from modality_conflict.dataset_builder.folder import DatasetFolder
+
+    config = task.config
+    dataset = DatasetFolder(resolved.path).splits(resolved.fingerprint)
+    evaluated = {config.training_split, config.validation_split, config.test_split, config.fewshot_split}
+    if config.process_docs is not None:
+        for split in [name for name in dataset if name in evaluated]:
+            dataset[split] = config.process_docs(dataset[split])
+    task.dataset = dataset
+    if getattr(config, "process_results_use_image", False):
+        task.dataset_no_image = dataset
+        return
+    task.dataset_no_image = datasets.DatasetDict(
+        {
+            name: split.remove_columns(
+                [key for key, feature in split.features.items() if isinstance(feature, datasets.Image)]
+            )
+            for name, split in dataset.items()
+        }
+    )
+
+
 def install_data_resolution() -> None:
     """Make ``ConfigurableTask.download`` resolve the data of the project's tasks first (idempotent)."""
     from lmms_eval.api.task import ConfigurableTask
@@ -182,16 +257,21 @@ def install_data_resolution() -> None:
     @functools.wraps(original)
     def download(self: Any, dataset_kwargs: Any = None) -> Any:
         try:
-            resolved = resolve_task_data(self.config)
-        except ModalityConflictError as error:
-            _fail(error)
-        if resolved is not None:
+            with _sigterm_as_interrupt():
+                resolved = resolve_task_data(self.config)
+            if resolved is None:
+                return original(self, dataset_kwargs)
             dataset_kwargs = {k: v for k, v in dict(dataset_kwargs or {}).items() if k not in _HUB_KWARGS}
             self.DATASET_PATH = str(resolved.path)
             self.config.dataset_path = str(resolved.path)
             self.config.dataset_kwargs = dataset_kwargs
+            load_verified_rows(self, resolved)
             self.config.metadata[USED_KEY] = resolved.record()
-        return original(self, dataset_kwargs)
+        except ModalityConflictError as error:
+            _fail(error)
+        except KeyboardInterrupt as interrupt:
+            _interrupted(interrupt)
+        return None
 
     download._modality_conflict = True  # type: ignore[attr-defined]
     ConfigurableTask.download = download
