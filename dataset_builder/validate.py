@@ -571,14 +571,13 @@ def validate_dataset(
         problems.add(f"{DATA_DIR}/: no parquet files")
     checker = spec.module("validate").make_row_checker(problems, check_images)
     for name in files:
-        if manifest is None or name not in listed or manifest_problems(manifest):
-            continue  # only the bytes the manifest vouches for are read (the problem is listed above)
+        if manifest is None or name not in listed:
+            continue  # only bytes the manifest vouches for are parsed (the problem is listed above)
         try:
-            # The rows checked are parsed from the very bytes whose sha256 matched the manifest.
-            shard = pa.BufferReader(dataset.verified_shard(name))
+            shard = pa.BufferReader(dataset.verified_shard(name))  # the bytes whose sha256 matched
             schema = pq.read_schema(shard)
         except DatasetFolderError:
-            continue  # a hash or size mismatch, listed above
+            continue  # a mistyped manifest, or a hash or size mismatch: listed above
         except (OSError, pa.ArrowException) as error:
             problems.add(f"{name}: cannot be read as parquet ({error})")
             continue

@@ -373,7 +373,7 @@ def summarize_records(
 ) -> dict[str, Any]:
     """The task's summary as a flat JSON-safe dict (undefined numbers are None with a reason).
 
-    This is the value of the ``report`` metric; :class:`modality_conflict.mc_tasks.results.TaskSummary`
+    This is the value of the ``report`` metric; :class:`modality_conflict.analysis.results.TaskSummary`
     reads it. ``candidates`` defaults to the union of the records' answer sets. When the records ask
     about more than one attribute, ``attributes`` lists them and ``by_attribute`` holds each one's own
     summary, computed on that attribute's records only, next to the pooled one (its numbers, intervals,

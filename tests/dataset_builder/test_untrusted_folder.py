@@ -23,7 +23,7 @@ from modality_conflict.dataset_builder.canonical import CANONICAL, DatasetSpec
 from modality_conflict.dataset_builder.folder import DatasetFolder, DatasetFolderError
 from modality_conflict.dataset_builder.manifest import manifest_problems
 
-CLI = [sys.executable, "-m", "modality_conflict.mc_tasks.cli"]
+CLI = [sys.executable, "-m", "modality_conflict.cli.main"]
 # Long enough for a cold start on a loaded machine; a read that blocks on a pipe never ends.
 HANG_S = 180
 

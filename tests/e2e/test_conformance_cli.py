@@ -30,9 +30,9 @@ from lmms_eval_runs import (
     samples,
 )
 
-from modality_conflict.mc_tasks.evaluate import EvaluationFailedError, RunOutputs, find_run_outputs
+from modality_conflict.analysis.evaluate import EvaluationFailedError, RunOutputs, find_run_outputs
+from modality_conflict.analysis.results import ResultsFile
 from modality_conflict.mc_tasks.names import RECORD_KEY
-from modality_conflict.mc_tasks.results import ResultsFile
 from modality_conflict.models.envelope import decode_envelope
 
 pytestmark = pytest.mark.slow

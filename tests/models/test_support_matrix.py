@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import support_matrix
-
-from modality_conflict.models.tiny import ARCHITECTURES
+from tiny_zoo import ARCHITECTURES
 
 STATUSES = {"supported", "refused", "text rows only"}
 WRAPPER_STATUSES = {"supported", "broken upstream", "no wrapper", "not checked"}
