@@ -24,9 +24,8 @@ from modality_conflict.dataset_builder.folder import (
     dataset_folders,
     is_one_dataset_folder,
 )
-from modality_conflict.dataset_builder.resolve import DataResolutionError, verify_folder
+from modality_conflict.dataset_builder.resolve import DATA_ENV, DataResolutionError, verify_folder
 from modality_conflict.mc_tasks.names import GROUP
-from modality_conflict.mc_tasks.plugin import DATA_ENV
 from modality_conflict.mc_tasks.task_config import write_local_task_dir
 
 

@@ -36,10 +36,6 @@ MAX_CARD_BYTES = 1 << 22
 #: The most read from one parquet shard (a build writes shards of a few megabytes).
 MAX_SHARD_BYTES = 1 << 31
 
-#: ClassLabel columns of the colour set and their names, in index order (each dataset's are
-#: ``DatasetKind.label_names``; :attr:`DatasetFolder.kind` gives a folder's).
-LABEL_NAMES: dict[str, tuple[str, ...]] = COLOR.label_names
-
 
 class DatasetFolderError(ModalityConflictError, ValueError):
     """A dataset folder is missing a piece, or its files do not match its manifest."""

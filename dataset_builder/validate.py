@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from modality_conflict.dataset_builder import plan as colour_plan
 from modality_conflict.dataset_builder.constants import (
     COLORS,
     CONDITIONS,
@@ -43,10 +42,11 @@ from modality_conflict.dataset_builder.folder import (
 )
 from modality_conflict.dataset_builder.manifest import manifest_problems
 from modality_conflict.dataset_builder.plan import expected_row_ids
+from modality_conflict.dataset_builder.rows import item_id, text_key, vision_key
 from modality_conflict.dataset_builder.specs import COLOR, DATASETS, kind_of_manifest
-from modality_conflict.dataset_builder.texts import INTERMEDIARY_OBJECTS, WORLD_OBJECTS
+from modality_conflict.dataset_builder.texts import INTERMEDIARY_OBJECTS, TEMPLATE_PREFIX, WORLD_OBJECTS
 
-_TEMPLATE_PREFIX = ("direct-", "simple-", "world-")
+_TEMPLATE_PREFIX = tuple(f"{prefix}-" for prefix in TEMPLATE_PREFIX.values())
 _BATCH_ROWS = 512
 
 
@@ -230,12 +230,11 @@ def check_tiers_and_keys(
     group: int,
     n_visual_tiers: int,
     text_tiers: Sequence[int],
-    keys: Any,
 ) -> tuple[int, int] | None:
     """Check a row's tiers against its condition and its row id and join keys against its tiers.
 
-    ``keys`` is the dataset's plan module (``vision_key``, ``text_key``, ``item_id``). Returns the
-    (visual, text) tiers, or None when a tier is out of range (the key checks are then skipped).
+    Returns the (visual, text) tiers, or None when a tier is out of range (the key checks are then
+    skipped).
     """
     dv, dt = row.get("visual_tier"), row.get("text_tier")
     has_image = condition in ("vision_only", "conflict")
@@ -253,25 +252,25 @@ def check_tiers_and_keys(
     row_id = row.get("row_id")
     if condition == "vision_only":
         expected = {
-            "row_id": keys.vision_key(group, dv, control),
+            "row_id": vision_key(group, dv, control),
             "vision_key": row_id,
             "text_key": "",
             "item_id": "",
         }
     elif condition == "text_only":
         expected = {
-            "row_id": keys.text_key(group, dt, control),
+            "row_id": text_key(group, dt, control),
             "vision_key": "",
             "text_key": row_id,
             "item_id": "",
         }
     else:
-        iid = keys.item_id(group, dv, dt, control)
+        iid = item_id(group, dv, dt, control)
         expected = {
             "row_id": iid,
             "item_id": iid,
-            "vision_key": keys.vision_key(group, dv, control),
-            "text_key": keys.text_key(group, dt, control),
+            "vision_key": vision_key(group, dv, control),
+            "text_key": text_key(group, dt, control),
         }
     for name, want in expected.items():
         if row.get(name) != want:
@@ -401,7 +400,6 @@ class _RowChecker(RowCheckerBase):
             group=group,
             n_visual_tiers=len(VISUAL_TIERS),
             text_tiers=TEXT_TIERS,
-            keys=colour_plan,
         )
         if tiers is None:
             return

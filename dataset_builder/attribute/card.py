@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 from modality_conflict.dataset_builder.attribute.constants import (
-    ANSWER_COMMAND,
     ANSWER_SYNONYMS,
     ANSWERS,
     ATTRIBUTE_VALUES,
     BUILDER_VERSION,
     COLORS,
     CONTROL_VISUAL_TIERS,
-    DATASET_LICENSE,
     IMAGE_HEIGHT,
     IMAGE_WIDTH,
     MATERIALS,
     MIN_OBJECT_PIXELS,
-    PAPER_ARXIV_ID,
     QUESTION_TEMPLATES,
     SHAPES,
-    SPLIT,
     SUPERSAMPLE,
     VISUAL_TIERS,
 )
-from modality_conflict.dataset_builder.attribute.features import FEATURES
 from modality_conflict.dataset_builder.attribute.plan import rows_per_condition, rows_per_group
 from modality_conflict.dataset_builder.attribute.texts import INTERMEDIARY_OBJECTS, WORLD_OBJECTS
 from modality_conflict.dataset_builder.card import CITATION, front_matter, yaml_front_matter
+from modality_conflict.dataset_builder.constants import ANSWER_COMMAND, DATASET_LICENSE, PAPER_ARXIV_ID, SPLIT
+from modality_conflict.dataset_builder.specs import ATTRIBUTE
 
 PRETTY_NAME = "Modality Conflict: attribute recognition"
 
@@ -108,7 +105,7 @@ def render_card(
             num_rows=num_rows,
             num_bytes=num_bytes,
             download_size=download_size,
-            features=FEATURES,
+            features=ATTRIBUTE.features,
             pretty_name=PRETTY_NAME,
         )
     )

@@ -16,17 +16,13 @@ import json
 from collections import Counter, defaultdict
 from typing import Any
 
-from modality_conflict.dataset_builder.attribute import plan as attribute_plan
 from modality_conflict.dataset_builder.attribute.constants import (
     ANSWERS,
     ATTRIBUTE_VALUES,
     ATTRIBUTES,
-    CONDITIONS,
-    CONTROLS,
     IMAGE_HEIGHT,
     IMAGE_WIDTH,
     QUESTION_TEMPLATES,
-    TEXT_TIERS,
     VISUAL_TIERS,
 )
 from modality_conflict.dataset_builder.attribute.plan import (
@@ -35,6 +31,7 @@ from modality_conflict.dataset_builder.attribute.plan import (
 )
 from modality_conflict.dataset_builder.attribute.scene import other_attribute
 from modality_conflict.dataset_builder.attribute.texts import TEMPLATE_PREFIX, claimed_value
+from modality_conflict.dataset_builder.constants import CONDITIONS, CONTROLS, TEXT_TIERS
 from modality_conflict.dataset_builder.validate import (
     RowCheckerBase,
     _Problems,
@@ -115,7 +112,6 @@ class AttributeRowChecker(RowCheckerBase):
             group=group,
             n_visual_tiers=len(VISUAL_TIERS),
             text_tiers=TEXT_TIERS,
-            keys=attribute_plan,
         )
         if tiers is None:
             return

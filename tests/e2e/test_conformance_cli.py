@@ -44,8 +44,13 @@ SAMPLED, LOGLIK, GENERATE = (
     "modality_conflict_color_quick",
 )
 STOCK = list(support_matrix.lmms_eval_runs())
-FAMILIES = ("mllama", "aya_vision", "phi4_multimodal", "qwen2_5_omni")
-"""Families run through the CLI with ``modality_conflict_hf`` (gemma3 runs on its own, below)."""
+FAMILIES = tuple(
+    name
+    for name in ("mllama", "aya_vision", "phi4_multimodal", "qwen2_5_omni")
+    if support_matrix.load()["architectures"][name]["modality_conflict_hf"]["status"] == "supported"
+)
+"""Families run through the CLI with ``modality_conflict_hf`` (gemma3 runs on its own, below), those the
+installed transformers supports."""
 
 
 def _stock_run(arch: str, index: int, entry: dict[str, Any], folder: Path) -> BatchRun:

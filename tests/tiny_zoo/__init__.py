@@ -27,8 +27,10 @@ by the conformance tests).
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 __all__ = ["ARCHITECTURES", "Architecture", "build", "build_all"]
@@ -52,6 +54,10 @@ class Architecture:
         The real checkpoints whose template, tokenizer and processor behaviour the tiny one copies.
     needs
         Extra Python packages the processor needs at load time (empty when none).
+    needs_transformers
+        The transformers major version the benchmark runs the family from. Under an older one only its
+        ``config.json`` is written: the wrapper refuses the family from it before loading anything, and
+        the older release may lack the family's classes.
     """
 
     name: str
@@ -60,9 +66,15 @@ class Architecture:
     builder: str
     mimics: str
     needs: tuple[str, ...] = ()
+    needs_transformers: int = 4
 
     def build(self, out_dir: str | Path, *, seed: int = 0) -> Path:
         """Write this checkpoint to ``out_dir`` and return the folder."""
+        if int(version("transformers").split(".")[0]) < self.needs_transformers:
+            out = Path(out_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.json").write_text(json.dumps({"model_type": self.model_type}) + "\n")
+            return out
         module, _, function = self.builder.partition(":")
         return getattr(importlib.import_module(f"{__name__}.{module}"), function)(out_dir, seed=seed)
 
@@ -151,6 +163,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             _MLM,
             "multimodal_lm:build_phi4_multimodal",
             "microsoft/Phi-4-multimodal-instruct (transformers-native weights)",
+            needs_transformers=5,
         ),
         Architecture(
             "qwen2_5_omni",
@@ -158,6 +171,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             _MLM,
             "multimodal_lm:build_qwen2_5_omni",
             "Qwen/Qwen2.5-Omni-3B (thinker only)",
+            needs_transformers=5,
         ),
         Architecture(
             "qwen2_audio",
@@ -165,6 +179,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             _MLM,
             "multimodal_lm:build_qwen2_audio",
             "Qwen/Qwen2-Audio-7B-Instruct (an audio-language model: no images)",
+            needs_transformers=5,
         ),
         Architecture(
             "paligemma",

@@ -6,6 +6,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
@@ -37,6 +38,16 @@ SIGLIP_VISION = {
 }
 #: The image-grid tokens of the Idefics3 / SmolVLM tokenizers.
 GRID_TOKENS = [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
+#: The installed transformers' major version: 4.x and 5.x name some config fields differently.
+TRANSFORMERS_MAJOR = int(transformers.__version__.split(".")[0])
+
+
+def rope_fields(**extra: Any) -> dict[str, Any]:
+    """Default RoPE (theta 10000, plus ``extra`` such as ``mrope_section``) under the installed
+    transformers' names: 5.x ``rope_parameters``, 4.x ``rope_theta`` and ``rope_scaling``."""
+    if TRANSFORMERS_MAJOR >= 5:
+        return {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, **extra}}
+    return {"rope_theta": 10000.0, "rope_scaling": {"rope_type": "default", **extra}}
 
 
 def _corpus() -> list[str]:
@@ -87,12 +98,15 @@ def make_tokenizer(
     unk: str | None = None,
     add_bos: bool = False,
     extra_special_tokens: dict[str, str] | None = None,
+    tokenizer_class: str | None = None,
 ) -> PreTrainedTokenizerFast:
     """A fast tokenizer over the shared BPE with the given special tokens.
 
     ``add_bos=True`` installs a post-processor that prefixes ``bos`` on every encode with special tokens,
     as the Llama, Mistral, Gemma and Cohere tokenizers do; without it no token is ever added, as for
     Qwen and SmolLM2. The special tokens take the ids right after the trained vocabulary, in order.
+    ``tokenizer_class`` names the fast tokenizer class a processor insists on under transformers 4.x
+    (``Qwen2TokenizerFast``, ``GemmaTokenizerFast``); 5.x processors take any fast tokenizer.
     """
     tokenizer = Tokenizer.from_str(_base_tokenizer_json())
     named = [t for t in (unk, bos, eos, pad) if t is not None]
@@ -106,7 +120,10 @@ def make_tokenizer(
             single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]
         )
     roles = {"bos_token": bos, "eos_token": eos, "pad_token": pad, "unk_token": unk}
-    wrapped = PreTrainedTokenizerFast(
+    wrapper_class = PreTrainedTokenizerFast
+    if tokenizer_class is not None and TRANSFORMERS_MAJOR < 5:
+        wrapper_class = getattr(transformers, tokenizer_class)
+    wrapped = wrapper_class(
         tokenizer_object=tokenizer,
         **{k: v for k, v in roles.items() if v is not None},
         extra_special_tokens=extra_special_tokens or {},

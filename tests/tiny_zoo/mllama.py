@@ -17,6 +17,7 @@ from tiny_zoo.common import (
     content_loop,
     make_tokenizer,
     prepare,
+    rope_fields,
     save_checkpoint,
     tiny_llama_text,
 )
@@ -59,7 +60,7 @@ def build_mllama(out_dir: str | Path, *, seed: int = 0) -> Path:
         pad="<|finetune_right_pad_id|>",
         add_bos=True,
     )
-    text = tiny_llama_text(tokenizer, cross_attention_layers=[1])
+    text = tiny_llama_text(tokenizer, cross_attention_layers=[1], **rope_fields())
     text.pop("head_dim")
     config = MllamaConfig(
         vision_config={

@@ -26,6 +26,7 @@ from tiny_zoo.common import (
     content_loop,
     make_tokenizer,
     prepare,
+    rope_fields,
     save_checkpoint,
     tiny_llama_text,
 )
@@ -127,7 +128,7 @@ def build_qwen2_5_omni(out_dir: str | Path, *, seed: int = 0) -> Path:
     ids = tokenizer.convert_tokens_to_ids
     text = tiny_llama_text(
         tokenizer,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+        **rope_fields(mrope_section=[2, 3, 3]),
         bos_token_id=None,
     )
     thinker = {

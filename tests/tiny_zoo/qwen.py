@@ -25,6 +25,7 @@ from tiny_zoo.common import (
     content_loop,
     make_tokenizer,
     prepare,
+    rope_fields,
     save_checkpoint,
     tiny_llama_text,
 )
@@ -84,7 +85,13 @@ QWEN3_VL_HYBRID_TEMPLATE = (
 
 
 def _qwen_tokenizer(template: str):
-    return make_tokenizer(QWEN_SPECIALS, chat_template=template, eos="<|im_end|>", pad="<|endoftext|>")
+    return make_tokenizer(
+        QWEN_SPECIALS,
+        chat_template=template,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        tokenizer_class="Qwen2TokenizerFast",
+    )
 
 
 def _token_ids(tokenizer: Any) -> dict[str, int]:
@@ -101,7 +108,7 @@ def _mrope_text(tokenizer: Any) -> dict[str, Any]:
     # Multimodal RoPE splits each head's 8 rotary frequencies over (time, height, width).
     return tiny_llama_text(
         tokenizer,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+        **rope_fields(mrope_section=[2, 3, 3]),
         bos_token_id=None,
     )
 

@@ -16,6 +16,7 @@ from transformers import (
 
 from tiny_zoo.common import (
     IMAGE_SIZE,
+    content_loop,
     make_tokenizer,
     prepare,
     save_checkpoint,
@@ -61,10 +62,18 @@ def build_text_lm(out_dir: str | Path, *, seed: int = 0) -> Path:
 
 
 def build_paligemma(out_dir: str | Path, *, seed: int = 0) -> Path:
-    """PaliGemma (``paligemma``): no chat template, and its processor refuses prompts without an image."""
+    """PaliGemma (``paligemma``) with a chat template, as some fine-tunes ship one: its processor still
+    refuses prompts without an image."""
     out = prepare(out_dir, seed)
     tokenizer = make_tokenizer(
-        ["<image>"], chat_template=None, bos="<bos>", eos="<eos>", pad="<pad>", unk="<unk>", add_bos=True
+        ["<image>"],
+        chat_template="{% for message in messages %}" + content_loop("<image>") + "\n{% endfor %}",
+        bos="<bos>",
+        eos="<eos>",
+        pad="<pad>",
+        unk="<unk>",
+        add_bos=True,
+        tokenizer_class="GemmaTokenizerFast",
     )
     n_image_tokens = (IMAGE_SIZE // 8) ** 2
     config = PaliGemmaConfig(
@@ -83,5 +92,7 @@ def build_paligemma(out_dir: str | Path, *, seed: int = 0) -> Path:
     )
     image_processor = SiglipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     image_processor.image_seq_length = n_image_tokens
-    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    processor = PaliGemmaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template
+    )
     return save_checkpoint(out, PaliGemmaForConditionalGeneration(config), processor, tokenizer)

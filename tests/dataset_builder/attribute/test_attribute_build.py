@@ -19,12 +19,9 @@ from modality_conflict.dataset_builder.attribute.constants import (
     ATTRIBUTE_VALUES,
     ATTRIBUTES,
     BUILDER_VERSION,
-    CONDITIONS,
-    CONTROLS,
     DATASET_NAME,
     VISUAL_TIERS,
 )
-from modality_conflict.dataset_builder.attribute.features import FEATURES, arrow_schema
 from modality_conflict.dataset_builder.attribute.plan import (
     expected_row_ids,
     rows_per_condition,
@@ -32,8 +29,11 @@ from modality_conflict.dataset_builder.attribute.plan import (
 )
 from modality_conflict.dataset_builder.attribute.scene import Scene, SceneObject, other_attribute
 from modality_conflict.dataset_builder.builder import build_dataset, resolve_groups
+from modality_conflict.dataset_builder.constants import CONDITIONS, CONTROLS
 from modality_conflict.dataset_builder.errors import BuildError
+from modality_conflict.dataset_builder.features import arrow_schema, features_for
 from modality_conflict.dataset_builder.folder import DatasetFolder
+from modality_conflict.dataset_builder.specs import ATTRIBUTE
 from modality_conflict.dataset_builder.validate import validate_dataset
 
 SHARD = "data/test-00000-of-00001.parquet"
@@ -81,9 +81,11 @@ def test_validates_and_loads_with_its_features(attribute_dataset_dir: Path) -> N
     assert report.dataset == "attribute" and report.num_rows == _groups(attribute_dataset_dir) * 41
     assert report.counts["attribute"] == {"shape": report.num_rows // 2, "material": report.num_rows // 2}
     assert report.images_decoded == _groups(attribute_dataset_dir) * len(VISUAL_TIERS)
-    assert pq.read_schema(attribute_dataset_dir / SHARD).equals(arrow_schema(), check_metadata=False)
+    assert pq.read_schema(attribute_dataset_dir / SHARD).equals(arrow_schema(ATTRIBUTE), check_metadata=False)
     dataset = load_dataset(str(attribute_dataset_dir), split="test")
-    assert dataset.features == FEATURES and dataset.features["vision_answer"].names == list(ANSWERS)
+    assert dataset.features == features_for(ATTRIBUTE) and dataset.features["vision_answer"].names == list(
+        ANSWERS
+    )
 
 
 def test_rows_keys_answers_and_scenes(attribute_dataset_dir: Path) -> None:

@@ -12,8 +12,6 @@ from modality_conflict.dataset_builder.attribute.constants import (
     ATTRIBUTE_VALUES,
     COLORS,
     CONTROL_VISUAL_TIERS,
-    CONTROLS,
-    TEXT_TIERS,
     VISUAL_TIERS,
 )
 from modality_conflict.dataset_builder.attribute.plan import (
@@ -32,6 +30,7 @@ from modality_conflict.dataset_builder.attribute.texts import (
     claimed_value,
     render_text,
 )
+from modality_conflict.dataset_builder.constants import CONTROLS, TEXT_TIERS
 
 GROUPS = range(60)
 
