@@ -10,15 +10,23 @@ missing modality, layout values of text-only rows).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Protocol
 
 import pyarrow as pa
 from datasets import ClassLabel, Features, Image, List, Value
 
-from modality_conflict.dataset_builder.specs import COLOR
 
-if TYPE_CHECKING:
-    from modality_conflict.dataset_builder.specs import DatasetKind
+class ColumnsOfKind(Protocol):
+    """What a :class:`~modality_conflict.dataset_builder.specs.DatasetKind` says of its columns."""
+
+    key: str
+    subject_columns: tuple[tuple[str, str], ...]
+    layout_columns: tuple[tuple[str, str], ...]
+
+    @property
+    def label_names(self) -> Mapping[str, tuple[str, ...]]: ...
+
 
 # (column, type) in shard order; "label" columns take their names from the kind's label_names.
 _IDENTITY_COLUMNS = (
@@ -45,7 +53,7 @@ _QUESTION_COLUMNS = (
 _CACHE: dict[str, Features] = {}
 
 
-def _feature(column: str, kind_of_value: str, labels: dict[str, tuple[str, ...]]) -> object:
+def _feature(column: str, kind_of_value: str, labels: Mapping[str, tuple[str, ...]]) -> object:
     if kind_of_value == "label":
         return ClassLabel(names=list(labels[column]))
     if kind_of_value == "image":
@@ -55,7 +63,7 @@ def _feature(column: str, kind_of_value: str, labels: dict[str, tuple[str, ...]]
     return Value(kind_of_value)
 
 
-def features_for(kind: DatasetKind = COLOR) -> Features:
+def features_for(kind: ColumnsOfKind) -> Features:
     """The columns and types of every shard of dataset ``kind``, in order."""
     if kind.key not in _CACHE:
         labels = kind.label_names
@@ -64,11 +72,7 @@ def features_for(kind: DatasetKind = COLOR) -> Features:
     return _CACHE[kind.key]
 
 
-def arrow_schema(kind: DatasetKind = COLOR) -> pa.Schema:
+def arrow_schema(kind: ColumnsOfKind) -> pa.Schema:
     """Arrow schema of the shards, with the ``huggingface`` metadata that ``datasets`` reads back (the
     features embedded as JSON, so a shard read on its own still gives the exact Features)."""
     return features_for(kind).arrow_schema
-
-
-#: The colour set's features.
-FEATURES = features_for(COLOR)

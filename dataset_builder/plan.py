@@ -19,14 +19,14 @@ import numpy as np
 
 from modality_conflict.dataset_builder.constants import (
     COLORS,
-    CONTROL_VISUAL_TIERS,
     CONTROLS,
     QUESTION_TEMPLATE,
     SHAPES,
     VISUAL_TIERS,
 )
 from modality_conflict.dataset_builder.render import ImageSpec, RenderedImage, render
-from modality_conflict.dataset_builder.rows import TierLayout, check_seed_and_group, derangement, seeded_rng
+from modality_conflict.dataset_builder.rows import check_seed_and_group, derangement, seeded_rng
+from modality_conflict.dataset_builder.specs import COLOR
 from modality_conflict.dataset_builder.texts import ConflictText, draw_text
 
 # First element of the spawn key: keeps the streams for colour blocks and for groups apart.
@@ -34,10 +34,7 @@ _KEY_COLOR_BLOCK = 0
 _KEY_GROUP = 1
 
 
-LAYOUT = TierLayout(tuple(t.index for t in VISUAL_TIERS), CONTROL_VISUAL_TIERS)
-control_tiers = LAYOUT.control_tiers
-expected_row_ids = LAYOUT.expected_row_ids
-rows_per_group = LAYOUT.rows_per_group
+LAYOUT = COLOR.layout
 
 
 def group_colors(seed: int, group: int) -> tuple[str, str]:
@@ -166,7 +163,7 @@ def group_rows(seed: int, group: int) -> list[dict[str, Any]]:
     Returns
     -------
     list of dict
-        Rows in :func:`expected_row_ids` order, ready for ``pyarrow.Table.from_pylist`` with the
+        Rows in ``LAYOUT.expected_row_ids`` order, ready for ``pyarrow.Table.from_pylist`` with the
         schema of :mod:`modality_conflict.dataset_builder.features`.
     """
     plan = plan_group(seed, group)

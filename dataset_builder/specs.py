@@ -88,9 +88,17 @@ class DatasetKind:
         worker processes can receive it)."""
         return self.module("plan").group_rows
 
+    @property
+    def layout(self) -> Any:
+        """The tiers each control is built on and the rows of a group
+        (:class:`~modality_conflict.dataset_builder.rows.TierLayout`)."""
+        from modality_conflict.dataset_builder.rows import TierLayout
+
+        return TierLayout(tuple(range(self.images_per_group)), self.control_visual_tiers)
+
     def rows_per_group(self) -> int:
         """Rows each group contributes."""
-        return int(self.module("plan").rows_per_group())
+        return self.layout.rows_per_group()
 
     @property
     def features(self) -> Any:

@@ -1,9 +1,10 @@
 """Every change this project makes to lmms-eval 0.7.3, each where no lmms-eval mechanism serves.
 
-The ``lmms_eval.models`` entry point (:func:`modality_conflict.mc_tasks.plugin.lmms_eval_manifests`) installs
-them in every lmms-eval process that can run the tasks; each wraps one method, calls the original and is
-idempotent. :data:`PATCHES` says what each one relies on, and ``tests/mc_tasks/test_lmms_eval_patches.py``
-fails with the method's name when a new lmms-eval changes it.
+The ``lmms_eval.models`` entry point (:func:`modality_conflict.mc_tasks.plugin.lmms_eval_manifests`)
+installs them in every lmms-eval process that can run the tasks, handing over what they call
+(:class:`TaskHooks`); each wraps one method, calls the original and is idempotent. :data:`PATCHES` says
+what each one relies on, and ``tests/mc_tasks/test_lmms_eval_patches.py`` fails with the method's name
+when a new lmms-eval changes it.
 
 - ``TaskManager.initialize_tasks``: index the installed task folder after any ``--include_path``.
   lmms-eval reads ``LMMS_EVAL_PLUGINS`` only after the CLI has built its TaskManager, so no plugin setting
@@ -26,14 +27,31 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from modality_conflict.dataset_builder.canonical import USED_KEY
 from modality_conflict.dataset_builder.errors import ModalityConflictError
-from modality_conflict.mc_tasks import plugin, report_file
+from modality_conflict.mc_tasks import report_file
 
 _MARK = "_modality_conflict"
+
+
+@dataclass(frozen=True)
+class TaskHooks:
+    """What the patches call: the task folders to index after ``--include_path``, the resolution of a
+    pinned task's data (None for other tasks), how a resolution error ends the run, a task's
+    ``dataset_kwargs`` for a local folder, how a resolved folder's verified rows become the task's, the
+    guard that turns SIGTERM into an interrupt while data is prepared, and how an interrupt ends the run."""
+
+    task_paths: Callable[[Any], list[str]]
+    resolve_data: Callable[[Any], Any]
+    fail: Callable[[Exception], None]
+    local_kwargs: Callable[[Any], dict[str, Any]]
+    load_rows: Callable[[Any, Any], None]
+    signal_guard: Callable[[], AbstractContextManager[None]]
+    interrupted: Callable[[KeyboardInterrupt], None]
 
 
 @dataclass(frozen=True)
@@ -105,31 +123,31 @@ def _install(method: str, make_wrapper: Callable[[Any], Callable[..., Any]]) -> 
     setattr(owner, method, wrapper)
 
 
-def _index_project_tasks(original: Any) -> Callable[..., Any]:
+def _index_project_tasks(hooks: TaskHooks, original: Any) -> Callable[..., Any]:
     def initialize_tasks(self: Any, include_path: Any = None, include_defaults: bool = True) -> Any:
-        paths = plugin.with_project_tasks(include_path)
+        paths = hooks.task_paths(include_path)
         return original(self, include_path=paths, include_defaults=include_defaults)
 
     return initialize_tasks
 
 
-def _resolve_pinned_data(original: Any) -> Callable[..., Any]:
+def _resolve_pinned_data(hooks: TaskHooks, original: Any) -> Callable[..., Any]:
     def download(self: Any, dataset_kwargs: Any = None) -> Any:
         try:
-            with plugin.sigterm_as_interrupt():
-                resolved = plugin.resolve_task_data(self.config)
+            with hooks.signal_guard():
+                resolved = hooks.resolve_data(self.config)
             if resolved is None:
                 return original(self, dataset_kwargs)
             self.DATASET_PATH = str(resolved.path)
             self.config.dataset_path = str(resolved.path)
-            self.config.dataset_kwargs = plugin.local_dataset_kwargs(dataset_kwargs)
+            self.config.dataset_kwargs = hooks.local_kwargs(dataset_kwargs)
             # The rows of the manifest's shards, from the checked bytes: not the original's load_dataset.
-            plugin.load_verified_rows(self, resolved)
+            hooks.load_rows(self, resolved)
             self.config.metadata[USED_KEY] = resolved.record()
         except ModalityConflictError as error:
-            plugin.fail(error)
+            hooks.fail(error)
         except KeyboardInterrupt as interrupt:
-            plugin.interrupted(interrupt)
+            hooks.interrupted(interrupt)
         return None
 
     return download
@@ -153,9 +171,9 @@ def _write_report_file(original: Any) -> Callable[..., Any]:
     return save_results_aggregated
 
 
-def install_all() -> None:
+def install_all(hooks: TaskHooks) -> None:
     """Install every patch (idempotent)."""
-    _install("initialize_tasks", _index_project_tasks)
-    _install("download", _resolve_pinned_data)
+    _install("initialize_tasks", functools.partial(_index_project_tasks, hooks))
+    _install("download", functools.partial(_resolve_pinned_data, hooks))
     _install("calculate_aggregate_metric", _keep_summary)
     _install("save_results_aggregated", _write_report_file)

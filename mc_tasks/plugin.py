@@ -228,14 +228,29 @@ def load_verified_rows(task: Any, resolved: Any) -> None:
     )
 
 
+def install_patches() -> None:
+    """Install the patches of lmms-eval with this module's discovery and data resolution (idempotent)."""
+    from modality_conflict.mc_tasks.lmms_eval_patches import TaskHooks, install_all
+
+    install_all(
+        TaskHooks(
+            task_paths=with_project_tasks,
+            resolve_data=resolve_task_data,
+            fail=fail,
+            local_kwargs=local_dataset_kwargs,
+            load_rows=load_verified_rows,
+            signal_guard=sigterm_as_interrupt,
+            interrupted=interrupted,
+        )
+    )
+
+
 def lmms_eval_manifests() -> list[Any]:
     """Entry-point payload: the project's models (in-process and served), and (as a side effect) the patches
-    of lmms-eval that add task discovery, data resolution and the report file (:mod:`.lmms_eval_patches`)."""
+    of lmms-eval that add task discovery, data resolution and the report file (:func:`install_patches`)."""
     from lmms_eval.models.registry_v2 import ModelManifest
 
-    from modality_conflict.mc_tasks.lmms_eval_patches import install_all
-
-    install_all()
+    install_patches()
     return [
         ModelManifest(model_id=MODEL_ID, simple_class_path=MODEL_CLASS_PATH),
         ModelManifest(model_id=SERVED_MODEL_ID, simple_class_path=SERVED_MODEL_CLASS_PATH),

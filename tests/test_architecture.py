@@ -1,5 +1,6 @@
 """What ARCHITECTURE.md says of the source folders, checked on their code: imports flow one way through
-the stages, module-level imports form no cycle, and no constant is declared twice with the same value."""
+the stages, no two modules import each other, module-level imports form no cycle, and no constant is
+declared twice with the same value."""
 
 from __future__ import annotations
 
@@ -81,6 +82,12 @@ def test_module_level_imports_form_no_cycle() -> None:
     for module in sorted(graph):
         if module not in state and (cycle := visit(module, [module])):
             pytest.fail("module-level import cycle: " + " -> ".join(cycle))
+
+
+def test_no_two_modules_import_each_other_even_inside_functions() -> None:
+    graph = {module: _imports(path, top_level_only=False) - {module} for module, path in SOURCES.items()}
+    mutual = sorted({tuple(sorted((a, b))) for a, targets in graph.items() for b in targets if a in graph[b]})
+    assert not mutual, "modules that import each other: " + "; ".join(" <-> ".join(pair) for pair in mutual)
 
 
 def test_no_constant_is_declared_twice_with_the_same_value() -> None:

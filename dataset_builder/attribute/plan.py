@@ -25,7 +25,6 @@ from modality_conflict.dataset_builder.attribute.constants import (
     ATTRIBUTE_VALUES,
     ATTRIBUTES,
     COLORS,
-    CONTROL_VISUAL_TIERS,
     QUESTION_TEMPLATES,
     VISUAL_TIERS,
 )
@@ -33,18 +32,15 @@ from modality_conflict.dataset_builder.attribute.render import ImageSpec, Render
 from modality_conflict.dataset_builder.attribute.scene import object_name, other_attribute
 from modality_conflict.dataset_builder.attribute.texts import ConflictText, draw_text
 from modality_conflict.dataset_builder.constants import CONTROLS
-from modality_conflict.dataset_builder.rows import TierLayout, check_seed_and_group, derangement, seeded_rng
+from modality_conflict.dataset_builder.rows import check_seed_and_group, derangement, seeded_rng
+from modality_conflict.dataset_builder.specs import ATTRIBUTE
 
 # First element of the spawn key: keeps the streams for answer blocks and for groups apart.
 _KEY_ANSWER_BLOCK = 0
 _KEY_GROUP = 1
 
 
-LAYOUT = TierLayout(tuple(t.index for t in VISUAL_TIERS), CONTROL_VISUAL_TIERS)
-control_tiers = LAYOUT.control_tiers
-expected_row_ids = LAYOUT.expected_row_ids
-rows_per_group = LAYOUT.rows_per_group
-rows_per_condition = LAYOUT.rows_per_condition
+LAYOUT = ATTRIBUTE.layout
 
 
 def group_attribute(group: int) -> str:
@@ -153,19 +149,7 @@ def _pick(rng: np.random.Generator, pool: tuple[str, ...] | list[str]) -> str:
 
 
 def plan_group(seed: int, group: int) -> GroupPlan:
-    """Make every random choice of one group.
-
-    Parameters
-    ----------
-    seed
-        Build seed (non-negative integer).
-    group
-        Group index (non-negative).
-
-    Returns
-    -------
-    GroupPlan
-    """
+    """Make every random choice of group ``group`` of a build with seed ``seed`` (both non-negative)."""
     check_seed_and_group(seed, group)
     attribute = group_attribute(group)
     vision_value, text_value = group_answers(seed, group)
@@ -237,21 +221,8 @@ def _image_columns(group: int, dv: int, img: RenderedImage) -> dict[str, Any]:
 
 
 def group_rows(seed: int, group: int) -> list[dict[str, Any]]:
-    """All rows of one group, encoded for Arrow (class labels as ints, images as ``{bytes, path}``).
-
-    Parameters
-    ----------
-    seed
-        Build seed.
-    group
-        Group index.
-
-    Returns
-    -------
-    list of dict
-        Rows in :func:`expected_row_ids` order, ready for ``pyarrow.Table.from_pylist`` with the
-        schema of :func:`~modality_conflict.dataset_builder.features.features_for`.
-    """
+    """All rows of one group, encoded for Arrow, as the colour set's
+    :func:`~modality_conflict.dataset_builder.plan.group_rows` gives them."""
     plan = plan_group(seed, group)
     images: dict[int, dict[str, Any]] = {}
 

@@ -18,7 +18,7 @@ from lmms_eval_runs import offline_env
 from modality_conflict.cli.main import main as cli_main
 from modality_conflict.dataset_builder import resolve
 from modality_conflict.dataset_builder.folder import DatasetFolder
-from modality_conflict.mc_tasks import lmms_eval_patches, plugin
+from modality_conflict.mc_tasks import plugin
 
 QUICK_TASK = "modality_conflict_color_quick"
 
@@ -27,7 +27,7 @@ QUICK_TASK = "modality_conflict_color_quick"
 def task_manager(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> object:
     from lmms_eval.tasks import TaskManager
 
-    lmms_eval_patches.install_all()
+    plugin.install_patches()
     plugin._resolve_once.cache_clear()
     monkeypatch.setenv(resolve.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.delenv(resolve.DATA_ENV, raising=False)

@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 
-from modality_conflict.mc_tasks import lmms_eval_patches, plugin
+from modality_conflict.mc_tasks import plugin
 from modality_conflict.mc_tasks.lmms_eval_patches import PATCHES, Patch
 
 _REVIEW = "review mc_tasks/lmms_eval_patches.py before using this lmms-eval"
@@ -37,9 +37,9 @@ def test_lmms_eval_still_does_what_the_patch_relies_on(patch: Patch) -> None:
 
 
 def test_installing_twice_wraps_each_method_once() -> None:
-    lmms_eval_patches.install_all()
+    plugin.install_patches()
     first = {patch.name: getattr(patch.target(), patch.method) for patch in PATCHES}
-    lmms_eval_patches.install_all()
+    plugin.install_patches()
     for patch in PATCHES:
         installed = getattr(patch.target(), patch.method)
         assert installed is first[patch.name] and getattr(installed, "_modality_conflict", False), patch.name

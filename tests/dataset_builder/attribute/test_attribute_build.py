@@ -22,11 +22,6 @@ from modality_conflict.dataset_builder.attribute.constants import (
     DATASET_NAME,
     VISUAL_TIERS,
 )
-from modality_conflict.dataset_builder.attribute.plan import (
-    expected_row_ids,
-    rows_per_condition,
-    rows_per_group,
-)
 from modality_conflict.dataset_builder.attribute.scene import Scene, SceneObject, other_attribute
 from modality_conflict.dataset_builder.builder import build_dataset, resolve_groups
 from modality_conflict.dataset_builder.constants import CONDITIONS, CONTROLS
@@ -54,8 +49,8 @@ def test_layout_manifest_and_card(attribute_dataset_dir: Path) -> None:
     assert files == ["README.md", SHARD, "manifest.json"]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["dataset"] == DATASET_NAME and manifest["builder_version"] == BUILDER_VERSION
-    assert manifest["num_rows"] == groups * rows_per_group() == groups * 41
-    counts = rows_per_condition(groups)
+    assert manifest["num_rows"] == groups * ATTRIBUTE.layout.rows_per_group() == groups * 41
+    counts = ATTRIBUTE.layout.rows_per_condition(groups)
     assert manifest["counts"]["condition"] == {c: sum(counts[k][c] for k in CONTROLS) for c in CONDITIONS}
     assert manifest["counts"]["attribute"] == {a: manifest["num_rows"] // 2 for a in ATTRIBUTES}
     assert manifest["layout"]["images_per_group"] == len(VISUAL_TIERS)
@@ -91,7 +86,8 @@ def test_validates_and_loads_with_its_features(attribute_dataset_dir: Path) -> N
 def test_rows_keys_answers_and_scenes(attribute_dataset_dir: Path) -> None:
     rows = _rows(attribute_dataset_dir)
     groups = _groups(attribute_dataset_dir)
-    assert [r["row_id"] for r in rows] == [i for g in range(groups) for i in expected_row_ids(g)]
+    expected = [i for g in range(groups) for i in ATTRIBUTE.layout.expected_row_ids(g)]
+    assert [r["row_id"] for r in rows] == expected
     by_id = {r["row_id"]: r for r in rows}
     for r in rows:
         attribute = ATTRIBUTES[r["attribute"]]
