@@ -100,7 +100,9 @@ def test_endpoint_without_logprobs_is_refused_at_start(tmp_path: Path, quick_dat
 def test_capped_endpoint_gives_bounded_entropies_and_says_so(tmp_path: Path, quick_dataset_dir: Path) -> None:
     """An API that caps top_logprobs at 20: top_k estimates whose bounds hold the exact entropy, and the
     printed summary says how much mass was uncovered and where the balance point goes at both bounds."""
+    from modality_conflict.analysis import submission as sub
     from modality_conflict.analysis.evaluate import format_summary
+    from modality_conflict.analysis.results import read_task_results
 
     out = tmp_path / "run"
     out.mkdir()
@@ -123,3 +125,12 @@ def test_capped_endpoint_gives_bounded_entropies_and_says_so(tmp_path: Path, qui
     assert report["uncovered_mass_max"] == pytest.approx(1 - uncovered)
     assert "balance_point_status_at_entropy_lower" in report and "balance_point_at_entropy_upper" in report
     assert f"top-k logprobs: uncovered mass mean {1 - uncovered:.3f}" in format_summary(outputs)
+    # A submission of the run keeps the bounds and passes the schema and the recomputation.
+    (run,) = read_task_results([out], require_samples=True)
+    path = sub.write_submission(sub.build_submission(run), tmp_path / "submission.json")
+    submission = json.loads(path.read_text())
+    assert sub.schema_problems(submission) == []
+    assert all(len(record["entropy_bounds"]) == 2 for record in submission["records"])
+    verification = sub.verify_file(path)  # raises on any record or metric that does not recompute
+    assert verification.recomputed["n_records"] == len(submission["records"])
+    assert verification.recomputed["uncovered_mass_max"] == pytest.approx(1 - uncovered)
