@@ -61,18 +61,37 @@ def _plant(path: Path, kind: str) -> str:
 # --- only regular files, with a size cap ---
 
 
+@pytest.fixture(scope="module")
+def run_on_built(built: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A simulated lmms-eval run on the built folder, and a submission made from it."""
+    from fixtures_results import write_lmms_eval_run
+
+    from modality_conflict.analysis import submission
+    from modality_conflict.analysis.results import read_task_results
+
+    folder = DatasetFolder(built)
+    docs = folder.read_table([c for c in folder.kind.features if c != "image"]).to_pylist()
+    root = tmp_path_factory.mktemp("run")
+    write_lmms_eval_run(root, docs=docs, dataset_path=str(built), dataset_revision=None)
+    (run,) = read_task_results([root])
+    return root, submission.write_submission(submission.build_submission(run), root / "submission.json")
+
+
 @pytest.mark.parametrize(
     ("name", "kind"), [("manifest.json", "pipe"), ("README.md", "pipe"), ("manifest.json", "dev-zero")]
 )
 def test_a_pipe_or_a_device_in_a_folder_is_one_line_for_every_command(
-    copy: Path, tmp_path: Path, name: str, kind: str
+    copy: Path, tmp_path: Path, run_on_built: tuple[Path, Path], name: str, kind: str
 ) -> None:
+    run, submission = run_on_built
     what = _plant(copy / name, kind)
     (tmp_path / "subs").mkdir()
     commands = {
         "validate": ["validate", str(copy), "--skip-images"],
         "eval": ["eval", "--data", str(copy), "--output", str(tmp_path / "out")],
         "leaderboard": ["leaderboard", str(tmp_path / "subs"), "--data", str(copy)],
+        "verify": ["verify", str(submission), "--data", str(copy)],
+        "submit": ["submit", str(run), "--out", str(tmp_path / "s.json"), "--data", str(copy)],
     }
     for command, args in commands.items():
         done = _cli(*args, cwd=tmp_path)
