@@ -40,6 +40,8 @@ class Behaviour:
     served_faults: dict[str, int] = field(default_factory=dict)
     authorizations: list[str] = field(default_factory=list)
     chat_requests: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
     _faults: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -116,6 +118,16 @@ def _handler(behaviour: Behaviour, counts: list[int]) -> type[BaseHTTPRequestHan
                 self._send(404, b'{"error": "not found"}')
 
         def do_POST(self) -> None:  # noqa: N802
+            with behaviour.lock:
+                behaviour.in_flight += 1
+                behaviour.max_in_flight = max(behaviour.max_in_flight, behaviour.in_flight)
+            try:
+                self._answer_post()
+            finally:
+                with behaviour.lock:
+                    behaviour.in_flight -= 1
+
+        def _answer_post(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(length))
             with behaviour.lock:
