@@ -43,7 +43,9 @@ def _task(entry: dict[str, Any]) -> str:
 
 def _run(tmp_path: Path, entry: dict[str, Any], folder: Path, data_dir: Path) -> str:
     """One lmms-eval process for a matrix entry; its log."""
-    model_args = ",".join(p for p in (f"pretrained={folder}", "device=cpu,device_map=cpu", entry.get("model_args")) if p)
+    # lmms-eval's wrappers default to CUDA, and some to an empty device_map, which transformers refuses.
+    options = (f"pretrained={folder}", "device=cpu", "device_map=cpu", entry.get("model_args"))
+    model_args = ",".join(p for p in options if p)
     arguments = ["--model", entry["wrapper"], "--model_args", model_args, "--tasks", _task(entry)]
     cli = entry.get("cli", [])
     arguments += [] if "--batch_size" in cli else ["--batch_size", "1"]
