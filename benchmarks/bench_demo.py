@@ -43,7 +43,7 @@ QUICK_RECIPE = {
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "modality_conflict.mc_tasks.cli", *args]
+    return [sys.executable, "-m", "modality_conflict.cli.main", *args]
 
 
 def _timed(command: list[str], log: Path) -> dict[str, float]:

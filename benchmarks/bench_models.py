@@ -393,7 +393,7 @@ def run(groups: int, threads: int, work: Path) -> dict[str, Any]:
 
     return {
         "benchmark": "model_calls",
-        "checkpoint": "tiny LLaVA (random weights, models.tiny.build('llava'), seed 0)",
+        "checkpoint": "tiny LLaVA (random weights, tiny_zoo.build('llava'), seed 0)",
         "groups": groups,
         "rows": n_rows,
         "rows_by_condition": dict(Counter(conditions)),

@@ -60,9 +60,9 @@ CONDITIONS = ("vision_only", "text_only", "conflict")
 MODELS = {
     "smollm2_576": "LLaVA-1.5 vision geometry (336 px, patch 14: 576 image tokens, random CLIP) around the "
     "real SmolLM2-135M-Instruct",
-    "tiny": "tiny LLaVA (random weights, 16 image tokens; models.tiny.build('llava'))",
-    "tiny_qwen2_vl": "tiny Qwen2-VL (random weights, multimodal RoPE; models.tiny.build('qwen2_vl'))",
-    "tiny_idefics3": "tiny Idefics3 (random weights, image splitting; models.tiny.build('idefics3'))",
+    "tiny": "tiny LLaVA (random weights, 16 image tokens; tiny_zoo.build('llava'))",
+    "tiny_qwen2_vl": "tiny Qwen2-VL (random weights, multimodal RoPE; tiny_zoo.build('qwen2_vl'))",
+    "tiny_idefics3": "tiny Idefics3 (random weights, image splitting; tiny_zoo.build('idefics3'))",
 }
 
 
@@ -75,7 +75,7 @@ def checkpoint(model: str, work: Path) -> Path:
         from modality_conflict.models.smollm2_llava import build_smollm2_llava
 
         return build_smollm2_llava(folder, seed=0, image_size=336, patch_size=14)
-    from modality_conflict.models.tiny import build
+    from tiny_zoo import build
 
     return build(model.removeprefix("tiny_") if model != "tiny" else "llava", folder, seed=0)
 

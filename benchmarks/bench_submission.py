@@ -26,8 +26,8 @@ from pathlib import Path
 
 import bench_common
 
-from modality_conflict.mc_tasks.json_input import nesting_depth
-from modality_conflict.mc_tasks.submission import SubmissionError, load_submission
+from modality_conflict.analysis.json_input import nesting_depth
+from modality_conflict.analysis.submission import SubmissionError, load_submission
 
 KIB = 1024
 TARGET_SECONDS_PER_MB = 1.0  # the goal: a 1 MB adversarial file is rejected in well under a second

@@ -26,6 +26,8 @@ from modality_conflict.mc_tasks.task_config import TASKS_DIR
 
 MODEL_ID = "modality_conflict_hf"
 MODEL_CLASS_PATH = "modality_conflict.models.hf_model.ModalityConflictHF"
+SERVED_MODEL_ID = "modality_conflict_openai"
+SERVED_MODEL_CLASS_PATH = "modality_conflict.models.served_model.ModalityConflictOpenAI"
 DATA_ENV = "MODALITY_CONFLICT_DATA"
 # Hub-only options that mean nothing for a local folder.
 _HUB_KWARGS = ("revision", "token")
@@ -198,8 +200,8 @@ def install_data_resolution() -> None:
 
 
 def lmms_eval_manifests() -> list[Any]:
-    """Entry-point payload: the project's model, and (as side effects) task discovery, data resolution and the
-    report file."""
+    """Entry-point payload: the project's models (in-process and served), and (as side effects) task
+    discovery, data resolution and the report file."""
     from lmms_eval.models.registry_v2 import ModelManifest
 
     from modality_conflict.mc_tasks.report_file import install_report_file_hooks
@@ -207,4 +209,7 @@ def lmms_eval_manifests() -> list[Any]:
     install_task_discovery()
     install_data_resolution()
     install_report_file_hooks()
-    return [ModelManifest(model_id=MODEL_ID, simple_class_path=MODEL_CLASS_PATH)]
+    return [
+        ModelManifest(model_id=MODEL_ID, simple_class_path=MODEL_CLASS_PATH),
+        ModelManifest(model_id=SERVED_MODEL_ID, simple_class_path=SERVED_MODEL_CLASS_PATH),
+    ]

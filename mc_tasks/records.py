@@ -164,6 +164,7 @@ def make_record(
         if record[field] not in answers:
             raise ValueError(f"row {record['row_id']!r}: {field} {record[field]!r} is not in {list(answers)}")
     answer_scores: list[float] | None = None
+    served: dict[str, Any] = {}
     if mode == "loglik":
         if len(results) != len(answers):
             raise ValueError(
@@ -190,6 +191,7 @@ def make_record(
             logprobs = envelope.get("answer_logprobs")
             if isinstance(logprobs, Mapping):
                 answer_scores = [float(logprobs[candidate]) for candidate in answers]
+            served = _served_fields(record["row_id"], envelope)
         else:
             raw, entropy, estimator = str(results[0]), None, "none"
         # Read from the part the record keeps, so that anyone can check the answer against it.
@@ -205,7 +207,33 @@ def make_record(
         entropy_estimator=str(estimator),
         answer_scores=answer_scores,
     )
+    record.update(served)
     return record
+
+
+def _served_fields(row_id: str, envelope: Mapping[str, Any]) -> dict[str, Any]:
+    """What a served model's envelope adds to a record: the entropy's bounds and uncovered mass (``top_k``
+    estimator) and the server's token counts."""
+    out: dict[str, Any] = {}
+    bounds = envelope.get("entropy_bounds")
+    if bounds is not None:
+        if not (
+            isinstance(bounds, list)
+            and len(bounds) == 2
+            and all(_is_number(v) for v in bounds)
+            and bounds[0] <= bounds[1]
+        ):
+            raise ValueError(f"row {row_id!r}: entropy_bounds {bounds!r} is not an ordered pair of numbers")
+        out["entropy_bounds"] = [float(bounds[0]), float(bounds[1])]
+    mass = envelope.get("uncovered_mass")
+    if mass is not None:
+        if not (_is_number(mass) and 0.0 <= mass <= 1.0):
+            raise ValueError(f"row {row_id!r}: uncovered_mass {mass!r} is not a probability")
+        out["uncovered_mass"] = float(mass)
+    usage = envelope.get("usage")
+    if isinstance(usage, Mapping):
+        out["usage"] = {k: int(v) for k, v in usage.items() if _is_int(v) and v >= 0}
+    return out
 
 
 def _is_int(value: Any) -> bool:
@@ -373,7 +401,7 @@ def summarize_records(
 ) -> dict[str, Any]:
     """The task's summary as a flat JSON-safe dict (undefined numbers are None with a reason).
 
-    This is the value of the ``report`` metric; :class:`modality_conflict.mc_tasks.results.TaskSummary`
+    This is the value of the ``report`` metric; :class:`modality_conflict.analysis.results.TaskSummary`
     reads it. ``candidates`` defaults to the union of the records' answer sets. When the records ask
     about more than one attribute, ``attributes`` lists them and ``by_attribute`` holds each one's own
     summary, computed on that attribute's records only, next to the pooled one (its numbers, intervals,
@@ -394,6 +422,7 @@ def summarize_records(
                 "every prompt's sampled answers were identical: the model wrapper may ignore do_sample "
                 "(lmms-eval 0.7.3's qwen2_5_omni decodes greedily whatever the task asks)"
             ]
+        summary.update(_served_summary(records, candidates))
     summary["candidates"] = list(candidates if candidates is not None else records_candidates(records))
     summary["attributes"] = list(attributes)
     if len(attributes) > 1:
@@ -402,6 +431,33 @@ def summarize_records(
             for attribute in attributes
         }
     return summary
+
+
+def _served_summary(records: Sequence[Mapping[str, Any]], candidates: Sequence[str] | None) -> dict[str, Any]:
+    """A served model's additions to the summary: the token counts and, for the ``top_k`` estimator, the
+    uncovered mass and the balance point recomputed with every entropy at its lower and its upper bound."""
+    out: dict[str, Any] = {}
+    usages = [r["usage"] for r in records if isinstance(r.get("usage"), Mapping)]
+    if usages:
+        out["usage"] = {
+            key: sum(int(u.get(key, 0)) for u in usages) for key in ("prompt_tokens", "completion_tokens")
+        }
+    measured = [r for r in records if r.get("entropy") is not None]
+    if not measured or any(r.get("entropy_bounds") is None for r in measured):
+        return out
+    masses = [float(r.get("uncovered_mass", 0.0)) for r in measured]
+    out["uncovered_mass_mean"] = float(np.mean(masses))
+    out["uncovered_mass_max"] = float(np.max(masses))
+    for side, index in (("lower", 0), ("upper", 1)):
+        at_bound = [
+            r if r.get("entropy") is None else dict(r, entropy=r["entropy_bounds"][index]) for r in records
+        ]
+        items, _ = join_records(at_bound, candidates=candidates)
+        bound = summarize(items, n_resamples=0, rng=np.random.default_rng(REPORT_SEED)).to_dict()
+        out[f"balance_point_at_entropy_{side}"] = bound.get("balance_point")
+        out[f"balance_point_at_entropy_{side}_reason"] = bound.get("balance_point_reason")
+        out[f"balance_point_status_at_entropy_{side}"] = bound.get("balance_point_status")
+    return out
 
 
 def _flat(summary: dict[str, Any]) -> dict[str, Any]:

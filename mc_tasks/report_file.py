@@ -13,7 +13,7 @@ binned curve, tiers, controls; :func:`~modality_conflict.mc_tasks.records.summar
 
 Both hooks are installed by the ``lmms_eval.models`` entry point (:mod:`modality_conflict.mc_tasks.plugin`),
 so they are active in every lmms-eval process that can run the tasks. The summary stays recomputable from
-the sample log (:mod:`modality_conflict.mc_tasks.results` falls back to that when the file is missing).
+the sample log (:mod:`modality_conflict.analysis.results` falls back to that when the file is missing).
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ from modality_conflict.metrics.probing import (
 )
 from modality_conflict.metrics.report import ConflictReport, summarize
 from modality_conflict.metrics.simulate import simulate_items
+from modality_conflict.metrics.top_k_entropy import TopKEntropy, top_k_entropy_bounds
 from modality_conflict.metrics.uncertainty import relative_uncertainty
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "OscillationSummary",
     "RobustnessResult",
     "TierGrids",
+    "TopKEntropy",
     "answer_set_entropy",
     "balance_point",
     "binned_curve",
@@ -84,5 +86,6 @@ __all__ = [
     "simulate_items",
     "summarize",
     "tier_grids",
+    "top_k_entropy_bounds",
     "wilson_interval",
 ]

@@ -10,6 +10,9 @@ Three estimators, each labelled in its result because their values are not inter
     candidate answer (for models that only expose scores).
 ``"sampled"``
     Entropy of the empirical distribution of K sampled answers (for generation-only models).
+``"top_k"``
+    The full-vocabulary entropy estimated from the top-k log-probabilities an API returns, with proven
+    bounds (:mod:`~modality_conflict.metrics.top_k_entropy`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from numpy.typing import ArrayLike
 
 from modality_conflict.metrics._common import as_float_array
 
-ESTIMATORS: tuple[str, ...] = ("full_vocab", "answer_set", "answer_set_length_normalised", "sampled")
+ESTIMATORS: tuple[str, ...] = (
+    "full_vocab",
+    "answer_set",
+    "answer_set_length_normalised",
+    "sampled",
+    "top_k",
+)
 """Labels of the entropy estimators, as carried in records and reports."""
 
 

@@ -29,6 +29,10 @@ def encode_envelope(
     lens: dict[str, Any] | None = None,
     prompt: dict[str, Any] | None = None,
     decode_steps: int | None = None,
+    entropy_bounds: tuple[float, float] | None = None,
+    uncovered_mass: float | None = None,
+    lens_reason: str | None = None,
+    usage: dict[str, int] | None = None,
 ) -> str:
     """Serialise one prompt's outcome as the string the wrapper returns to lmms-eval.
 
@@ -50,6 +54,15 @@ def encode_envelope(
         the template's default or the one given).
     decode_steps
         Optional number of tokens generated for the answer (end token included).
+    entropy_bounds
+        Optional proven ``(lower, upper)`` bounds on the full-vocabulary entropy, for estimators that do
+        not see the whole vocabulary (``"top_k"``).
+    uncovered_mass
+        Optional probability of the tokens the estimator did not see.
+    lens_reason
+        Why there is no ``lens`` (e.g. a served model exposes no hidden states).
+    usage
+        Optional token counts the server reported (``prompt_tokens``, ``completion_tokens``).
     """
     if entropy is not None and not math.isfinite(entropy):
         raise ValueError(f"entropy must be finite, got {entropy!r}")
@@ -67,6 +80,17 @@ def encode_envelope(
         payload["prompt"] = prompt
     if decode_steps is not None:
         payload["decode_steps"] = int(decode_steps)
+    if entropy_bounds is not None:
+        low, high = (float(v) for v in entropy_bounds)
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise ValueError(f"entropy_bounds must be finite and ordered, got {entropy_bounds!r}")
+        payload["entropy_bounds"] = [low, high]
+    if uncovered_mass is not None:
+        payload["uncovered_mass"] = float(uncovered_mass)
+    if lens_reason is not None:
+        payload["lens_reason"] = lens_reason
+    if usage is not None:
+        payload["usage"] = {k: int(v) for k, v in usage.items()}
     text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e")
 

@@ -38,6 +38,7 @@ This module is the lmms-eval face only: loading is :mod:`~modality_conflict.mode
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -57,7 +58,11 @@ from modality_conflict.models.image_groups import DocumentStore, same_images
 from modality_conflict.models.loading import load_model, parse_batch_size
 from modality_conflict.models.logit_lens import LastPositionRecorder, calibrate_lens, find_lens_modules
 from modality_conflict.models.requests import ModelRequest, batches, collect_requests, fetch_visuals
-from modality_conflict.models.scoring import score_continuations
+from modality_conflict.models.scoring import (
+    answer_surface_forms,
+    combine_surface_forms,
+    score_continuations,
+)
 from modality_conflict.models.sharing import (
     PrefixSplit,
     continuation_inputs,
@@ -223,6 +228,7 @@ class ModalityConflictHF(lmms):
             max_pixels=max_pixels,
         )
         self._model, self.processor, self._tokenizer = loaded.model, loaded.processor, loaded.tokenizer
+        self._takes_token_type_ids = "token_type_ids" in inspect.signature(self._model.forward).parameters
         self._device, self.text_only, self.image_token = loaded.device, loaded.text_only, loaded.image_token
         self._rank, self._world_size = loaded.layout.rank, loaded.layout.world_size
 
@@ -408,6 +414,10 @@ class ModalityConflictHF(lmms):
         else:
             # Through the processor too, so text-only prompts get the same special tokens as image prompts.
             inputs = self.processor(text=texts, **options)
+        # Tokenizers that emit token_type_ids for models that take none: transformers 4.x's generate
+        # refuses the unused argument, 5.x drops it.
+        if "token_type_ids" in inputs and not self._takes_token_type_ids:
+            del inputs["token_type_ids"]
         return inputs.to(self._device, dtype=self._model.dtype) if n_images else inputs.to(self._device)
 
     def _requests(self, requests: list[Instance], store: DocumentStore | None = None) -> list[ModelRequest]:
@@ -679,30 +689,39 @@ class ModalityConflictHF(lmms):
         whether greedy decoding would produce exactly those tokens)``: a sum, not lmms-eval ``llava_hf``'s
         mean loss. Continuation tokens are those of ``prompt + continuation`` past the tokens of
         ``prompt`` alone; if the tokeniser merges across the boundary, the merged token counts as
-        continuation.
+        continuation. On a benchmark document a continuation that is one of its candidate answers is
+        scored in both surface forms, as written and capitalised (``scoring.answer_surface_forms``), and
+        gets the log of their summed probabilities: the event the generation estimator measures too.
         """
         docs = self._requests(requests)
-        prompts, continuations = [], []
-        for request in docs:
+        # One scored row per distinct token sequence of each request's surface forms.
+        owners, prompts, continuations, lengths, seen = [], [], [], [], set()
+        asked = []
+        for index, request in enumerate(docs):
             continuation = request.argument
             if isinstance(continuation, (list, tuple)):
                 continuation = continuation[0]
             continuation = str(continuation)
-            if self.align_continuation:
-                continuation = self.answer_prefix + continuation.lstrip()
-            prompts.append(self.chat.prompt(request.context, request.n_images))
-            continuations.append(continuation)
-        keys = [d.n_images for d in docs]
-        lengths = [
-            len(self._tokenizer.encode(p + c, add_special_tokens=False))
-            for p, c in zip(prompts, continuations, strict=True)
-        ]
-        results: list[tuple[float, bool] | None] = [None] * len(requests)
+            asked.append(continuation)
+            prompt = self.chat.prompt(request.context, request.n_images)
+            answers = request.answers if request.benchmark else ()
+            for form in answer_surface_forms(continuation, answers):
+                if self.align_continuation:
+                    form = self.answer_prefix + form.lstrip()
+                ids = tuple(self._tokenizer.encode(prompt + form, add_special_tokens=False))
+                if (index, ids) not in seen:
+                    seen.add((index, ids))
+                    owners.append(index)
+                    prompts.append(prompt)
+                    continuations.append(form)
+                    lengths.append(len(ids))
+        keys = [docs[i].n_images for i in owners]
+        scored_forms: list[list[tuple[float, bool]]] = [[] for _ in docs]
         progress = tqdm(
-            total=len(requests), disable=self._rank != 0, desc="modality_conflict_hf loglikelihood"
+            total=len(prompts), disable=self._rank != 0, desc="modality_conflict_hf loglikelihood"
         )
         for batch in batches(keys, lengths, self.batch_size):
-            images = [self._visuals(docs[i]) for i in batch]
+            images = [self._visuals(docs[owners[i]]) for i in batch]
             self.n_model_calls += 1
             scored = score_continuations(
                 self._model,
@@ -715,13 +734,13 @@ class ModalityConflictHF(lmms):
                 ),
             )
             for index, value in zip(batch, scored, strict=True):
-                results[index] = value
-                self.cache_hook.add_partial(
-                    "loglikelihood", (docs[index].context, continuations[index]), value
-                )
+                scored_forms[owners[index]].append(value)
             progress.update(len(batch))
         progress.close()
-        return [r if r is not None else (float("-inf"), False) for r in results]
+        results = [combine_surface_forms(forms) for forms in scored_forms]
+        for request, continuation, value in zip(docs, asked, results, strict=True):
+            self.cache_hook.add_partial("loglikelihood", (request.context, continuation), value)
+        return results
 
     def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:
         """Not supported: the benchmark asks single-turn questions."""

@@ -3,16 +3,18 @@
 The config is read as plain JSON (``PretrainedConfig.get_config_dict``), so a refusal never downloads
 weights or runs a checkpoint's own code. In order:
 
-1. model types the benchmark cannot ask (PaliGemma) are refused with the reason;
+1. model types the benchmark cannot ask (PaliGemma), remote-code vision-language models without an
+   image-text-to-text class (InternVL2.5/3 chat: use the ``-hf`` port) and families this transformers
+   release cannot load the way the benchmark needs (:data:`NEEDS_TRANSFORMERS`) are refused with the reason,
+   before anything asks for ``trust_remote_code``;
 2. image-text-to-text types load with ``AutoModelForImageTextToText``;
 3. multimodal LMs outside that mapping (Phi-4-multimodal, the Qwen2.5-Omni family) load with
    ``AutoModelForMultimodalLM``; for Omni models only the *thinker* (the image-text-to-text part) is kept.
    Audio-only members of that mapping are refused once their processor shows no image processor
    (:func:`check_processor_takes_images`);
 4. remote-code checkpoints (an ``auto_map``) need ``trust_remote_code=True``; they are loaded only when
-   their code registers an image-text-to-text or a causal-LM class, and remote-code vision-language models
-   without an image-text-to-text class (InternVL2.5/3 chat, MiniCPM-V, Phi-3.5-vision) are refused with
-   what to use instead;
+   their code registers an image-text-to-text or a causal-LM class, and other remote-code vision-language
+   models (an ``AutoProcessor`` in their ``auto_map``) are refused;
 5. causal-LM types load as text-only models (they answer text-only rows and refuse images);
 6. anything else is refused, naming the model type.
 """
@@ -20,6 +22,7 @@ weights or runs a checkpoint's own code. In order:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any
 
 from modality_conflict.models.errors import ModelArgumentError
@@ -30,8 +33,8 @@ CAUSAL_LM = "AutoModelForCausalLM"
 
 UNSUPPORTED_MODEL_TYPES: dict[str, str] = {
     "paligemma": (
-        "PaliGemma checkpoints have no chat template and their processor requires an image in every "
-        "prompt, so the benchmark's text-only prompts cannot be asked"
+        "PaliGemma's processor requires an image in every prompt (it raises on a prompt without one), so "
+        "the benchmark's text-only rows cannot be asked, whatever chat template the checkpoint has"
     ),
 }
 """Model types refused up front, with the reason."""
@@ -42,6 +45,17 @@ REMOTE_CODE_VLMS: dict[str, str] = {
     "phi3_v": "Use lmms-eval's phi3v wrapper with the modality_conflict_sampled task instead.",
 }
 """Remote-code vision-language models without a transformers image-text-to-text class: what to use."""
+
+NEEDS_TRANSFORMERS: dict[str, tuple[int, str]] = {
+    model_type: (5, "it loads through AutoModelForMultimodalLM, which transformers 4.x lacks")
+    for model_type in ("phi4_multimodal", "qwen2_5_omni", "qwen3_omni_moe", "qwen2_audio")
+}
+"""Model types the benchmark runs only from a transformers major version on: ``(major, why)``."""
+
+
+def transformers_major() -> int:
+    """The major version of the installed transformers."""
+    return int(version("transformers").split(".")[0])
 
 
 @dataclass(frozen=True)
@@ -81,11 +95,12 @@ def route_checkpoint(
     ModelArgumentError
         For a model type the benchmark cannot run, with the reason and, where there is one, what to use.
     """
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
-        MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES,
-    )
+    from transformers.models.auto import modeling_auto
+
+    causal_lm_types = modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    image_text_types = modeling_auto.MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    # transformers 5 added the multimodal-LM mapping; 4.x models of those types are refused above.
+    multimodal_lm_types = getattr(modeling_auto, "MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES", {})
 
     config = read_config_dict(pretrained, revision=revision)
     model_type = str(config.get("model_type", ""))
@@ -93,9 +108,21 @@ def route_checkpoint(
     reason = UNSUPPORTED_MODEL_TYPES.get(model_type)
     if reason is not None:
         raise ModelArgumentError(f"{pretrained}: model_type {model_type!r} is not supported: {reason}")
-    if model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+    needed = NEEDS_TRANSFORMERS.get(model_type)
+    if needed is not None and transformers_major() < needed[0]:
+        raise ModelArgumentError(
+            f"{pretrained}: model_type {model_type!r} needs transformers >= {needed[0]}.0 ({needed[1]}); "
+            f"this environment has transformers {version('transformers')}"
+        )
+    if model_type in REMOTE_CODE_VLMS and IMAGE_TEXT_TO_TEXT not in auto_map:
+        raise ModelArgumentError(
+            f"{pretrained}: model_type {model_type!r} is a remote-code vision-language model without an "
+            f"image-text-to-text class, which modality_conflict_hf cannot give images (trust_remote_code "
+            f"would not change that). {REMOTE_CODE_VLMS[model_type]}"
+        )
+    if model_type in image_text_types:
         return Route(model_type, IMAGE_TEXT_TO_TEXT, True)
-    if model_type in MODEL_FOR_MULTIMODAL_LM_MAPPING_NAMES:
+    if model_type in multimodal_lm_types:
         return Route(model_type, MULTIMODAL_LM, True)
     if auto_map:
         if not trust_remote_code:
@@ -105,16 +132,15 @@ def route_checkpoint(
             )
         if IMAGE_TEXT_TO_TEXT in auto_map:
             return Route(model_type, IMAGE_TEXT_TO_TEXT, True)
-        if "AutoProcessor" in auto_map or model_type in REMOTE_CODE_VLMS:
-            advice = REMOTE_CODE_VLMS.get(model_type, "")
+        if "AutoProcessor" in auto_map:
             raise ModelArgumentError(
                 f"{pretrained}: model_type {model_type!r} is a remote-code vision-language model "
                 f"(auto_map {sorted(auto_map)}) without an image-text-to-text class; "
-                f"modality_conflict_hf cannot give it images. {advice}".strip()
+                "modality_conflict_hf cannot give it images"
             )
         if CAUSAL_LM in auto_map:
             return Route(model_type, CAUSAL_LM, False)
-    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+    if model_type in causal_lm_types:
         return Route(model_type, CAUSAL_LM, False)
     raise ModelArgumentError(
         f"{pretrained}: model_type {model_type!r} is neither an image-text-to-text model, a multimodal LM "

@@ -81,3 +81,24 @@ def score_continuations(
         greedy = bool((row_lp.argmax(dim=-1) == targets).all())
         out.append((float(picked.double().sum()), greedy))
     return out
+
+
+def answer_surface_forms(continuation: str, answers: Sequence[str]) -> list[str]:
+    """The spellings whose probabilities add up to a candidate answer's: as written and capitalised.
+
+    The answer normaliser reads "Red" and "red" as one answer, and the generation estimator sums the first
+    tokens of both forms (``AnswerTokens.case_insensitive_ids``); scoring both here keeps the two estimators
+    on the same event. A continuation that is none of the document's ``answers`` is scored as written.
+    """
+    stripped = continuation.lstrip()
+    if stripped not in answers:
+        return [continuation]
+    lead = continuation[: len(continuation) - len(stripped)]
+    return list(dict.fromkeys((continuation, lead + stripped.capitalize())))
+
+
+def combine_surface_forms(scored: Sequence[tuple[float, bool]]) -> tuple[float, bool]:
+    """One answer's ``(log-probability, greedy)`` from its forms': the log of the summed probabilities
+    (the forms are distinct token sequences, so their events are disjoint), greedy when any form is."""
+    total = torch.logsumexp(torch.tensor([score for score, _ in scored], dtype=torch.float64), dim=0)
+    return float(total), any(greedy for _, greedy in scored)

@@ -21,7 +21,7 @@ from transformers import (
 )
 
 from modality_conflict.dataset_builder.errors import ModalityConflictError
-from modality_conflict.models.tiny.common import content_loop, prepare, save_checkpoint
+from modality_conflict.models.checkpoint_folder import content_loop, prepare, save_checkpoint
 
 __all__ = ["SMOLLM2_GGUF_FILE", "SmolLM2UnavailableError", "build_smollm2_llava", "find_smollm2_gguf"]
 

@@ -40,7 +40,7 @@ def private_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Tiny random-weight checkpoints (modality_conflict.models.tiny), each built once per test session.
+# Tiny random-weight checkpoints (tiny_zoo), each built once per test session.
 # ---------------------------------------------------------------------------------------------------------
 
 TINY_ARCHITECTURES = ("llava", "qwen2_vl", "idefics3")
@@ -55,7 +55,7 @@ class TinyCheckpoints:
 
     def __getitem__(self, name: str) -> Path:
         if name not in self._folders:
-            from modality_conflict.models.tiny import build
+            from tiny_zoo import build
 
             self._folders[name] = build(name, self.root / name)
         return self._folders[name]
@@ -63,7 +63,7 @@ class TinyCheckpoints:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> TinyCheckpoints:
-    """The checkpoints of :mod:`modality_conflict.models.tiny` by name: ``tiny_checkpoints["gemma3"]``."""
+    """The checkpoints of :mod:`tiny_zoo` by name: ``tiny_checkpoints["gemma3"]``."""
     return TinyCheckpoints(tmp_path_factory.mktemp("tiny_zoo"))
 
 
@@ -102,7 +102,7 @@ E2E_GROUPS = 12  # the small preset
 @pytest.fixture(scope="session")
 def small_dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small preset of the conflict dataset, built once through the real CLI."""
-    from modality_conflict.mc_tasks.cli import main
+    from modality_conflict.cli.main import main
 
     out = tmp_path_factory.mktemp("dataset") / "color-conflict"
     assert main(["build", "--groups", str(E2E_GROUPS), "--seed", "0", "--out", str(out), "--quiet"]) == 0
@@ -112,7 +112,7 @@ def small_dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def quick_dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four groups, every condition and control: for the paths that cost several calls per prompt."""
-    from modality_conflict.mc_tasks.cli import main
+    from modality_conflict.cli.main import main
 
     out = tmp_path_factory.mktemp("dataset_quick") / "color-conflict"
     assert main(["build", "--groups", "4", "--seed", "1", "--out", str(out), "--quiet"]) == 0
@@ -126,7 +126,7 @@ ATTRIBUTE_GROUPS = 4  # two shape and two material groups: 164 rows, 24 images
 def attribute_dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small attribute set (every condition, control and visual tier), built once with two workers
     through the real CLI: rendering is the slow part, so every test that needs attribute rows uses it."""
-    from modality_conflict.mc_tasks.cli import main
+    from modality_conflict.cli.main import main
 
     out = tmp_path_factory.mktemp("dataset_attribute") / "attribute-conflict"
     command = ["build", "--dataset", "attribute", "--groups", str(ATTRIBUTE_GROUPS), "--seed", "0"]

@@ -79,6 +79,15 @@ def continuation_log_prob(wrapper: ModalityConflictHF, prompt: Prompt, continuat
     return float(sum(lp[t - 1, ids[t]] for t in range(common, len(ids))))
 
 
+def answer_log_prob(wrapper: ModalityConflictHF, prompt: Prompt, answer: str) -> float:
+    """log P(answer | prompt) as the README defines it: the probabilities of its two surface forms, as
+    written and capitalised (each after the template's answer prefix), added."""
+    forms = dict.fromkeys((answer, answer.capitalize()))
+    logs = [continuation_log_prob(wrapper, prompt, wrapper.answer_prefix + form) for form in forms]
+    top = max(logs)
+    return top + math.log(sum(math.exp(value - top) for value in logs))
+
+
 def entropy_of_scores(scores: Sequence[float]) -> float:
     """The entropy (nats) of the distribution that normalises ``exp(scores)`` (log-sum-exp, by hand)."""
     top = max(scores)

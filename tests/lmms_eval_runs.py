@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from modality_conflict.analysis.evaluate import RunOutputs, find_run_outputs
 from modality_conflict.dataset_builder.constants import COLORS
 from modality_conflict.dataset_builder.specs import vocabulary_for
-from modality_conflict.mc_tasks.evaluate import RunOutputs, find_run_outputs
 from modality_conflict.mc_tasks.names import RECORD_KEY
 from modality_conflict.metrics.answers import normalize_answer
 from modality_conflict.models.envelope import decode_envelope

@@ -7,6 +7,11 @@ and expects exactly the status written here (for a refusal, an error matching ``
 entry names. :func:`render_markdown` turns the file into the README's table; ``test_support_matrix.py`` keeps
 the two equal. After changing the file: ``python tests/support_matrix.py --write`` (or
 ``make support-matrix``).
+
+A cell or a wrapper entry may hold ``"transformers_4"``: the keys that differ under transformers 4.x (the
+tested 4.x release, see the README's tested matrix). :func:`load` applies them when the installed
+transformers is a 4.x, so the tests of every environment expect what that environment does; the README shows
+both.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +32,42 @@ WRAPPER_PATHS = ("modality_conflict_hf", "loglik")
 FAILING_WRAPPER_STATUSES = ("broken upstream", "missing dependency", "refused")
 """lmms-eval wrapper statuses whose entries name the exception the run ends with (``exception``, a
 ``message`` pattern, and the upstream file ``raised_in`` and ``function`` of the innermost frame)."""
+SIGNATURE_KEYS = ("exception", "message", "raised_in", "function")
+OLDER_MAJOR = "transformers_4"
+"""The key of a cell's or an entry's transformers 4.x differences."""
 
 
-def load() -> dict[str, Any]:
-    """The matrix: ``paths`` (column titles) and ``architectures`` (one row per tiny checkpoint)."""
+def installed_transformers_major() -> int:
+    """The major version of the installed transformers."""
+    return int(version("transformers").split(".")[0])
+
+
+def _for_major(cell: dict[str, Any], major: int) -> dict[str, Any]:
+    override = cell.get(OLDER_MAJOR) if major == 4 else None
+    merged = {k: v for k, v in cell.items() if k != OLDER_MAJOR}
+    if override:
+        # A status change replaces the reason and the evidence too; a missing one means there is none.
+        if "status" in override:
+            for key in ("reason", "evidence", "note", "when", "model_args", *SIGNATURE_KEYS):
+                merged.pop(key, None)
+        merged.update(override)
+    return merged
+
+
+def load(*, transformers_major: int | None = None) -> dict[str, Any]:
+    """The matrix as it holds for ``transformers_major`` (by default the installed transformers'):
+    ``paths`` (column titles) and ``architectures`` (one row per tiny checkpoint)."""
+    major = installed_transformers_major() if transformers_major is None else transformers_major
+    matrix = load_file()
+    for row in matrix["architectures"].values():
+        for path in WRAPPER_PATHS:
+            row[path] = _for_major(row[path], major)
+        row["lmms_eval"] = [_for_major(entry, major) for entry in row["lmms_eval"]]
+    return matrix
+
+
+def load_file() -> dict[str, Any]:
+    """The matrix as written, transformers 4.x differences included (for the README)."""
     return json.loads(MATRIX_FILE.read_text(encoding="utf-8"))
 
 
@@ -47,10 +85,19 @@ def lmms_eval_runs() -> Iterator[tuple[str, int, dict[str, Any]]]:
                 yield name, index, entry
 
 
+def _older_major(cell: dict[str, Any]) -> str:
+    override = cell.get(OLDER_MAJOR)
+    if not override:
+        return ""
+    merged = _for_major(cell, 4)
+    detail = merged.get("reason") or merged.get("note")
+    return f"<br>transformers 4.x: **{merged['status']}**" + (f": {detail}" if detail else "")
+
+
 def _wrapper_cell(cell: dict[str, Any]) -> str:
     text = f"**{cell['status']}**"
     detail = cell.get("reason") or cell.get("note")
-    return f"{text}: {detail}" if detail else text
+    return (f"{text}: {detail}" if detail else text) + _older_major(cell)
 
 
 def _lmms_eval_cell(entries: list[dict[str, Any]]) -> str:
@@ -62,14 +109,14 @@ def _lmms_eval_cell(entries: list[dict[str, Any]]) -> str:
         extra = " ".join(f"`{flag}`" for flag in entry.get("cli", []))
         head = " ".join(p for p in (name, extra) if p)
         detail = entry.get("reason") or entry.get("note")
-        status = f"**{entry['status']}**" + (f" ({detail})" if detail else "")
+        status = f"**{entry['status']}**" + (f" ({detail})" if detail else "") + _older_major(entry)
         parts.append(f"{head}: {status}" if head else status)
     return "<br>".join(parts)
 
 
 def render_markdown(matrix: dict[str, Any] | None = None) -> str:
     """The README section between :data:`START` and :data:`END` (markers included)."""
-    matrix = matrix or load()
+    matrix = matrix or load_file()
     paths = matrix["paths"]
     lines = [
         START,

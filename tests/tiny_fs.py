@@ -122,4 +122,4 @@ def run_on_tiny_fs(
 
 def cli(*args: str) -> list[str]:
     """The ``modality-conflict`` command line, run by this interpreter."""
-    return [sys.executable, "-m", "modality_conflict.mc_tasks.cli", *args]
+    return [sys.executable, "-m", "modality_conflict.cli.main", *args]

@@ -13,10 +13,10 @@ import pytest
 import tiny_fs
 from tiny_fs import cli, needs_tiny_fs, run_on_tiny_fs
 
+from modality_conflict.cli.main import main as cli_main
 from modality_conflict.dataset_builder import atomic
 from modality_conflict.dataset_builder import writer as writer_module
 from modality_conflict.dataset_builder.errors import BuildError, OutputWriteError
-from modality_conflict.mc_tasks.cli import main as cli_main
 
 
 def test_write_is_whole_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from modality_conflict.cli.main import main as cli_main
 from modality_conflict.dataset_builder import builder as builder_module
 from modality_conflict.dataset_builder import specs
 from modality_conflict.dataset_builder import writer as writer_module
@@ -25,7 +26,6 @@ from modality_conflict.dataset_builder.constants import BUILDER_VERSION, COLORS,
 from modality_conflict.dataset_builder.errors import BuildError
 from modality_conflict.dataset_builder.features import FEATURES
 from modality_conflict.dataset_builder.validate import validate_dataset
-from modality_conflict.mc_tasks.cli import main as cli_main
 
 SMALL = PRESETS["small"]
 
@@ -355,7 +355,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_pool_workers_die_with_a_killed_build(tmp_path: Path, sig: signal.Signals) -> None:
     out = tmp_path / "ds"
-    command = [sys.executable, "-m", "modality_conflict.mc_tasks.cli", "build", "--groups", "300"]
+    command = [sys.executable, "-m", "modality_conflict.cli.main", "build", "--groups", "300"]
     build = subprocess.Popen(
         [*command, "--workers", "2", "--quiet", "--out", str(out)],
         stdout=subprocess.PIPE,

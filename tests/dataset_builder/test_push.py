@@ -24,12 +24,12 @@ import huggingface_hub
 import pytest
 from huggingface_hub.utils._http import hf_request_event_hook
 
+from modality_conflict.cli.main import main as cli_main
 from modality_conflict.dataset_builder import canonical
 from modality_conflict.dataset_builder.builder import build_dataset
 from modality_conflict.dataset_builder.errors import DatasetValidationError, PushError
 from modality_conflict.dataset_builder.folder import DatasetFolder
 from modality_conflict.dataset_builder.push import PinMismatchError, PushAuthError, push_dataset
-from modality_conflict.mc_tasks.cli import main as cli_main
 
 COMMIT_SHA = "0123456789abcdef0123456789abcdef01234567"
 FILES = ["data/test-00000-of-00001.parquet", "README.md", "manifest.json"]

@@ -11,7 +11,7 @@ from modality_conflict.dataset_builder import constants as color
 from modality_conflict.dataset_builder import specs
 from modality_conflict.dataset_builder.attribute import constants as attribute
 
-SCHEMA = Path(specs.__file__).resolve().parents[1] / "mc_tasks" / "submission" / "submission.schema.json"
+SCHEMA = Path(specs.__file__).resolve().parents[1] / "analysis" / "submission" / "submission.schema.json"
 
 
 def test_each_dataset_is_found_by_key_name_and_manifest() -> None:

@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 from dataset_edits import rehash
 
+from modality_conflict.cli.main import main as cli_main
 from modality_conflict.dataset_builder.builder import build_dataset
 from modality_conflict.dataset_builder.constants import COLORS
 from modality_conflict.dataset_builder.errors import DatasetValidationError
 from modality_conflict.dataset_builder.features import arrow_schema
 from modality_conflict.dataset_builder.validate import validate_dataset
-from modality_conflict.mc_tasks.cli import main as cli_main
 
 GROUPS = 6
 SHARD = "data/test-00000-of-00001.parquet"

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from lmms_eval_runs import assert_sampled_entropy_is_that_of_the_logged_answers, run_lmms_eval
 
-from modality_conflict.mc_tasks.evaluate import find_run_outputs, format_summary
+from modality_conflict.analysis.evaluate import find_run_outputs, format_summary
+from modality_conflict.analysis.results import TaskResult, read_task_results
 from modality_conflict.mc_tasks.names import ATTRIBUTE_TASK, MAIN_TASK, REQUIRED_METRICS
-from modality_conflict.mc_tasks.results import TaskResult, read_task_results
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +124,7 @@ def test_attribute_sampled_path_with_lmms_evals_own_wrapper(
 
 
 def test_report_has_plots_per_task_and_a_row_per_attribute(tiny_lmms_eval_run: Path, tmp_path: Path) -> None:
-    from modality_conflict.mc_tasks.cli import main
+    from modality_conflict.cli.main import main
 
     out = tmp_path / "report"
     assert main(["report", str(tiny_lmms_eval_run), "--out", str(out)]) == 0
@@ -140,7 +140,7 @@ def test_report_has_plots_per_task_and_a_row_per_attribute(tiny_lmms_eval_run: P
 def test_attribute_submission_round_trip_checked_against_the_dataset(
     tiny_lmms_eval_run: Path, attribute_dataset_dir: Path, tmp_path: Path
 ) -> None:
-    from modality_conflict.mc_tasks import submission as sub
+    from modality_conflict.analysis import submission as sub
 
     run = _task(tiny_lmms_eval_run, ATTRIBUTE_TASK)
     path = sub.write_submission(sub.build_submission(run), tmp_path / "submission.json")
@@ -150,7 +150,7 @@ def test_attribute_submission_round_trip_checked_against_the_dataset(
 
 
 def test_probe_reads_the_attribute_runs_lens_per_row(tiny_lmms_eval_run: Path) -> None:
-    from modality_conflict.mc_tasks.probe import probe_from_results
+    from modality_conflict.analysis.probe import probe_from_results
 
     result = probe_from_results(tiny_lmms_eval_run, task=ATTRIBUTE_TASK)
     # 4 groups x 24 conflict rows: each is probed or skipped for a stated reason, and every row's lens

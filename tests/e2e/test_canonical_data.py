@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 from lmms_eval_runs import offline_env
 
+from modality_conflict.analysis.evaluate import find_run_outputs
+from modality_conflict.cli.main import main as cli_main
 from modality_conflict.dataset_builder import canonical
 from modality_conflict.dataset_builder.folder import DatasetFolder
 from modality_conflict.dataset_builder.resolve import CACHE_ENV, WORKERS_ENV
-from modality_conflict.mc_tasks.cli import main as cli_main
-from modality_conflict.mc_tasks.evaluate import find_run_outputs
 from modality_conflict.mc_tasks.names import ATTRIBUTE_TASK, GROUP, MAIN_TASK, RECORD_KEY
 
 pytestmark = pytest.mark.slow
@@ -89,7 +89,7 @@ def first_run(tmp_path_factory: pytest.TempPathFactory, tiny_llava_dir: Path, ca
 
 
 def _eval(tiny_llava_dir: Path, *extra: str) -> list[str]:
-    command = [sys.executable, "-m", "modality_conflict.mc_tasks.cli", "eval", "--model-args"]
+    command = [sys.executable, "-m", "modality_conflict.cli.main", "eval", "--model-args"]
     return [*command, _model_args(tiny_llava_dir), "--output", "out", "--limit", LIMIT, *extra]
 
 

@@ -10,9 +10,9 @@ conflict). Then, for every logged document:
 - generation: the envelope's entropy equals the full-vocabulary entropy of the next-token logits the test
   computes itself from the same checkpoint (``direct_scores``), its greedy first token is the logits'
   argmax, and the record's answer is the envelope's text as the answer normaliser reads it;
-- loglik: each candidate's logged score equals log P(answer | prompt) computed directly (on one image and
-  one text-only document: the rest are the same code), the record's entropy is that of the normalised
-  logged scores and its answer their argmax.
+- loglik: each candidate's logged score equals log P(answer | prompt) computed directly, both surface
+  forms of the answer added (on one image and one text-only document: the rest are the same code); the
+  record's entropy is that of the normalised logged scores and its answer their argmax.
 
 Two runs carry one more task: Gemma 3's a plain lmms-eval task (plain text back, not envelopes), Qwen2.5-VL's
 the sampled variant (the wrapper's envelopes decoded by the sampled estimator).
@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 import support_matrix
-from direct_scores import continuation_log_prob, entropy_of_scores, next_token_entropy, prompt_of
+from direct_scores import answer_log_prob, entropy_of_scores, next_token_entropy, prompt_of
 from lmms_eval_runs import (
     assert_sampled_entropy_is_that_of_the_logged_answers,
     logged_responses,
@@ -36,10 +36,10 @@ from lmms_eval_runs import (
     samples,
 )
 
+from modality_conflict.analysis.evaluate import RunOutputs
+from modality_conflict.analysis.results import ResultsFile
 from modality_conflict.mc_tasks import task_logic
-from modality_conflict.mc_tasks.evaluate import RunOutputs
 from modality_conflict.mc_tasks.names import RECORD_KEY
-from modality_conflict.mc_tasks.results import ResultsFile
 from modality_conflict.metrics.answers import normalize_answer
 from modality_conflict.models.envelope import decode_envelope
 from modality_conflict.models.hf_model import ModalityConflictHF
@@ -228,9 +228,7 @@ def test_loglik_scores_are_the_checkpoints_own(name: str, runs: Runs) -> None:
         if has_image not in checked_directly:
             checked_directly.add(has_image)
             prompt = prompt_of(run.wrapper, doc)
-            direct = [
-                continuation_log_prob(run.wrapper, prompt, run.wrapper.answer_prefix + c) for c in choices
-            ]
+            direct = [answer_log_prob(run.wrapper, prompt, choice) for choice in choices]
             assert scores == pytest.approx(direct, abs=ENTROPY_TOLERANCE)
     assert checked_directly == {True, False}
 

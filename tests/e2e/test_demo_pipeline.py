@@ -22,12 +22,12 @@ import pytest
 from lmms_eval_runs import offline_env, run_lmms_eval
 from scipy.stats import spearmanr
 
+from modality_conflict.analysis.results import TaskResult, read_task_results
 from modality_conflict.dataset_builder.constants import COLORS, QUESTION_TEMPLATE
 from modality_conflict.dataset_builder.plan import plan_group
 from modality_conflict.dataset_builder.prompts import prompt_for
 from modality_conflict.dataset_builder.render import render
 from modality_conflict.mc_tasks.names import MAIN_TASK
-from modality_conflict.mc_tasks.results import TaskResult, read_task_results
 from modality_conflict.models.demo_model import RECIPE_FILE, WEIGHTS_FILE, shipped_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -41,7 +41,7 @@ HARD_VISUAL_TIERS = range(9, 14)
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``modality-conflict demo`` on the packaged model, run as a user runs it."""
     out = tmp_path_factory.mktemp("demo") / "demo_out"
-    command = [sys.executable, "-m", "modality_conflict.mc_tasks.cli", "demo", "--out", str(out)]
+    command = [sys.executable, "-m", "modality_conflict.cli.main", "demo", "--out", str(out)]
     command += ["--groups", str(DEMO_GROUPS)]
     done = subprocess.run(command, env=offline_env(None), capture_output=True, text=True, timeout=900)
     (out.parent / "demo.log").write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)

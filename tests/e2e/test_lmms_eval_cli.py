@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from lmms_eval_runs import assert_sampled_entropy_is_that_of_the_logged_answers, offline_env, run_lmms_eval
 
-from modality_conflict.mc_tasks.evaluate import EvaluationFailedError, RunOutputs, find_run_outputs
+from modality_conflict.analysis.evaluate import EvaluationFailedError, RunOutputs, find_run_outputs
+from modality_conflict.analysis.results import ResultsFile
 from modality_conflict.mc_tasks.names import METRIC_NAMES, RECORD_KEY
-from modality_conflict.mc_tasks.results import ResultsFile
 from modality_conflict.models.envelope import decode_envelope
 
 pytestmark = pytest.mark.slow
@@ -131,7 +131,7 @@ def test_loglikelihood_path_through_multiple_choice_with_include_path(
     # by the project's wrapper, whose loglikelihood returns exact summed log-probabilities. The responses
     # still travel through lmms-eval's multiple_choice machinery, which stringifies them.
     tasks_dir = tmp_path / "tasks" / "modality_conflict"
-    command = [sys.executable, "-m", "modality_conflict.mc_tasks.cli", "tasks"]
+    command = [sys.executable, "-m", "modality_conflict.cli.main", "tasks"]
     subprocess.run([*command, "--data", str(quick_dataset_dir), "--out", str(tasks_dir)], check=True)
     out = tmp_path / "run"
     out.mkdir()
@@ -220,7 +220,7 @@ def test_eval_command_fails_loudly_when_lmms_eval_writes_nothing(
         [
             sys.executable,
             "-m",
-            "modality_conflict.mc_tasks.cli",
+            "modality_conflict.cli.main",
             "eval",
             "--model",
             "modality_conflict_hf",
@@ -274,7 +274,7 @@ def test_eval_command_shows_the_headline_table_the_report_file_and_dropped_confl
     out = tmp_path / "out"
     completed = subprocess.run(
         [
-            sys.executable, "-m", "modality_conflict.mc_tasks.cli", "eval",
+            sys.executable, "-m", "modality_conflict.cli.main", "eval",
             "--model-args", f"pretrained={tiny_llava_dir},device=cpu,device_map=cpu",
             "--tasks", "modality_conflict_color", "--data", str(data), "--output", str(out),
             "--batch-size", "8",
@@ -296,7 +296,7 @@ def test_eval_command_shows_the_headline_table_the_report_file_and_dropped_confl
     assert completed.stderr.count("modality_conflict: " + f"{missing} of {total} conflict rows") == 1
     # `report` finds the report file and says the same.
     reported = subprocess.run(
-        [sys.executable, "-m", "modality_conflict.mc_tasks.cli", "report", str(out), "--out",
+        [sys.executable, "-m", "modality_conflict.cli.main", "report", str(out), "--out",
          str(tmp_path / "r")],
         env=offline_env(None), capture_output=True, text=True, timeout=300,
     )  # fmt: skip

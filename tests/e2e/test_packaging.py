@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -33,9 +34,16 @@ PROJECT_TASKS = {
 }
 
 
+_NOT_SOURCE = (".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis", ".ruff_cache")
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy without the checkout's build outputs: setuptools reuses build/lib, so an earlier
+    # build's files (a moved or deleted module) would otherwise ship again.
+    source = tmp_path_factory.mktemp("source") / "repo"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*_NOT_SOURCE))
     subprocess.run(
         [
             sys.executable,
@@ -47,7 +55,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "-w",
             str(out),
-            str(REPO),
+            str(source),
         ],
         check=True,
     )
@@ -89,13 +97,15 @@ def test_wheel_holds_one_import_package_with_task_files(wheel: Path) -> None:
     assert {name[len(task_dir) :] for name in names if name.startswith(task_dir)} >= TASK_FILES
     for module in (
         "models/hf_model.py",
-        "mc_tasks/results.py",
-        "mc_tasks/commands/probe.py",
-        "mc_tasks/probe/runner.py",
-        "mc_tasks/submission/submission.schema.json",
+        "analysis/results.py",
+        "cli/probe.py",
+        "analysis/probe/runner.py",
+        "analysis/submission/submission.schema.json",
         "dataset_builder/folder.py",
     ):
         assert f"modality_conflict/{module}" in names, module
+    # Code only the tests use (the tiny checkpoint zoo) stays out of the wheel.
+    assert not [name for name in names if "tiny" in name.split("/")], "test-only code in the wheel"
     checkpoint = "modality_conflict/models/demo_checkpoint/"
     shipped = {name[len(checkpoint) :] for name in names if name.startswith(checkpoint)}
     assert shipped == {p.name for p in (REPO / "models" / "demo_checkpoint").iterdir()}
@@ -103,14 +113,14 @@ def test_wheel_holds_one_import_package_with_task_files(wheel: Path) -> None:
     # Every source file of the checkout is in the wheel (a sub-package missing from pyproject.toml's
     # list, or a task file its package-data misses, would break only the installed copy).
     repo = Path(__file__).resolve().parents[2]
-    for folder in ("dataset_builder", "metrics", "models", "mc_tasks"):
+    for folder in ("dataset_builder", "metrics", "models", "mc_tasks", "analysis", "cli"):
         for source in (repo / folder).rglob("*"):
             if source.is_file() and "__pycache__" not in source.parts and source.suffix != ".pyc":
                 relative = source.relative_to(repo).as_posix()
                 assert f"modality_conflict/{relative}" in names, relative
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "[lmms_eval.models]" in text and "modality-conflict = modality_conflict.mc_tasks.cli:main" in text
+    assert "[lmms_eval.models]" in text and "modality-conflict = modality_conflict.cli.main:main" in text
 
 
 def test_non_editable_install_imports_from_site_packages(installed_env: Path, tmp_path: Path) -> None:
@@ -156,7 +166,7 @@ def test_lmms_eval_cli_lists_tasks_from_non_editable_install(installed_env: Path
 def test_console_script_help_names_every_subcommand(installed_env: Path) -> None:
     python = installed_env / "bin" / "python"
     completed = subprocess.run(
-        [str(python), "-m", "modality_conflict.mc_tasks.cli", "--help"],
+        [str(python), "-m", "modality_conflict.cli.main", "--help"],
         cwd=installed_env,
         capture_output=True,
         text=True,

@@ -27,7 +27,7 @@ from lmms_eval_runs import (
     raised_errors,
 )
 
-from modality_conflict.mc_tasks.evaluate import EvaluationFailedError, find_run_outputs
+from modality_conflict.analysis.evaluate import EvaluationFailedError, find_run_outputs
 
 pytestmark = pytest.mark.slow
 

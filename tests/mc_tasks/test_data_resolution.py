@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from lmms_eval_runs import offline_env
 
+from modality_conflict.cli.main import main as cli_main
 from modality_conflict.dataset_builder import resolve
 from modality_conflict.dataset_builder.folder import DatasetFolder
 from modality_conflict.mc_tasks import plugin
-from modality_conflict.mc_tasks.cli import main as cli_main
 
 QUICK_TASK = "modality_conflict_color_quick"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from pathlib import Path
@@ -249,3 +250,59 @@ def test_local_task_copy_points_at_the_data_and_keeps_the_pin(tmp_path: Path) ->
     with pytest.raises(FileExistsError, match=r"not part of the task folder \(notes.txt\)"):
         write_local_task_dir(data, out)
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def _top_k(response: str, below: float, above: float) -> str:
+    """A simulated envelope as a top-k endpoint gives it: the entropy with bounds ``below`` under it and
+    ``above`` over it (shifts, not factors: dH does not change when every entropy is scaled)."""
+    envelope = json.loads(response)
+    entropy = envelope["entropy"]
+    return encode_envelope(
+        text=envelope["text"],
+        entropy=entropy,
+        estimator="top_k",
+        answer_logprobs=envelope["answer_logprobs"],
+        entropy_bounds=None if entropy is None else (max(entropy - below, 0.0), entropy + above),
+        uncovered_mass=None if entropy is None else 0.25,
+        usage={"prompt_tokens": 30, "completion_tokens": 2},
+    )
+
+
+def test_top_k_records_report_the_balance_point_at_both_bounds() -> None:
+    docs = synthetic_docs(24, with_controls=False)
+    responses = simulate_responses(docs, balance_point=0.1, seed=5)
+    records = [
+        task_records.make_record(d, [_top_k(r, 0.1, 0.4)]) for d, r in zip(docs, responses, strict=True)
+    ]
+    unimodal = [r for r in records if r["condition"] != "conflict"]
+    assert all(r["entropy_bounds"][0] < r["entropy"] < r["entropy_bounds"][1] for r in unimodal)
+    summary = task_records.summarize_records(records)
+    assert summary["entropy_estimator"] == "top_k" and summary["uncovered_mass_max"] == 0.25
+    assert summary["usage"] == {"prompt_tokens": 30 * len(docs), "completion_tokens": 2 * len(docs)}
+    for side, index in (("lower", 0), ("upper", 1)):
+        # The same records with every entropy moved to that bound, summarised as plain records.
+        moved = [
+            {k: v for k, v in r.items() if k not in ("entropy_bounds", "uncovered_mass")}
+            | {"entropy": r["entropy"] if r["entropy"] is None else r["entropy_bounds"][index]}
+            for r in records
+        ]
+        expected = task_records.summarize_records(moved)["balance_point"]
+        assert expected is not None and summary[f"balance_point_at_entropy_{side}"] == pytest.approx(expected)
+    assert summary["balance_point_at_entropy_lower"] != pytest.approx(
+        summary["balance_point_at_entropy_upper"]
+    )
+    # Bounds equal to the entropy give the balance point itself at both.
+    tight = task_records.summarize_records(
+        [task_records.make_record(d, [_top_k(r, 0.0, 0.0)]) for d, r in zip(docs, responses, strict=True)]
+    )
+    assert tight["balance_point_at_entropy_lower"] == pytest.approx(tight["balance_point"])
+    assert tight["balance_point_at_entropy_upper"] == pytest.approx(tight["balance_point"])
+
+
+@pytest.mark.parametrize("bounds", [[2.0, 1.0], [1.0], ["a", 1.0]])
+def test_bad_entropy_bounds_are_refused(bounds: list[Any]) -> None:
+    response = json.dumps(
+        {"mc_envelope": 1, "text": "red", "entropy": 1.0, "estimator": "top_k", "entropy_bounds": bounds}
+    )
+    with pytest.raises(ValueError, match="entropy_bounds"):
+        task_records.make_record(_doc("vision_only"), [response])

@@ -192,7 +192,9 @@ def test_left_padded_batch_equals_one_prompt_at_a_time(
 def test_every_scored_prompt_starts_with_exactly_one_bos(scored: Observed) -> None:
     bos = scored.wrapper.tokenizer.bos_token_id
     counts = [leading_bos(row, bos) for prefill in scored.scored_prefills for row in prefill.rows()]
-    assert counts == [_expected_bos(scored.wrapper)] * len(scored.docs)
+    # An answer is scored in each of its surface forms (as written, capitalised): one or two rows per doc.
+    assert len(scored.docs) <= len(counts) <= 2 * len(scored.docs)
+    assert set(counts) == {_expected_bos(scored.wrapper)}
 
 
 @pytest.mark.parametrize("name", SCORED)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tiny_fs import cli, needs_tiny_fs, run_on_tiny_fs
 
-from modality_conflict.mc_tasks.cli import main as cli_main
+from modality_conflict.cli.main import main as cli_main
 from modality_conflict.models.demo_model import (
     RECIPE_FILE,
     WEIGHTS_FILE,

@@ -15,6 +15,7 @@ import support_matrix
 import torch
 from lmms_eval.api.instance import Instance
 from PIL import Image
+from tiny_zoo import ARCHITECTURES
 from transformers import AutoConfig
 
 from modality_conflict.dataset_builder.constants import COLORS
@@ -29,7 +30,6 @@ from modality_conflict.models.sharing import (
     split_encoded,
     split_prompts,
 )
-from modality_conflict.models.tiny import ARCHITECTURES
 
 QUESTION = "What color is the circle? Please use one word to answer this question."
 TEXTS = (

@@ -12,11 +12,11 @@ import torch
 from lmms_eval.api.instance import Instance
 from PIL import Image
 from safetensors.torch import load_file
+from tiny_zoo import build
 from transformers import AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
 from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS
 from modality_conflict.models import smollm2_llava
-from modality_conflict.models.tiny import build
 
 PROMPT = "The circle is red. What color is the circle? Please use one word to answer this question."
 EXPECTED = {

@@ -13,6 +13,7 @@ import yaml
 from datasets import load_dataset
 from PIL import Image
 
+from modality_conflict.cli.main import main as cli_main
 from modality_conflict.dataset_builder.attribute.constants import (
     ANSWERS,
     ATTRIBUTE_VALUES,
@@ -34,7 +35,6 @@ from modality_conflict.dataset_builder.builder import build_dataset, resolve_gro
 from modality_conflict.dataset_builder.errors import BuildError
 from modality_conflict.dataset_builder.folder import DatasetFolder
 from modality_conflict.dataset_builder.validate import validate_dataset
-from modality_conflict.mc_tasks.cli import main as cli_main
 
 SHARD = "data/test-00000-of-00001.parquet"
 

@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from dataset_edits import rehash
 
+from modality_conflict.cli.main import main as cli_main
 from modality_conflict.dataset_builder.attribute.constants import ANSWERS
 from modality_conflict.dataset_builder.attribute.features import arrow_schema
 from modality_conflict.dataset_builder.errors import DatasetValidationError
 from modality_conflict.dataset_builder.validate import validate_dataset
-from modality_conflict.mc_tasks.cli import main as cli_main
 
 SHARD = "data/test-00000-of-00001.parquet"
 

@@ -1,0 +1,174 @@
+"""Hugging Face Hub "Eval Results" files from one verified submission.
+
+``eval.yaml`` for the benchmark dataset repo (one Hub task per headline metric) and
+``.eval_results/<name>.yaml`` for the model repo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from modality_conflict.analysis.results import TaskSummary
+from modality_conflict.analysis.submission import LOCAL_DATASET, verify_file
+from modality_conflict.dataset_builder.atomic import ensure_folder, write_text_atomic
+from modality_conflict.mc_tasks.names import MAIN_TASK
+
+# Hub tasks defined in eval.yaml: (suffix, metric key, what it is).
+HUB_METRICS: tuple[tuple[str, str, str], ...] = (
+    (
+        "balance_point",
+        "balance_point",
+        "dH where P(follow text) = 0.5; negative = the model prefers the image",
+    ),
+    ("tfr", "tfr", "text-following rate among conflicts answered with one of the unimodal answers"),
+    ("mean_hv", "mean_hv", "mean entropy (nats) of the vision-only answers"),
+    ("mean_ht", "mean_ht", "mean entropy (nats) of the text-only answers"),
+)
+
+
+def hub_task_id(task: str, metric: str) -> str:
+    """The Hub task id of one headline metric of one lmms-eval task."""
+    return f"{task}-{metric}"
+
+
+def eval_yaml(dataset_id: str, task: str, *, split: str = "test") -> dict[str, Any]:
+    """The ``eval.yaml`` of the benchmark dataset repo: one Hub task (leaderboard) per headline metric.
+
+    Notes
+    -----
+    The Hub validates ``evaluation_framework`` against a list it maintains; ``lmms-eval`` has to be added
+    to that list (huggingface.js ``packages/tasks/src/eval.ts``) before the Hub accepts the file.
+    """
+    return {
+        "name": "Modality Conflict (colour)",
+        "description": (
+            "Image-text conflicts for multimodal LLMs (arXiv:2511.02243): a shape's colour in an image "
+            "against a text that claims another colour, at graded visual and textual difficulty. Each model "
+            "answers the "
+            "image alone, the text alone and both; the leaderboards give its balance point (the relative "
+            "uncertainty at which it follows text and image equally often), its text-following rate and its "
+            f"mean unimodal entropies. Run with lmms-eval (`--tasks {task}`) and checked with "
+            "`modality-conflict verify`."
+        ),
+        "evaluation_framework": "lmms-eval",
+        "tasks": [
+            {"id": hub_task_id(task, suffix), "config": "default", "split": split}
+            for suffix, _, _ in HUB_METRICS
+        ],
+    }
+
+
+def eval_result_entries(
+    submission: Mapping[str, Any],
+    *,
+    dataset_id: str,
+    source_url: str | None = None,
+    source_name: str | None = None,
+) -> tuple[list[Any], list[str]]:
+    """``huggingface_hub.EvalResultEntry`` objects for a verified submission's headline metrics.
+
+    Returns
+    -------
+    tuple
+        The entries, and one line per metric left out because the submission reports it as undefined.
+    """
+    from huggingface_hub import EvalResultEntry
+
+    summary = TaskSummary(submission["metrics"])
+    task = submission["task"]["name"]
+    version = _package_version_text(submission)
+    entries, skipped = [], []
+    for suffix, key, _ in HUB_METRICS:
+        value = summary.number(key)
+        if value is None:
+            reason = summary.why_undefined(key) or "undefined"
+            skipped.append(f"{key}: not reported ({reason})")
+            continue
+        notes = [f"entropy estimator {submission['estimator']}", f"{summary.n_conflicts} conflicts"]
+        low, high = summary.interval(key)
+        if low is not None and high is not None:
+            method = summary.interval_method(key) or ("wilson" if key == "tfr" else "delta")
+            notes.insert(0, f"95% CI [{low:.4f}, {high:.4f}] ({method})")
+        notes.append(f"verified with modality-conflict {version}")
+        entries.append(
+            EvalResultEntry(
+                dataset_id=dataset_id,
+                task_id=hub_task_id(task, suffix),
+                value=round(value, 6),
+                dataset_revision=submission["dataset"].get("revision"),
+                date=submission["created"],
+                source_url=source_url,
+                source_name=source_name if source_url else None,
+                notes="; ".join(notes),
+            )
+        )
+    return entries, skipped
+
+
+def _package_version_text(submission: Mapping[str, Any]) -> str:
+    return str(submission["analysis"].get("package_version", "unknown"))
+
+
+def write_eval_results(
+    submission_path: Path,
+    out: Path,
+    *,
+    data: Path | None = None,
+    dataset_id: str | None = None,
+    source_url: str | None = None,
+    source_name: str | None = None,
+) -> tuple[Path, Path, list[str]]:
+    """Verify a submission, then write ``out/eval.yaml`` and ``out/.eval_results/<name>.yaml``.
+
+    Returns
+    -------
+    tuple
+        The two paths and the lines about metrics left out.
+
+    Raises
+    ------
+    RejectedSubmissionError
+        When the submission does not verify.
+    ValueError
+        When no Hub dataset id is known (a submission made on a local, unpublished folder).
+    """
+    import yaml
+    from huggingface_hub import eval_result_entries_to_yaml
+
+    verification = verify_file(Path(submission_path), data=data)
+    submission = verification.submission
+    dataset_id = dataset_id or submission["dataset"]["repo"]
+    if dataset_id == LOCAL_DATASET or "/" not in dataset_id:
+        raise ValueError(
+            f"the submission names no Hub dataset (dataset.repo is {submission['dataset']['repo']!r}); "
+            "pass --dataset-id"
+        )
+    task = submission["task"]["name"]
+    entries, skipped = eval_result_entries(
+        submission, dataset_id=dataset_id, source_url=source_url, source_name=source_name
+    )
+    if not entries:
+        raise ValueError("the submission reports none of the headline metrics: " + "; ".join(skipped))
+    out = Path(out)
+    ensure_folder(out / ".eval_results")
+    header = (
+        "# Benchmark definition for the Hugging Face Hub (https://huggingface.co/docs/hub/eval-results).\n"
+        "# `lmms-eval` must be on the Hub's list of evaluation frameworks before the Hub accepts this file.\n"
+    )
+    eval_path = out / "eval.yaml"
+    write_text_atomic(
+        eval_path,
+        header
+        + yaml.safe_dump(eval_yaml(dataset_id, task, split=submission["dataset"]["split"]), sort_keys=False),
+    )
+    name = dataset_id.split("/")[-1] + ("" if task == MAIN_TASK else f"_{task}")
+    result_path = out / ".eval_results" / f"{name}.yaml"
+    write_text_atomic(
+        result_path,
+        f"# {submission['model']['id']} on {dataset_id}, "
+        "from a submission verified by `modality-conflict verify`.\n"
+        + yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False),
+    )
+    return eval_path, result_path, skipped

@@ -1,0 +1,233 @@
+"""``modality-conflict demo``: the whole pipeline on the embedded default model, offline, on the CPU.
+
+1. take the model: by default the packaged demo LLaVA (``--model demo``, trained from scratch on images and
+   texts that never conflict; ``--retrain`` trains it afresh into a cache keyed on seed and code), or a
+   LLaVA around the real SmolLM2-135M-Instruct with a random vision half (``--model smollm2``);
+2. build a demo-size colour dataset (and, for ``smollm2``, the small presets of both datasets, colour
+   and attribute; the demo model knows only the colour set's images and words);
+3. run ``lmms-eval --tasks modality_conflict`` with the project's ``modality_conflict_hf`` wrapper;
+4. probe the layers (logit lens) from the run's sample logs, write the report, and print the headline:
+   following rates, balance point and law slope with their 95% intervals, oscillations by region.
+
+The time of every step goes to ``timings.json`` and the headline to ``headline.txt`` in ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from modality_conflict.cli.arguments import positive_int
+from modality_conflict.cli.arguments import seed as seed_type
+from modality_conflict.dataset_builder.atomic import write_text_atomic
+from modality_conflict.mc_tasks.names import GROUP, MAIN_TASK
+
+#: Groups of the demo model's dataset: about 3,100 conflicts, enough for a balance-point interval about
+#: 0.4 nat wide, and an evaluation of about two minutes on two cores (the demo stays under four).
+DEMO_GROUPS = 80
+#: The SmolLM2 variant is slower per prompt (135M parameters): the small preset.
+SMOLLM2_GROUPS = 12
+
+
+def _run(command: list[str], env: dict[str, str] | None = None) -> None:
+    print("+", " ".join(command), flush=True)
+    completed = subprocess.run(command, check=False, env=env)
+    if completed.returncode != 0:
+        raise RuntimeError(f"step failed with status {completed.returncode}: {' '.join(command)}")
+
+
+def _default_cache() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "modality-conflict" / "models"
+
+
+def _model_dir(args: argparse.Namespace, out: Path, log: Callable[[str], None]) -> tuple[Path, str]:
+    """The checkpoint folder to evaluate and how it was obtained."""
+    if args.model == "smollm2":
+        from modality_conflict.models.smollm2_llava import build_smollm2_llava
+
+        model_dir = out / "model-smollm2-llava"
+        if not (model_dir / "config.json").exists():
+            log(f"building {model_dir} (SmolLM2-135M-Instruct language model, random vision tower)")
+            build_smollm2_llava(model_dir)
+        return model_dir, "SmolLM2-135M-Instruct LLaVA, random vision half"
+    from modality_conflict.models.demo_model import cached_checkpoint, shipped_checkpoint
+
+    if not args.retrain:
+        return shipped_checkpoint(), "packaged demo model (seed 0)"
+    cache = Path(args.cache_dir) if args.cache_dir else _default_cache()
+    log(f"demo model for seed {args.model_seed}: {cache} (trained on first use, about 4 minutes)")
+    return cached_checkpoint(
+        cache, seed=args.model_seed, log=log
+    ), f"demo model trained, seed {args.model_seed}"
+
+
+def _number(value: Any, signed: bool = False) -> str:
+    if not isinstance(value, int | float):
+        return "n/a"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _interval(low: Any, high: Any) -> str:
+    if not isinstance(low, int | float) or not isinstance(high, int | float):
+        return "no interval"
+    return f"95% CI [{low:+.3f}, {high:+.3f}]"
+
+
+def _oscillations(entry: dict[str, Any]) -> str:
+    mean = entry.get("mean_oscillations")
+    n = entry.get("n_items", 0)
+    if mean is None:
+        return f"n/a (n={n})"
+    low, high = entry.get("ci_low"), entry.get("ci_high")
+    interval = f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
+    return f"{mean:.2f}{interval} (n={n})"
+
+
+def headline_lines(summary: Any, probe: dict[str, Any] | None) -> list[str]:
+    """The demo's headline from the main task's :class:`TaskSummary` and the content of ``probe.json``."""
+    rates = (summary.number("tfr"), summary.number("vfr"), summary.number("other_rate"))
+    lines = [
+        f"conflicts: {summary.get('n_conflicts')}  TFR {_number(rates[0])}  VFR {_number(rates[1])}  "
+        f"other {_number(rates[2])}"
+    ]
+    point = summary.balance_point
+    preference = summary.inherent_preference()
+    if point.defined:
+        verdict = preference.text.split(" (")[0]  # the phrase; the numbers are printed here already
+        lines.append(
+            f"balance point {point.estimate:+.3f}, {_interval(point.ci_low, point.ci_high)} "
+            f"({point.ci_method or 'delta'}): {verdict}"
+        )
+    else:
+        lines.append(f"balance point {point.status}: {preference.text}")
+    slope_low, slope_high = summary.number("law_slope_ci_low"), summary.number("law_slope_ci_high")
+    lines.append(
+        f"law: slope {_number(summary.logistic_fit[1], signed=True)}, {_interval(slope_low, slope_high)}; "
+        f"verdict {summary.get('law_verdict', 'n/a')}"
+    )
+    for label, key in (
+        ("vision-only accuracy by tier", "vision_accuracy_by_tier"),
+        ("vision-only entropy by tier ", "mean_hv_by_tier"),
+        ("text-only accuracy by tier  ", "text_accuracy_by_tier"),
+        ("text-only entropy by tier   ", "mean_ht_by_tier"),
+    ):
+        table = summary.accuracy_by_tier(key) if "accuracy" in key else summary.tier_table(key)
+        cells = sorted(((int(t), v) for t, v in table.items()), key=lambda cell: cell[0])
+        lines.append(f"{label}: " + " ".join(f"{t}:{_number(v)}" for t, v in cells))
+    if probe is None:
+        lines.append("oscillations: no probe")
+    else:
+        main = probe.get("aggregates", {}).get("by_control", {}).get("none", {})
+        if "ambiguous" in main:
+            lines.append(
+                f"oscillations (logit lens, {probe.get('n_layers')} layers): ambiguous "
+                f"{_oscillations(main['ambiguous'])} vs clear {_oscillations(main['clear'])}"
+            )
+        else:
+            lines.append(f"oscillations: {_oscillations(main)} (regions undefined: no balance point)")
+    return lines
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from modality_conflict.analysis.results import read_task_results
+
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    def lap(step: str, since: float) -> float:
+        now = time.perf_counter()
+        timings[step] = round(now - since, 1)
+        return now
+
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    cli = [sys.executable, "-m", "modality_conflict.cli.main"]
+    env = dict(os.environ)
+    if args.model == "demo":
+        # The demo model's matrices are tiny: a second torch thread only adds contention (measured: the
+        # evaluation takes several times longer with two threads than with one on two cores).
+        env.setdefault("OMP_NUM_THREADS", "1")
+    model_dir, model_note = _model_dir(args, out, log)
+    mark = lap("model", started)
+
+    groups = args.groups or (DEMO_GROUPS if args.model == "demo" else SMOLLM2_GROUPS)
+    # One folder per dataset under data/: `--data data` gives every task of the group its own.
+    data_dir = out / "data"
+    datasets = ("color",) if args.model == "demo" else ("color", "attribute")
+    for dataset in datasets:
+        build = [*cli, "build", "--dataset", dataset, "--groups", str(groups), "--seed", str(args.seed)]
+        _run([*build, "--out", str(data_dir / dataset), "--quiet"], env)
+    tasks = MAIN_TASK if args.model == "demo" else GROUP
+    mark = lap("dataset", mark)
+
+    results_dir = out / "results"
+    model_args = f"pretrained={model_dir},device=cpu,device_map=cpu"
+    eval_args = ["--model", "modality_conflict_hf", "--model-args", model_args, "--tasks", tasks]
+    eval_args += ["--data", str(data_dir), "--output", str(results_dir), "--batch-size", str(args.batch_size)]
+    _run([*cli, "eval", *eval_args], env)
+    mark = lap("evaluation", mark)
+
+    probe_dir = out / "probe"
+    _run([*cli, "probe", "--results", str(results_dir), "--task", MAIN_TASK, "--out", str(probe_dir)], env)
+    mark = lap("probe", mark)
+    report_dir = out / "report"
+    _run([*cli, "report", str(results_dir), "--out", str(report_dir)], env)
+    mark = lap("report", mark)
+    timings["total"] = round(mark - started, 1)
+
+    run = next(r for r in read_task_results([results_dir], tasks=[MAIN_TASK]))
+    probe = json.loads((probe_dir / "probe.json").read_text())
+    lines = [f"model: {model_dir} ({model_note}); {groups} groups, seed {args.seed}"]
+    lines += headline_lines(run.summary, probe)
+    split = ", ".join(f"{step} {seconds:.0f} s" for step, seconds in timings.items() if step != "total")
+    lines.append(f"wall time {timings['total']:.0f} s ({split})")
+    write_text_atomic(out / "headline.txt", "\n".join(lines) + "\n")
+    payload = {"model": str(model_dir), "groups": groups, "seed": args.seed, "seconds": timings}
+    write_text_atomic(out / "timings.json", json.dumps(payload, indent=2) + "\n")
+    print()
+    for line in lines:
+        print(line)
+    print()
+    print(f"dataset: {data_dir}")
+    print(f"results: {results_dir}")
+    print(f"probe:   {probe_dir / 'heatmap.png'}")
+    print(f"report:  {report_dir / 'index.html'}")
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
+    parser = subparsers.add_parser(name, help="run the whole pipeline offline on the embedded default model")
+    parser.add_argument("--out", default="demo_out", help="folder for the dataset, results, probe and report")
+    parser.add_argument(
+        "--model",
+        choices=("demo", "smollm2"),
+        default="demo",
+        help="demo: the packaged demo model that sees (default); smollm2: SmolLM2-135M with a random "
+        "vision half",
+    )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train the demo model (seed --model-seed) instead of using the packaged copy; cached",
+    )
+    parser.add_argument("--model-seed", type=seed_type, default=0, help="seed of --retrain (default 0)")
+    parser.add_argument("--cache-dir", help="cache of --retrain (default ~/.cache/modality-conflict/models)")
+    parser.add_argument(
+        "--groups",
+        type=positive_int,
+        help=f"item groups of the dataset (default {DEMO_GROUPS} for demo, {SMOLLM2_GROUPS} for smollm2)",
+    )
+    parser.add_argument("--seed", type=seed_type, default=0, help="dataset seed (default 0)")
+    parser.add_argument("--batch-size", type=positive_int, default=16)
+    parser.set_defaults(func=run_demo)

@@ -1,0 +1,329 @@
+"""The project's lmms-eval model for served models: any OpenAI-compatible ``/v1/chat/completions`` endpoint.
+
+Registered with lmms-eval as ``modality_conflict_openai`` (``--model modality_conflict_openai --model_args
+base_url=http://localhost:8000/v1``). Each prompt of the benchmark goes out as one chat completion: the same
+user turn as the in-process path (the document's images first, as PNG data URLs, then the question),
+temperature 0, ``logprobs`` and ``top_logprobs``. The answer comes back as the same response envelope
+(:mod:`~modality_conflict.models.served_envelope`): text, first-answer-token entropy, candidates'
+log-probabilities and estimator; no lens (the envelope says why; ``probe`` runs in-process).
+
+At start one short request finds out what the endpoint gives:
+
+- ``top_logprobs=-1`` accepted (vLLM started with ``--max-logprobs -1``): the whole vocabulary comes back,
+  its size is learnt, and every entropy is exact (``"full_vocab"``);
+- refused: ``top_logprobs`` (default 20) tokens come back and each entropy is the ``"top_k"`` estimate with
+  proven bounds; the vocabulary size is then the ``vocab_size`` argument (required);
+- no logprobs at all: refused at once, pointing to the sampled task.
+
+Requests run ``concurrency`` at a time over the ``base_url``s (``|``-separated), retried with backoff
+(:mod:`~modality_conflict.models.served_client`); each answer is kept in a response cache keyed by the
+request (:mod:`~modality_conflict.models.response_cache`), so a run that stops part-way resumes without
+re-sending what was answered. The API key is read from the environment variable ``api_key_env`` names and
+never written anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import os
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from lmms_eval.api.instance import Instance
+from lmms_eval.api.model import lmms
+from loguru import logger
+from tqdm import tqdm
+
+from modality_conflict.models.envelope import decode_envelope
+from modality_conflict.models.errors import ModelArgumentError
+from modality_conflict.models.loading import DEFAULT_IMAGE_TOKEN
+from modality_conflict.models.requests import ModelRequest, as_list, collect_requests
+from modality_conflict.models.response_cache import ResponseCache, request_key
+from modality_conflict.models.served_client import (
+    ChatClient,
+    ClientRequestError,
+    EndpointError,
+    parse_base_urls,
+)
+from modality_conflict.models.served_envelope import MalformedResponseError, cut_at_stops, served_envelope
+
+__all__ = ["ModalityConflictOpenAI"]
+
+MODEL_ID = "modality_conflict_openai"
+CACHE_ENV = "MODALITY_CONFLICT_RESPONSE_CACHE"
+DEFAULT_CACHE = Path("~/.cache/modality-conflict/served-responses.sqlite")
+DEFAULT_TOP_K = 20
+PROBE_MESSAGES = [{"role": "user", "content": [{"type": "text", "text": "Say a word."}]}]
+NO_LOGPROBS = (
+    "modality_conflict_openai: {url} returned no logprobs, so the first-answer-token entropy cannot be "
+    "measured; evaluate this endpoint with the sampled task instead (--tasks modality_conflict_sampled "
+    "with lmms-eval's own API model, e.g. --model openai)"
+)
+
+
+def image_data_url(image: Any) -> str:
+    """A PIL image as a lossless PNG data URL (the server decodes exactly the dataset's pixels)."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _bool(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes")
+
+
+class ModalityConflictOpenAI(lmms):
+    """lmms-eval simple model for OpenAI-compatible chat endpoints (see the module docstring).
+
+    Parameters
+    ----------
+    base_url
+        The server's API root (``http://host:8000/v1``); several separated by ``|`` share the load.
+    model
+        The served model's name; default the first one ``GET /models`` lists.
+    api_key_env
+        The environment variable holding the API key (default ``OPENAI_API_KEY``; unset: no key sent).
+    top_logprobs
+        ``"all"`` (default): the whole vocabulary when the endpoint allows it, else 20; or a number.
+    vocab_size
+        The model's vocabulary size, needed when the endpoint cannot return the whole vocabulary (the
+        upper bound of the entropy spreads the uncovered mass over it).
+    concurrency
+        Requests in flight at once (over all servers).
+    max_retries, backoff, timeout
+        Retries of a failed request, the first wait in seconds (doubling each time) and seconds per request.
+    cache
+        The response cache file, or ``off``; default ``$MODALITY_CONFLICT_RESPONSE_CACHE`` or
+        ``~/.cache/modality-conflict/served-responses.sqlite``.
+    max_new_tokens
+        Default answer length when the task does not set one.
+    system_prompt
+        Optional system message (as the in-process path's).
+    batch_size, max_batch_size, device
+        Accepted for lmms-eval's CLI and ignored (``concurrency`` bounds the requests).
+    """
+
+    is_simple = True
+
+    def __init__(
+        self,
+        base_url: str = "http://localhost:8000/v1",
+        model: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        top_logprobs: int | str = "all",
+        vocab_size: int | None = None,
+        concurrency: int = 8,
+        max_retries: int = 5,
+        backoff: float = 1.0,
+        timeout: float = 120.0,
+        cache: str | None = None,
+        max_new_tokens: int = 8,
+        system_prompt: str | None = None,
+        batch_size: Any = None,
+        max_batch_size: Any = None,
+        device: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if kwargs:
+            raise ModelArgumentError(f"{MODEL_ID}: unknown model_args {sorted(kwargs)}")
+        del batch_size, max_batch_size, device
+        self.concurrency = int(concurrency)
+        if self.concurrency < 1:
+            raise ModelArgumentError(f"{MODEL_ID}: concurrency must be at least 1, got {concurrency!r}")
+        self.client = ChatClient(
+            parse_base_urls(base_url),
+            api_key_env=api_key_env,
+            timeout=float(timeout),
+            max_retries=int(max_retries),
+            backoff=float(backoff),
+        )
+        self.max_new_tokens = int(max_new_tokens)
+        self.system_prompt = system_prompt
+        self.model_name = str(model) if model else self._served_model()
+        self.top_logprobs, self.vocab_size = self._probe(top_logprobs, vocab_size)
+        self.cache = self._open_cache(cache)
+        self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        """Token counts the server reported over this wrapper's requests (cached answers included)."""
+        estimator = "full_vocab" if self.top_logprobs == -1 else f"top_k (top_logprobs={self.top_logprobs})"
+        logger.info(
+            f"{MODEL_ID}: {self.model_name} at {', '.join(self.client.base_urls)}; vocabulary "
+            f"{self.vocab_size} tokens, entropy estimator {estimator}; cache "
+            f"{self.cache.path if self.cache is not None else 'off'}"
+        )
+
+    # -- start ----------------------------------------------------------------------------------------
+
+    def _served_model(self) -> str:
+        listing = self.client.get_json("/models")
+        try:
+            return str(listing["data"][0]["id"])
+        except (KeyError, IndexError, TypeError):
+            raise EndpointError(
+                f"{MODEL_ID}: GET {self.client.base_urls[0]}/models lists no model; pass model=NAME"
+            ) from None
+
+    def _probe_response(self, top_logprobs: int) -> dict[str, Any]:
+        body = {
+            "model": self.model_name,
+            "messages": PROBE_MESSAGES,
+            "max_tokens": 1,
+            "temperature": 0,
+            "logprobs": True,
+            "top_logprobs": top_logprobs,
+        }
+        return self.client.chat(body)
+
+    def _first_top(self, data: dict[str, Any]) -> list[Any]:
+        choice = data["choices"][0] if isinstance(data["choices"][0], dict) else {}
+        content = (choice.get("logprobs") or {}).get("content") if isinstance(choice, dict) else None
+        top = content[0].get("top_logprobs") if content and isinstance(content[0], dict) else None
+        if not top:
+            raise EndpointError(NO_LOGPROBS.format(url=self.client.base_urls[0]))
+        return top
+
+    def _probe(self, requested: int | str, vocab_size: int | None) -> tuple[int, int]:
+        """(top_logprobs to send, vocabulary size) from one or two short requests; see the module."""
+        wants_all = str(requested).strip().lower() in ("all", "-1")
+        given_vocab = int(vocab_size) if vocab_size not in (None, "") else None
+        learnt = None
+        # A 4xx here: the endpoint caps top_logprobs (OpenAI at 20, vLLM at --max-logprobs).
+        with contextlib.suppress(ClientRequestError):
+            learnt = len(self._first_top(self._probe_response(-1)))
+        if learnt is not None and wants_all:
+            return -1, learnt
+        top_k = DEFAULT_TOP_K if wants_all else int(requested)
+        if top_k < 1:
+            raise ModelArgumentError(
+                f"{MODEL_ID}: top_logprobs must be 'all' or at least 1, got {requested!r}"
+            )
+        if learnt is None:
+            self._first_top(self._probe_response(top_k))
+        vocab = given_vocab or learnt
+        if vocab is None:
+            raise ModelArgumentError(
+                f"{MODEL_ID}: the endpoint returns at most top_logprobs tokens and not the whole vocabulary; "
+                "pass vocab_size=N (the model's vocabulary size) so the entropy's upper bound is defined"
+            )
+        if wants_all:
+            logger.warning(f"{MODEL_ID}: the endpoint refuses top_logprobs=-1; using {top_k} (top_k bounds)")
+        return top_k, vocab
+
+    def _open_cache(self, cache: str | None) -> ResponseCache | None:
+        if cache is not None and str(cache).strip().lower() in ("off", "none", "false", "0"):
+            return None
+        path = cache or os.environ.get(CACHE_ENV) or DEFAULT_CACHE
+        return ResponseCache(Path(path).expanduser())
+
+    # -- requests -------------------------------------------------------------------------------------
+
+    def _settings(self, argument: Any) -> tuple[dict[str, Any], list[str]]:
+        gen = dict(argument or {}) if isinstance(argument, dict) else {}
+        until = gen.get("until") or []
+        until = [until] if isinstance(until, str) else [u for u in until if u]
+        temperature = float(gen.get("temperature", 0.0) or 0.0)
+        do_sample = _bool(gen.get("do_sample", temperature > 0))
+        settings: dict[str, Any] = {
+            "max_tokens": int(gen.get("max_new_tokens", self.max_new_tokens)),
+            "temperature": temperature if do_sample else 0,
+        }
+        if do_sample and gen.get("top_p") is not None:
+            settings["top_p"] = float(gen["top_p"])
+        if until:
+            settings["stop"] = until
+        return settings, until
+
+    def _body(self, request: ModelRequest) -> tuple[dict[str, Any], list[str]]:
+        doc = self.task_dict[request.task][request.split][request.doc_id]
+        images = as_list(request.doc_to_visual(doc)) if request.doc_to_visual is not None else []
+        content: list[dict[str, Any]] = [
+            {"type": "image_url", "image_url": {"url": image_data_url(image)}} for image in images
+        ]
+        text = request.context.replace(DEFAULT_IMAGE_TOKEN, "").strip()
+        content.append({"type": "text", "text": text})
+        messages: list[dict[str, Any]] = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
+        messages.append({"role": "user", "content": content})
+        settings, until = self._settings(request.argument)
+        body = {"model": self.model_name, "messages": messages, **settings}
+        body.update(logprobs=True, top_logprobs=self.top_logprobs)
+        return body, until
+
+    def _answer(self, request: ModelRequest) -> tuple[str, bool]:
+        """One request's envelope (or plain text for another task's document), and whether it was cached."""
+        body, until = self._body(request)
+        key = request_key({"request": body, "answers": list(request.answers), "vocab_size": self.vocab_size})
+        cached = self.cache.get(key) if self.cache is not None else None
+        if cached is not None and isinstance(cached.get("output"), str):
+            return cached["output"], True
+        data = self.client.chat(body)
+        try:
+            if request.benchmark:
+                output = served_envelope(
+                    data, answers=request.answers, vocab_size=self.vocab_size, until=until
+                )
+            else:
+                output = cut_at_stops(str(data["choices"][0]["message"]["content"] or ""), until)
+        except MalformedResponseError as error:
+            url = self.client.base_urls[0] if len(self.client.base_urls) == 1 else "the endpoint"
+            raise EndpointError(f"{MODEL_ID}: {url}: {error} (doc {request.doc_id})") from None
+        except (KeyError, IndexError, TypeError):
+            raise EndpointError(f"{MODEL_ID}: doc {request.doc_id}: the response has no message") from None
+        if self.cache is not None:
+            self.cache.put(key, {"output": output})
+        return output, False
+
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        """One chat completion per request, ``concurrency`` at a time; envelopes for the benchmark's docs."""
+        docs = collect_requests(requests, self.task_dict, count_images=False)
+        results: list[str | None] = [None] * len(docs)
+        progress = tqdm(total=len(docs), desc=MODEL_ID)
+        from_cache = 0
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            futures = {pool.submit(self._answer, doc): index for index, doc in enumerate(docs)}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    if future.exception() is not None:
+                        for other in pending:
+                            other.cancel()
+                        raise future.exception()  # type: ignore[misc]
+                    index = futures[future]
+                    output, cached = future.result()
+                    from_cache += cached
+                    results[index] = output
+                    self._count_usage(output)
+                    self.cache_hook.add_partial(
+                        "generate_until", (docs[index].context, docs[index].argument), output
+                    )
+                    progress.update(1)
+        progress.close()
+        logger.info(
+            f"{MODEL_ID}: {len(docs)} answers ({from_cache} from the cache), {self.client.retries} retries, "
+            f"{self.usage['prompt_tokens']} prompt and {self.usage['completion_tokens']} completion tokens"
+        )
+        return [r if r is not None else "" for r in results]
+
+    def _count_usage(self, output: str) -> None:
+        envelope = decode_envelope(output)
+        usage = envelope.get("usage") if envelope is not None else None
+        if isinstance(usage, dict):
+            for key in self.usage:
+                self.usage[key] += int(usage.get(key, 0))
+
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        """Not offered: chat endpoints score no given continuation; the generation tasks need none."""
+        raise NotImplementedError(
+            f"{MODEL_ID} answers generation tasks only (modality_conflict_color, "
+            "modality_conflict_attribute, their _quick and _controls variants); the _loglik tasks need an "
+            "in-process model"
+        )
+
+    def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:
+        """Not supported: the benchmark asks single-turn questions."""
+        raise NotImplementedError(f"{MODEL_ID}: the modality-conflict tasks are single-turn")

