@@ -13,18 +13,17 @@ from typing import Any
 from modality_conflict.analysis.results import TaskSummary
 from modality_conflict.analysis.submission import LOCAL_DATASET, verify_file
 from modality_conflict.dataset_builder.atomic import ensure_folder, write_text_atomic
-from modality_conflict.mc_tasks.names import MAIN_TASK
+from modality_conflict.mc_tasks.names import MAIN_TASK, RANKED_METRICS
 
-# Hub tasks defined in eval.yaml: (suffix, metric key, what it is).
-HUB_METRICS: tuple[tuple[str, str, str], ...] = (
-    (
-        "balance_point",
-        "balance_point",
-        "dH where P(follow text) = 0.5; negative = the model prefers the image",
-    ),
-    ("tfr", "tfr", "text-following rate among conflicts answered with one of the unimodal answers"),
-    ("mean_hv", "mean_hv", "mean entropy (nats) of the vision-only answers"),
-    ("mean_ht", "mean_ht", "mean entropy (nats) of the text-only answers"),
+_MEANINGS = {
+    "balance_point": "dH where P(follow text) = 0.5; negative = the model prefers the image",
+    "tfr": "text-following rate among conflicts answered with one of the unimodal answers",
+    "mean_hv": "mean entropy (nats) of the vision-only answers",
+    "mean_ht": "mean entropy (nats) of the text-only answers",
+}
+# Hub tasks defined in eval.yaml: (suffix, metric key, what it is), one per ranked metric.
+HUB_METRICS: tuple[tuple[str, str, str], ...] = tuple(
+    (name, name, _MEANINGS[name]) for name in RANKED_METRICS
 )
 
 

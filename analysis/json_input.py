@@ -1,7 +1,8 @@
 """Reading JSON that nobody vouches for, in time linear in its size.
 
-Every file a command reads from a user (submissions, lmms-eval result files and sample logs) goes through
-:func:`nesting_depth` before the parser sees it: bracket nesting is what could exhaust the parser's stack,
+Submissions, lmms-eval results files and report files go through :func:`nesting_depth` before the parser
+sees them (sample logs are read line by line with :func:`json.loads`, whose C decoder is linear and stops
+deep nesting with ``RecursionError``): bracket nesting is what could exhaust the parser's stack,
 and it is counted by one pass of a three-state machine (outside a string, inside a string, just after a
 backslash) over the bytes. The pass is vectorised: the state at every byte is a prefix sum (the parity of
 the backslash run before a quote says whether the quote is escaped; the parity of the unescaped quotes
@@ -86,25 +87,6 @@ def nesting_depth(data: bytes | bytearray | memoryview, *, limit: int | None = N
         in_string = in_string != bool(parity[-1])
         ends_in_backslash = is_backslash[-1] and where[-1] == chunk.size - 1
         backslash_run = int(order[-1] - chain_start[-1]) + 1 if ends_in_backslash else 0
-    return deepest
-
-
-def nesting_depth_reference(data: bytes) -> int:
-    """The same state machine, one byte at a time (slow; the specification the tests compare against)."""
-    depth = deepest = 0
-    state = "outside"
-    for byte in data:
-        if state == "escape":
-            state = "string"
-        elif state == "escape_outside":
-            state = "outside"  # the escaped byte counts for nothing, a bracket included
-        elif byte == _BACKSLASH:
-            state = "escape" if state == "string" else "escape_outside"
-        elif byte == _QUOTE:
-            state = "outside" if state == "string" else "string"
-        elif state == "outside" and _OPEN[byte]:
-            depth += int(_OPEN[byte])
-            deepest = max(deepest, depth)
     return deepest
 
 

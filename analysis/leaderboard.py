@@ -28,6 +28,7 @@ from modality_conflict.analysis.submission import (
 )
 from modality_conflict.dataset_builder.atomic import ensure_folder, write_text_atomic
 from modality_conflict.dataset_builder.errors import ModalityConflictError
+from modality_conflict.mc_tasks.names import RANKED_METRICS
 
 
 class NoReferenceDatasetError(ModalityConflictError, ValueError):
@@ -57,7 +58,7 @@ def reference_dataset() -> Path:
         ) from None
 
 
-SORT_KEYS = ("balance_point", "tfr", "mean_hv", "mean_ht", "n_conflicts", "model")
+SORT_KEYS = (*RANKED_METRICS, "n_conflicts", "model")
 
 
 @dataclass(frozen=True)

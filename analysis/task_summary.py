@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from modality_conflict.mc_tasks.names import METRIC_NAMES
+
 
 class MalformedSummaryError(ValueError):
     """A field of a summary does not hold what it should (the message names the file and the field)."""
@@ -28,18 +30,19 @@ def _number_or_none(value: Any) -> bool:
     return value is None or finite_number(value) is not None
 
 
-# Fields the views read as numbers (None allowed: undefined, with a reason next to it).
+# Fields the views read as numbers (None allowed: undefined, with a reason next to it): the task's metrics
+# and the rest of the summary.
+_COUNT_FIELDS = (
+    *(name for name in METRIC_NAMES if name.startswith("n_")),
+    "n_records",
+    "n_incomplete_conflicts",
+    "n_conflict_rows",
+)
 _NUMBER_FIELDS = (
-    "tfr",
-    "vfr",
-    "other_rate",
+    *(name for name in METRIC_NAMES if name not in _COUNT_FIELDS),
     "tfr_correct",
     "mean_hv",
     "mean_ht",
-    "mean_dh",
-    "balance_point",
-    "balance_point_ci_low",
-    "balance_point_ci_high",
     "balance_point_delta_low",
     "balance_point_delta_high",
     "balance_point_isotonic",
@@ -49,7 +52,6 @@ _NUMBER_FIELDS = (
     "logistic_intercept",
     "logistic_slope",
 )
-_COUNT_FIELDS = ("n_conflicts", "n_records", "n_incomplete_conflicts", "n_conflict_rows")
 _TEXT_FIELDS = ("status", "reason", "balance_point_status", "balance_point_reason", "entropy_estimator")
 _CURVE_LISTS = ("edges", "centres", "tfr", "tfr_ci_low", "tfr_ci_high")
 

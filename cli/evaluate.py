@@ -20,9 +20,8 @@ from modality_conflict.analysis.evaluate import (
 )
 from modality_conflict.dataset_builder.atomic import ensure_folder
 from modality_conflict.dataset_builder.folder import DatasetFolderError
-from modality_conflict.dataset_builder.resolve import DataResolutionError, verify_folder
+from modality_conflict.dataset_builder.resolve import DATA_ENV, DataResolutionError, verify_folder
 from modality_conflict.mc_tasks.names import GROUP
-from modality_conflict.mc_tasks.plugin import DATA_ENV
 from modality_conflict.mc_tasks.task_config import dataset_folders, write_local_task_dir
 
 

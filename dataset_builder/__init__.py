@@ -8,7 +8,7 @@ worker processes do not import ``datasets``):
 - :func:`push_dataset` - upload it to the Hub in one commit;
 - :data:`CANONICAL` - the pinned dataset the tasks read; :func:`resolve_data` - find, fetch or build it;
 - :func:`prompt_for` - prompt of one condition;
-- :data:`FEATURES` - the explicit ``datasets.Features``.
+- :data:`DATASETS` - each dataset's kind (its explicit ``features``, its tier ``layout``, ...).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _EXPORTS = {
     "prompt_for": "modality_conflict.dataset_builder.prompts",
     "row_prompt": "modality_conflict.dataset_builder.prompts",
     "item_prompts": "modality_conflict.dataset_builder.prompts",
-    "FEATURES": "modality_conflict.dataset_builder.features",
+    "DATASETS": "modality_conflict.dataset_builder.specs",
     "CANONICAL": "modality_conflict.dataset_builder.canonical",
     "DatasetSpec": "modality_conflict.dataset_builder.canonical",
     "resolve_data": "modality_conflict.dataset_builder.resolve",

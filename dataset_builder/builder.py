@@ -404,7 +404,7 @@ def _build(
     started: float,
 ) -> BuildResult:
     per_group = spec.rows_per_group()
-    text_rows = sum(len(spec.module("plan").control_tiers(c)[1]) for c in CONTROLS)
+    text_rows = sum(len(spec.layout.control_tiers(c)[1]) for c in CONTROLS)
     images_per_group = per_group - text_rows
     remove_stale_partials(out)
     existing = _existing_build(spec, out, groups, seed, overwrite)

@@ -14,11 +14,11 @@ test keeps them equal.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from modality_conflict.dataset_builder.atomic import write_text_atomic
 from modality_conflict.dataset_builder.attribute.constants import PRESETS as ATTRIBUTE_PRESETS
 from modality_conflict.dataset_builder.constants import BUILDER_VERSION, PRESETS
 
@@ -192,9 +192,7 @@ def _rewrite(path: Path, edits: list[tuple[str, str]]) -> None:
     lines = path.read_text(encoding="utf-8").splitlines()
     for pattern, new in edits:
         _replace_line(lines, pattern, new, path)
-    staging = path.with_name(f".{path.name}.pin-{os.getpid()}")
-    staging.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(staging, path)
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def write_pin(

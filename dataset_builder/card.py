@@ -18,7 +18,7 @@ from modality_conflict.dataset_builder.constants import (
     SPLIT,
     VISUAL_TIERS,
 )
-from modality_conflict.dataset_builder.features import FEATURES
+from modality_conflict.dataset_builder.specs import COLOR
 
 PRETTY_NAME = "Modality Conflict: colour recognition"
 
@@ -49,7 +49,7 @@ def front_matter(
     num_rows: int,
     num_bytes: int,
     download_size: int,
-    features: Any = FEATURES,
+    features: Any,
     pretty_name: str = PRETTY_NAME,
 ) -> dict[str, Any]:
     """YAML metadata of the card, in the layout the Hub and ``datasets`` read.
@@ -63,7 +63,7 @@ def front_matter(
     download_size
         Total size of the parquet files.
     features
-        The dataset's ``datasets.Features`` (default: the colour set's).
+        The dataset's ``datasets.Features`` (``DatasetKind.features``).
     pretty_name
         The card's title.
 
@@ -125,7 +125,9 @@ def render_card(
     str
     """
     meta = yaml_front_matter(
-        front_matter(num_rows=num_rows, num_bytes=num_bytes, download_size=download_size)
+        front_matter(
+            num_rows=num_rows, num_bytes=num_bytes, download_size=download_size, features=COLOR.features
+        )
     )
     colors = ", ".join(COLORS)
     shapes = ", ".join(SHAPES)

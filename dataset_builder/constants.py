@@ -1,4 +1,5 @@
-"""Fixed vocabulary of the colour-recognition set: colours, shapes, difficulty tiers and controls.
+"""Fixed vocabulary: what both sets share (conditions, controls, text tiers, the answer command, the layout
+of a built folder) and the colour-recognition set's own (colours, shapes, visual tiers).
 
 Everything that changes the bytes of a built dataset lives here, next to :data:`BUILDER_VERSION`;
 bump the version whenever a value below (or the drawing code) changes.

@@ -22,10 +22,6 @@ CARD_NAME = "README.md"
 DATA_DIR = "data"
 _HASH_CHUNK = 1 << 20
 
-#: ClassLabel columns of the colour set and their names, in index order (each dataset's are
-#: ``DatasetKind.label_names``; :attr:`DatasetFolder.kind` gives a folder's).
-LABEL_NAMES: dict[str, tuple[str, ...]] = COLOR.label_names
-
 
 class DatasetFolderError(ModalityConflictError, ValueError):
     """A dataset folder is missing a piece, or its files do not match its manifest."""

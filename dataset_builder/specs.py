@@ -55,8 +55,11 @@ class DatasetKind:
         Distinct images of one group (one per visual tier).
     control_visual_tiers
         Visual tiers the controls are built on.
+    subject_columns, layout_columns
+        ``(column, type)`` of the columns that name what a question asks about, and of the image's layout
+        values (:func:`~modality_conflict.dataset_builder.features.features_for` places them).
     package
-        The module path that holds ``plan``, ``features``, ``card`` and ``validate`` of the dataset.
+        The module path that holds ``plan``, ``card`` and ``validate`` of the dataset.
     """
 
     key: str
@@ -71,10 +74,12 @@ class DatasetKind:
     synonyms: Mapping[str, str] = field(repr=False)
     images_per_group: int
     control_visual_tiers: tuple[int, ...]
+    subject_columns: tuple[tuple[str, str], ...]
+    layout_columns: tuple[tuple[str, str], ...]
     package: str
 
     def module(self, name: str) -> Any:
-        """One of the dataset's modules (``plan``, ``features``, ``card``, ``validate``), imported now."""
+        """One of the dataset's modules (``plan``, ``card``, ``validate``), imported now."""
         return importlib.import_module(f"{self.package}.{name}")
 
     @property
@@ -83,18 +88,28 @@ class DatasetKind:
         worker processes can receive it)."""
         return self.module("plan").group_rows
 
+    @property
+    def layout(self) -> Any:
+        """The tiers each control is built on and the rows of a group
+        (:class:`~modality_conflict.dataset_builder.rows.TierLayout`)."""
+        from modality_conflict.dataset_builder.rows import TierLayout
+
+        return TierLayout(tuple(range(self.images_per_group)), self.control_visual_tiers)
+
     def rows_per_group(self) -> int:
         """Rows each group contributes."""
-        return int(self.module("plan").rows_per_group())
+        return self.layout.rows_per_group()
 
     @property
     def features(self) -> Any:
         """The explicit ``datasets.Features`` (imports ``datasets``)."""
-        return self.module("features").FEATURES
+        from modality_conflict.dataset_builder.features import features_for
+
+        return features_for(self)
 
     def arrow_schema(self) -> Any:
         """The shards' Arrow schema with the ``huggingface`` features metadata."""
-        return self.module("features").arrow_schema()
+        return self.features.arrow_schema
 
     @property
     def label_names(self) -> dict[str, tuple[str, ...]]:
@@ -134,6 +149,14 @@ COLOR = DatasetKind(
     synonyms=color.COLOR_SYNONYMS,
     images_per_group=len(color.VISUAL_TIERS),
     control_visual_tiers=color.CONTROL_VISUAL_TIERS,
+    subject_columns=(("shape", "string"),),
+    layout_columns=(
+        ("target_size", "float32"),
+        ("num_distractors", "int16"),
+        ("occlusion", "float32"),
+        ("image_width", "int16"),
+        ("image_height", "int16"),
+    ),
     package="modality_conflict.dataset_builder",
 )
 
@@ -143,13 +166,25 @@ ATTRIBUTE = DatasetKind(
     pretty_name="Modality Conflict: attribute recognition",
     builder_version=attribute.BUILDER_VERSION,
     presets=attribute.PRESETS,
-    groups_per_shard=attribute.GROUPS_PER_SHARD,
+    groups_per_shard=color.GROUPS_PER_SHARD,
     answer_labels=attribute.ANSWERS,
     attributes=attribute.ATTRIBUTES,
     answer_sets=attribute.ATTRIBUTE_VALUES,
     synonyms=attribute.ANSWER_SYNONYMS,
     images_per_group=len(attribute.VISUAL_TIERS),
     control_visual_tiers=attribute.CONTROL_VISUAL_TIERS,
+    subject_columns=(("attribute", "label"), ("target", "string")),
+    layout_columns=(
+        ("target_scale", "string"),
+        ("target_size", "float32"),
+        ("num_objects", "int16"),
+        ("num_distractors", "int16"),
+        ("num_occluders", "int16"),
+        ("occlusion", "float32"),
+        ("image_width", "int16"),
+        ("image_height", "int16"),
+        ("scene", "string"),
+    ),
     package="modality_conflict.dataset_builder.attribute",
 )
 

@@ -9,6 +9,7 @@ object's colour.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +41,7 @@ WORLD_TEMPLATES: tuple[str, ...] = (
 )
 
 TEMPLATES: dict[int, tuple[str, ...]] = {0: DIRECT_TEMPLATES, 1: SIMPLE_TEMPLATES, 2: WORLD_TEMPLATES}
-_TEMPLATE_PREFIX: dict[int, str] = {0: "direct", 1: "simple", 2: "world"}
+TEMPLATE_PREFIX: dict[int, str] = {0: "direct", 1: "simple", 2: "world"}
 
 #: Intermediary objects of tier 1. They have no typical colour, so the text alone decides it.
 INTERMEDIARY_OBJECTS: tuple[str, ...] = (
@@ -109,14 +110,16 @@ def render_text(tier: int, template_index: int, shape: str, color: str, obj_inde
         raise ValueError(f"text tier must be one of {TEXT_TIERS}, got {tier}")
     if color not in COLORS:
         raise ValueError(f"unknown colour {color!r}; expected one of {COLORS}")
-    templates = TEMPLATES[tier]
-    template = templates[template_index]
-    fields = {"a": shape, "t": color}
-    if tier == 1:
-        fields["b"] = INTERMEDIARY_OBJECTS[obj_index]
-    elif tier == 2:
-        fields["d"] = WORLD_OBJECTS[color][obj_index]
-    return ConflictText(template.format(**fields), f"{_TEMPLATE_PREFIX[tier]}-{template_index}")
+    text = fill_template(
+        TEMPLATES[tier][template_index],
+        tier,
+        shape,
+        color,
+        obj_index,
+        intermediaries=INTERMEDIARY_OBJECTS,
+        world_objects=WORLD_OBJECTS,
+    )
+    return ConflictText(text, f"{TEMPLATE_PREFIX[tier]}-{template_index}")
 
 
 def draw_text(rng: np.random.Generator, tier: int, shape: str, color: str) -> ConflictText:
@@ -134,7 +137,36 @@ def draw_text(rng: np.random.Generator, tier: int, shape: str, color: str) -> Co
     -------
     ConflictText
     """
-    template_index = int(rng.integers(len(TEMPLATES[tier])))
-    pool = INTERMEDIARY_OBJECTS if tier == 1 else WORLD_OBJECTS[color]
-    obj_index = int(rng.integers(len(pool)))
+    sizes = (len(INTERMEDIARY_OBJECTS), len(WORLD_OBJECTS[color]))
+    template_index, obj_index = draw_indices(rng, len(TEMPLATES[tier]), tier, sizes)
     return render_text(tier, template_index, shape, color, obj_index)
+
+
+def fill_template(
+    template: str,
+    tier: int,
+    name: str,
+    value: str,
+    obj_index: int,
+    *,
+    intermediaries: Sequence[str],
+    world_objects: Mapping[str, Sequence[str]],
+) -> str:
+    """Fill a template of either set: ``{a}`` the subject, ``{t}`` the claimed value, ``{b}`` intermediary
+    object ``obj_index`` (tier 1), ``{d}`` the value's world object ``obj_index`` (tier 2)."""
+    fields = {"a": name, "t": value}
+    if tier == 1:
+        fields["b"] = intermediaries[obj_index]
+    elif tier == 2:
+        fields["d"] = world_objects[value][obj_index]
+    return template.format(**fields)
+
+
+def draw_indices(
+    rng: np.random.Generator, n_templates: int, tier: int, pool_sizes: tuple[int, int]
+) -> tuple[int, int]:
+    """``(template index, object index)``: exactly two integers drawn, whatever the tier, so later draws
+    from the same generator do not depend on it. ``pool_sizes`` are the intermediary objects' and the
+    claimed value's world objects' counts."""
+    template_index = int(rng.integers(n_templates))
+    return template_index, int(rng.integers(pool_sizes[0] if tier == 1 else pool_sizes[1]))

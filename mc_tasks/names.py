@@ -104,3 +104,6 @@ HEADLINE_METRICS: tuple[str, ...] = tuple(
     )
 )
 """Summary keys listed first in submissions' comparisons, balance point first."""
+
+RANKED_METRICS: tuple[str, ...] = ("balance_point", "tfr", "mean_hv", "mean_ht")
+"""Summary keys a leaderboard sorts by and the Hub's eval results publish (one Hub task each)."""

@@ -1,17 +1,11 @@
 """lmms-eval discovery: the ``lmms_eval.models`` entry point registers the model, the tasks and their data.
 
-lmms-eval 0.7.3 builds its TaskManager before ``LMMS_EVAL_PLUGINS`` is read, so that variable cannot add
-tasks. It does load ``lmms_eval.models`` entry points while importing ``lmms_eval.models``, which the CLI
-imports before it creates the TaskManager. The entry point therefore also
-
-- wraps ``TaskManager.initialize_tasks`` so that the installed task folder is indexed after any
-  ``--include_path`` (a user's own copy of a task still wins);
-- wraps ``ConfigurableTask.download`` (which ``ConfigurableMessagesTask``, the chat variant, inherits) so
-  that a task whose ``metadata`` pins one of this project's datasets reads a verified local folder:
-  ``MODALITY_CONFLICT_DATA``, the cache, the pinned Hub commit or a fresh build
-  (:mod:`modality_conflict.dataset_builder.resolve`). Other tasks are left alone, and nothing is
-  resolved until such a task is loaded. What was used is written into the task's ``metadata``, which
-  lmms-eval copies into the results file.
+It also installs the patches of lmms-eval (:mod:`modality_conflict.mc_tasks.lmms_eval_patches`): the
+installed task folder is indexed after any ``--include_path``, and a task whose ``metadata`` pins one of this
+project's datasets reads a verified local folder (``MODALITY_CONFLICT_DATA``, the cache, the pinned Hub
+commit or a fresh build; :mod:`modality_conflict.dataset_builder.resolve`), found by the functions below.
+Other tasks are left alone, and nothing is resolved until such a task is loaded. What was used is written
+into the task's ``metadata``, which lmms-eval copies into the results file.
 """
 
 from __future__ import annotations
@@ -21,14 +15,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from modality_conflict.dataset_builder.canonical import METADATA_KEY, USED_KEY
+from modality_conflict.dataset_builder.canonical import METADATA_KEY
+from modality_conflict.dataset_builder.resolve import DATA_ENV
 from modality_conflict.mc_tasks.task_config import TASKS_DIR
 
 MODEL_ID = "modality_conflict_hf"
 MODEL_CLASS_PATH = "modality_conflict.models.hf_model.ModalityConflictHF"
 SERVED_MODEL_ID = "modality_conflict_openai"
 SERVED_MODEL_CLASS_PATH = "modality_conflict.models.served_model.ModalityConflictOpenAI"
-DATA_ENV = "MODALITY_CONFLICT_DATA"
 # Hub-only options that mean nothing for a local folder.
 _HUB_KWARGS = ("revision", "token")
 
@@ -38,27 +32,10 @@ def task_dirs() -> list[str]:
     return [str(TASKS_DIR)]
 
 
-def _with_project_tasks(include_path: str | list[str] | None) -> list[str]:
+def with_project_tasks(include_path: str | list[str] | None) -> list[str]:
+    """``--include_path`` followed by the project's task folders (a user's own copy of a task wins)."""
     paths = [include_path] if isinstance(include_path, str) else list(include_path or [])
     return paths + [p for p in task_dirs() if p not in paths]
-
-
-def install_task_discovery() -> None:
-    """Make every TaskManager index the project's tasks (idempotent)."""
-    from lmms_eval.tasks import TaskManager
-
-    original = TaskManager.initialize_tasks
-    if getattr(original, "_modality_conflict", False):
-        return
-
-    @functools.wraps(original)
-    def initialize_tasks(self: Any, include_path: Any = None, include_defaults: bool = True) -> Any:
-        return original(
-            self, include_path=_with_project_tasks(include_path), include_defaults=include_defaults
-        )
-
-    initialize_tasks._modality_conflict = True  # type: ignore[attr-defined]
-    TaskManager.initialize_tasks = initialize_tasks
 
 
 def pinned_fingerprint(config: Any) -> str | None:
@@ -162,7 +139,7 @@ def _running_lmms_eval_cli() -> bool:
     )
 
 
-def _fail(error: Exception) -> None:
+def fail(error: Exception) -> None:
     """Under the lmms-eval command line, one line and exit status 1 (lmms-eval would print a traceback and
     exit 0); called from Python, the exception itself."""
     if _running_lmms_eval_cli():
@@ -171,44 +148,24 @@ def _fail(error: Exception) -> None:
     raise error
 
 
-def install_data_resolution() -> None:
-    """Make ``ConfigurableTask.download`` resolve the data of the project's tasks first (idempotent)."""
-    from lmms_eval.api.task import ConfigurableTask
+def local_dataset_kwargs(dataset_kwargs: Any) -> dict[str, Any]:
+    """A task's ``dataset_kwargs`` for a local folder: without the Hub-only options."""
+    return {k: v for k, v in dict(dataset_kwargs or {}).items() if k not in _HUB_KWARGS}
 
-    from modality_conflict.dataset_builder.errors import ModalityConflictError
 
-    original = ConfigurableTask.download
-    if getattr(original, "_modality_conflict", False):
-        return
+def install_patches() -> None:
+    """Install the patches of lmms-eval with this module's discovery and data resolution (idempotent)."""
+    from modality_conflict.mc_tasks.lmms_eval_patches import TaskHooks, install_all
 
-    @functools.wraps(original)
-    def download(self: Any, dataset_kwargs: Any = None) -> Any:
-        try:
-            resolved = resolve_task_data(self.config)
-        except ModalityConflictError as error:
-            _fail(error)
-        if resolved is not None:
-            dataset_kwargs = {k: v for k, v in dict(dataset_kwargs or {}).items() if k not in _HUB_KWARGS}
-            self.DATASET_PATH = str(resolved.path)
-            self.config.dataset_path = str(resolved.path)
-            self.config.dataset_kwargs = dataset_kwargs
-            self.config.metadata[USED_KEY] = resolved.record()
-        return original(self, dataset_kwargs)
-
-    download._modality_conflict = True  # type: ignore[attr-defined]
-    ConfigurableTask.download = download
+    install_all(TaskHooks(with_project_tasks, resolve_task_data, fail, local_dataset_kwargs))
 
 
 def lmms_eval_manifests() -> list[Any]:
-    """Entry-point payload: the project's models (in-process and served), and (as side effects) task
-    discovery, data resolution and the report file."""
+    """Entry-point payload: the project's models (in-process and served), and (as a side effect) the patches
+    of lmms-eval that add task discovery, data resolution and the report file (:func:`install_patches`)."""
     from lmms_eval.models.registry_v2 import ModelManifest
 
-    from modality_conflict.mc_tasks.report_file import install_report_file_hooks
-
-    install_task_discovery()
-    install_data_resolution()
-    install_report_file_hooks()
+    install_patches()
     return [
         ModelManifest(model_id=MODEL_ID, simple_class_path=MODEL_CLASS_PATH),
         ModelManifest(model_id=SERVED_MODEL_ID, simple_class_path=SERVED_MODEL_CLASS_PATH),

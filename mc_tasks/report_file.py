@@ -11,22 +11,22 @@ binned curve, tiers, controls; :func:`~modality_conflict.mc_tasks.records.summar
 - when lmms-eval writes the results file (``EvaluationTracker.save_results_aggregated``, rank 0 only),
   the hook writes the report file beside it, atomically.
 
-Both hooks are installed by the ``lmms_eval.models`` entry point (:mod:`modality_conflict.mc_tasks.plugin`),
-so they are active in every lmms-eval process that can run the tasks. The summary stays recomputable from
-the sample log (:mod:`modality_conflict.analysis.results` falls back to that when the file is missing).
+Both hooks are installed by the ``lmms_eval.models`` entry point
+(:mod:`modality_conflict.mc_tasks.lmms_eval_patches`), so they are active in every lmms-eval process that
+can run the tasks. The summary stays recomputable from the sample log
+(:mod:`modality_conflict.analysis.results` falls back to that when the file is missing).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from modality_conflict.dataset_builder.atomic import ensure_folder, write_text_atomic
+from modality_conflict.dataset_builder.errors import OutputWriteError
 from modality_conflict.mc_tasks.names import METRIC_NAMES, REPORT_FILE_SUFFIX
 
 logger = logging.getLogger("modality_conflict")
@@ -38,17 +38,10 @@ REPORT_VERSION = 1
 _REPORTS: dict[str, dict[str, Any]] = {}
 
 
-def report_file_for(results_json: Path) -> Path:
-    """The report file that belongs to ``<date_id>_results.json``."""
-    results_json = Path(results_json)
-    stem = results_json.name.removesuffix("_results.json")
-    return results_json.with_name(f"{stem}{REPORT_FILE_SUFFIX}")
-
-
 def write_report_file(
     path: Path, reports: Mapping[str, Mapping[str, Any]], *, results_name: str | None = None
 ) -> Path:
-    """Write ``{task: summary}`` as the report file ``path`` (a temporary sibling, then a rename)."""
+    """Write ``{task: summary}`` as the report file ``path``, whole or not at all."""
     path = Path(path)
     payload = {
         "format": REPORT_FORMAT,
@@ -57,23 +50,15 @@ def write_report_file(
         "reports": {task: dict(report) for task, report in sorted(reports.items())},
     }
     text = json.dumps(payload, indent=1, sort_keys=True, allow_nan=False, ensure_ascii=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
-    return path
+    ensure_folder(path.parent)
+    return write_text_atomic(path, text)
 
 
 def _is_task_aggregation(function: Any) -> bool:
     return getattr(function, "modality_conflict_metric", None) in METRIC_NAMES
 
 
-def _keep_reports(task_output: Any) -> None:
+def keep_reports(task_output: Any) -> None:
     """After lmms-eval aggregated one task: keep its summary when the task is one of ours."""
     from modality_conflict.mc_tasks.records import cached_summary
 
@@ -85,7 +70,7 @@ def _keep_reports(task_output: Any) -> None:
             return
 
 
-def _write_reports(tracker: Any, results: Mapping[str, Any], datetime_str: str) -> Path | None:
+def write_reports(tracker: Any, results: Mapping[str, Any], datetime_str: str) -> Path | None:
     """After lmms-eval wrote ``<date_id>_results.json``: write the report file of our tasks beside it."""
     if not getattr(tracker, "output_path", None):
         return None
@@ -99,36 +84,6 @@ def _write_reports(tracker: Any, results: Mapping[str, Any], datetime_str: str) 
         return write_report_file(
             path, {task: _REPORTS[task] for task in tasks}, results_name=f"{date_id}_results.json"
         )
-    except (OSError, TypeError, ValueError) as error:
+    except (OutputWriteError, OSError, TypeError, ValueError) as error:
         logger.warning("modality_conflict: could not write the report file %s: %s", path, error)
         return None
-
-
-def install_report_file_hooks() -> None:
-    """Wrap lmms-eval's aggregation and results writing so that the report file is written (idempotent)."""
-    from lmms_eval.evaluator_utils import TaskOutput
-    from lmms_eval.loggers.evaluation_tracker import EvaluationTracker
-
-    aggregate = TaskOutput.calculate_aggregate_metric
-    if not getattr(aggregate, "_modality_conflict", False):
-
-        @functools.wraps(aggregate)
-        def calculate_aggregate_metric(self: Any, *args: Any, **kwargs: Any) -> Any:
-            out = aggregate(self, *args, **kwargs)
-            _keep_reports(self)
-            return out
-
-        calculate_aggregate_metric._modality_conflict = True  # type: ignore[attr-defined]
-        TaskOutput.calculate_aggregate_metric = calculate_aggregate_metric
-
-    save = EvaluationTracker.save_results_aggregated
-    if not getattr(save, "_modality_conflict", False):
-
-        @functools.wraps(save)
-        def save_results_aggregated(self: Any, results: dict, samples: dict, datetime_str: str) -> Any:
-            out = save(self, results=results, samples=samples, datetime_str=datetime_str)
-            _write_reports(self, results, datetime_str)
-            return out
-
-        save_results_aggregated._modality_conflict = True  # type: ignore[attr-defined]
-        EvaluationTracker.save_results_aggregated = save_results_aggregated

@@ -8,13 +8,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from modality_conflict.dataset_builder.canonical import PIN_TEMPLATES, TEMPLATE_NAME
+from modality_conflict.dataset_builder.specs import DATASETS
+
 TASKS_DIR = Path(__file__).resolve().parent / "modality_conflict"
-TEMPLATE_NAME = "_default_template_yaml"
 
 #: Each template of the task folder and the dataset (manifest name) its tasks read.
 TEMPLATE_DATASETS: dict[str, str] = {
-    TEMPLATE_NAME: "modality-conflict-colour",
-    "_attribute_template_yaml": "modality-conflict-attribute",
+    template: DATASETS[kind].name for kind, template in PIN_TEMPLATES.items()
 }
 
 

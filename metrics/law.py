@@ -25,9 +25,6 @@ from modality_conflict.metrics._common import (
 from modality_conflict.metrics._logistic import LogisticFit, PreparedData, fit_logistic, prepare
 from modality_conflict.metrics.balance import BalancePointResult, balance_point_from_fit
 
-LAW_VERDICTS: tuple[str, ...] = ("holds", "violated", "inconclusive", "undefined")
-"""Values of :meth:`LawResult.verdict`."""
-
 
 @dataclass(frozen=True)
 class LawResult:

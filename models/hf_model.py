@@ -40,8 +40,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -54,23 +53,19 @@ from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS
 from modality_conflict.models import generation
 from modality_conflict.models.chat import AnswerTokens, ChatRenderer, read_system_prompt
 from modality_conflict.models.errors import ModelArgumentError
-from modality_conflict.models.image_groups import DocumentStore, same_images
+from modality_conflict.models.image_groups import DocumentStore
 from modality_conflict.models.loading import load_model, parse_batch_size
 from modality_conflict.models.logit_lens import LastPositionRecorder, calibrate_lens, find_lens_modules
 from modality_conflict.models.requests import ModelRequest, batches, collect_requests, fetch_visuals
+from modality_conflict.models.run_stats import RunCounters, RunStats
 from modality_conflict.models.scoring import (
     answer_surface_forms,
     combine_surface_forms,
     score_continuations,
 )
+from modality_conflict.models.shared_prefix import SharedPrefixAnswers, same_image_runs
 from modality_conflict.models.sharing import (
-    PrefixSplit,
-    continuation_inputs,
-    fork_cache,
-    prefill,
     sharing_support,
-    split_encoded,
-    split_prompts,
     vision_tower,
 )
 from modality_conflict.models.templates import (
@@ -84,51 +79,7 @@ from modality_conflict.models.templates import (
 __all__ = ["ModalityConflictHF", "ModelArgumentError", "RunStats"]
 
 
-@dataclass
-class RunStats:
-    """Counts of what the wrapper asked of the model since it was made (summed over ``generate_until`` calls).
-
-    Attributes
-    ----------
-    prompts
-        Prompts answered.
-    vision_calls
-        Calls of the vision tower (one per batch of images it encodes).
-    vision_rows
-        What those calls encoded: images, or crops for processors that cut images into several.
-    decoded_images
-        Images decoded from the dataset while grouping requests.
-    prefill_tokens
-        Prompt tokens run through the model (padding excluded), image tokens included.
-    decoding_tokens
-        One-token decoding steps, summed over rows.
-    shared_groups
-        Image groups answered from one shared prefix.
-    """
-
-    prompts: int = 0
-    vision_calls: int = 0
-    vision_rows: int = 0
-    decoded_images: int = 0
-    prefill_tokens: int = 0
-    decoding_tokens: int = 0
-    shared_groups: int = 0
-
-
-def _same_image_runs(members: list[int], visuals: list[list[Any]]) -> list[tuple[list[int], list[Any]]]:
-    """``members`` split into runs that show exactly the same images (in first-seen order)."""
-    runs: list[tuple[list[int], list[Any]]] = []
-    for index, images in zip(members, visuals, strict=True):
-        for indices, shown in runs:
-            if same_images(shown, images):
-                indices.append(index)
-                break
-        else:
-            runs.append(([index], images))
-    return runs
-
-
-class ModalityConflictHF(lmms):
+class ModalityConflictHF(SharedPrefixAnswers, RunCounters, lmms):
     """lmms-eval simple model for Hugging Face image-text-to-text checkpoints (see the module docstring).
 
     Parameters
@@ -311,34 +262,6 @@ class ModalityConflictHF(lmms):
 
     # -- lmms-eval plumbing ---------------------------------------------------------------------------
 
-    def _count_forward(self, _module: Any, _args: Any) -> None:
-        self.n_forward_passes += 1
-
-    def _count_tokens(self, _module: Any, args: Any, kwargs: dict[str, Any]) -> None:
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        if not isinstance(ids, torch.Tensor):
-            return
-        width = ids.shape[-1]
-        if width == 1 and kwargs.get("cache") is not None:
-            self.stats.decoding_tokens += ids.shape[0]
-            return
-        mask = kwargs.get("attention_mask")
-        if isinstance(mask, torch.Tensor) and mask.ndim == 2:
-            self.stats.prefill_tokens += int(mask[:, -width:].sum())
-        else:
-            self.stats.prefill_tokens += ids.numel()
-
-    def _count_image_encoding(self, _module: Any, args: Any, kwargs: dict[str, Any]) -> None:
-        self.stats.vision_calls += 1
-        grid = kwargs.get("grid_thw", kwargs.get("image_grid_thw"))
-        pixels = args[0] if args else kwargs.get("pixel_values")
-        if isinstance(grid, torch.Tensor):
-            self.stats.vision_rows += int(grid.shape[0])
-        elif isinstance(pixels, torch.Tensor) and pixels.ndim >= 4:
-            self.stats.vision_rows += int(pixels.shape[0])
-        else:
-            self.stats.vision_rows += 1
-
     def _log_once(self, message: str) -> None:
         if message not in self._logged:
             self._logged.add(message)
@@ -498,7 +421,7 @@ class ModalityConflictHF(lmms):
         text_only: list[int] = []
         for members in groups.values():
             visuals = store.group_visuals([docs[i] for i in members])
-            for indices, images in _same_image_runs(members, visuals):
+            for indices, images in same_image_runs(members, visuals):
                 for index in indices:
                     docs[index] = dataclasses.replace(docs[index], n_images=len(images))
                     prompts[index] = self.chat.prompt(docs[index].context, len(images))
@@ -525,104 +448,6 @@ class ModalityConflictHF(lmms):
             run([text_only[b] for b in batch], [[] for _ in batch])
         progress.close()
         return [r if r is not None else "" for r in results]
-
-    def _rows_per_call(self, tokens_per_row: int) -> int:
-        """Rows of one model call: ``batch_size``, fewer when ``max_batch_tokens`` asks for it."""
-        if self.max_batch_tokens is None:
-            return self.batch_size
-        return max(1, min(self.batch_size, self.max_batch_tokens // max(tokens_per_row, 1)))
-
-    def _shared_group(
-        self,
-        prompts: list[str],
-        images: list[Any],
-        settings: dict[str, Any],
-        until: list[str],
-        answers: AnswerTokens | None,
-        facts: list[dict[str, Any]],
-    ) -> Iterator[tuple[list[int], list[str]]] | None:
-        """Envelopes of prompts that show the same ``images``, continuing one shared prefix.
-
-        Returns None when the group is not shared (sharing off, a single prompt, prompts that do not
-        share their image tokens); else yields (rows of ``prompts``, their envelopes) fork by fork. Where
-        a padded fork would not fit the attention window, forks hold suffixes of one length (no padding).
-        """
-        if not self.share_images or len(prompts) < 2:
-            return None
-        split = self._split(prompts, images)
-        if split is None:
-            return None
-        budget = int(settings["max_new_tokens"])
-        order = sorted(range(len(prompts)), key=lambda r: -len(split.suffixes[r]))
-        longest = split.length + len(split.suffixes[order[0]]) + budget
-        rows = self._rows_per_call(longest)
-        chunks = [order[start : start + rows] for start in range(0, len(order), rows)]
-        if not self.sharing.fits(longest):
-            # The window would count the padding between prefix and suffix: forks of equal-length suffixes.
-            self._log_once("prompts longer than the attention window share their prefix unpadded")
-            chunks = []
-            for row in order:
-                if (
-                    chunks
-                    and len(chunks[-1]) < rows
-                    and len(split.suffixes[chunks[-1][0]]) == len(split.suffixes[row])
-                ):
-                    chunks[-1].append(row)
-                else:
-                    chunks.append([row])
-        return self._forks(split, chunks, settings, until, answers, facts)
-
-    def _forks(
-        self,
-        split: PrefixSplit,
-        chunks: list[list[int]],
-        settings: dict[str, Any],
-        until: list[str],
-        answers: AnswerTokens | None,
-        facts: list[dict[str, Any]],
-    ) -> Iterator[tuple[list[int], list[str]]]:
-        self.stats.shared_groups += 1
-        self.n_model_calls += 1
-        cache = prefill(self._model, split)
-        for chunk in chunks:
-            inputs = continuation_inputs(split, chunk, self._tokenizer.pad_token_id, self._device)
-            fork = fork_cache(cache, len(chunk))
-            chunk_facts = [facts[r] for r in chunk]
-            yield (
-                chunk,
-                self._generate_batch(inputs, settings, until, answers, cache=fork, prompt_facts=chunk_facts),
-            )
-
-    def _split(self, prompts: list[str], images: list[Any]) -> PrefixSplit | None:
-        """The group's prompts cut after their image prefix, or None (logged once) when they cannot be."""
-        image_token_id = self.sharing.image_token_id
-        assert image_token_id is not None
-        first = self._encode([prompts[0]], [images])
-        special = self.add_special_tokens
-        split: PrefixSplit | str = "the tokenizer's cut is not trusted"
-        if self._splice_trusted:
-            raw = self._tokenizer(prompts, add_special_tokens=special)["input_ids"]
-            split = split_prompts(
-                first, raw, image_token_id=image_token_id, boundary_ids=self._added_token_ids
-            )
-        if isinstance(split, PrefixSplit) and not self._splice_checked:
-            # Once per run: the tokenizer's cut against the processor's tokens of every prompt.
-            self._splice_checked = True
-            encoded = [first["input_ids"][0].tolist()]
-            encoded += [self._encode([p], [images])["input_ids"][0].tolist() for p in prompts[1:]]
-            spliced = [first["input_ids"][0, : split.length].tolist() + s for s in split.suffixes]
-            if spliced != encoded:
-                self._splice_trusted = False
-                self._log_once("the tokenizer's cut after the image differs from the processor's; not used")
-                split = split_encoded(first, encoded, image_token_id=image_token_id)
-        if not isinstance(split, PrefixSplit):
-            encoded = [first["input_ids"][0].tolist()]
-            encoded += [self._encode([p], [images])["input_ids"][0].tolist() for p in prompts[1:]]
-            split = split_encoded(first, encoded, image_token_id=image_token_id)
-        if isinstance(split, str):
-            self._log_once(f"prompts run whole where {split}")
-            return None
-        return split
 
     def _generate_batch(
         self,

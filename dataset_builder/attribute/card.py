@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 from modality_conflict.dataset_builder.attribute.constants import (
-    ANSWER_COMMAND,
     ANSWER_SYNONYMS,
     ANSWERS,
     ATTRIBUTE_VALUES,
     BUILDER_VERSION,
     COLORS,
     CONTROL_VISUAL_TIERS,
-    DATASET_LICENSE,
     IMAGE_HEIGHT,
     IMAGE_WIDTH,
     MATERIALS,
     MIN_OBJECT_PIXELS,
-    PAPER_ARXIV_ID,
     QUESTION_TEMPLATES,
     SHAPES,
-    SPLIT,
     SUPERSAMPLE,
     VISUAL_TIERS,
 )
-from modality_conflict.dataset_builder.attribute.features import FEATURES
-from modality_conflict.dataset_builder.attribute.plan import rows_per_condition, rows_per_group
 from modality_conflict.dataset_builder.attribute.texts import INTERMEDIARY_OBJECTS, WORLD_OBJECTS
 from modality_conflict.dataset_builder.card import CITATION, front_matter, yaml_front_matter
+from modality_conflict.dataset_builder.constants import ANSWER_COMMAND, DATASET_LICENSE, PAPER_ARXIV_ID, SPLIT
+from modality_conflict.dataset_builder.specs import ATTRIBUTE
 
 PRETTY_NAME = "Modality Conflict: attribute recognition"
 
@@ -62,7 +58,7 @@ def tier_table() -> str:
 
 def rows_table(groups: int) -> str:
     """Rows per control and condition of a build of ``groups`` groups, as a Markdown table."""
-    counts = rows_per_condition(groups)
+    counts = ATTRIBUTE.layout.rows_per_condition(groups)
     lines = ["| control | vision_only | text_only | conflict | rows |", "|---|---|---|---|---|"]
     for control, row in counts.items():
         total = sum(row.values())
@@ -88,32 +84,20 @@ def _world_objects() -> str:
 def render_card(
     *, num_rows: int, num_bytes: int, download_size: int, groups: int, seed: int, counts: dict[str, int]
 ) -> str:
-    """Full text of ``README.md``.
-
-    Parameters
-    ----------
-    num_rows, num_bytes, download_size
-        Split size figures for the front matter.
-    groups, seed
-        Build arguments, quoted in the card.
-    counts
-        Rows per condition name.
-
-    Returns
-    -------
-    str
-    """
+    """Full text of ``README.md`` (arguments as in the colour set's
+    :func:`~modality_conflict.dataset_builder.card.render_card`)."""
     meta = yaml_front_matter(
         front_matter(
             num_rows=num_rows,
             num_bytes=num_bytes,
             download_size=download_size,
-            features=FEATURES,
+            features=ATTRIBUTE.features,
             pretty_name=PRETTY_NAME,
         )
     )
     samples = "\n".join(f"| {t.index} | `{SAMPLES_DIR}/tier_{t.index}.png` |" for t in VISUAL_TIERS)
     control_tiers = ", ".join(str(t) for t in CONTROL_VISUAL_TIERS)
+    per_group = ATTRIBUTE.rows_per_group()
     shape_question = QUESTION_TEMPLATES["shape"].format(name="large purple metal object")
     material_question = QUESTION_TEMPLATES["material"].format(name="red cylinder")
     return f"""---
@@ -197,7 +181,7 @@ target's value. Prompt: `[text] [question] {ANSWER_COMMAND}`; the vision-only pr
 
 ## Rows per condition
 
-{rows_per_group()} rows per group, {len(VISUAL_TIERS)} images per group (one per visual tier, shared by all
+{per_group} rows per group, {len(VISUAL_TIERS)} images per group (one per visual tier, shared by all
 rows of the group). This copy:
 
 {rows_table(groups)}

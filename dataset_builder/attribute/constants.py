@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from modality_conflict.dataset_builder.constants import MIN_TARGET_VISIBLE
+
 #: Version of the generation procedure, recorded in the manifest. Same version + same arguments
 #: = byte-identical output (on the same numpy / Pillow / pyarrow / zlib versions).
 BUILDER_VERSION = "1.0.0"
@@ -75,7 +77,7 @@ ANSWER_SYNONYMS: dict[str, str] = {
 }
 
 # ---------------------------------------------------------------------------------------------------
-# Questions, conditions, controls, text tiers (same meaning as in the colour set)
+# Questions (conditions, controls, text tiers, the answer command and the layout: dataset_builder.constants)
 # ---------------------------------------------------------------------------------------------------
 
 #: Questions per attribute. The target is named by its colour and its other attribute.
@@ -83,12 +85,7 @@ QUESTION_TEMPLATES: dict[str, str] = {
     "shape": "What shape is the {name}?",
     "material": "What material is the {name}?",
 }
-ANSWER_COMMAND = "Please use one word to answer this question."
 
-CONDITIONS: tuple[str, ...] = ("vision_only", "text_only", "conflict")
-CONTROLS: tuple[str, ...] = ("none", "text_irrelevant", "image_irrelevant")
-TEXT_TIERS: tuple[int, ...] = (0, 1, 2)
-TEXT_TIER_NAMES: tuple[str, ...] = ("direct", "indirect_simple", "indirect_world_object")
 
 # ---------------------------------------------------------------------------------------------------
 # Scene geometry and camera
@@ -114,9 +111,6 @@ IMAGE_WIDTH = 320
 IMAGE_HEIGHT = 240
 SUPERSAMPLE = 2
 
-#: Lower bound on the share of the target's pixels left visible, so every image has a recoverable
-#: answer (the colour set uses the same bound).
-MIN_TARGET_VISIBLE = 0.5
 #: Visible share above which a target counts as unoccluded (anti-aliasing noise at the silhouette).
 UNOCCLUDED_VISIBLE = 0.98
 #: Every object shows at least this many pixels and lies entirely inside the frame, so the object
@@ -172,19 +166,12 @@ VISUAL_TIERS: tuple[VisualTier, ...] = (
 #: Visual tiers on which the two controls are built, always with the direct text: the easiest, the
 #: size step and the hardest, so control following rates span the range of visual difficulty.
 CONTROL_VISUAL_TIERS: tuple[int, ...] = (0, 2, 5)
-CONTROL_TEXT_TIER = 0
 
 # ---------------------------------------------------------------------------------------------------
 # Dataset layout
 # ---------------------------------------------------------------------------------------------------
 
-#: Groups per parquet shard.
-GROUPS_PER_SHARD = 200
-
 #: Named sizes of the set (groups; shape and material questions alternate, half of each).
 PRESETS: dict[str, int] = {"small": 12, "medium": 48, "paper": 400}
 
-SPLIT = "test"
 DATASET_NAME = "modality-conflict-attribute"
-DATASET_LICENSE = "cc-by-4.0"
-PAPER_ARXIV_ID = "2511.02243"

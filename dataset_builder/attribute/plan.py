@@ -25,72 +25,22 @@ from modality_conflict.dataset_builder.attribute.constants import (
     ATTRIBUTE_VALUES,
     ATTRIBUTES,
     COLORS,
-    CONTROL_TEXT_TIER,
-    CONTROL_VISUAL_TIERS,
-    CONTROLS,
     QUESTION_TEMPLATES,
-    TEXT_TIERS,
     VISUAL_TIERS,
 )
 from modality_conflict.dataset_builder.attribute.render import ImageSpec, RenderedImage, render
 from modality_conflict.dataset_builder.attribute.scene import object_name, other_attribute
 from modality_conflict.dataset_builder.attribute.texts import ConflictText, draw_text
-from modality_conflict.dataset_builder.plan import (
-    derangement,
-    item_id,
-    seeded_rng,
-    text_key,
-    unit_rows,
-    vision_key,
-)
+from modality_conflict.dataset_builder.constants import CONTROLS
+from modality_conflict.dataset_builder.rows import check_seed_and_group, derangement, seeded_rng
+from modality_conflict.dataset_builder.specs import ATTRIBUTE
 
 # First element of the spawn key: keeps the streams for answer blocks and for groups apart.
 _KEY_ANSWER_BLOCK = 0
 _KEY_GROUP = 1
 
 
-def control_tiers(control: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Visual and text tiers built for one control type: ``(visual_tiers, text_tiers)``."""
-    if control == "none":
-        return tuple(t.index for t in VISUAL_TIERS), TEXT_TIERS
-    if control in CONTROLS:
-        return CONTROL_VISUAL_TIERS, (CONTROL_TEXT_TIER,)
-    raise ValueError(f"unknown control {control!r}; expected one of {list(CONTROLS)}")
-
-
-def expected_row_ids(group: int) -> list[str]:
-    """Row ids of one group, in the order the builder writes them."""
-    ids: list[str] = []
-    for control in CONTROLS:
-        vtiers, ttiers = control_tiers(control)
-        ids += [vision_key(group, dv, control) for dv in vtiers]
-        ids += [text_key(group, dt, control) for dt in ttiers]
-        ids += [item_id(group, dv, dt, control) for dv in vtiers for dt in ttiers]
-    return ids
-
-
-def rows_per_group() -> int:
-    """Number of rows each group contributes."""
-    return len(expected_row_ids(0))
-
-
-def rows_per_condition(groups: int) -> dict[str, dict[str, int]]:
-    """Row counts of a build of ``groups`` groups, by control and condition.
-
-    Returns
-    -------
-    dict
-        ``{control: {condition: rows}}``.
-    """
-    out: dict[str, dict[str, int]] = {}
-    for control in CONTROLS:
-        vtiers, ttiers = control_tiers(control)
-        out[control] = {
-            "vision_only": groups * len(vtiers),
-            "text_only": groups * len(ttiers),
-            "conflict": groups * len(vtiers) * len(ttiers),
-        }
-    return out
+LAYOUT = ATTRIBUTE.layout
 
 
 def group_attribute(group: int) -> str:
@@ -199,21 +149,8 @@ def _pick(rng: np.random.Generator, pool: tuple[str, ...] | list[str]) -> str:
 
 
 def plan_group(seed: int, group: int) -> GroupPlan:
-    """Make every random choice of one group.
-
-    Parameters
-    ----------
-    seed
-        Build seed (non-negative integer).
-    group
-        Group index (non-negative).
-
-    Returns
-    -------
-    GroupPlan
-    """
-    if seed < 0 or group < 0:
-        raise ValueError(f"seed and group must be non-negative, got seed={seed}, group={group}")
+    """Make every random choice of group ``group`` of a build with seed ``seed`` (both non-negative)."""
+    check_seed_and_group(seed, group)
     attribute = group_attribute(group)
     vision_value, text_value = group_answers(seed, group)
     rng = seeded_rng(seed, _KEY_GROUP, group)
@@ -245,10 +182,10 @@ def plan_group(seed: int, group: int) -> GroupPlan:
         image_seeds=image_seeds,
         texts=(),
     )
-    texts = []
-    for control in CONTROLS:
-        for dt in control_tiers(control)[1]:
-            texts.append(((dt, control), draw_text(rng, dt, attribute, plan.text_name(control), text_value)))
+    texts = [
+        (slot, draw_text(rng, slot[0], attribute, plan.text_name(slot[1]), text_value))
+        for slot in LAYOUT.text_slots()
+    ]
     return replace(plan, texts=tuple(texts))
 
 
@@ -284,21 +221,8 @@ def _image_columns(group: int, dv: int, img: RenderedImage) -> dict[str, Any]:
 
 
 def group_rows(seed: int, group: int) -> list[dict[str, Any]]:
-    """All rows of one group, encoded for Arrow (class labels as ints, images as ``{bytes, path}``).
-
-    Parameters
-    ----------
-    seed
-        Build seed.
-    group
-        Group index.
-
-    Returns
-    -------
-    list of dict
-        Rows in :func:`expected_row_ids` order, ready for ``pyarrow.Table.from_pylist`` with the
-        schema of :mod:`attribute.features`.
-    """
+    """All rows of one group, encoded for Arrow, as the colour set's
+    :func:`~modality_conflict.dataset_builder.plan.group_rows` gives them."""
     plan = plan_group(seed, group)
     images: dict[int, dict[str, Any]] = {}
 
@@ -308,11 +232,10 @@ def group_rows(seed: int, group: int) -> list[dict[str, Any]]:
         return images[dv]
 
     choices = list(ATTRIBUTE_VALUES[plan.attribute])
-    rows: list[dict[str, Any]] = []
-    for control in CONTROLS:
-        vtiers, ttiers = control_tiers(control)
+
+    def base(control: str) -> dict[str, Any]:
         name = plan.asked_name(control)
-        base = {
+        return {
             "control": CONTROLS.index(control),
             "group_id": group,
             "attribute": ATTRIBUTES.index(plan.attribute),
@@ -322,14 +245,5 @@ def group_rows(seed: int, group: int) -> list[dict[str, Any]]:
             "text_answer": ANSWERS.index(plan.text_value),
             "answer_choices": choices,
         }
-        rows += unit_rows(
-            group,
-            control,
-            vtiers,
-            ttiers,
-            base=base,
-            visual=visual,
-            no_image=_NO_IMAGE,
-            text_of=lambda dt, control=control: plan.text(dt, control),
-        )
-    return rows
+
+    return LAYOUT.group_rows(group, base=base, visual=visual, no_image=_NO_IMAGE, text_of=plan.text)

@@ -26,8 +26,9 @@ from modality_conflict.dataset_builder.attribute.constants import (
     SUPERSAMPLE,
     VISUAL_TIERS,
 )
-from modality_conflict.dataset_builder.attribute.raycast import Frame, primary_pass, shade
+from modality_conflict.dataset_builder.attribute.raycast import Frame, primary_pass
 from modality_conflict.dataset_builder.attribute.scene import Scene, draw_camera_position, sample_scene
+from modality_conflict.dataset_builder.attribute.shading import shade
 from modality_conflict.dataset_builder.errors import RenderError
 from modality_conflict.dataset_builder.render import encode_png
 

@@ -10,11 +10,12 @@ answer word of its attribute: the reader has to know the object.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import numpy as np
 
-from modality_conflict.dataset_builder.attribute.constants import ATTRIBUTE_VALUES, ATTRIBUTES, TEXT_TIERS
+from modality_conflict.dataset_builder.attribute.constants import ATTRIBUTE_VALUES, ATTRIBUTES
+from modality_conflict.dataset_builder.constants import TEXT_TIERS
+from modality_conflict.dataset_builder.texts import TEMPLATE_PREFIX, ConflictText, draw_indices, fill_template
 
 #: Tier 0, direct: the text states the value.
 DIRECT_TEMPLATES: dict[str, tuple[str, ...]] = {
@@ -69,7 +70,6 @@ TEMPLATES: dict[int, dict[str, tuple[str, ...]]] = {
     1: SIMPLE_TEMPLATES,
     2: WORLD_TEMPLATES,
 }
-TEMPLATE_PREFIX: dict[int, str] = {0: "direct", 1: "simple", 2: "world"}
 
 #: Intermediary objects of tier 1: made-up names, so no shape or material is implied by the word.
 INTERMEDIARY_OBJECTS: tuple[str, ...] = ("dax", "wug", "blicket", "toma", "fep", "zorb", "kiki", "modi")
@@ -82,22 +82,6 @@ WORLD_OBJECTS: dict[str, tuple[str, ...]] = {
     "rubber": ("a car tire", "a pencil eraser", "a rain boot", "a bicycle inner tube"),
     "metal": ("a steel spoon", "a paper clip", "a door key", "a coin"),
 }
-
-
-@dataclass(frozen=True)
-class ConflictText:
-    """A rendered conflict description.
-
-    Attributes
-    ----------
-    text
-        The sentence(s) shown to the model.
-    template_id
-        ``"<tier name>-<attribute>-<template index>"``, for example ``"simple-shape-2"``.
-    """
-
-    text: str
-    template_id: str
 
 
 def _check(tier: int, attribute: str, value: str) -> None:
@@ -137,13 +121,16 @@ def render_text(
     ConflictText
     """
     _check(tier, attribute, value)
-    template = TEMPLATES[tier][attribute][template_index]
-    fields = {"a": name, "t": value}
-    if tier == 1:
-        fields["b"] = INTERMEDIARY_OBJECTS[obj_index]
-    elif tier == 2:
-        fields["d"] = WORLD_OBJECTS[value][obj_index]
-    return ConflictText(template.format(**fields), f"{TEMPLATE_PREFIX[tier]}-{attribute}-{template_index}")
+    text = fill_template(
+        TEMPLATES[tier][attribute][template_index],
+        tier,
+        name,
+        value,
+        obj_index,
+        intermediaries=INTERMEDIARY_OBJECTS,
+        world_objects=WORLD_OBJECTS,
+    )
+    return ConflictText(text, f"{TEMPLATE_PREFIX[tier]}-{attribute}-{template_index}")
 
 
 def draw_text(rng: np.random.Generator, tier: int, attribute: str, name: str, value: str) -> ConflictText:
@@ -162,9 +149,8 @@ def draw_text(rng: np.random.Generator, tier: int, attribute: str, name: str, va
     ConflictText
     """
     _check(tier, attribute, value)
-    template_index = int(rng.integers(len(TEMPLATES[tier][attribute])))
-    pool = INTERMEDIARY_OBJECTS if tier == 1 else WORLD_OBJECTS[value]
-    obj_index = int(rng.integers(len(pool)))
+    sizes = (len(INTERMEDIARY_OBJECTS), len(WORLD_OBJECTS[value]))
+    template_index, obj_index = draw_indices(rng, len(TEMPLATES[tier][attribute]), tier, sizes)
     return render_text(tier, attribute, template_index, name, value, obj_index)
 
 

@@ -16,31 +16,23 @@ import json
 from collections import Counter, defaultdict
 from typing import Any
 
-from modality_conflict.dataset_builder.attribute import plan as attribute_plan
 from modality_conflict.dataset_builder.attribute.constants import (
     ANSWERS,
     ATTRIBUTE_VALUES,
     ATTRIBUTES,
-    CONDITIONS,
-    CONTROLS,
     IMAGE_HEIGHT,
     IMAGE_WIDTH,
     QUESTION_TEMPLATES,
-    TEXT_TIERS,
     VISUAL_TIERS,
 )
 from modality_conflict.dataset_builder.attribute.plan import (
-    expected_row_ids,
     group_attribute,
 )
 from modality_conflict.dataset_builder.attribute.scene import other_attribute
 from modality_conflict.dataset_builder.attribute.texts import TEMPLATE_PREFIX, claimed_value
-from modality_conflict.dataset_builder.validate import (
-    RowCheckerBase,
-    _Problems,
-    check_coverage,
-    check_tiers_and_keys,
-)
+from modality_conflict.dataset_builder.constants import CONDITIONS, CONTROLS
+from modality_conflict.dataset_builder.row_checks import Problems, RowCheckerBase, check_coverage
+from modality_conflict.dataset_builder.specs import ATTRIBUTE
 
 #: Visible share of an occluded target may sit a little outside the tier's band at the edges of the
 #: float32 columns that store it.
@@ -59,7 +51,7 @@ def _names(attribute: str, target: str) -> tuple[str, str] | None:
 class AttributeRowChecker(RowCheckerBase):
     """Per-row and per-group invariants of the attribute set, accumulated while streaming."""
 
-    def __init__(self, problems: _Problems, check_images: bool) -> None:
+    def __init__(self, problems: Problems, check_images: bool) -> None:
         super().__init__(problems, check_images)
         self.group_answers: dict[int, set[tuple[str, str, str]]] = defaultdict(set)
         self.group_targets: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
@@ -106,31 +98,15 @@ class AttributeRowChecker(RowCheckerBase):
         else:
             self.group_targets[group][control].add(target)
 
-        tiers = check_tiers_and_keys(
-            self._fail,
+        self._check_modalities(
             where,
             row,
-            condition=condition,
-            control=control,
-            group=group,
-            n_visual_tiers=len(VISUAL_TIERS),
-            text_tiers=TEXT_TIERS,
-            keys=attribute_plan,
+            (condition, control, group),
+            len(VISUAL_TIERS),
+            text=lambda dt: self._check_text(where, row, dt, control, attribute, yt),
+            image=lambda dv: self._check_image(where, row, dv, control, attribute, yv, parts),
+            image_columns=("scene",),
         )
-        if tiers is None:
-            return
-        dv, dt = tiers
-        has_image = condition in ("vision_only", "conflict")
-        has_text = condition in ("text_only", "conflict")
-
-        if has_text:
-            self._check_text(where, row, dt, control, attribute, yt)
-        elif row.get("text") or row.get("template_id"):
-            self._fail(where, "text", "is not empty on a vision_only row")
-        if has_image:
-            self._check_image(where, row, dv, control, attribute, yv, parts)
-        elif row.get("image") is not None or row.get("scene"):
-            self._fail(where, "image", "is set on a text_only row")
 
     def _check_text(
         self, where: str, row: dict[str, Any], dt: int, control: str, attribute: str, yt: str
@@ -245,7 +221,9 @@ class AttributeRowChecker(RowCheckerBase):
     def finish(self, num_groups: int | None) -> int:
         """Group-level checks: coverage, consistent answers, balance. Returns the group count."""
         groups = sorted(self.group_answers)
-        num_groups = check_coverage(self.problems, groups, self.seen, num_groups, expected_row_ids)
+        num_groups = check_coverage(
+            self.problems, groups, self.seen, num_groups, ATTRIBUTE.layout.expected_row_ids
+        )
         counts: dict[str, dict[str, Counter[str]]] = {
             a: {"vision_answer": Counter(), "text_answer": Counter()} for a in ATTRIBUTES
         }
@@ -281,6 +259,6 @@ class AttributeRowChecker(RowCheckerBase):
         return num_groups
 
 
-def make_row_checker(problems: _Problems, check_images: bool) -> AttributeRowChecker:
+def make_row_checker(problems: Problems, check_images: bool) -> AttributeRowChecker:
     """The attribute set's row checker (used by ``validate_dataset`` for attribute folders)."""
     return AttributeRowChecker(problems, check_images)

@@ -24,7 +24,6 @@ from modality_conflict.dataset_builder import writer as writer_module
 from modality_conflict.dataset_builder.builder import build_dataset, resolve_groups, shard_bounds
 from modality_conflict.dataset_builder.constants import BUILDER_VERSION, COLORS, PRESETS
 from modality_conflict.dataset_builder.errors import BuildError
-from modality_conflict.dataset_builder.features import FEATURES
 from modality_conflict.dataset_builder.validate import validate_dataset
 
 SMALL = PRESETS["small"]
@@ -95,7 +94,7 @@ def test_load_dataset_round_trip(small: Path, tmp_path: Path) -> None:
     from datasets import load_dataset
 
     ds = load_dataset(str(small), split="test", cache_dir=str(tmp_path / "cache"))
-    assert ds.features == FEATURES
+    assert ds.features == specs.COLOR.features
     assert ds.num_rows == SMALL * 81
     first = ds[0]
     assert first["row_id"] == "g0000-v00-none"

@@ -15,13 +15,12 @@ from modality_conflict.dataset_builder.constants import (
     CONTROLS,
 )
 from modality_conflict.dataset_builder.plan import (
-    expected_row_ids,
     group_colors,
     group_rows,
     plan_group,
-    rows_per_group,
 )
 from modality_conflict.dataset_builder.prompts import condition_name, item_prompts, prompt_for, row_prompt
+from modality_conflict.dataset_builder.specs import COLOR
 from modality_conflict.dataset_builder.texts import (
     DIRECT_TEMPLATES,
     SIMPLE_TEMPLATES,
@@ -59,8 +58,8 @@ def test_plan_depends_only_on_seed_and_group() -> None:
 
 def test_group_rows_follow_the_contract() -> None:
     rows = group_rows(11, 4)
-    assert [r["row_id"] for r in rows] == expected_row_ids(4)
-    assert len(rows) == rows_per_group() == 14 + 3 + 42 + 2 * (2 * len(CONTROL_VISUAL_TIERS) + 1)
+    assert [r["row_id"] for r in rows] == COLOR.layout.expected_row_ids(4)
+    assert len(rows) == COLOR.layout.rows_per_group() == 14 + 3 + 42 + 2 * (2 * len(CONTROL_VISUAL_TIERS) + 1)
     plan = plan_group(11, 4)
     by_condition = Counter((CONDITIONS[r["condition"]], CONTROLS[r["control"]]) for r in rows)
     assert by_condition[("conflict", "none")] == 42

@@ -15,13 +15,13 @@ import pytest
 from dataset_edits import rehash
 from PIL import Image
 
-from modality_conflict.dataset_builder.attribute.constants import CONTROLS as ATTRIBUTE_CONTROLS
 from modality_conflict.dataset_builder.attribute.constants import IMAGE_HEIGHT, IMAGE_WIDTH
-from modality_conflict.dataset_builder.attribute.features import arrow_schema as attribute_schema
+from modality_conflict.dataset_builder.constants import CONTROLS as ATTRIBUTE_CONTROLS
 from modality_conflict.dataset_builder.constants import CONTROLS as COLOUR_CONTROLS
 from modality_conflict.dataset_builder.constants import VISUAL_TIERS as COLOUR_TIERS
 from modality_conflict.dataset_builder.errors import DatasetValidationError
-from modality_conflict.dataset_builder.features import arrow_schema as colour_schema
+from modality_conflict.dataset_builder.features import arrow_schema
+from modality_conflict.dataset_builder.specs import DATASETS
 from modality_conflict.dataset_builder.validate import validate_dataset
 
 SHARD = "data/test-00000-of-00001.parquet"
@@ -43,7 +43,7 @@ def _corrupt(kind: str, folder: Path, edit: Callable[[Rows], None]) -> Rows:
     """Rewrite the shard with ``edit`` applied and the manifest re-hashed: only the corruption is left."""
     rows = pq.read_table(folder / SHARD).to_pylist()
     edit(rows)
-    schema = colour_schema() if kind == "color" else attribute_schema()
+    schema = arrow_schema(DATASETS[kind])
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / SHARD)
     rehash(folder, SHARD)
     return rows

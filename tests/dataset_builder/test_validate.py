@@ -18,6 +18,7 @@ from modality_conflict.dataset_builder.builder import build_dataset
 from modality_conflict.dataset_builder.constants import COLORS
 from modality_conflict.dataset_builder.errors import DatasetValidationError
 from modality_conflict.dataset_builder.features import arrow_schema
+from modality_conflict.dataset_builder.specs import COLOR
 from modality_conflict.dataset_builder.validate import validate_dataset
 
 GROUPS = 6
@@ -41,7 +42,7 @@ def copy(built: Path, tmp_path: Path) -> Path:
 def _edit_rows(folder: Path, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
     table = pq.read_table(folder / SHARD)
     rows = edit(table.to_pylist())
-    pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema()), folder / SHARD)
+    pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(COLOR)), folder / SHARD)
     rehash(folder, SHARD)
 
 

@@ -27,8 +27,7 @@ QUICK_TASK = "modality_conflict_color_quick"
 def task_manager(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> object:
     from lmms_eval.tasks import TaskManager
 
-    plugin.install_task_discovery()
-    plugin.install_data_resolution()
+    plugin.install_patches()
     plugin._resolve_once.cache_clear()
     monkeypatch.setenv(resolve.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.delenv(resolve.DATA_ENV, raising=False)

@@ -19,21 +19,16 @@ from modality_conflict.dataset_builder.attribute.constants import (
     ATTRIBUTE_VALUES,
     ATTRIBUTES,
     BUILDER_VERSION,
-    CONDITIONS,
-    CONTROLS,
     DATASET_NAME,
     VISUAL_TIERS,
 )
-from modality_conflict.dataset_builder.attribute.features import FEATURES, arrow_schema
-from modality_conflict.dataset_builder.attribute.plan import (
-    expected_row_ids,
-    rows_per_condition,
-    rows_per_group,
-)
 from modality_conflict.dataset_builder.attribute.scene import Scene, SceneObject, other_attribute
 from modality_conflict.dataset_builder.builder import build_dataset, resolve_groups
+from modality_conflict.dataset_builder.constants import CONDITIONS, CONTROLS
 from modality_conflict.dataset_builder.errors import BuildError
+from modality_conflict.dataset_builder.features import arrow_schema, features_for
 from modality_conflict.dataset_builder.folder import DatasetFolder
+from modality_conflict.dataset_builder.specs import ATTRIBUTE
 from modality_conflict.dataset_builder.validate import validate_dataset
 
 SHARD = "data/test-00000-of-00001.parquet"
@@ -54,8 +49,8 @@ def test_layout_manifest_and_card(attribute_dataset_dir: Path) -> None:
     assert files == ["README.md", SHARD, "manifest.json"]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["dataset"] == DATASET_NAME and manifest["builder_version"] == BUILDER_VERSION
-    assert manifest["num_rows"] == groups * rows_per_group() == groups * 41
-    counts = rows_per_condition(groups)
+    assert manifest["num_rows"] == groups * ATTRIBUTE.layout.rows_per_group() == groups * 41
+    counts = ATTRIBUTE.layout.rows_per_condition(groups)
     assert manifest["counts"]["condition"] == {c: sum(counts[k][c] for k in CONTROLS) for c in CONDITIONS}
     assert manifest["counts"]["attribute"] == {a: manifest["num_rows"] // 2 for a in ATTRIBUTES}
     assert manifest["layout"]["images_per_group"] == len(VISUAL_TIERS)
@@ -81,15 +76,18 @@ def test_validates_and_loads_with_its_features(attribute_dataset_dir: Path) -> N
     assert report.dataset == "attribute" and report.num_rows == _groups(attribute_dataset_dir) * 41
     assert report.counts["attribute"] == {"shape": report.num_rows // 2, "material": report.num_rows // 2}
     assert report.images_decoded == _groups(attribute_dataset_dir) * len(VISUAL_TIERS)
-    assert pq.read_schema(attribute_dataset_dir / SHARD).equals(arrow_schema(), check_metadata=False)
+    assert pq.read_schema(attribute_dataset_dir / SHARD).equals(arrow_schema(ATTRIBUTE), check_metadata=False)
     dataset = load_dataset(str(attribute_dataset_dir), split="test")
-    assert dataset.features == FEATURES and dataset.features["vision_answer"].names == list(ANSWERS)
+    assert dataset.features == features_for(ATTRIBUTE) and dataset.features["vision_answer"].names == list(
+        ANSWERS
+    )
 
 
 def test_rows_keys_answers_and_scenes(attribute_dataset_dir: Path) -> None:
     rows = _rows(attribute_dataset_dir)
     groups = _groups(attribute_dataset_dir)
-    assert [r["row_id"] for r in rows] == [i for g in range(groups) for i in expected_row_ids(g)]
+    expected = [i for g in range(groups) for i in ATTRIBUTE.layout.expected_row_ids(g)]
+    assert [r["row_id"] for r in rows] == expected
     by_id = {r["row_id"]: r for r in rows}
     for r in rows:
         attribute = ATTRIBUTES[r["attribute"]]

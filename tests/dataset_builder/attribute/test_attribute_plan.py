@@ -12,18 +12,12 @@ from modality_conflict.dataset_builder.attribute.constants import (
     ATTRIBUTE_VALUES,
     COLORS,
     CONTROL_VISUAL_TIERS,
-    CONTROLS,
-    TEXT_TIERS,
     VISUAL_TIERS,
 )
 from modality_conflict.dataset_builder.attribute.plan import (
-    control_tiers,
-    expected_row_ids,
     group_answers,
     group_attribute,
     plan_group,
-    rows_per_condition,
-    rows_per_group,
 )
 from modality_conflict.dataset_builder.attribute.texts import (
     INTERMEDIARY_OBJECTS,
@@ -32,14 +26,16 @@ from modality_conflict.dataset_builder.attribute.texts import (
     claimed_value,
     render_text,
 )
+from modality_conflict.dataset_builder.constants import CONTROLS, TEXT_TIERS
+from modality_conflict.dataset_builder.specs import ATTRIBUTE
 
 GROUPS = range(60)
 
 
 def test_rows_per_group_and_per_condition() -> None:
     v, c = len(VISUAL_TIERS), len(CONTROL_VISUAL_TIERS)
-    assert rows_per_group() == (v + 3 + 3 * v) + 2 * (c + 1 + c) == 41
-    counts = rows_per_condition(10)
+    assert ATTRIBUTE.layout.rows_per_group() == (v + 3 + 3 * v) + 2 * (c + 1 + c) == 41
+    counts = ATTRIBUTE.layout.rows_per_condition(10)
     assert counts["none"] == {"vision_only": 10 * v, "text_only": 30, "conflict": 30 * v}
     assert (
         counts["text_irrelevant"]
@@ -50,8 +46,8 @@ def test_rows_per_group_and_per_condition() -> None:
             "conflict": 10 * c,
         }
     )
-    assert sum(sum(x.values()) for x in counts.values()) == 10 * rows_per_group()
-    assert len(set(expected_row_ids(7))) == rows_per_group()
+    assert sum(sum(x.values()) for x in counts.values()) == 10 * ATTRIBUTE.layout.rows_per_group()
+    assert len(set(ATTRIBUTE.layout.expected_row_ids(7))) == ATTRIBUTE.layout.rows_per_group()
 
 
 def test_answers_differ_and_are_balanced() -> None:
@@ -92,7 +88,7 @@ def test_group_names_texts_and_controls(group: int) -> None:
     assert plan.text_name("text_irrelevant") != plan.target_name
     assert plan.image_spec(0).absent_colors == (plan.absent_color,)
     for control in CONTROLS:
-        for dt in control_tiers(control)[1]:
+        for dt in ATTRIBUTE.layout.control_tiers(control)[1]:
             text = plan.text(dt, control)
             # Every text tier reads back as the text answer, and talks about the right object.
             assert claimed_value(text.text, attribute, dt) == plan.text_value

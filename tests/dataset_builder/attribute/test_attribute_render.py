@@ -16,9 +16,10 @@ from modality_conflict.dataset_builder.attribute.constants import (
     MIN_OBJECT_PIXELS,
     VISUAL_TIERS,
 )
-from modality_conflict.dataset_builder.attribute.raycast import primary_pass, shade
+from modality_conflict.dataset_builder.attribute.raycast import primary_pass
 from modality_conflict.dataset_builder.attribute.render import ImageSpec, layout_problem, render
 from modality_conflict.dataset_builder.attribute.scene import Scene, SceneObject
+from modality_conflict.dataset_builder.attribute.shading import shade
 from modality_conflict.dataset_builder.errors import RenderError
 
 

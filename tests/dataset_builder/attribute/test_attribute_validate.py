@@ -15,8 +15,9 @@ from dataset_edits import rehash
 
 from modality_conflict.cli.main import main as cli_main
 from modality_conflict.dataset_builder.attribute.constants import ANSWERS
-from modality_conflict.dataset_builder.attribute.features import arrow_schema
 from modality_conflict.dataset_builder.errors import DatasetValidationError
+from modality_conflict.dataset_builder.features import arrow_schema
+from modality_conflict.dataset_builder.specs import ATTRIBUTE
 from modality_conflict.dataset_builder.validate import validate_dataset
 
 SHARD = "data/test-00000-of-00001.parquet"
@@ -34,7 +35,7 @@ def _edit(folder: Path, edit: Callable[[dict[str, Any]], None], row_id: str) -> 
     rows = pq.read_table(folder / SHARD).to_pylist()
     index = next(i for i, r in enumerate(rows) if r["row_id"] == row_id)
     edit(rows[index])
-    pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema()), folder / SHARD)
+    pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(ATTRIBUTE)), folder / SHARD)
     rehash(folder, SHARD)
     return index
 
@@ -90,7 +91,9 @@ def test_tier_counts_and_coverage(copy: Path) -> None:
     index = _edit(copy, lambda r: r.update(num_objects=7), "g0002-v05-none")
     rows = pq.read_table(copy / SHARD).to_pylist()
     pq.write_table(
-        pa.Table.from_pylist([r for r in rows if r["row_id"] != "g0003-v01-t2-none"], schema=arrow_schema()),
+        pa.Table.from_pylist(
+            [r for r in rows if r["row_id"] != "g0003-v01-t2-none"], schema=arrow_schema(ATTRIBUTE)
+        ),
         copy / SHARD,
     )
     rehash(copy, SHARD)

@@ -1,0 +1,163 @@
+"""Every change this project makes to lmms-eval 0.7.3, each where no lmms-eval mechanism serves.
+
+The ``lmms_eval.models`` entry point (:func:`modality_conflict.mc_tasks.plugin.lmms_eval_manifests`)
+installs them in every lmms-eval process that can run the tasks, handing over what they call
+(:class:`TaskHooks`); each wraps one method, calls the original and is idempotent. :data:`PATCHES` says
+what each one relies on, and ``tests/mc_tasks/test_lmms_eval_patches.py`` fails with the method's name
+when a new lmms-eval changes it.
+
+- ``TaskManager.initialize_tasks``: index the installed task folder after any ``--include_path``.
+  lmms-eval reads ``LMMS_EVAL_PLUGINS`` only after the CLI has built its TaskManager, so no plugin setting
+  can add tasks; the entry point runs earlier (while ``lmms_eval.models`` is imported).
+- ``ConfigurableTask.download``: read the verified local folder of a pinned dataset (the environment's
+  folder, the cache, the pinned Hub commit or a fresh build) and record what was read in the task's
+  ``metadata``. A task YAML can only name a Hub path or a fixed folder, and ``dataset_kwargs`` cannot verify
+  a fingerprint.
+- ``TaskOutput.calculate_aggregate_metric``: keep the whole summary the task's aggregation just computed
+  (rank 0, after the records of every rank were gathered). lmms-eval keeps only the number an aggregation
+  returns.
+- ``EvaluationTracker.save_results_aggregated``: write the report file beside ``<date_id>_results.json``.
+  lmms-eval writes no file a task asks for.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from modality_conflict.dataset_builder.canonical import USED_KEY
+from modality_conflict.dataset_builder.errors import ModalityConflictError
+from modality_conflict.mc_tasks import report_file
+
+_MARK = "_modality_conflict"
+
+
+@dataclass(frozen=True)
+class TaskHooks:
+    """What the patches call: the task folders to index after ``--include_path``, the resolution of a
+    pinned task's data (None for other tasks), how a resolution error ends the run, and a task's
+    ``dataset_kwargs`` for a local folder."""
+
+    task_paths: Callable[[Any], list[str]]
+    resolve_data: Callable[[Any], Any]
+    fail: Callable[[Exception], None]
+    local_kwargs: Callable[[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One patched lmms-eval method: where it lives, the parameters the wrapper passes on, and the calls
+    or attributes of lmms-eval that the patch relies on (each must stand in the named source)."""
+
+    module: str
+    owner: str
+    method: str
+    parameters: tuple[str, ...]
+    relies_on: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.owner}.{self.method}"
+
+    def target(self) -> Any:
+        return getattr(importlib.import_module(self.module), self.owner)
+
+
+PATCHES: tuple[Patch, ...] = (
+    Patch(
+        "lmms_eval.tasks",
+        "TaskManager",
+        "initialize_tasks",
+        ("self", "include_path", "include_defaults"),
+        relies_on=(("TaskManager.__init__", "self.initialize_tasks("),),
+    ),
+    Patch(
+        "lmms_eval.api.task",
+        "ConfigurableTask",
+        "download",
+        ("self", "dataset_kwargs"),
+        relies_on=(
+            ("ConfigurableTask.__init__", "self.download("),
+            ("ConfigurableTask.download", "self.DATASET_PATH"),
+        ),
+    ),
+    Patch(
+        "lmms_eval.evaluator_utils",
+        "TaskOutput",
+        "calculate_aggregate_metric",
+        ("self", "bootstrap_iters"),
+        relies_on=(("TaskOutput.calculate_aggregate_metric", "self.sample_metrics"),),
+    ),
+    Patch(
+        "lmms_eval.loggers.evaluation_tracker",
+        "EvaluationTracker",
+        "save_results_aggregated",
+        ("self", "results", "samples", "datetime_str"),
+        relies_on=(("EvaluationTracker.save_results_aggregated", "self.date_id"),),
+    ),
+)
+_BY_METHOD = {patch.method: patch for patch in PATCHES}
+
+
+def _install(method: str, make_wrapper: Callable[[Any], Callable[..., Any]]) -> None:
+    owner = _BY_METHOD[method].target()
+    original = getattr(owner, method)
+    if getattr(original, _MARK, False):
+        return
+    wrapper = functools.wraps(original)(make_wrapper(original))
+    setattr(wrapper, _MARK, True)
+    setattr(owner, method, wrapper)
+
+
+def _index_project_tasks(hooks: TaskHooks, original: Any) -> Callable[..., Any]:
+    def initialize_tasks(self: Any, include_path: Any = None, include_defaults: bool = True) -> Any:
+        paths = hooks.task_paths(include_path)
+        return original(self, include_path=paths, include_defaults=include_defaults)
+
+    return initialize_tasks
+
+
+def _resolve_pinned_data(hooks: TaskHooks, original: Any) -> Callable[..., Any]:
+    def download(self: Any, dataset_kwargs: Any = None) -> Any:
+        try:
+            resolved = hooks.resolve_data(self.config)
+        except ModalityConflictError as error:
+            hooks.fail(error)
+        if resolved is not None:
+            dataset_kwargs = hooks.local_kwargs(dataset_kwargs)
+            self.DATASET_PATH = str(resolved.path)
+            self.config.dataset_path = str(resolved.path)
+            self.config.dataset_kwargs = dataset_kwargs
+            self.config.metadata[USED_KEY] = resolved.record()
+        return original(self, dataset_kwargs)
+
+    return download
+
+
+def _keep_summary(original: Any) -> Callable[..., Any]:
+    def calculate_aggregate_metric(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = original(self, *args, **kwargs)
+        report_file.keep_reports(self)
+        return out
+
+    return calculate_aggregate_metric
+
+
+def _write_report_file(original: Any) -> Callable[..., Any]:
+    def save_results_aggregated(self: Any, results: dict, samples: dict, datetime_str: str) -> Any:
+        out = original(self, results=results, samples=samples, datetime_str=datetime_str)
+        report_file.write_reports(self, results, datetime_str)
+        return out
+
+    return save_results_aggregated
+
+
+def install_all(hooks: TaskHooks) -> None:
+    """Install every patch (idempotent)."""
+    _install("initialize_tasks", functools.partial(_index_project_tasks, hooks))
+    _install("download", functools.partial(_resolve_pinned_data, hooks))
+    _install("calculate_aggregate_metric", _keep_summary)
+    _install("save_results_aggregated", _write_report_file)
