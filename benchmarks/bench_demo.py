@@ -62,7 +62,7 @@ def _timed(command: list[str], log: Path) -> dict[str, float]:
 
 
 def measure_training(work: Path, quick: bool) -> dict[str, Any]:
-    from modality_conflict.models.demo_model import WEIGHTS_FILE, shipped_checkpoint
+    from modality_conflict.models.demo.checkpoint import WEIGHTS_FILE, shipped_checkpoint
 
     out = work / "demo_trained"
     shutil.rmtree(out, ignore_errors=True)  # the command refuses a non-empty folder

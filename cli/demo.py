@@ -58,15 +58,23 @@ def _model_dir(args: argparse.Namespace, out: Path, log: Callable[[str], None]) 
             log(f"building {model_dir} (SmolLM2-135M-Instruct language model, random vision tower)")
             build_smollm2_llava(model_dir)
         return model_dir, "SmolLM2-135M-Instruct LLaVA, random vision half"
-    from modality_conflict.models.demo_model import cached_checkpoint, shipped_checkpoint
+    from modality_conflict.models.demo.cache import cached_checkpoint
+    from modality_conflict.models.demo.checkpoint import checkpoint_problem, shipped_checkpoint
+    from modality_conflict.models.demo.recipe import TrainingRecipe, recipe_from_file
 
     if not args.retrain:
-        return shipped_checkpoint(), "packaged demo model (seed 0)"
+        shipped = shipped_checkpoint()
+        problem = checkpoint_problem(shipped, seed=0, recipe=TrainingRecipe())
+        if problem:
+            raise ValueError(f"packaged demo checkpoint {shipped}: {problem} (reinstall, or use --retrain)")
+        return shipped, "packaged demo model (seed 0)"
     cache = Path(args.cache_dir) if args.cache_dir else _default_cache()
     log(f"demo model for seed {args.model_seed}: {cache} (trained on first use, about 4 minutes)")
-    return cached_checkpoint(
-        cache, seed=args.model_seed, log=log
-    ), f"demo model trained, seed {args.model_seed}"
+    recipe = recipe_from_file(args.recipe) if args.recipe else TrainingRecipe()
+    folder = cached_checkpoint(cache, seed=args.model_seed, recipe=recipe, log=log)
+    return folder, f"demo model trained, seed {args.model_seed}" + (
+        f", recipe {args.recipe}" if args.recipe else ""
+    )
 
 
 def _number(value: Any, signed: bool = False) -> str:
@@ -150,6 +158,8 @@ def run_demo(args: argparse.Namespace) -> int:
         timings[step] = round(now - since, 1)
         return now
 
+    if args.recipe and not (args.model == "demo" and args.retrain):
+        raise ValueError("--recipe applies to --retrain of the demo model only")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     cli = [sys.executable, "-m", "modality_conflict.cli.main"]
@@ -222,6 +232,11 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         help="train the demo model (seed --model-seed) instead of using the packaged copy; cached",
     )
     parser.add_argument("--model-seed", type=seed_type, default=0, help="seed of --retrain (default 0)")
+    parser.add_argument(
+        "--recipe",
+        metavar="FILE",
+        help="with --retrain: JSON object of recipe fields to change (see train-demo-model)",
+    )
     parser.add_argument("--cache-dir", help="cache of --retrain (default ~/.cache/modality-conflict/models)")
     parser.add_argument(
         "--groups",

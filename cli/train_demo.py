@@ -1,44 +1,34 @@
 """``modality-conflict train-demo-model``: train the demo LLaVA from scratch on the CPU.
 
-The library is :mod:`modality_conflict.models.demo_model`; this module is the command line only.
+The library is :mod:`modality_conflict.models.demo`; this module is the command line only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from modality_conflict.cli.arguments import seed as seed_type
 
-if TYPE_CHECKING:
-    from modality_conflict.models.demo_model import TrainingRecipe
 
-
-def _read_recipe(path: str | None) -> TrainingRecipe:
-    from modality_conflict.models.demo_model import TrainingRecipe, recipe_from_mapping
-
-    if path is None:
-        return TrainingRecipe()
-    try:
-        values = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"--recipe {path}: no such file") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"--recipe {path}: not valid JSON ({error})") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"--recipe {path}: expected a JSON object of recipe fields")
-    return recipe_from_mapping(values, source=f"--recipe {path}")
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    print("terminated: training stopped, nothing written", file=sys.stderr, flush=True)
+    raise SystemExit(128 + signum)
 
 
 def run_train_demo_model(args: argparse.Namespace) -> int:
     """Train into ``--out`` (a new or empty folder), print progress and the weights' sha256."""
-    from modality_conflict.models.demo_model import RECIPE_FILE, train_checkpoint_folder
+    from modality_conflict.models.demo.checkpoint import RECIPE_FILE, train_checkpoint_folder
+    from modality_conflict.models.demo.recipe import TrainingRecipe, recipe_from_file
 
-    recipe = _read_recipe(args.recipe)
+    recipe = recipe_from_file(args.recipe) if args.recipe else TrainingRecipe()
     out = Path(args.out)
+    # A SIGTERM unwinds like an interrupt, so the temporary folder is removed before the process ends.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     started = time.perf_counter()
 
     def log(line: str) -> None:

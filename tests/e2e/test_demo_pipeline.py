@@ -28,7 +28,7 @@ from modality_conflict.dataset_builder.plan import plan_group
 from modality_conflict.dataset_builder.prompts import prompt_for
 from modality_conflict.dataset_builder.render import render
 from modality_conflict.mc_tasks.names import MAIN_TASK
-from modality_conflict.models.demo_model import RECIPE_FILE, WEIGHTS_FILE, shipped_checkpoint
+from modality_conflict.models.demo.checkpoint import RECIPE_FILE, WEIGHTS_FILE, shipped_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -130,7 +130,7 @@ def test_non_editable_install_imports_from_site_packages(installed_env: Path, tm
         "print(m.__file__); print(p.TASKS_DIR); import importlib.util; "
         "print(importlib.util.find_spec('metrics')); "
         "from modality_conflict.dataset_builder import canonical; print(canonical.task_template_path()); "
-        "from modality_conflict.models.demo_model import shipped_checkpoint; print(shipped_checkpoint())"
+        "from modality_conflict.models.demo.checkpoint import shipped_checkpoint; print(shipped_checkpoint())"
     )
     # Run outside the repository: `python -c` puts the working directory first on sys.path.
     lines = subprocess.run(

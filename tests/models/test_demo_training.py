@@ -7,34 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from demo_recipes import REDUCED_RECIPE
 from tiny_fs import cli, needs_tiny_fs, run_on_tiny_fs
 
 from modality_conflict.cli.main import main as cli_main
-from modality_conflict.models.demo_model import (
-    RECIPE_FILE,
-    WEIGHTS_FILE,
-    TrainingRecipe,
-    cached_checkpoint,
-    recipe_from_mapping,
-    recolouring_is_exact,
-    train_checkpoint_folder,
-)
-
-# A few images per tier and a few steps of each stage: every code path of training, in seconds.
-REDUCED_RECIPE = {
-    "layouts_large": 1,
-    "layouts_small": 1,
-    "colourings_per_layout": 2,
-    "vision_steps": 3,
-    "vision_batch": 8,
-    "steps": 4,
-    "batch_vision": 4,
-    "batch_text": 4,
-    "batch_agree": 2,
-    "warmup_steps": 2,
-    "vision_first_steps": 1,
-    "curriculum": [[0, 0], [2, 13]],
-}
+from modality_conflict.models.demo.cache import cached_checkpoint
+from modality_conflict.models.demo.checkpoint import RECIPE_FILE, WEIGHTS_FILE, train_checkpoint_folder
+from modality_conflict.models.demo.images import recolouring_is_exact
+from modality_conflict.models.demo.recipe import TrainingRecipe, recipe_from_mapping
 
 
 def _sha256(path: Path) -> str:
@@ -69,7 +49,7 @@ def test_checkpoint_folder_records_what_trained_it(reduced_run: Path) -> None:
     assert record["seed"] == 3
     assert record["steps"] == REDUCED_RECIPE["steps"]
     assert record["weights_sha256"] == _sha256(reduced_run / WEIGHTS_FILE)
-    assert len(record["code"]["demo_model_sha256"]) == 64
+    assert len(record["code"]["demo_package_sha256"]) == 64
     assert recipe_from_mapping(record) == recipe_from_mapping(REDUCED_RECIPE)
     names = {p.name for p in reduced_run.iterdir()}
     assert {"config.json", "processor_config.json", "tokenizer.json", "chat_template.jinja"} <= names
@@ -164,7 +144,7 @@ def test_cache_trains_once_per_seed_and_recipe(tmp_path: Path) -> None:
 def test_every_benchmark_prompt_is_in_the_vocabulary() -> None:
     from modality_conflict.dataset_builder.plan import group_rows
     from modality_conflict.dataset_builder.prompts import row_prompt
-    from modality_conflict.models.demo_model import build_tokenizer
+    from modality_conflict.models.demo.vocabulary import build_tokenizer
 
     tokenizer = build_tokenizer()
     rows = [row for group in range(3) for row in group_rows(0, group)]
