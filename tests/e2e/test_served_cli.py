@@ -65,6 +65,7 @@ def test_faults_are_retried_and_the_key_is_never_written(
     assert faults.served_faults == {"500": distinct, "429": distinct, "garbage": distinct}
     assert faults.chat_requests == 4 * distinct == first.chat_requests + second.chat_requests
     assert first.chat_requests > distinct and second.chat_requests > distinct  # both took a share
+    assert 1 < faults.max_in_flight <= 4  # concurrency=4, over both servers together
     assert set(faults.authorizations) == {f"Bearer {SECRET}"}
     # Prompts asked twice (the same image and question) were answered from the cache, unless in flight.
     cached = re.search(r"(\d+) answers \((\d+) from the cache\)", (out / "lmms_eval.log").read_text())

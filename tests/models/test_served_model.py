@@ -194,6 +194,15 @@ def test_capped_endpoint_needs_the_vocabulary_size(tmp_path: Path) -> None:
     assert (model.top_logprobs, model.vocab_size) == (20, VOCAB)
 
 
+def test_a_silent_cap_is_not_taken_for_the_whole_vocabulary() -> None:
+    """An endpoint that answers top_logprobs=-1 with 20 tokens: their mass is not 1, so top_k it is."""
+    with FakeServer(Behaviour(silent_cap=20)) as server:
+        with pytest.raises(ModelArgumentError, match="pass vocab_size=N"):
+            ModalityConflictOpenAI(base_url=server.base_url, cache="off")
+        model = ModalityConflictOpenAI(base_url=server.base_url, cache="off", vocab_size=VOCAB)
+    assert (model.top_logprobs, model.vocab_size) == (20, VOCAB)
+
+
 def test_unknown_model_args_are_refused() -> None:
     with pytest.raises(ModelArgumentError, match="unknown model_args"):
         ModalityConflictOpenAI(base_url="http://127.0.0.1:9/v1", nonsense=1)
