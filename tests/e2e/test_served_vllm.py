@@ -23,9 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from lmms_eval_runs import logged_responses, offline_env, run_lmms_eval
 
+from modality_conflict.analysis.results import read_task_results
 from modality_conflict.mc_tasks.names import RECORD_KEY
 from modality_conflict.models.envelope import decode_envelope
 from modality_conflict.models.vllm_server import VLLMServer, VLLMServerError, vllm_python
@@ -209,3 +211,73 @@ def test_killed_server_run_resumes_from_the_cache(
     for row_id, record in runs["served"]["records"].items():
         assert resumed[row_id]["answer"] == record["answer"]
         assert abs(resumed[row_id]["entropy"] - record["entropy"]) < 1e-6
+
+
+DEMO_GROUPS = 3
+_NUMBER = re.compile(r"[-+]?\d+\.\d+|[-+]?\d+")
+
+
+def _demo(out: Path, *extra: str) -> list[str]:
+    """``modality-conflict demo`` as a user runs it; its headline without the model and wall-time lines."""
+    command = [sys.executable, "-m", "modality_conflict.cli.main", "demo", "--out", str(out)]
+    command += ["--groups", str(DEMO_GROUPS), *extra]
+    done = subprocess.run(command, env=offline_env(None), capture_output=True, text=True, timeout=1200)
+    (out.parent / f"{out.name}.log").write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    lines = (out / "headline.txt").read_text().splitlines()
+    assert lines[0].startswith("model: ") and lines[-1].startswith("wall time ")
+    return lines[1:-1]
+
+
+def _same_headline(served: list[str], local: list[str]) -> None:
+    """The same words, and every number within the rounding of an entropy within 1e-3."""
+    assert len(served) == len(local)
+    for mine, theirs in zip(served, local, strict=True):
+        assert _NUMBER.sub("#", mine) == _NUMBER.sub("#", theirs), (mine, theirs)
+        for a, b in zip(_NUMBER.findall(mine), _NUMBER.findall(theirs), strict=True):
+            assert abs(float(a) - float(b)) <= 2e-3, (mine, theirs)
+
+
+def test_demo_through_vllm_prints_the_in_process_headline(tmp_path: Path) -> None:
+    """``demo --engine vllm`` starts its own server, answers through it and stops it; the probe is local."""
+    _vllm_python()
+    served_lines = _demo(tmp_path / "served", "--engine", "vllm")
+    local_lines = _demo(tmp_path / "local")
+    _same_headline(served_lines, local_lines)
+    assert served_lines[-1].startswith("oscillations") and "no probe" not in served_lines[-1]
+
+    served = {r["row_id"]: r for r in next(iter(read_task_results([tmp_path / "served/results"]))).records}
+    local = {r["row_id"]: r for r in next(iter(read_task_results([tmp_path / "local/results"]))).records}
+    assert set(served) == set(local) and len(served) == 81 * DEMO_GROUPS
+    for row_id, record in served.items():
+        assert record["answer"] == local[row_id]["answer"], row_id
+        assert record["entropy_estimator"] == "full_vocab"
+        assert abs(record["entropy"] - local[row_id]["entropy"]) < 1e-3, row_id
+    log = (tmp_path / "served/vllm-server.log").read_text()
+    assert log.count('"POST /v1/chat/completions HTTP/1.1" 200') >= len(served)
+    port = re.search(r"on http://127\.0\.0\.1:(\d+)/v1", (tmp_path / "served.log").read_text())
+    assert port is not None
+    with pytest.raises(httpx.HTTPError):  # stopped when the demo ended
+        httpx.get(f"http://127.0.0.1:{port[1]}/v1/models", timeout=2)
+
+
+def test_demo_stops_its_vllm_server_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM while the server starts: the demo exits 130 and leaves no vLLM process behind."""
+    _vllm_python()
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "modality_conflict.cli.main", "demo", "--out", str(out), "--groups", "1"]
+    with (tmp_path / "demo.log").open("w") as log:
+        demo = subprocess.Popen([*command, "--engine", "vllm"], env=offline_env(None), stdout=log, stderr=log)
+        server_log, pids = out / "vllm-server.log", set()
+        deadline = time.monotonic() + 600
+        while not pids and demo.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            if server_log.is_file():
+                pids = {int(pid) for pid in re.findall(r"\(APIServer pid=(\d+)\)", server_log.read_text())}
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(timeout=120) == 130, (tmp_path / "demo.log").read_text()[-3000:]
+    assert pids, "the server never started"
+    assert "interrupted" in (tmp_path / "demo.log").read_text()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
