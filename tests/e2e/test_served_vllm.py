@@ -238,11 +238,14 @@ def _same_headline(served: list[str], local: list[str]) -> None:
             assert abs(float(a) - float(b)) <= 2e-3, (mine, theirs)
 
 
-def test_demo_through_vllm_prints_the_in_process_headline(tmp_path: Path) -> None:
-    """``demo --engine vllm`` starts its own server, answers through it and stops it; the probe is local."""
+def test_demo_through_vllm_prints_the_in_process_headline(tmp_path: Path, served_dir: Path) -> None:
+    """``demo --engine vllm`` starts its own server, answers through it and stops it; the probe is local.
+
+    On the servable tiny LLaVA: the packaged demo checkpoint's geometry is refused by vLLM's CPU attention.
+    """
     _vllm_python()
-    served_lines = _demo(tmp_path / "served", "--engine", "vllm")
-    local_lines = _demo(tmp_path / "local")
+    served_lines = _demo(tmp_path / "served", "--checkpoint", str(served_dir), "--engine", "vllm")
+    local_lines = _demo(tmp_path / "local", "--checkpoint", str(served_dir))
     _same_headline(served_lines, local_lines)
     assert served_lines[-1].startswith("oscillations") and "no probe" not in served_lines[-1]
 
