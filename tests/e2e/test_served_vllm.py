@@ -257,7 +257,8 @@ def test_demo_through_vllm_prints_the_in_process_headline(tmp_path: Path, served
         assert record["entropy_estimator"] == "full_vocab"
         assert abs(record["entropy"] - local[row_id]["entropy"]) < 1e-3, row_id
     log = (tmp_path / "served/vllm-server.log").read_text()
-    assert log.count('"POST /v1/chat/completions HTTP/1.1" 200') >= len(served)
+    # Identical documents share one request (the response cache); the start sends one probe more.
+    assert 0 < log.count('"POST /v1/chat/completions HTTP/1.1" 200') <= len(served) + 1
     port = re.search(r"on http://127\.0\.0\.1:(\d+)/v1", (tmp_path / "served.log").read_text())
     assert port is not None
     with pytest.raises(httpx.HTTPError):  # stopped when the demo ended
