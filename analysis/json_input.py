@@ -155,8 +155,9 @@ def parse_json(
     except UntrustedJSONError as problem:
         raise fail(f"{source}: {problem}") from None
     except json.JSONDecodeError as problem:
-        raise fail(
-            f"{source} is not valid JSON: {problem.msg} at line {problem.lineno} column {problem.colno}"
-        ) from None
+        # Some of json's messages end in "at" ("Unterminated string starting at"): one "at" is enough.
+        what = problem.msg.removesuffix(" at")
+        where = f"line {problem.lineno} column {problem.colno}"
+        raise fail(f"{source} is not valid JSON: {what} at {where}") from None
     except (ValueError, RecursionError) as problem:  # e.g. an integer with thousands of digits
         raise fail(f"{source} holds an unreadable value: {problem}") from None

@@ -6,11 +6,16 @@ split of the task they claim. Submissions that verify but leave rows out are lis
 unranked; the others are named with the reason they were left out. Without a dataset to check against
 nothing is ranked: :func:`build_leaderboard` refuses and says why. Results are comparable only on the
 same task, dataset and entropy estimator (entropies from different estimators are on different scales,
-and so are their balance points), so each such combination gets its own table.
+and so are their balance points), so each such combination gets its own table, keyed by what was
+verified (the task's name, the dataset's fingerprint, the records' estimator), never by text a
+submitter writes. A model has one row per table (its latest submission; earlier ones are listed apart,
+unranked), and a file whose bytes repeat another's is listed once.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +25,7 @@ from typing import Any
 from modality_conflict.analysis.formatting import interval_text, number_text
 from modality_conflict.analysis.results import TaskSummary
 from modality_conflict.analysis.submission import (
+    MAX_SUBMISSION_BYTES,
     DatasetIndex,
     SubmissionError,
     Verification,
@@ -27,7 +33,8 @@ from modality_conflict.analysis.submission import (
     verify_file,
 )
 from modality_conflict.dataset_builder.atomic import ensure_folder, write_text_atomic
-from modality_conflict.dataset_builder.errors import ModalityConflictError
+from modality_conflict.dataset_builder.errors import ModalityConflictError, UnsafeFileError
+from modality_conflict.dataset_builder.regular_files import read_regular_file
 from modality_conflict.mc_tasks.names import RANKED_METRICS
 
 
@@ -80,16 +87,11 @@ class Entry:
         return TaskSummary(self.metrics)
 
     @property
-    def board(self) -> tuple[str, str, str, str]:
-        """Which table the entry belongs in: task, dataset (repo@revision or fingerprint), estimator."""
-        dataset = self.dataset
-        where = dataset.get("revision") or (dataset.get("fingerprint") or "unknown")[:12]
-        return (
-            f"{self.task['name']} v{self.task.get('version')}",
-            f"{dataset['repo']}@{where}",
-            self.estimator,
-            str(dataset.get("split")),
-        )
+    def board(self) -> tuple[str, str, str]:
+        """Which table the entry belongs in, from verified fields only: the task (its split was checked),
+        the dataset's fingerprint (checked against the dataset) and the estimator (checked against the
+        records)."""
+        return (str(self.task["name"]), f"fingerprint {self.dataset['fingerprint'][:12]}", self.estimator)
 
 
 def _entry(path: Path, verification: Verification) -> Entry:
@@ -122,7 +124,17 @@ def collect_submissions(
         raise FileNotFoundError(f"{folder} is not a folder")
     index = data if isinstance(data, DatasetIndex) else load_dataset_index(Path(data))
     entries, rejected = [], []
+    first_of_content: dict[str, Path] = {}
     for path in sorted(folder.glob("*.json")):
+        try:
+            digest = hashlib.sha256(read_regular_file(path, max_bytes=MAX_SUBMISSION_BYTES)).hexdigest()
+        except (UnsafeFileError, OSError) as error:
+            rejected.append((path, str(error)))
+            continue
+        if digest in first_of_content:
+            rejected.append((path, f"the same bytes as {first_of_content[digest].name}, which is listed"))
+            continue
+        first_of_content[digest] = path
         try:
             verification = verify_file(
                 path, data=index, dataset_revision=dataset_revision, allow_partial=True
@@ -134,6 +146,31 @@ def collect_submissions(
             continue
         entries.append(_entry(path, verification))
     return entries, rejected
+
+
+def one_row_per_model(
+    entries: Sequence[Entry],
+) -> tuple[dict[tuple[str, ...], list[Entry]], list[Entry]]:
+    """The rankable entries by table, one per model id (its latest submission, ties by file name), and the
+    entries not ranked: partial ones, and every earlier submission of a model (with the reason)."""
+    unranked = [entry for entry in entries if entry.unranked_reason is not None]
+    latest: dict[tuple[tuple[str, ...], str], Entry] = {}
+    for entry in sorted(
+        (e for e in entries if e.unranked_reason is None), key=lambda e: (e.created, e.path.name)
+    ):
+        key = (entry.board, str(entry.model["id"]))
+        if key in latest:
+            kept = latest[key]
+            unranked.append(
+                dataclasses.replace(
+                    kept, unranked_reason=f"an earlier submission of this model; {entry.path.name} is ranked"
+                )
+            )
+        latest[key] = entry
+    boards: dict[tuple[str, ...], list[Entry]] = {}
+    for (board, _), entry in latest.items():
+        boards.setdefault(board, []).append(entry)
+    return boards, unranked
 
 
 def rank_entries(
@@ -254,7 +291,7 @@ def unranked_rows(entries: Sequence[Entry]) -> list[list[str]]:
     ]
 
 
-UNRANKED_HEADING = "Unranked (verified, but not on the whole split)"
+UNRANKED_HEADING = "Unranked (verified, but not on the whole split, or not a model's latest submission)"
 
 
 def render_markdown(
@@ -272,12 +309,9 @@ def render_markdown(
     )
     if not boards:
         lines += ["", "No ranked submissions."]
-    for (task, dataset, estimator, split), entries in boards.items():
-        lines += [
-            "",
-            f"## {_md_cell(task)} on {_md_cell(dataset)} ({_md_cell(split)}), entropy: {_md_cell(estimator)}",
-            "",
-        ]
+    for (task, dataset, estimator), entries in boards.items():
+        heading = f"{_md_cell(task)} on the dataset of {_md_cell(dataset)}, entropy: {_md_cell(estimator)}"
+        lines += ["", f"## {heading}", ""]
         lines.append("| " + " | ".join(COLUMNS) + " |")
         lines.append(
             "|" + "|".join("---:" if c not in ("model", "revision") else "---" for c in COLUMNS) + "|"
@@ -323,8 +357,8 @@ def render_html(
     if not boards:
         parts.append("<p>No ranked submissions.</p>")
     text_columns = {"model", "revision"}
-    for (task, dataset, estimator, split), entries in boards.items():
-        parts.append(f"<h2>{e(task)} on {e(dataset)} ({e(split)}), entropy: {e(estimator)}</h2>")
+    for (task, dataset, estimator), entries in boards.items():
+        parts.append(f"<h2>{e(task)} on the dataset of {e(dataset)}, entropy: {e(estimator)}</h2>")
         head = "".join(f'<th class="{"t" if c in text_columns else ""}">{e(c)}</th>' for c in COLUMNS)
         parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>")
         for row in table_rows(entries):
@@ -379,11 +413,7 @@ def build_leaderboard(
     """
     index = load_dataset_index(Path(data) if data is not None else reference_dataset())
     entries, rejected = collect_submissions(folder, data=index, dataset_revision=dataset_revision)
-    boards: dict[tuple[str, ...], list[Entry]] = {}
-    unranked = [entry for entry in entries if entry.unranked_reason is not None]
-    for entry in entries:
-        if entry.unranked_reason is None:
-            boards.setdefault(entry.board, []).append(entry)
+    boards, unranked = one_row_per_model(entries)
     boards = {key: rank_entries(boards[key], sort=sort, descending=descending) for key in sorted(boards)}
     out = ensure_folder(Path(out) if out is not None else Path(folder))
     markdown = render_markdown(boards, rejected, unranked)

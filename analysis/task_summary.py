@@ -231,6 +231,14 @@ class Preference:
     text: str
 
 
+def tier_order(tier: Any) -> tuple[int, float, str]:
+    """Sort key of a tier written as a JSON key: numbers by value, anything else after them by text."""
+    try:
+        return (0, float(tier), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(tier))
+
+
 class TaskSummary:
     """Typed access to a task's ``report`` metric (the flat dict of ``task_logic.summarize_records``).
 
@@ -416,9 +424,14 @@ class TaskSummary:
         return dict(sorted(out.items()))
 
     def accuracy_by_tier(self, key: str) -> dict[str, Any]:
-        """``vision_accuracy_by_tier`` / ``text_accuracy_by_tier`` as reported (tier -> accuracy or None)."""
+        """``vision_accuracy_by_tier`` / ``text_accuracy_by_tier`` (tier -> accuracy or None), in tier order.
+
+        Tiers are JSON keys, so strings: they are ordered as numbers (0, 1, 2, ..., 10), not as text.
+        """
         table = self._values.get(key)
-        return table if isinstance(table, dict) else {}
+        if not isinstance(table, dict):
+            return {}
+        return dict(sorted(table.items(), key=lambda item: tier_order(item[0])))
 
     def tier_cells(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         """TFR and the number of conflicts per (visual tier, text tier) cell (string keys, as reported)."""

@@ -4,7 +4,10 @@ Two measurements:
 
 - ``resolution``: the resolver alone, in this process, on an empty cache folder: the first call builds
   the pinned dataset and checks its fingerprint; later calls only verify the cached copy (sizes, then
-  sha256 of every file) and an explicit ``MODALITY_CONFLICT_DATA`` folder is verified the same way.
+  sha256 of every file) and an explicit ``MODALITY_CONFLICT_DATA`` folder is verified the same way. Beside
+  it, what a task pays for its rows: the verified read the data hook makes (each shard read once, hashed
+  and parsed from those bytes) and, for comparison, ``datasets.load_dataset`` on the same folder (first
+  call, then from its Arrow cache), which would be faster but reads what the card names, unverified.
 - ``lmms_eval`` (unless ``--no-lmms-eval``): three runs of the real command,
   ``lmms-eval --model modality_conflict_hf --tasks modality_conflict_color --limit 1`` on a tiny random
   LLaVA, with no Hub (``HF_HUB_OFFLINE=1``): on an empty cache, on the filled cache, and on an explicit
@@ -76,7 +79,9 @@ def measure_resolution(
         assert resolve_data(spec.fingerprint, data_dir=first.path, log=_quiet).source == "env"
         explicit.append(time.perf_counter() - started)
     size = sum(p.stat().st_size for p in first.path.rglob("*") if p.is_file())
+    loads = measure_row_loading(first.path, first.fingerprint, work / "hf-datasets-cache", repeats)
     return {
+        **loads,
         "groups": spec.groups,
         "workers": workers,
         "canonical": spec is canonical,
@@ -87,6 +92,30 @@ def measure_resolution(
         "cached_run_seconds_median": round(statistics.median(cached), 4),
         "cached_run_seconds_all": [round(s, 4) for s in cached],
         "explicit_folder_seconds_median": round(statistics.median(explicit), 4),
+    }
+
+
+def measure_row_loading(folder: Path, fingerprint: str, hf_cache: Path, repeats: int) -> dict[str, Any]:
+    """What a task pays to get its rows: the verified read it uses (every shard read once, hashed, parsed
+    from those bytes) beside ``datasets.load_dataset`` on the same folder (what lmms-eval would otherwise
+    call; unverified, and its first call writes an Arrow cache)."""
+    import datasets
+
+    from modality_conflict.dataset_builder.folder import DatasetFolder
+
+    verified, unverified = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        rows = DatasetFolder(folder).splits(fingerprint)["test"]
+        verified.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        plain = datasets.load_dataset(str(folder), split="test", cache_dir=str(hf_cache))
+        unverified.append(time.perf_counter() - started)
+        assert len(rows) == len(plain)
+    return {
+        "verified_row_load_seconds_median": round(statistics.median(verified), 4),
+        "load_dataset_seconds_first": round(unverified[0], 4),
+        "load_dataset_seconds_median_cached": round(statistics.median(unverified[1:] or unverified), 4),
     }
 
 
@@ -160,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
             f"processes) {r['first_run_seconds']:.1f} s; cached run {r['cached_run_seconds_median']:.3f} s; "
             f"explicit folder {r['explicit_folder_seconds_median']:.3f} s; fingerprint matches the pin: "
             f"{str(r['fingerprint_matches_pin']).lower()}",
+            flush=True,
+        )
+        print(
+            f"rows for a task: verified read {r['verified_row_load_seconds_median']:.3f} s; "
+            f"datasets.load_dataset (unverified) {r['load_dataset_seconds_first']:.3f} s first, "
+            f"{r['load_dataset_seconds_median_cached']:.3f} s from its Arrow cache",
             flush=True,
         )
         if not args.no_lmms_eval:

@@ -191,13 +191,12 @@ def _torch_threads() -> int:
 
 def _direct_timings(data_dir: Path, samples_path: Path) -> dict[str, Any]:
     """``process_results`` for every logged response and one report, timed sequentially in this process."""
-    import datasets
-
+    from modality_conflict.dataset_builder.folder import DatasetFolder
     from modality_conflict.mc_tasks import records as task_records
     from modality_conflict.mc_tasks import task_logic
 
-    docs = datasets.load_dataset(str(data_dir), split="test").remove_columns("image")
-    docs = docs.to_list()
+    # The rows the task reads: the manifest's shards, verified, in the order lmms-eval numbers them.
+    docs = DatasetFolder(data_dir).rows().remove_columns("image").to_list()
     responses: dict[int, Any] = {}
     with samples_path.open() as handle:
         for line in handle:

@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from tiny_zoo.llava import build_llava_served
 
+    from modality_conflict.dataset_builder.constants import COLOR_SYNONYMS, COLORS, CONDITIONS
     from modality_conflict.mc_tasks.names import MAIN_TASK
+    from modality_conflict.metrics.answers import normalize_answer
     from modality_conflict.models.envelope import decode_envelope
     from modality_conflict.models.hf_model import ModalityConflictHF
     from modality_conflict.models.served_model import ModalityConflictOpenAI
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         task = bench_common.lmms_eval_tasks(data, [MAIN_TASK])[MAIN_TASK]
         instances = list(task.instances)
         docs = task.dataset
-        n_conflicts = sum(1 for doc in docs if doc["condition"] == 2)
+        conflict = CONDITIONS.index("conflict")
+        n_conflicts = sum(1 for c in docs[task.config.test_split]["condition"] if c == conflict)
         process, url, start_seconds = start_vllm(python, checkpoint, root / "vllm.log")
         try:
             in_process = ModalityConflictHF(pretrained=str(checkpoint), device="cpu", lens=False)
@@ -122,9 +125,14 @@ def main(argv: list[str] | None = None) -> int:
                 model.generate_until(instances[:4])  # warm-up
             figures: dict[str, Any] = {}
             answers: dict[str, list[str]] = {}
+            entropies: dict[str, list[float]] = {}
             for name, model in methods.items():
                 outputs, seconds = timed(model, instances)
-                answers[name] = [(decode_envelope(o) or {}).get("text", "") for o in outputs]
+                envelopes = [decode_envelope(o) or {} for o in outputs]
+                answers[name] = [
+                    normalize_answer(e.get("text", ""), COLORS, synonyms=COLOR_SYNONYMS) for e in envelopes
+                ]
+                entropies[name] = [float(e.get("entropy") or 0.0) for e in envelopes]
                 figures[name] = {
                     "wall_seconds": round(seconds, 3),
                     "prompts_per_second": round(len(instances) / seconds, 2),
@@ -135,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             process.wait(timeout=60)
     agree = sum(
         a == b for a, b in zip(answers["modality_conflict_hf"], answers["vllm_full_vocab"], strict=True)
+    )
+    gap = max(
+        abs(a - b)
+        for a, b in zip(entropies["modality_conflict_hf"], entropies["vllm_full_vocab"], strict=True)
     )
     report = {
         "benchmark": "bench_served",
@@ -147,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "vllm_start_seconds": round(start_seconds, 1),
         "methods": figures,
         "served_answers_equal_in_process": f"{agree}/{len(instances)}",
+        "max_entropy_difference_nats": gap,
     }
     bench_common.write_report(report, args.out)
     print(bench_common.describe_machine(report["machine"]))
@@ -158,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{name:24s} {values['wall_seconds']:8.2f} s  {values['prompts_per_second']:7.2f} prompts/s  "
             f"{values['seconds_per_conflict_item']:.4f} s/conflict item"
         )
-    print(f"served answers equal to in-process: {agree}/{len(instances)}")
+    print(f"served answers equal to in-process: {agree}/{len(instances)}; largest entropy gap {gap:.2e} nats")
     return 0
 
 

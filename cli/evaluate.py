@@ -19,10 +19,14 @@ from modality_conflict.analysis.evaluate import (
     format_summary,
 )
 from modality_conflict.dataset_builder.atomic import ensure_folder
-from modality_conflict.dataset_builder.folder import DatasetFolderError
+from modality_conflict.dataset_builder.folder import (
+    DatasetFolderError,
+    dataset_folders,
+    is_one_dataset_folder,
+)
 from modality_conflict.dataset_builder.resolve import DATA_ENV, DataResolutionError, verify_folder
 from modality_conflict.mc_tasks.names import GROUP
-from modality_conflict.mc_tasks.task_config import dataset_folders, write_local_task_dir
+from modality_conflict.mc_tasks.task_config import write_local_task_dir
 
 
 def lmms_eval_command(args: argparse.Namespace) -> list[str]:
@@ -38,7 +42,7 @@ def lmms_eval_command(args: argparse.Namespace) -> list[str]:
 
 def _dataset_folders_of(data: Path) -> list[Path]:
     """The dataset folders ``--data`` names: itself, or the folders it holds (one per dataset)."""
-    if not data.is_dir() or (data / "data").exists() or (data / "manifest.json").exists():
+    if is_one_dataset_folder(data):
         return [data]  # one dataset folder (the check names what is wrong with it)
     try:
         return list(dataset_folders(data).values())

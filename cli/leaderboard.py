@@ -37,7 +37,10 @@ def run_eval_results(args: argparse.Namespace) -> int:
         dataset_id=args.dataset_id,
         source_url=args.source_url,
         source_name=args.source_name,
+        unverified=args.unverified,
     )
+    if args.unverified:
+        print("UNVERIFIED: the submission was not checked against the dataset; the files say so")
     print(f"dataset repo file: {eval_path}")
     print(f"model repo file:   {result_path}")
     for line in skipped:
@@ -66,7 +69,14 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     )
     parser.add_argument("submission", help="submission JSON file (verified first)")
     parser.add_argument("--out", required=True, help="folder to write eval.yaml and .eval_results/ into")
-    parser.add_argument("--data", help="dataset folder to check the submission against")
+    parser.add_argument(
+        "--data", help="dataset folder to check the submission against (default: the pinned dataset)"
+    )
+    parser.add_argument(
+        "--unverified",
+        action="store_true",
+        help="skip the dataset check; the files then say that the result is unverified",
+    )
     parser.add_argument("--dataset-id", help="Hub dataset id (default: the submission's dataset.repo)")
     parser.add_argument("--source-url", help="link to the evaluation logs, shown on the Hub")
     parser.add_argument("--source-name", help="display name of the source link")

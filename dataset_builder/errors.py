@@ -58,3 +58,8 @@ class PushError(ModalityConflictError, RuntimeError):
 
     Also a ``RuntimeError``: the command line reports a failed run (exit status 1), not bad input.
     """
+
+
+class UnsafeFileError(ModalityConflictError, ValueError):
+    """A file that must be read is not a regular file (a pipe, a device, a folder) or is larger than the
+    cap on what is read from it; the message names the file and what it is."""

@@ -1,8 +1,8 @@
 """Check a built dataset folder: files, schema, construction invariants, coverage, balance, images.
 
-Rows are streamed batch by batch, so validation memory does not grow with the number of images (only the
-row ids and one digest per distinct image are kept). Every problem names the file, the row number
-(0-based over the whole split, in file order), the row id and the field.
+Each shard is read into memory, checked against the manifest's sha256 and parsed from those bytes; its
+rows are streamed by batch (memory grows with one shard: only row ids and one digest per image are kept).
+Every problem names the file, the row number (0-based over the split, in file order), the row id and field.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from modality_conflict.dataset_builder.folder import (
     MANIFEST_NAME,
     DatasetFolder,
     DatasetFolderError,
-    confined_path,
 )
+from modality_conflict.dataset_builder.manifest import manifest_problems
 from modality_conflict.dataset_builder.row_checks import Problems, RowCheckerBase, check_coverage
 from modality_conflict.dataset_builder.specs import COLOR, DATASETS, kind_of_manifest
 from modality_conflict.dataset_builder.texts import INTERMEDIARY_OBJECTS, TEMPLATE_PREFIX, WORLD_OBJECTS
@@ -150,8 +150,8 @@ def _check_schema(name: str, schema: pa.Schema, problems: Problems, expected_fea
     return ok
 
 
-def _iter_rows(path: Path) -> Iterator[dict[str, Any]]:
-    handle = pq.ParquetFile(path)
+def _iter_rows(shard: pa.BufferReader) -> Iterator[dict[str, Any]]:
+    handle = pq.ParquetFile(shard)
     for batch in handle.iter_batches(batch_size=_BATCH_ROWS):
         yield from batch.to_pylist()
 
@@ -318,7 +318,10 @@ def validate_dataset(
         raise DatasetValidationError(f"{root}: not a folder")
     problems = Problems(max_problems)
     dataset = DatasetFolder(root)
-    manifest = dataset.manifest
+    try:
+        manifest = dataset.manifest
+    except DatasetFolderError as error:
+        raise DatasetValidationError(str(error)) from None
     # Which set the folder holds decides the schema and the row checks; without a manifest the colour
     # set's are used (and the missing manifest is the first problem).
     spec = kind_of_manifest(manifest) or COLOR
@@ -331,14 +334,17 @@ def validate_dataset(
             problems.add(
                 f"{MANIFEST_NAME}: 'dataset' is {manifest.get('dataset')!r}, expected one of {names}"
             )
+        for line in manifest_problems(manifest):
+            problems.add(line)
         for line in dataset.hash_mismatches():
             problems.add(f"manifest hash mismatch: {line}")
-        listed = set(manifest.get("files") or {})
+        listed = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
         for name in dataset.data_files():
             if name not in listed:
                 problems.add(f"{name}: not listed in {MANIFEST_NAME}")
-        groups = (manifest.get("arguments") or {}).get("groups")
-        num_groups = groups if isinstance(groups, int) else None
+        arguments = manifest.get("arguments")
+        groups = arguments.get("groups") if isinstance(arguments, dict) else None
+        num_groups = groups if isinstance(groups, int) and not isinstance(groups, bool) else None
     try:
         card_rows = _check_card(dataset.card_metadata(), problems, spec.features)
     except DatasetValidationError as error:
@@ -349,19 +355,20 @@ def validate_dataset(
         problems.add(f"{DATA_DIR}/: no parquet files")
     checker = spec.module("validate").make_row_checker(problems, check_images)
     for name in files:
+        if manifest is None or name not in listed:
+            continue  # only bytes the manifest vouches for are parsed (the problem is listed above)
         try:
-            path = confined_path(root, name)
-            schema = pq.read_schema(path)
-        except DatasetFolderError as error:
-            problems.add(str(error))
-            continue
+            shard = pa.BufferReader(dataset.verified_shard(name))  # the bytes whose sha256 matched
+            schema = pq.read_schema(shard)
+        except DatasetFolderError:
+            continue  # a mistyped manifest, or a hash or size mismatch: listed above
         except (OSError, pa.ArrowException) as error:
             problems.add(f"{name}: cannot be read as parquet ({error})")
             continue
         if not _check_schema(name, schema, problems, spec.features):
             continue
         try:
-            for row in _iter_rows(path):
+            for row in _iter_rows(shard):
                 checker.check(name, row)
         except (OSError, pa.ArrowException) as error:
             problems.add(f"{name}: reading rows failed after row {checker.rows} ({error})")

@@ -10,9 +10,11 @@ when a new lmms-eval changes it.
   lmms-eval reads ``LMMS_EVAL_PLUGINS`` only after the CLI has built its TaskManager, so no plugin setting
   can add tasks; the entry point runs earlier (while ``lmms_eval.models`` is imported).
 - ``ConfigurableTask.download``: read the verified local folder of a pinned dataset (the environment's
-  folder, the cache, the pinned Hub commit or a fresh build) and record what was read in the task's
-  ``metadata``. A task YAML can only name a Hub path or a fixed folder, and ``dataset_kwargs`` cannot verify
-  a fingerprint.
+  folder, the cache, the pinned Hub commit or a fresh build), give the task exactly the manifest's shards
+  parsed from the checked bytes (instead of the original's ``datasets.load_dataset``, which follows the
+  card and its Arrow cache unchecked), and record what was read in the task's ``metadata``; a signal while
+  the data is prepared is one line. A task YAML can only name a Hub path or a fixed folder, and
+  ``dataset_kwargs`` cannot verify a fingerprint.
 - ``TaskOutput.calculate_aggregate_metric``: keep the whole summary the task's aggregation just computed
   (rank 0, after the records of every rank were gathered). lmms-eval keeps only the number an aggregation
   returns.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,13 +41,17 @@ _MARK = "_modality_conflict"
 @dataclass(frozen=True)
 class TaskHooks:
     """What the patches call: the task folders to index after ``--include_path``, the resolution of a
-    pinned task's data (None for other tasks), how a resolution error ends the run, and a task's
-    ``dataset_kwargs`` for a local folder."""
+    pinned task's data (None for other tasks), how a resolution error ends the run, a task's
+    ``dataset_kwargs`` for a local folder, how a resolved folder's verified rows become the task's, the
+    guard that turns SIGTERM into an interrupt while data is prepared, and how an interrupt ends the run."""
 
     task_paths: Callable[[Any], list[str]]
     resolve_data: Callable[[Any], Any]
     fail: Callable[[Exception], None]
     local_kwargs: Callable[[Any], dict[str, Any]]
+    load_rows: Callable[[Any, Any], None]
+    signal_guard: Callable[[], AbstractContextManager[None]]
+    interrupted: Callable[[KeyboardInterrupt], None]
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,10 @@ PATCHES: tuple[Patch, ...] = (
         relies_on=(
             ("ConfigurableTask.__init__", "self.download("),
             ("ConfigurableTask.download", "self.DATASET_PATH"),
+            # What the original leaves for the rest of the task, which the patch sets itself.
+            ("ConfigurableTask.download", "self.dataset = "),
+            ("ConfigurableTask.download", "self.dataset_no_image = "),
+            ("ConfigurableTask.download", "self.config.process_docs("),
         ),
     ),
     Patch(
@@ -123,16 +134,21 @@ def _index_project_tasks(hooks: TaskHooks, original: Any) -> Callable[..., Any]:
 def _resolve_pinned_data(hooks: TaskHooks, original: Any) -> Callable[..., Any]:
     def download(self: Any, dataset_kwargs: Any = None) -> Any:
         try:
-            resolved = hooks.resolve_data(self.config)
-        except ModalityConflictError as error:
-            hooks.fail(error)
-        if resolved is not None:
-            dataset_kwargs = hooks.local_kwargs(dataset_kwargs)
+            with hooks.signal_guard():
+                resolved = hooks.resolve_data(self.config)
+            if resolved is None:
+                return original(self, dataset_kwargs)
             self.DATASET_PATH = str(resolved.path)
             self.config.dataset_path = str(resolved.path)
-            self.config.dataset_kwargs = dataset_kwargs
+            self.config.dataset_kwargs = hooks.local_kwargs(dataset_kwargs)
+            # The rows of the manifest's shards, from the checked bytes: not the original's load_dataset.
+            hooks.load_rows(self, resolved)
             self.config.metadata[USED_KEY] = resolved.record()
-        return original(self, dataset_kwargs)
+        except ModalityConflictError as error:
+            hooks.fail(error)
+        except KeyboardInterrupt as interrupt:
+            hooks.interrupted(interrupt)
+        return None
 
     return download
 

@@ -3,15 +3,22 @@
 It also installs the patches of lmms-eval (:mod:`modality_conflict.mc_tasks.lmms_eval_patches`): the
 installed task folder is indexed after any ``--include_path``, and a task whose ``metadata`` pins one of this
 project's datasets reads a verified local folder (``MODALITY_CONFLICT_DATA``, the cache, the pinned Hub
-commit or a fresh build; :mod:`modality_conflict.dataset_builder.resolve`), found by the functions below.
+commit or a fresh build; :mod:`modality_conflict.dataset_builder.resolve`), found by the functions below,
+and gets its rows from :meth:`~modality_conflict.dataset_builder.folder.DatasetFolder.splits` (exactly the
+manifest's shards, parsed from the bytes checked against it), never from ``datasets.load_dataset``, which
+would follow the card's ``configs`` and reuse the ``datasets`` Arrow cache unchecked.
 Other tasks are left alone, and nothing is resolved until such a task is loaded. What was used is written
 into the task's ``metadata``, which lmms-eval copies into the results file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +78,11 @@ def task_dataset_name(config: Any) -> str | None:
 def _explicit_folder(data_dir: str, dataset: str | None) -> str:
     """The folder of ``dataset`` in ``data_dir``: ``data_dir`` itself, or the one of the dataset folders it
     holds whose manifest names ``dataset``."""
+    from modality_conflict.dataset_builder.folder import dataset_folders, is_one_dataset_folder
     from modality_conflict.dataset_builder.resolve import DataResolutionError
-    from modality_conflict.mc_tasks.task_config import dataset_folders
 
     root = Path(data_dir)
-    if not root.is_dir() or (root / "data").exists() or (root / "manifest.json").exists():
+    if is_one_dataset_folder(root):
         # One dataset folder: resolution checks it and names what is wrong; only its kind is checked here.
         try:
             folders = dataset_folders(root)
@@ -153,11 +160,89 @@ def local_dataset_kwargs(dataset_kwargs: Any) -> dict[str, Any]:
     return {k: v for k, v in dict(dataset_kwargs or {}).items() if k not in _HUB_KWARGS}
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the data is resolved, SIGTERM stops it as Ctrl-C does, so a build cleans up and says so in one
+    line (from the first instant: the build's own handler is installed only once it starts)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, None):  # lmms-eval or a launcher decides what SIGTERM does
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted(interrupt: KeyboardInterrupt) -> None:
+    """Under the lmms-eval command line, Ctrl-C or SIGTERM while the data is prepared is one line (the
+    build has already removed what it left half-written) and the usual exit status; else re-raised."""
+    if not _running_lmms_eval_cli():
+        raise interrupt
+    terminated = "SIGTERM" in str(interrupt)
+    print(
+        f"interrupted ({'SIGTERM' if terminated else 'SIGINT'}) while preparing the dataset: nothing "
+        "half-written was kept; the next run prepares it again",
+        file=sys.stderr,
+        flush=True,
+    )
+    raise SystemExit(143 if terminated else 130)
+
+
+def load_verified_rows(task: Any, resolved: Any) -> None:
+    """Give an lmms-eval task the rows of a resolved folder, as its own ``download`` would leave them.
+
+    ``task.dataset`` holds the verified rows (:meth:`DatasetFolder.splits`), after the task's
+    ``process_docs``; ``task.dataset_no_image`` the same without image columns, unless the task's
+    ``process_results`` asks for images.
+    """
+    import datasets
+
+    from modality_conflict.dataset_builder.folder import DatasetFolder
+
+    config = task.config
+    dataset = DatasetFolder(resolved.path).splits(resolved.fingerprint)
+    evaluated = {config.training_split, config.validation_split, config.test_split, config.fewshot_split}
+    if config.process_docs is not None:
+        for split in [name for name in dataset if name in evaluated]:
+            dataset[split] = config.process_docs(dataset[split])
+    task.dataset = dataset
+    if getattr(config, "process_results_use_image", False):
+        task.dataset_no_image = dataset
+        return
+    task.dataset_no_image = datasets.DatasetDict(
+        {
+            name: split.remove_columns(
+                [key for key, feature in split.features.items() if isinstance(feature, datasets.Image)]
+            )
+            for name, split in dataset.items()
+        }
+    )
+
+
 def install_patches() -> None:
     """Install the patches of lmms-eval with this module's discovery and data resolution (idempotent)."""
     from modality_conflict.mc_tasks.lmms_eval_patches import TaskHooks, install_all
 
-    install_all(TaskHooks(with_project_tasks, resolve_task_data, fail, local_dataset_kwargs))
+    install_all(
+        TaskHooks(
+            task_paths=with_project_tasks,
+            resolve_data=resolve_task_data,
+            fail=fail,
+            local_kwargs=local_dataset_kwargs,
+            load_rows=load_verified_rows,
+            signal_guard=sigterm_as_interrupt,
+            interrupted=interrupted,
+        )
+    )
 
 
 def lmms_eval_manifests() -> list[Any]:

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from modality_conflict.dataset_builder.canonical import PIN_TEMPLATES, TEMPLATE_NAME
+from modality_conflict.dataset_builder.folder import dataset_folders
 from modality_conflict.dataset_builder.specs import DATASETS
 
 TASKS_DIR = Path(__file__).resolve().parent / "modality_conflict"
@@ -25,48 +26,6 @@ def _task_files() -> list[Path]:
         for p in TASKS_DIR.iterdir()
         if p.is_file() and (p.suffix in {".yaml", ".py", ".md"} or p.name in TEMPLATE_DATASETS)
     )
-
-
-def _manifest_dataset(folder: Path) -> str | None:
-    from modality_conflict.dataset_builder.folder import read_manifest
-    from modality_conflict.dataset_builder.specs import kind_of_manifest
-
-    spec = kind_of_manifest(read_manifest(folder)) if (folder / "data").is_dir() else None
-    return None if spec is None else spec.name
-
-
-def dataset_folders(data_dir: Path) -> dict[str, Path]:
-    """The dataset folders under ``data_dir``, by dataset (manifest) name.
-
-    ``data_dir`` is either one folder made by ``modality-conflict build`` or a folder holding several of
-    them (one level down); each is identified by its manifest.
-
-    Raises
-    ------
-    FileNotFoundError
-        When ``data_dir`` holds no dataset folder, or holds two of the same dataset (naming them).
-    """
-    data_dir = Path(data_dir)
-    own = _manifest_dataset(data_dir)
-    if own is not None:
-        return {own: data_dir}
-    found: dict[str, Path] = {}
-    children = sorted(p for p in data_dir.iterdir() if p.is_dir()) if data_dir.is_dir() else []
-    for child in children:
-        name = _manifest_dataset(child)
-        if name is None:
-            continue
-        if name in found:
-            raise FileNotFoundError(
-                f"{data_dir} holds two {name} folders ({found[name].name}, {child.name}); keep one"
-            )
-        found[name] = child
-    if not found:
-        raise FileNotFoundError(
-            f"{data_dir} is no dataset folder and holds none (no data/*.parquet with a manifest.json): "
-            f"build one with `modality-conflict build --out {data_dir}`"
-        )
-    return found
 
 
 def _point_template_at(template: Path, data_dir: Path) -> None:

@@ -12,7 +12,7 @@ ids): for the answer in lower case and capitalised, the returned tokens whose te
 whitespace is the longest start of that form (``"red"``, or ``"bl"`` of ``"black"``) count, their
 probabilities summed. Unlike the in-process path, which takes the one token that follows the template's
 answer prefix, both ``" red"`` and ``"red"`` count. A candidate with no such token among those returned
-gets ``-1e30``.
+gets ``-1e6``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from modality_conflict.models.errors import ModelArgumentError
 
 FULL_VOCAB = "full_vocab"
 NO_LENS = "served model: the endpoint exposes no hidden states, so the logit lens runs in-process only"
-MISSING_ANSWER_LOGPROB = -1e30
+MISSING_ANSWER_LOGPROB = -1e6
+"""A candidate none of whose first tokens came back (the floor of the submission schema's scores)."""
 
 
 class MalformedResponseError(ModelArgumentError):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import math
 import os
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -69,6 +70,18 @@ def image_data_url(image: Any) -> str:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+FULL_MASS_TOLERANCE = 1e-3
+"""How far from 1 the probabilities of a whole-vocabulary answer may sum (float32 rounding)."""
+
+
+def _mass(top: list[Any]) -> float:
+    """The summed probability of a ``top_logprobs`` list (0 when an entry is malformed)."""
+    try:
+        return sum(math.exp(min(float(entry["logprob"]), 0.0)) for entry in top)
+    except (KeyError, TypeError, ValueError):
+        return 0.0
 
 
 def _bool(value: Any) -> bool:
@@ -192,7 +205,14 @@ class ModalityConflictOpenAI(lmms):
         learnt = None
         # A 4xx here: the endpoint caps top_logprobs (OpenAI at 20, vLLM at --max-logprobs).
         with contextlib.suppress(ClientRequestError):
-            learnt = len(self._first_top(self._probe_response(-1)))
+            top = self._first_top(self._probe_response(-1))
+            # Only a distribution that sums to 1 is the whole vocabulary; an endpoint may cap silently.
+            if abs(_mass(top) - 1.0) <= FULL_MASS_TOLERANCE:
+                learnt = len(top)
+            else:
+                logger.warning(
+                    f"{MODEL_ID}: top_logprobs=-1 returned {len(top)} tokens, not the whole vocabulary"
+                )
         if learnt is not None and wants_all:
             return -1, learnt
         top_k = DEFAULT_TOP_K if wants_all else int(requested)

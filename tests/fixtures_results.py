@@ -185,8 +185,31 @@ def simulate_responses(
     return responses
 
 
+def _dataset_used(dataset_path: str) -> dict[str, Any] | None:
+    """What the data hook records for a run on a local built folder (None for a Hub path)."""
+    from modality_conflict.dataset_builder.canonical import KNOWN_DATASETS
+    from modality_conflict.dataset_builder.folder import DatasetFolder
+
+    published = next((spec for spec in KNOWN_DATASETS.values() if spec.repo_id == dataset_path), None)
+    if published is not None:  # a run on the pinned data, as the data hook records it
+        source = {"source": "cache", "path": "/cache/" + published.cache_name, "revision": None}
+        return {**source, "fingerprint": published.fingerprint, "canonical": True}
+    folder = DatasetFolder(Path(dataset_path))
+    if not folder.is_dir or folder.manifest is None:
+        return None
+    fingerprint = folder.fingerprint
+    return {
+        "source": "env",
+        "path": dataset_path,
+        "revision": None,
+        "fingerprint": fingerprint,
+        "canonical": fingerprint in KNOWN_DATASETS,
+    }
+
+
 def _task_config(task: str, dataset_path: str, revision: str | None) -> dict[str, Any]:
     kwargs = {"revision": revision} if revision is not None else {}
+    used = _dataset_used(dataset_path)
     return {
         "task": task,
         "dataset_path": dataset_path,
@@ -216,7 +239,7 @@ def _task_config(task: str, dataset_path: str, revision: str | None) -> dict[str
         },
         "repeats": 1,
         "should_decontaminate": False,
-        "metadata": {"version": 1, "paper": "arXiv:2511.02243"},
+        "metadata": {"version": 1, "paper": "arXiv:2511.02243", **({"dataset_used": used} if used else {})},
         "lmms_eval_specific_kwargs": {
             "default": {"pre_prompt": "", "post_prompt": ""},
             "pre_prompt": "",

@@ -3,9 +3,8 @@
 It answers ``GET /v1/models`` and ``POST /v1/chat/completions`` with a fixed next-token distribution over a
 vocabulary of :data:`VOCAB` tokens (the answer ``red`` with probability one half), and misbehaves on request:
 a number of 500s, 429s (with ``Retry-After``) or garbage bodies before the good answer to each distinct
-request, no logprobs at all,
-or a cap on ``top_logprobs`` (400 beyond it, as OpenAI answers). It counts what it was asked and keeps the
-``Authorization`` headers it saw.
+request, no logprobs at all, or a cap on ``top_logprobs`` (400 beyond it, as OpenAI answers, or a silent
+one). It counts what it was asked and keeps the ``Authorization`` headers it saw.
 """
 
 from __future__ import annotations
@@ -37,9 +36,12 @@ class Behaviour:
     garbage: int = 0
     logprobs: bool = True
     max_top_logprobs: int | None = None
+    silent_cap: int | None = None
     served_faults: dict[str, int] = field(default_factory=dict)
     authorizations: list[str] = field(default_factory=list)
     chat_requests: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
     _faults: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -116,6 +118,16 @@ def _handler(behaviour: Behaviour, counts: list[int]) -> type[BaseHTTPRequestHan
                 self._send(404, b'{"error": "not found"}')
 
         def do_POST(self) -> None:  # noqa: N802
+            with behaviour.lock:
+                behaviour.in_flight += 1
+                behaviour.max_in_flight = max(behaviour.max_in_flight, behaviour.in_flight)
+            try:
+                self._answer_post()
+            finally:
+                with behaviour.lock:
+                    behaviour.in_flight -= 1
+
+        def _answer_post(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(length))
             with behaviour.lock:
@@ -137,6 +149,8 @@ def _handler(behaviour: Behaviour, counts: list[int]) -> type[BaseHTTPRequestHan
             if behaviour.max_top_logprobs is not None and (top == -1 or top > behaviour.max_top_logprobs):
                 self._send(400, b'{"error": {"message": "top_logprobs must be at most 20"}}')
                 return
+            if behaviour.silent_cap is not None and (top == -1 or top > behaviour.silent_cap):
+                body = {**body, "top_logprobs": behaviour.silent_cap}
             self._send(200, json.dumps(completion(body, behaviour)).encode())
 
     return Handler

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from modality_conflict.analysis.formatting import figure_text
 from modality_conflict.analysis.probe.statistics import Balance
 from modality_conflict.dataset_builder.atomic import atomic_file
 
@@ -51,7 +52,7 @@ def plot_heatmap(grid: Mapping[str, Any], balance: Balance, radius: float, path:
     axes.set_ylim(0.5, n_layers + 0.5)
     axes.set_xlabel("relative uncertainty dH = 2 (Ht - Hv) / (Ht + Hv)")
     axes.set_ylabel("decoder layer (logit lens at the answer position)")
-    axes.set_title(title, fontsize=9, pad=14)
+    axes.set_title(figure_text(title), fontsize=9, pad=14)
     figure.colorbar(image, ax=axes, label="mean logit(Yt) - logit(Yv)  (> 0: text answer ahead)")
     with atomic_file(path) as tmp:
         figure.savefig(tmp, format="png")

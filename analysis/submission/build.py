@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from modality_conflict.analysis.results import TaskResult
+from modality_conflict.analysis.submission.claims import claim_problems
 from modality_conflict.analysis.submission.schema import FORMAT, SCHEMA_VERSION, schema_problems
 from modality_conflict.analysis.submission.verify import compare_values, json_normal
 from modality_conflict.dataset_builder.atomic import write_text_atomic
@@ -121,8 +122,9 @@ def build_submission(
     Raises
     ------
     ValueError
-        When the run has no records, its report is undefined, the records do not reproduce it, or the
-        dataset folder does not match its manifest.
+        When the run has no records, its report is undefined, the records do not reproduce it, the
+        dataset folder does not match its manifest, or the dataset claimed is not the one the run's
+        ``metadata.dataset_used`` records (:func:`~.claims.claim_problems`).
     """
     if not run.records:
         raise ValueError(
@@ -197,6 +199,12 @@ def build_submission(
         "metrics": run.summary.raw,
         "records": records,
     }
+    claims = claim_problems(submission["dataset"], task_config)
+    if claims:
+        raise ValueError(
+            f"{run.results_json}: the dataset claimed does not match the data the run read:\n"
+            + "\n".join(f"  - {p}" for p in claims)
+        )
     problems = schema_problems(submission)
     if problems:
         raise ValueError(

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modality_conflict.analysis.submission.claims import claim_problems
 from modality_conflict.analysis.submission.consistency import consistency_problems
 from modality_conflict.analysis.submission.coverage import Coverage, coverage_of, split_row_ids
 from modality_conflict.analysis.submission.schema import load_submission
@@ -255,7 +256,8 @@ def run_problems(submission: Mapping[str, Any], run: Path) -> tuple[list[str], l
     """Check a submission against the lmms-eval output it names (``run``: a folder or the results file).
 
     The files are found by name and sha256; the records must equal the sample log's (without lens data),
-    the metrics the run's report, and the model the one the results file names.
+    the metrics the run's report, the model the one the results file names, and the dataset claimed the
+    one the run read (its ``metadata.dataset_used``: :func:`~.claims.claim_problems`).
 
     Returns
     -------
@@ -310,6 +312,7 @@ def run_problems(submission: Mapping[str, Any], run: Path) -> tuple[list[str], l
     problems.extend(
         f"run report: {p}" for p in compare_values(submission["metrics"], json_normal(result.summary.raw))
     )
+    problems.extend(f"run: {p}" for p in claim_problems(submission["dataset"], result.task_config))
     config = result.results_file.config
     if str(config.get("model") or "unknown") != submission["model"]["lmms_eval_model"]:
         problems.append(

@@ -412,3 +412,13 @@ def test_every_view_shows_the_bound_of_a_balance_point(
     assert summary_rows(summary)[0][1].startswith(shown)
     submission = {"model": {"id": "m"}, "task": {"name": "t"}, "metrics": report, "estimator": "full_vocab"}
     assert f"balance point {shown}," in headline(submission)
+
+
+def test_a_run_named_with_dollar_signs_is_plotted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # lmms-eval names the model folder after the checkpoint path, `$` included.
+    folder = write_lmms_eval_run(tmp_path / "runs", model_id="/ckpts/run$1_$2", n_groups=12, seed=4)
+    assert "$1_$2" in folder.name
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "runs"), "--out", str(out)]) == 0, capsys.readouterr().err
+    assert len(list(out.glob("*.png"))) >= 3
+    assert "run$1_$2" in (out / "index.html").read_text()

@@ -582,3 +582,12 @@ def test_summary_says_why_regions_are_undefined() -> None:
     text = "\n".join(summary_lines(result))
     assert "regions undefined: the balance point is undefined" in text
     assert "2 the vision-only and text-only answers agree" in text and FIRST_TOKEN_NOTE in text
+
+
+def test_a_model_path_with_dollar_signs_still_gets_its_heatmap(probed: ProbeResult, tmp_path: Path) -> None:
+    import dataclasses
+
+    # lmms-eval keeps such a checkpoint path as it is; two `$` would otherwise open and close mathtext.
+    result = dataclasses.replace(probed, provenance={**probed.provenance, "model": "/ckpts/run$1_$2"})
+    paths = write_outputs(result, tmp_path / "probe")
+    assert paths["heatmap"].is_file() and Image.open(paths["heatmap"]).size[0] > 100

@@ -770,9 +770,11 @@ def test_cli_leaderboard(
 
 
 def test_eval_results_files(submission_file: Path, tmp_path: Path) -> None:
+    # The simulated run's rows are not the pinned dataset's: written only as plainly unverified.
     eval_path, result_path, skipped = write_eval_results(
-        submission_file, tmp_path, source_url="https://example.org/x"
+        submission_file, tmp_path, source_url="https://example.org/x", unverified=True
     )
+    assert "UNVERIFIED" in result_path.read_text().splitlines()[0]
     assert skipped == []
     assert result_path == tmp_path / ".eval_results" / "color-conflict.yaml"
     benchmark = yaml.safe_load(eval_path.read_text())
@@ -788,6 +790,8 @@ def test_eval_results_files(submission_file: Path, tmp_path: Path) -> None:
     assert f"95% CI [{metrics['balance_point_ci_low']:.4f}" in balance.notes
     assert by_task["modality_conflict_color-tfr"].value == pytest.approx(metrics["tfr"], abs=1e-6)
     assert balance.source_url == "https://example.org/x"
+    assert "UNVERIFIED: not checked against the dataset" in balance.notes
+    assert "verified with" not in balance.notes
 
 
 def test_eval_results_need_a_verified_submission_and_a_hub_dataset(
@@ -796,12 +800,15 @@ def test_eval_results_need_a_verified_submission_and_a_hub_dataset(
     data = _load(submission_file)
     data["metrics"]["tfr"] = 0.1
     with pytest.raises(sub.RejectedSubmissionError):
-        write_eval_results(_write(data, tmp_path / "t.json"), tmp_path / "out")
+        write_eval_results(_write(data, tmp_path / "t.json"), tmp_path / "out", unverified=True)
     assert not (tmp_path / "out").exists()
-    _, results = dataset_run
+    data_dir, results = dataset_run
     (run,) = read_task_results([results])
     local = sub.write_submission(sub.build_submission(run), tmp_path / "local.json")
     with pytest.raises(ValueError, match="pass --dataset-id"):
-        write_eval_results(local, tmp_path / "out")
-    _, result_path, _ = write_eval_results(local, tmp_path / "out", dataset_id="me/color-conflict")
-    assert "me/color-conflict" in result_path.read_text()
+        write_eval_results(local, tmp_path / "out", data=data_dir)
+    _, result_path, _ = write_eval_results(
+        local, tmp_path / "out", data=data_dir, dataset_id="me/color-conflict"
+    )
+    text = result_path.read_text()
+    assert "me/color-conflict" in text and "verified against the dataset" in text and "UNVERIFIED" not in text

@@ -66,7 +66,7 @@ def test_problems_name_the_folder_and_file(built: Path, tmp_path: Path) -> None:
     assert any("does not match manifest.json" in line for line in tampered.hash_mismatches())
     with pytest.raises(DatasetFolderError, match=f"dataset folder {copy} does not match its manifest"):
         tampered.verify_hashes()
-    with pytest.raises(DatasetFolderError, match="cannot read the dataset shard"):
+    with pytest.raises(DatasetFolderError, match="are not the shard manifest.json records"):
         tampered.read_table()
     (copy / "README.md").write_text("no front matter\n")
     with pytest.raises(DatasetValidationError, match="no YAML front matter"):

@@ -146,3 +146,98 @@ def test_a_data_failure_under_the_lmms_eval_cli_is_one_line_and_a_failed_exit(
         f"error: {broken} has no readable manifest.json: it was not made by `modality-conflict build` "
         f"(build one with `modality-conflict build --out {broken}`)"
     ]
+
+
+def _swap_answers_into(source: Path, target: Path) -> None:
+    """Copy the shards of ``source`` into ``target/data`` with every row's vision and text answers swapped."""
+    import pyarrow.parquet as pq
+
+    (target / "data").mkdir(parents=True)
+    for name in DatasetFolder(source).manifest_data_files():
+        table = pq.read_table(source / name)
+        vision, text = (table.schema.get_field_index(k) for k in ("vision_answer", "text_answer"))
+        swapped = table.set_column(vision, "vision_answer", table["text_answer"])
+        pq.write_table(swapped.set_column(text, "text_answer", table["vision_answer"]), target / name)
+
+
+@pytest.mark.slow
+def test_lmms_eval_reads_the_manifests_shards_whatever_the_card_says(
+    tmp_path: Path, quick_dataset_dir: Path, tiny_llava_dir: Path
+) -> None:
+    import json
+    import shutil
+
+    from dataset_edits import rehash
+
+    from modality_conflict.mc_tasks.names import RECORD_KEY
+
+    data = tmp_path / "data"
+    shutil.copytree(quick_dataset_dir, data)
+    _swap_answers_into(quick_dataset_dir, tmp_path / "elsewhere")
+    card = (data / "README.md").read_text()
+    assert "path: data/" in card
+    (data / "README.md").write_text(card.replace("path: data/", f"path: {tmp_path / 'elsewhere'}/data/"))
+    rehash(data, "README.md")  # the folder still verifies: only the card moved
+    truth = DatasetFolder(data).index_rows(["vision_answer", "text_answer"])
+    command = [sys.executable, "-m", "lmms_eval", "--model", "modality_conflict_hf"]
+    command += ["--model_args", f"pretrained={tiny_llava_dir},device=cpu,device_map=cpu", "--limit", "6"]
+    command += ["--tasks", QUICK_TASK, "--output_path", str(tmp_path / "out"), "--log_samples"]
+    env = {**offline_env(data), "HF_DATASETS_CACHE": str(tmp_path / "hf_datasets")}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (samples,) = (tmp_path / "out").rglob(f"*_samples_{QUICK_TASK}.jsonl")
+    records = [json.loads(line)[RECORD_KEY] for line in samples.read_text().splitlines()]
+    assert len(records) == 6
+    for record in records:
+        expected = truth[record["row_id"]]
+        assert (record["vision_answer"], record["text_answer"]) == (
+            expected["vision_answer"],
+            expected["text_answer"],
+        )
+    (results,) = (tmp_path / "out").rglob("*_results.json")
+    used = json.loads(results.read_text())["configs"][QUICK_TASK]["metadata"]["dataset_used"]
+    assert used["fingerprint"] == DatasetFolder(data).fingerprint and used["source"] == "env"
+    # The rows never went through the `datasets` Arrow cache, which nothing verifies.
+    assert [p for p in (tmp_path / "hf_datasets").rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signal_name", "status"), [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_during_the_first_run_build_is_one_line(
+    tmp_path: Path, tiny_llava_dir: Path, signal_name: str, status: int
+) -> None:
+    import os
+    import signal
+
+    cache = tmp_path / "cache"
+    env = {**offline_env(None), resolve.CACHE_ENV: str(cache), resolve.WORKERS_ENV: "1"}
+    command = [sys.executable, "-m", "lmms_eval", "--model", "modality_conflict_hf"]
+    command += ["--model_args", f"pretrained={tiny_llava_dir},device=cpu,device_map=cpu"]
+    command += ["--tasks", "modality_conflict_color", "--output_path", str(tmp_path / "out")]
+    child = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        lines = []
+        assert child.stderr is not None
+        for line in child.stderr:
+            lines.append(line)
+            if "building the dataset" in line:
+                break
+        child.send_signal(getattr(signal, signal_name))
+        _, rest = child.communicate(timeout=300)
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+    stderr = "".join(lines) + rest
+    assert any("building the dataset" in line for line in lines), stderr[-3000:]
+    assert child.returncode == status, stderr[-3000:]
+    assert "Traceback" not in stderr
+    interrupted = [line for line in stderr.splitlines() if line.startswith("interrupted")]
+    assert interrupted == [
+        f"interrupted ({signal_name}) while preparing the dataset: nothing half-written was kept; the next "
+        "run prepares it again"
+    ]
+    datasets = cache / "datasets"
+    assert [p.name for p in datasets.iterdir() if not p.name.endswith(".lock")] == []

@@ -92,7 +92,7 @@ def test_envelope_full_vocabulary_is_exact() -> None:
     assert envelope["estimator"] == "full_vocab" and envelope["text"] == ANSWER
     assert envelope["entropy"] == pytest.approx(EXACT_ENTROPY, abs=1e-12)
     assert envelope["answer_logprobs"]["red"] == pytest.approx(math.log(0.5))
-    assert envelope["answer_logprobs"]["blue"] == -1e30
+    assert envelope["answer_logprobs"]["blue"] == -1e6
     assert "lens" not in envelope and "hidden states" in envelope["lens_reason"]
     assert envelope["usage"] == {"prompt_tokens": 11, "completion_tokens": 1}
 
@@ -111,7 +111,7 @@ def test_answer_logprobs_sum_the_forms_of_an_answer() -> None:
     values = answer_logprobs(pairs, ("red", "black", "green"))
     assert values["red"] == pytest.approx(math.log(0.3))
     assert values["black"] == pytest.approx(math.log(0.3))  # the longest start of "black" only
-    assert values["green"] == -1e30
+    assert values["green"] == -1e6
 
 
 @pytest.mark.parametrize(
@@ -188,6 +188,15 @@ def test_start_refuses_an_endpoint_without_logprobs() -> None:
 
 def test_capped_endpoint_needs_the_vocabulary_size(tmp_path: Path) -> None:
     with FakeServer(Behaviour(max_top_logprobs=20)) as server:
+        with pytest.raises(ModelArgumentError, match="pass vocab_size=N"):
+            ModalityConflictOpenAI(base_url=server.base_url, cache="off")
+        model = ModalityConflictOpenAI(base_url=server.base_url, cache="off", vocab_size=VOCAB)
+    assert (model.top_logprobs, model.vocab_size) == (20, VOCAB)
+
+
+def test_a_silent_cap_is_not_taken_for_the_whole_vocabulary() -> None:
+    """An endpoint that answers top_logprobs=-1 with 20 tokens: their mass is not 1, so top_k it is."""
+    with FakeServer(Behaviour(silent_cap=20)) as server:
         with pytest.raises(ModelArgumentError, match="pass vocab_size=N"):
             ModalityConflictOpenAI(base_url=server.base_url, cache="off")
         model = ModalityConflictOpenAI(base_url=server.base_url, cache="off", vocab_size=VOCAB)
