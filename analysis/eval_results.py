@@ -63,6 +63,23 @@ def eval_yaml(dataset_id: str, task: str, *, split: str = "test") -> dict[str, A
     }
 
 
+HUB_EVAL_RESULTS_VERSION = "2.4"
+"""The huggingface_hub release the Hub eval-results files are written and tested with."""
+
+
+def _hub_eval_results_api() -> Any:
+    """huggingface_hub, once it is known to have the eval-results API (transformers 4.x pins an older one)."""
+    import huggingface_hub
+
+    if getattr(huggingface_hub, "EvalResultEntry", None) is None:
+        raise RuntimeError(
+            f"eval-results needs huggingface_hub >= {HUB_EVAL_RESULTS_VERSION} (its EvalResultEntry API); "
+            f"this environment has {huggingface_hub.__version__} "
+            "(transformers 4.x requires huggingface_hub < 1.0)"
+        )
+    return huggingface_hub
+
+
 def eval_result_entries(
     submission: Mapping[str, Any],
     *,
@@ -79,7 +96,7 @@ def eval_result_entries(
     tuple
         The entries, and one line per metric left out because the submission reports it as undefined.
     """
-    from huggingface_hub import EvalResultEntry
+    EvalResultEntry = _hub_eval_results_api().EvalResultEntry  # noqa: N806 - the class, as imported
 
     summary = TaskSummary(submission["metrics"])
     task = submission["task"]["name"]
@@ -153,7 +170,8 @@ def write_eval_results(
         dataset cannot be had to check against.
     """
     import yaml
-    from huggingface_hub import eval_result_entries_to_yaml
+
+    eval_result_entries_to_yaml = _hub_eval_results_api().eval_result_entries_to_yaml
 
     from modality_conflict.analysis.leaderboard import reference_dataset
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
+import transformers
 from transformers import StoppingCriteriaList
 
 from modality_conflict.metrics.entropy import full_vocab_entropy
@@ -35,6 +36,9 @@ ENTROPY_ESTIMATOR = "full_vocab"
 
 REASONING_PROBABILITY = 0.5
 """A model whose first answer token is its reasoning opener with at least this probability is refused."""
+
+# generate()'s name for a ready key/value cache: transformers 5 takes ``cache``, 4.x ``past_key_values``.
+CACHE_ARGUMENT = "cache" if int(transformers.__version__.split(".")[0]) >= 5 else "past_key_values"
 
 
 def generation_settings(
@@ -222,7 +226,7 @@ def generate_envelopes(
         synonyms=synonyms,
         early=early_stop,
     )
-    extra = {"cache": cache} if cache is not None else {}
+    extra = {CACHE_ARGUMENT: cache} if cache is not None else {}
     with recorder if recorder is not None else contextlib.nullcontext():
         output = _generate(
             model,

@@ -54,7 +54,9 @@ class RunCounters:
         if not isinstance(ids, torch.Tensor):
             return
         width = ids.shape[-1]
-        if width == 1 and kwargs.get("cache") is not None:
+        # A decoding step: one new token per row over a cache (``cache`` in transformers 5, else
+        # ``past_key_values``).
+        if width == 1 and (kwargs.get("cache") is not None or kwargs.get("past_key_values") is not None):
             self.stats.decoding_tokens += ids.shape[0]
             return
         mask = kwargs.get("attention_mask")

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import transformers
 
 __all__ = [
     "SHARED_MODEL_TYPES",
@@ -83,6 +84,16 @@ UNSHARED_MODEL_TYPES = {
     "paligemma": "its prefix (image and text) attends bidirectionally, so no prompt part is shared",
 }
 """Model types run on whole prompts, and why."""
+
+if int(transformers.__version__.split(".")[0]) < 5:
+    # Checked on the tiny zoo: under 4.x a forked prefix cache gives these other answers than whole prompts.
+    UNSHARED_MODEL_TYPES.update(
+        dict.fromkeys(
+            ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"),
+            "under transformers 4.x its answers from a forked prefix cache differ from whole prompts",
+        )
+    )
+    SHARED_MODEL_TYPES = SHARED_MODEL_TYPES - UNSHARED_MODEL_TYPES.keys()
 
 
 @dataclass(frozen=True)

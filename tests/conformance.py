@@ -21,12 +21,29 @@ from modality_conflict.mc_tasks import task_logic
 from modality_conflict.models.hf_model import ModalityConflictHF
 
 TASK, SPLIT = "modality_conflict_conformance", "test"
-GREEDY = {"max_new_tokens": 4, "temperature": 0, "do_sample": False, "num_beams": 1, "until": []}
 CONTINUATION = " red"
 
 # Rows of the quick dataset (4 groups, seed 1): two images of different sizes (800x600 and 224x224), a
 # conflict row, and text-only rows of each text tier, so that batched prompts differ in length.
 VISION_TIERS, TEXT_TIERS = (0, 5), (0, 1, 2)
+
+
+def task_generation_kwargs() -> dict[str, Any]:
+    """The ``generation_kwargs`` of the generation tasks' own YAML (``_default_template_yaml``), which
+    lmms-eval hands the wrapper unchanged when the task sets no ``until``."""
+    import yaml
+
+    from modality_conflict.mc_tasks.task_config import TASKS_DIR
+
+    class TaskLoader(yaml.SafeLoader):
+        """Reads lmms-eval's ``!function`` tags as plain strings."""
+
+    TaskLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+    template = (TASKS_DIR / "_default_template_yaml").read_text(encoding="utf-8")
+    return dict(yaml.load(template, Loader=TaskLoader)["generation_kwargs"])
+
+
+GREEDY = task_generation_kwargs()
 
 
 def pick_docs(dataset_dir: Path) -> list[dict[str, Any]]:
@@ -148,8 +165,3 @@ def leading_bos(ids: Sequence[int], bos_token_id: int | None) -> int:
     if bos_token_id is None:
         return 0
     return next((i for i, token in enumerate(ids) if token != bos_token_id), len(ids))
-
-
-def entropy_nats(logits: torch.Tensor) -> float:
-    log_p = torch.log_softmax(logits.double(), dim=-1)
-    return float(-(log_p.exp() * log_p).sum())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -74,45 +75,69 @@ def assert_sampled_entropy_is_that_of_the_logged_answers(
     assert len(set(entropies)) > 1, "every document got the same entropy: the K answers were not all used"
 
 
+def lmms_eval_command() -> list[str]:
+    """The ``lmms-eval`` console script of this environment, which is what a user types (``python -m
+    lmms_eval`` only where the environment has no script, e.g. a package imported from a source tree)."""
+    script = Path(sys.executable).with_name("lmms-eval")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "lmms_eval"]
+
+
+@dataclass(frozen=True)
+class RaisedError:
+    """The exception a Python traceback ends with, and where it was raised."""
+
+    type: str  # the class name, without its module
+    message: str
+    frames: list[tuple[str, str]]  # (file, function), outermost first
+
+
+_FRAME = re.compile(r'^  File "([^"]+)", line \d+, in (\S+)$')
+
+
+def raised_errors(log: str) -> list[RaisedError]:
+    """Every traceback printed in ``log``, in order (a chained exception prints one per link)."""
+    errors = []
+    for block in log.split("Traceback (most recent call last):\n")[1:]:
+        frames, message = [], None
+        for line in block.splitlines():
+            match = _FRAME.match(line)
+            if match:
+                frames.append((match.group(1), match.group(2)))
+            elif frames and line and not line[0].isspace():
+                message = line
+                break
+        if message is not None:
+            name, _, text = message.partition(":")
+            errors.append(RaisedError(name.rsplit(".", 1)[-1], text.strip(), frames))
+    return errors
+
+
 def run_lmms_eval(
     output: Path,
     *,
     model: str,
     model_args: str,
     tasks: str,
-    data_dir: Path,
+    data_dir: Path | None,
     extra: list[str] | None = None,
     launcher: list[str] | None = None,
     batch_size: int = 8,
     checked_tasks: list[str] | None = None,
 ) -> RunOutputs:
     """Run ``lmms-eval`` (optionally under a launcher such as torchrun) and return its checked outputs
-    (those of ``checked_tasks``, by default every task of ``tasks``)."""
-    command = [
-        *(launcher or [sys.executable, "-m"]),
-        "lmms_eval",
-        "--model",
-        model,
-        "--model_args",
-        model_args,
-    ]
-    command += [
-        "--tasks",
-        tasks,
+    (those of ``checked_tasks``, by default every task of ``tasks``). Its output goes to
+    ``output/lmms_eval.log``."""
+    arguments = ["--model", model, "--model_args", model_args, "--tasks", tasks]
+    arguments += [
         "--batch_size",
         str(batch_size),
         "--output_path",
         str(output),
         "--log_samples",
+        *(extra or []),
     ]
-    command += extra or []
     started = time.time()
-    completed = subprocess.run(
-        command, cwd=output, env=offline_env(data_dir), capture_output=True, text=True, timeout=900
-    )
-    log = output / "lmms_eval.log"
-    log.write_text(completed.stdout + "\n--- stderr ---\n" + completed.stderr)
-    assert completed.returncode == 0, f"lmms-eval exited {completed.returncode}; see {log}"
+    completed = launch_lmms_eval(output, arguments, data_dir=data_dir, launcher=launcher)
     try:
         return find_run_outputs(output, checked_tasks or tasks.split(","), since=started - 1)
     except Exception as error:
@@ -121,44 +146,16 @@ def run_lmms_eval(
         ) from error
 
 
-@dataclass(frozen=True)
-class BatchRun:
-    """One lmms-eval command line of a batch (see :func:`run_lmms_eval_batch`)."""
-
-    name: str
-    model: str
-    model_args: str
-    tasks: str
-    extra: tuple[str, ...] = ()
-    batch_size: int = 1
-
-    def argv(self, output: Path) -> list[str]:
-        return [
-            "--model", self.model, "--model_args", self.model_args, "--tasks", self.tasks,
-            "--batch_size", str(self.batch_size), "--output_path", str(output), "--log_samples", *self.extra,
-        ]  # fmt: skip
-
-
-def run_lmms_eval_batch(root: Path, runs: list[BatchRun], *, data_dir: Path) -> dict[str, Path]:
-    """Run several lmms-eval command lines in one process (``lmms_eval_batch.py``); each run's
-    ``--output_path`` (holding its ``lmms_eval.log``), by run name. The caller checks what each wrote."""
-    spec = root / "runs.json"
-    outputs = {run.name: root / run.name for run in runs}
-    entries = [
-        {"argv": run.argv(outputs[run.name]), "log": str(outputs[run.name] / "lmms_eval.log")} for run in runs
-    ]
-    spec.write_text(json.dumps(entries, indent=1))
-    driver = Path(__file__).with_name("lmms_eval_batch.py")
+def launch_lmms_eval(
+    output: Path, arguments: list[str], *, data_dir: Path | None, launcher: list[str] | None = None
+) -> subprocess.CompletedProcess:
+    """One ``lmms-eval ARGUMENTS...`` process in ``output``, its stdout and stderr kept in
+    ``output/lmms_eval.log``. lmms-eval exits 0 when an evaluation fails: callers check what it wrote."""
+    command = [*(launcher + ["lmms_eval"] if launcher else lmms_eval_command()), *arguments]
     completed = subprocess.run(
-        [sys.executable, str(driver), str(spec)],
-        cwd=root,
-        env=offline_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=1800,
+        command, cwd=output, env=offline_env(data_dir), capture_output=True, text=True, timeout=900
     )
-    (root / "batch.log").write_text(completed.stdout + "\n--- stderr ---\n" + completed.stderr)
-    assert completed.returncode == 0, (
-        f"the lmms-eval batch exited {completed.returncode}; see {root / 'batch.log'}"
-    )
-    return outputs
+    log = output / "lmms_eval.log"
+    log.write_text(completed.stdout + "\n--- stderr ---\n" + completed.stderr)
+    assert completed.returncode == 0, f"lmms-eval exited {completed.returncode}; see {log}"
+    return completed

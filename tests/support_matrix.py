@@ -2,8 +2,9 @@
 
 ``tests/models/test_conformance.py`` runs every architecture of the tiny zoo through ``modality_conflict_hf``
 and expects exactly the status written here (for a refusal, an error matching ``evidence``);
-``tests/e2e/test_conformance_cli.py`` runs lmms-eval's own wrappers through the CLI and expects their
-status. :func:`render_markdown` turns the file into the README's table; ``test_support_matrix.py`` keeps
+``tests/e2e/test_conformance_cli.py`` runs every supported cell through the ``lmms-eval`` CLI and
+``tests/e2e/test_stock_wrappers_cli.py`` lmms-eval's own wrappers, each failing one to the exception its
+entry names. :func:`render_markdown` turns the file into the README's table; ``test_support_matrix.py`` keeps
 the two equal. After changing the file: ``python tests/support_matrix.py --write`` (or
 ``make support-matrix``).
 
@@ -28,6 +29,10 @@ README = Path(__file__).parents[1] / "README.md"
 START = "<!-- support-matrix:start (rendered from tests/support_matrix.json) -->"
 END = "<!-- support-matrix:end -->"
 WRAPPER_PATHS = ("modality_conflict_hf", "loglik")
+FAILING_WRAPPER_STATUSES = ("broken upstream", "missing dependency", "refused")
+"""lmms-eval wrapper statuses whose entries name the exception the run ends with (``exception``, a
+``message`` pattern, and the upstream file ``raised_in`` and ``function`` of the innermost frame)."""
+SIGNATURE_KEYS = ("exception", "message", "raised_in", "function")
 OLDER_MAJOR = "transformers_4"
 """The key of a cell's or an entry's transformers 4.x differences."""
 
@@ -43,7 +48,7 @@ def _for_major(cell: dict[str, Any], major: int) -> dict[str, Any]:
     if override:
         # A status change replaces the reason and the evidence too; a missing one means there is none.
         if "status" in override:
-            for key in ("reason", "evidence", "note", "when", "model_args"):
+            for key in ("reason", "evidence", "note", "when", "model_args", *SIGNATURE_KEYS):
                 merged.pop(key, None)
         merged.update(override)
     return merged
@@ -76,7 +81,7 @@ def lmms_eval_runs() -> Iterator[tuple[str, int, dict[str, Any]]]:
     """``(architecture, index, entry)`` of every lmms-eval wrapper entry that names a wrapper."""
     for name, row in load()["architectures"].items():
         for index, entry in enumerate(row["lmms_eval"]):
-            if entry.get("wrapper") and entry["status"] in ("supported", "broken upstream"):
+            if entry.get("wrapper") and entry["status"] in ("supported", *FAILING_WRAPPER_STATUSES):
                 yield name, index, entry
 
 
@@ -125,13 +130,22 @@ def render_markdown(matrix: dict[str, Any] | None = None) -> str:
             f"| {row['label']} (`{name}`) | {_wrapper_cell(row['modality_conflict_hf'])} | "
             f"{_wrapper_cell(row['loglik'])} | {_lmms_eval_cell(row['lmms_eval'])} |"
         )
-    broken: dict[str, list[str]] = {}
+    failing: dict[str, list[str]] = {}
     for row in matrix["architectures"].values():
         for entry in row["lmms_eval"]:
-            if entry["status"] == "broken upstream":
-                broken.setdefault(entry["wrapper"], []).append(f"{row['label']}: {entry['reason']}")
-    lines += ["", "lmms-eval 0.7.3 wrappers that fail on these tasks (checked by the test suite):", ""]
-    for wrapper, reasons in broken.items():
+            if entry["status"] in FAILING_WRAPPER_STATUSES:
+                where = f"`{entry['raised_in']}`, `{entry['function']}`"
+                error = f"`{entry['exception']}` in {where}"
+                failing.setdefault(entry["wrapper"], []).append(
+                    f"{row['label']}: {entry['status']}, {entry['reason']} ({error})"
+                )
+    lines += [
+        "",
+        "lmms-eval 0.7.3 wrappers that fail or refuse on these tasks, with the exception each run ends in "
+        "(checked by the test suite):",
+        "",
+    ]
+    for wrapper, reasons in failing.items():
         lines.append(f"- `{wrapper}`: " + "; ".join(dict.fromkeys(reasons)) + ".")
     lines += ["", END]
     return "\n".join(lines)

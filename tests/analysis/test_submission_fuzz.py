@@ -2,7 +2,10 @@
 
 Every input is either accepted unchanged (what verification returns is exactly what the file holds) or
 rejected with an error that says where the problem is (a field, a record, or a line and column of the
-JSON), never another exception, and always within a bounded time.
+JSON), never another exception, and always within a bounded time. Against the run it was made from
+(``verify --run``), a submission with any verified field changed (every field but the few claims listed in
+:data:`UNVERIFIED_WITH_RUN`) is always rejected, by place: "accepted unchanged" alone would let a verifier
+that accepts tampered files pass.
 """
 
 from __future__ import annotations
@@ -43,13 +46,19 @@ PLACE = re.compile(
 
 
 @pytest.fixture(scope="module")
-def valid(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A real submission of a small simulated run (three item groups, every condition)."""
+def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """lmms-eval output of a small simulated run (three item groups, every condition)."""
     root = tmp_path_factory.mktemp("fuzz-results")
     write_lmms_eval_run(root, model_id="org/fuzzed", balance_point=-0.2, n_groups=3, seed=11)
-    (run,) = read_task_results([root], require_samples=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def valid(run_folder: Path) -> dict[str, Any]:
+    """A real submission of that run."""
+    (run,) = read_task_results([run_folder], require_samples=True)
     built = sub.build_submission(run, created="2025-11-25T10:15:00+00:00")
-    path = sub.write_submission(built, root / "valid.json")
+    path = sub.write_submission(built, run_folder.parent / "valid.json")
     return json.loads(path.read_text())
 
 
@@ -169,3 +178,65 @@ def test_byte_level_damage_is_rejected_by_place(valid: dict[str, Any], data: st.
 )
 def test_random_input_is_rejected_by_place(content: bytes) -> None:
     _check(content)
+
+
+# Claims that ``verify --run`` alone does not check: the dataset's name, revision and split are held to a
+# dataset folder (``--data``, ``--dataset-revision``); the rest are the submitter's word. Every other field
+# of a submission is verified: changing it must get the submission rejected.
+UNVERIFIED_WITH_RUN = {
+    ("dataset", "repo"),
+    ("dataset", "revision"),
+    ("dataset", "split"),
+    ("analysis", "package_version"),
+    ("lmms_eval", "version"),
+    ("lmms_eval", "reported_version"),
+    ("lmms_eval", "git_hash"),
+    ("model", "id"),
+    ("model", "revision"),
+    ("task", "output_type"),
+    ("task", "version"),
+}
+
+
+def _at(value: Any, path: tuple) -> Any:
+    for part in path:
+        value = value[part]
+    return value
+
+
+@st.composite
+def changed_field(draw: st.DrawFn, valid: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+    """One verified leaf of the valid submission given another value (nudged, or any JSON value)."""
+    paths = [p for p in _paths(valid) if p and not isinstance(_at(valid, p), (dict, list))]
+    paths = [p for p in paths if tuple(x for x in p if isinstance(x, str)) not in UNVERIFIED_WITH_RUN]
+    path = draw(st.sampled_from(paths))
+    old = _at(valid, path)
+    if isinstance(old, (int, float)) and not isinstance(old, bool) and draw(st.booleans()):
+        new = old + draw(st.sampled_from([1, -1, 1e-6, 0.5]))
+    else:
+        new = draw(JSON_VALUES.filter(lambda value: json.dumps(value) != json.dumps(old) and value != old))
+    data = copy.deepcopy(valid)
+    parent = _at(data, path[:-1])
+    parent[path[-1]] = new
+    return path, data
+
+
+@FUZZ
+@given(data=st.data())
+def test_any_change_to_a_verified_field_is_rejected(
+    valid: dict[str, Any], run_folder: Path, data: st.DataObject
+) -> None:
+    path, changed = data.draw(changed_field(valid))
+    with tempfile.TemporaryDirectory() as folder:
+        file = Path(folder) / "submission.json"
+        file.write_text(json.dumps(changed))
+        with pytest.raises(sub.SubmissionError) as rejected:
+            sub.verify_file(file, run=run_folder)
+    assert PLACE.search(str(rejected.value)), (path, str(rejected.value)[:500])
+
+
+def test_the_unchanged_submission_passes_against_its_run(valid: dict[str, Any], run_folder: Path) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        file = Path(folder) / "submission.json"
+        file.write_text(json.dumps(valid))
+        assert sub.verify_file(file, run=run_folder).submission == valid

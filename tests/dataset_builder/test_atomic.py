@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import tiny_fs
 from tiny_fs import cli, needs_tiny_fs, run_on_tiny_fs
 
 from modality_conflict.cli.main import main as cli_main
@@ -98,3 +102,27 @@ def test_build_on_a_real_full_or_read_only_file_system(tmp_path: Path, read_only
     assert done.stderr.startswith(f"error: cannot write {out}: {reason}") and done.stderr.count("\n") == 1
     assert "Traceback" not in done.stderr
     assert done.left == []
+
+
+WRITE_16K = [sys.executable, "-c", "open('f', 'wb').write(bytes(64 * 1024))"]
+
+
+@pytest.mark.parametrize("way", tiny_fs.UNSHARE_WAYS, ids=["user-namespace", "root"])
+def test_each_way_to_a_tiny_file_system_that_this_machine_allows_fills_up(tmp_path: Path, way: tuple) -> None:
+    """Both mechanisms behind run_on_tiny_fs give a real full file system (a way this machine refuses is
+    shown as a skip with its reason, never taken as working)."""
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    probe = subprocess.run([*way, "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"{' '.join(way)} is refused here: {probe.stderr.strip()}")
+    done = run_on_tiny_fs(mount, ["sh", "-c", f"cd {mount} && {shlex.join(WRITE_16K)}"], size_kb=16, way=way)
+    assert done.returncode != 0 and "No space left on device" in done.stderr
+
+
+def test_without_a_way_to_a_tiny_file_system_ci_fails_instead_of_skipping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tiny_fs, "unshare_command", lambda: None)
+    with pytest.raises(pytest.fail.Exception, match="must not be skipped"):
+        run_on_tiny_fs(tmp_path, ["true"])

@@ -1,149 +1,69 @@
-"""The support matrix through the real lmms-eval CLI: lmms-eval's own wrappers and ``modality_conflict_hf``.
+"""Every supported cell of the support matrix through the real ``lmms-eval`` command, numbers checked.
 
-Every lmms-eval wrapper named in ``tests/support_matrix.json`` is run on its tiny checkpoint: a
-*supported* one must give, on ``modality_conflict_sampled``, all K answers per document and an entropy that
-is the Miller-Madow entropy of the logged answers (and not the same for every document); one *broken
-upstream* must fail for the reason the matrix gives. ``modality_conflict_hf`` runs the families that need
-something special (cross-attention layers, unscaled logits, a multimodal LM, an Omni thinker), the
-sampled task, and, in one command with a plain lmms-eval task, a template that writes its own BOS.
+For each architecture of ``tests/support_matrix.json`` whose ``modality_conflict_hf`` or ``loglik`` column
+is *supported*, one separate ``lmms-eval`` process runs, as the README tells a user to type it
+(``lmms-eval --model modality_conflict_hf --model_args pretrained=DIR --tasks ...``), the generation task
+and the loglik task together (``--tasks a,b``: one start-up and one model load per architecture) with the
+tasks' own YAML settings, on the first 20 rows of the quick dataset (14 vision-only, 3 text-only, 3
+conflict). Then, for every logged document:
 
-The runs share one lmms-eval process (``lmms_eval_batch.py``) and ``--limit 20`` (14 vision-only, 3
-text-only and 3 conflict rows of the quick dataset), so that the matrix stays within the CI budget.
+- generation: the envelope's entropy equals the full-vocabulary entropy of the next-token logits the test
+  computes itself from the same checkpoint (``direct_scores``), its greedy first token is the logits'
+  argmax, and the record's answer is the envelope's text as the answer normaliser reads it;
+- loglik: each candidate's logged score equals log P(answer | prompt) computed directly, both surface
+  forms of the answer added (on one image and one text-only document: the rest are the same code); the
+  record's entropy is that of the normalised logged scores and its answer their argmax.
+
+Two runs carry one more task: Gemma 3's a plain lmms-eval task (plain text back, not envelopes), Qwen2.5-VL's
+the sampled variant (the wrapper's envelopes decoded by the sampled estimator).
 """
 
 from __future__ import annotations
 
+import ast
 import json
-import math
-import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import support_matrix
+from direct_scores import answer_log_prob, entropy_of_scores, next_token_entropy, prompt_of
 from lmms_eval_runs import (
-    BatchRun,
     assert_sampled_entropy_is_that_of_the_logged_answers,
     logged_responses,
     run_lmms_eval,
-    run_lmms_eval_batch,
     samples,
 )
 
-from modality_conflict.analysis.evaluate import EvaluationFailedError, RunOutputs, find_run_outputs
+from modality_conflict.analysis.evaluate import RunOutputs
 from modality_conflict.analysis.results import ResultsFile
+from modality_conflict.mc_tasks import task_logic
 from modality_conflict.mc_tasks.names import RECORD_KEY
+from modality_conflict.metrics.answers import normalize_answer
 from modality_conflict.models.envelope import decode_envelope
+from modality_conflict.models.hf_model import ModalityConflictHF
 
 pytestmark = pytest.mark.slow
 
-LIMIT, REPEATS = "20", "3"
-SAMPLED, LOGLIK, GENERATE = (
-    "modality_conflict_sampled",
-    "modality_conflict_loglik",
+LIMIT = 20
+GENERATE, LOGLIK, SAMPLED = (
     "modality_conflict_color_quick",
+    "modality_conflict_loglik",
+    "modality_conflict_sampled",
 )
-STOCK = list(support_matrix.lmms_eval_runs())
-FAMILIES = tuple(
+MATRIX = support_matrix.load()["architectures"]
+TASK_OF_COLUMN = {"modality_conflict_hf": GENERATE, "loglik": LOGLIK}
+ARCHITECTURES = [
     name
-    for name in ("mllama", "aya_vision", "phi4_multimodal", "qwen2_5_omni")
-    if support_matrix.load()["architectures"][name]["modality_conflict_hf"]["status"] == "supported"
-)
-"""Families run through the CLI with ``modality_conflict_hf`` (gemma3 runs on its own, below), those the
-installed transformers supports."""
+    for name, row in MATRIX.items()
+    if any(row[column]["status"] == "supported" for column in TASK_OF_COLUMN)
+]
+ENTROPY_TOLERANCE = 1e-4  # the CLI batches 4 left-padded prompts in float32; here one prompt in float32
 
 
-def _stock_run(arch: str, index: int, entry: dict[str, Any], folder: Path) -> BatchRun:
-    task = LOGLIK if entry.get("task") == "loglik" else SAMPLED
-    model_args = ",".join(
-        p for p in (f"pretrained={folder}", "device=cpu", "device_map=cpu", entry.get("model_args")) if p
-    )
-    extra = ["--limit", LIMIT, *entry.get("cli", [])]
-    if task == SAMPLED:
-        extra += ["--repeats", REPEATS]
-    return BatchRun(f"{entry['wrapper']}-{arch}-{index}", entry["wrapper"], model_args, task, tuple(extra))
-
-
-@pytest.fixture(scope="session")
-def cli_runs(
-    tmp_path_factory: pytest.TempPathFactory, quick_dataset_dir: Path, tiny_checkpoints: Any
-) -> dict[str, Path]:
-    runs = [_stock_run(arch, index, entry, tiny_checkpoints[arch]) for arch, index, entry in STOCK]
-    for family in FAMILIES:
-        runs.append(
-            BatchRun(
-                f"ours-{family}",
-                "modality_conflict_hf",
-                f"pretrained={tiny_checkpoints[family]},device=cpu",
-                GENERATE,
-                ("--limit", LIMIT),
-                batch_size=4,
-            )
-        )
-    runs.append(
-        BatchRun(
-            "ours-sampled",
-            "modality_conflict_hf",
-            f"pretrained={tiny_checkpoints['qwen2_5_vl']},device=cpu",
-            SAMPLED,
-            ("--limit", LIMIT, "--repeats", REPEATS),
-            batch_size=8,
-        )
-    )
-    return run_lmms_eval_batch(tmp_path_factory.mktemp("cli_matrix"), runs, data_dir=quick_dataset_dir)
-
-
-def _envelope_responses(sample: dict[str, Any]) -> list[dict[str, Any]]:
-    envelopes = [decode_envelope(r) for r in logged_responses(sample)]
-    assert all(e is not None for e in envelopes)
-    return envelopes
-
-
-def _assert_sampled(outputs: RunOutputs) -> None:
-    assert_sampled_entropy_is_that_of_the_logged_answers(
-        outputs, SAMPLED, n_docs=int(LIMIT), repeats=int(REPEATS)
-    )
-
-
-@pytest.mark.parametrize(
-    ("arch", "index", "entry"), STOCK, ids=[f"{e['wrapper']}-{a}-{i}" for a, i, e in STOCK]
-)
-def test_lmms_eval_wrapper_does_what_the_matrix_says(
-    arch: str, index: int, entry: dict[str, Any], cli_runs: dict[str, Path]
-) -> None:
-    output = cli_runs[f"{entry['wrapper']}-{arch}-{index}"]
-    log = (output / "lmms_eval.log").read_text()
-    task = LOGLIK if entry.get("task") == "loglik" else SAMPLED
-    if entry["status"] == "supported":
-        _assert_sampled(find_run_outputs(output, [task]))
-    else:
-        with pytest.raises(EvaluationFailedError):
-            find_run_outputs(output, [task])
-        assert re.search(entry["evidence"], log), (
-            f"{output / 'lmms_eval.log'} does not show {entry['evidence']!r}"
-        )
-
-
-def test_sampled_task_decodes_the_envelopes_of_modality_conflict_hf(cli_runs: dict[str, Path]) -> None:
-    outputs = find_run_outputs(cli_runs["ours-sampled"], [SAMPLED])
-    for sample in samples(outputs, SAMPLED):
-        assert len(_envelope_responses(sample)) == int(REPEATS)
-    _assert_sampled(outputs)
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-def test_modality_conflict_hf_runs_the_family_through_the_cli(family: str, cli_runs: dict[str, Path]) -> None:
-    outputs = find_run_outputs(cli_runs[f"ours-{family}"], [GENERATE])
-    rows = samples(outputs, GENERATE)
-    assert len(rows) == int(LIMIT)
-    for sample in rows:
-        (response,) = _envelope_responses(sample)
-        record = sample[RECORD_KEY]
-        assert record["entropy_estimator"] == "full_vocab" and math.isfinite(record["entropy"])
-        assert response["prompt"]["date"] == "2025-01-01"
-        if family == "mllama":
-            expected = [1] if record["condition"] == "text_only" else []
-            assert response["lens"]["skipped_layers"] == expected
+def _tasks(name: str) -> list[str]:
+    return [task for column, task in TASK_OF_COLUMN.items() if MATRIX[name][column]["status"] == "supported"]
 
 
 PLAIN_TASK = """\
@@ -164,47 +84,176 @@ metric_list:
     aggregation: mean
     higher_is_better: true
 """
+PLAIN_QUESTIONS = ["What is two plus two?", "Name a colour.", "Say hello."]
 
 
-def test_other_tasks_in_the_same_command_get_plain_text(
-    tmp_path: Path, quick_dataset_dir: Path, tiny_checkpoints: Any
-) -> None:
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    data = tasks / "plain.jsonl"
-    questions = ["What is two plus two?", "Name a colour.", "Say hello."]
-    data.write_text("".join(json.dumps({"question": q, "answer": "x"}) + "\n" for q in questions))
-    (tasks / "mc_plain_questions.yaml").write_text(PLAIN_TASK.format(data=data))
-    out = tmp_path / "run"
-    out.mkdir()
-    # Gemma 3's template writes the BOS itself: the benchmark's half of the run is a BOS-writing family.
-    outputs = run_lmms_eval(
-        out,
-        model="modality_conflict_hf",
-        model_args=f"pretrained={tiny_checkpoints['gemma3']},device=cpu",
-        tasks=f"{GENERATE},mc_plain_questions",
-        data_dir=quick_dataset_dir,
-        extra=["--include_path", str(tasks), "--limit", LIMIT],
-        batch_size=4,
-        checked_tasks=[GENERATE],
-    )
-    results = ResultsFile.read(outputs.results_json)
+def _plain_task(folder: Path) -> Path:
+    folder.mkdir()
+    data = folder / "plain.jsonl"
+    data.write_text("".join(json.dumps({"question": q, "answer": "x"}) + "\n" for q in PLAIN_QUESTIONS))
+    (folder / "mc_plain_questions.yaml").write_text(PLAIN_TASK.format(data=data))
+    return folder
+
+
+@dataclass
+class ArchitectureRun:
+    """One architecture's lmms-eval process and the checkpoint loaded here for the direct numbers."""
+
+    name: str
+    outputs: RunOutputs
+    wrapper: ModalityConflictHF
+    docs: list[dict[str, Any]]
+
+
+class Runs:
+    """Each architecture's run, made on first use and kept for the module's other tests."""
+
+    def __init__(self, root: Path, data_dir: Path, checkpoints: Any, docs: list[dict[str, Any]]) -> None:
+        self.root, self.data_dir, self.checkpoints, self.docs = root, data_dir, checkpoints, docs
+        self._runs: dict[str, ArchitectureRun] = {}
+
+    def __getitem__(self, name: str) -> ArchitectureRun:
+        if name not in self._runs:
+            self._runs[name] = self._launch(name)
+        return self._runs[name]
+
+    def _launch(self, name: str) -> ArchitectureRun:
+        folder = self.checkpoints[name]
+        out = self.root / name
+        out.mkdir()
+        tasks, extra = _tasks(name), ["--limit", str(LIMIT)]
+        checked = list(tasks)
+        if name == "gemma3":  # a BOS-writing template, with a task of another benchmark in the same command
+            tasks.append("mc_plain_questions")
+            extra += ["--include_path", str(_plain_task(out / "plain_task"))]
+        if name == "qwen2_5_vl":
+            tasks.append(SAMPLED)
+            checked.append(SAMPLED)
+        outputs = run_lmms_eval(
+            out,
+            model="modality_conflict_hf",
+            model_args=f"pretrained={folder}",
+            tasks=",".join(tasks),
+            data_dir=self.data_dir,
+            extra=extra,
+            batch_size=4,
+            checked_tasks=checked,
+        )
+        wrapper = ModalityConflictHF(pretrained=str(folder), device="cpu")
+        return ArchitectureRun(name, outputs, wrapper, self.docs)
+
+
+@pytest.fixture(scope="module")
+def quick_docs(quick_dataset_dir: Path) -> list[dict[str, Any]]:
+    """The quick dataset's first rows in lmms-eval's doc order (both tasks see the same rows)."""
+    import datasets
+
+    table = task_logic.process_docs_quick(datasets.load_dataset(str(quick_dataset_dir), split="test"))
+    return [table[i] for i in range(LIMIT)]
+
+
+@pytest.fixture(scope="module")
+def runs(
+    tmp_path_factory: pytest.TempPathFactory,
+    quick_dataset_dir: Path,
+    tiny_checkpoints: Any,
+    quick_docs: list[dict[str, Any]],
+) -> Runs:
+    return Runs(tmp_path_factory.mktemp("cli_matrix"), quick_dataset_dir, tiny_checkpoints, quick_docs)
+
+
+def _rows(run: ArchitectureRun, task: str) -> list[dict[str, Any]]:
+    rows = samples(run.outputs, task)
+    assert sorted(r["doc_id"] for r in rows) == list(range(LIMIT))
+    return rows
+
+
+GENERATION_CELLS = [n for n in ARCHITECTURES if GENERATE in _tasks(n)]
+LOGLIK_CELLS = [n for n in ARCHITECTURES if LOGLIK in _tasks(n)]
+
+
+@pytest.mark.parametrize("name", GENERATION_CELLS)
+def test_generation_entropies_are_the_checkpoints_own(name: str, runs: Runs) -> None:
+    run = runs[name]
+    conditions = set()
+    for sample in _rows(run, GENERATE):
+        doc = run.docs[sample["doc_id"]]
+        (response,) = logged_responses(sample)
+        envelope = decode_envelope(response)
+        assert envelope is not None and envelope["estimator"] == "full_vocab"
+        entropy, top = next_token_entropy(run.wrapper, prompt_of(run.wrapper, doc))
+        assert envelope["entropy"] == pytest.approx(entropy, abs=ENTROPY_TOLERANCE)
+        assert envelope["lens"]["top1_ids"][-1] in top
+        record = sample[RECORD_KEY]
+        assert record["row_id"] == doc["row_id"]
+        assert record["entropy"] == envelope["entropy"] and record["entropy_estimator"] == "full_vocab"
+        choices = record["answer_choices"]
+        assert record["answer"] == normalize_answer(envelope["text"], choices, synonyms=_synonyms(choices))
+        assert envelope["prompt"]["date"] == "2025-01-01"
+        if run.name == "mllama":  # cross-attention layers do not run without an image
+            expected = [1] if record["condition"] == "text_only" else []
+            assert envelope["lens"]["skipped_layers"] == expected
+        conditions.add(record["condition"])
+    assert conditions == {"vision_only", "text_only", "conflict"}
+
+
+def _synonyms(choices: list[str]) -> Any:
+    from modality_conflict.dataset_builder.specs import vocabulary_for
+
+    return vocabulary_for(choices).synonyms
+
+
+def _logged_score(response: Any) -> float:
+    """lmms-eval logs a multiple_choice response as the string of ``(log-probability, is_greedy)``."""
+    score, greedy = ast.literal_eval(response) if isinstance(response, str) else response
+    assert isinstance(greedy, bool)
+    return float(score)
+
+
+@pytest.mark.parametrize("name", LOGLIK_CELLS)
+def test_loglik_scores_are_the_checkpoints_own(name: str, runs: Runs) -> None:
+    run = runs[name]
+    rows = _rows(run, LOGLIK)
+    checked_directly = set()
+    for sample in rows:
+        doc, record = run.docs[sample["doc_id"]], sample[RECORD_KEY]
+        choices = task_logic.doc_to_choice(doc)
+        scores = [_logged_score(r) for r in logged_responses(sample)]
+        assert len(scores) == len(choices) and all(s < 0 for s in scores)
+        assert record["answer_scores"] == pytest.approx(scores, abs=1e-12)
+        assert record["entropy_estimator"] == "answer_set"
+        assert record["entropy"] == pytest.approx(entropy_of_scores(scores), abs=1e-9)
+        assert record["answer"] == choices[max(range(len(scores)), key=scores.__getitem__)]
+        has_image = bool(task_logic.doc_to_visual(doc))
+        if has_image not in checked_directly:
+            checked_directly.add(has_image)
+            prompt = prompt_of(run.wrapper, doc)
+            direct = [answer_log_prob(run.wrapper, prompt, choice) for choice in choices]
+            assert scores == pytest.approx(direct, abs=ENTROPY_TOLERANCE)
+    assert checked_directly == {True, False}
+
+
+def test_the_other_benchmarks_task_in_the_command_gets_plain_text(runs: Runs) -> None:
+    run = runs["gemma3"]
+    results = ResultsFile.read(run.outputs.results_json)
     plain_log = results.samples_path("mc_plain_questions")
     assert plain_log is not None
     plain = [json.loads(line) for line in plain_log.read_text().splitlines()]
-    assert len(plain) == len(questions)
+    assert len(plain) == len(PLAIN_QUESTIONS)
     responses = []
     for sample in plain:
         (response,) = logged_responses(sample)
         assert isinstance(response, str) and decode_envelope(response) is None
         assert "mc_envelope" not in response
         responses.append(response)
-    # The plain task's metric is computed on the plain answers.
     score = sum(r == "x" for r in responses) / len(responses)
     assert results.metrics("mc_plain_questions")["exact_match"] == pytest.approx(score)
-    benchmark = samples(outputs, GENERATE)
-    assert len(benchmark) == int(LIMIT)
-    for sample in benchmark:
-        (envelope,) = _envelope_responses(sample)
-        assert envelope["estimator"] == "full_vocab"
-        assert sample[RECORD_KEY]["entropy_estimator"] == "full_vocab"
+
+
+def test_the_sampled_task_decodes_the_wrappers_envelopes(runs: Runs) -> None:
+    run = runs["qwen2_5_vl"]
+    repeats = 8  # modality_conflict_sampled.yaml
+    for sample in samples(run.outputs, SAMPLED):
+        envelopes = [decode_envelope(r) for r in logged_responses(sample)]
+        assert len(envelopes) == repeats and all(e is not None for e in envelopes)
+    assert_sampled_entropy_is_that_of_the_logged_answers(run.outputs, SAMPLED, n_docs=LIMIT, repeats=repeats)

@@ -98,3 +98,27 @@ def test_unknown_architecture_is_refused(tiny_checkpoints, tmp_path: Path) -> No
     with pytest.raises(ModelArgumentError, match="no Hub weight layout is known for model_type 'qwen2_vl'"):
         save_hub_layout(model, tmp_path / "q")
     assert not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "tower_prefix"),
+    [
+        ("llava", "vision_tower.vision_model."),
+        ("llava_next", "vision_tower.vision_model."),
+        ("llava_onevision", "vision_tower.vision_model."),
+        ("pixtral", "vision_tower.transformer."),
+    ],
+)
+def test_tiny_zoo_saves_the_llava_families_in_the_hub_layout(
+    name: str, tower_prefix: str, tiny_checkpoints
+) -> None:
+    from transformers import AutoModelForImageTextToText
+
+    folder = tiny_checkpoints[name]
+    names = _names(folder)
+    assert not [n for n in names if n.startswith(("model.", "lm_head."))], names
+    assert any(n.startswith(tower_prefix) for n in names), names
+    assert "language_model.lm_head.weight" in names
+    # The installed transformers (4.x or 5.x, whichever cell runs this) reads every weight back.
+    _, info = AutoModelForImageTextToText.from_pretrained(folder, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]

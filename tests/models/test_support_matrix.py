@@ -7,7 +7,16 @@ import support_matrix
 from tiny_zoo import ARCHITECTURES
 
 STATUSES = {"supported", "refused", "text rows only"}
-WRAPPER_STATUSES = {"supported", "broken upstream", "no wrapper", "not checked"}
+WRAPPER_STATUSES = {
+    "supported",
+    "broken upstream",
+    "missing dependency",
+    "refused",
+    "no wrapper",
+    "not checked",
+}
+UPSTREAM = ("lmms_eval/", "transformers/")  # never the project's own code
+SIGNATURE = ("exception", "message", "raised_in", "function")
 
 
 def test_every_tiny_architecture_has_one_row() -> None:
@@ -25,8 +34,13 @@ def test_every_cell_has_a_known_status_and_every_refusal_its_evidence(major: int
         for entry in row["lmms_eval"]:
             assert entry["status"] in WRAPPER_STATUSES, name
             assert entry.get("reason") or entry["status"] == "supported", name
-            if entry["status"] == "broken upstream":
-                assert entry.get("evidence"), name
+            if entry["status"] in support_matrix.FAILING_WRAPPER_STATUSES:
+                # The exception, its message and the upstream place that raises it: what the CLI test matches.
+                assert all(entry.get(key) for key in SIGNATURE), (name, entry["wrapper"])
+                assert entry["raised_in"].startswith(("lmms_eval/", "transformers/")), (
+                    name,
+                    entry["wrapper"],
+                )
 
 
 def test_readme_shows_the_rendered_matrix() -> None:

@@ -127,6 +127,8 @@ def make_tokenizer(
         tokenizer_object=tokenizer,
         **{k: v for k, v in roles.items() if v is not None},
         extra_special_tokens=extra_special_tokens or {},
+        # As the real checkpoints' tokenizers (and 5.x's default): no token_type_ids, which 4.x would add.
+        model_input_names=["input_ids", "attention_mask"],
     )
     wrapped.chat_template = chat_template
     return wrapped

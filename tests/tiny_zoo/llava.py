@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from transformers import (
     CLIPImageProcessor,
@@ -22,6 +23,7 @@ from transformers import (
     PixtralProcessor,
 )
 
+from modality_conflict.models.hub_layout import TOWERS_WITH_VISION_MODEL, rename_weight_files
 from tiny_zoo.common import (
     IMAGE_SIZE,
     PATCH,
@@ -98,6 +100,15 @@ def _clip_processor() -> CLIPImageProcessor:
     )
 
 
+def _save_in_hub_layout(out: Path, model: Any, processor: Any, tokenizer: Any) -> Path:
+    """``save_checkpoint`` with the weights under the llava-hf names, which every transformers release
+    and vLLM read (transformers 5 itself saves others: :mod:`~modality_conflict.models.hub_layout`)."""
+    save_checkpoint(out, model, processor, tokenizer)
+    tower = getattr(model.config.vision_config, "model_type", None)
+    rename_weight_files(out, tower_has_vision_model=tower in TOWERS_WITH_VISION_MODEL)
+    return out
+
+
 def _llama_tokenizer(template: str):
     return make_tokenizer(
         ["<image>"], chat_template=template, bos="<s>", eos="</s>", pad="<pad>", unk="<unk>", add_bos=True
@@ -124,7 +135,7 @@ def build_llava(out_dir: str | Path, *, seed: int = 0) -> Path:
         num_additional_image_tokens=1,
         chat_template=LLAVA_TEMPLATE,
     )
-    return save_checkpoint(out, LlavaForConditionalGeneration(config), processor, tokenizer)
+    return _save_in_hub_layout(out, LlavaForConditionalGeneration(config), processor, tokenizer)
 
 
 def build_llava_next(out_dir: str | Path, *, seed: int = 0) -> Path:
@@ -152,7 +163,7 @@ def build_llava_next(out_dir: str | Path, *, seed: int = 0) -> Path:
         num_additional_image_tokens=1,
         chat_template=LLAVA_NEXT_TEMPLATE,
     )
-    return save_checkpoint(out, LlavaNextForConditionalGeneration(config), processor, tokenizer)
+    return _save_in_hub_layout(out, LlavaNextForConditionalGeneration(config), processor, tokenizer)
 
 
 def build_llava_onevision(out_dir: str | Path, *, seed: int = 0) -> Path:
@@ -193,7 +204,7 @@ def build_llava_onevision(out_dir: str | Path, *, seed: int = 0) -> Path:
         vision_feature_select_strategy="full",
         chat_template=LLAVA_ONEVISION_TEMPLATE,
     )
-    return save_checkpoint(out, LlavaOnevisionForConditionalGeneration(config), processor, tokenizer)
+    return _save_in_hub_layout(out, LlavaOnevisionForConditionalGeneration(config), processor, tokenizer)
 
 
 def build_pixtral(out_dir: str | Path, *, seed: int = 0) -> Path:
@@ -237,7 +248,7 @@ def build_pixtral(out_dir: str | Path, *, seed: int = 0) -> Path:
         spatial_merge_size=1,
         chat_template=PIXTRAL_TEMPLATE,
     )
-    return save_checkpoint(out, LlavaForConditionalGeneration(config), processor, tokenizer)
+    return _save_in_hub_layout(out, LlavaForConditionalGeneration(config), processor, tokenizer)
 
 
 # The served copy writes the BOS in its template: vLLM's chat endpoint adds no special tokens of its own,
@@ -251,8 +262,6 @@ def build_llava_served(out_dir: str | Path, *, seed: int = 0) -> Path:
     vLLM's CPU attention refuses the zoo's head_dim 16 and 24; the weights are renamed to the llava-hf
     layout (:mod:`~modality_conflict.models.hub_layout`) that vLLM and every transformers release read.
     """
-    from modality_conflict.models.hub_layout import rename_weight_files
-
     out = prepare(out_dir, seed)
     tokenizer = _llama_tokenizer(LLAVA_SERVED_TEMPLATE)
     text = tiny_llama_text(tokenizer, num_attention_heads=2, num_key_value_heads=1, head_dim=32)
@@ -272,6 +281,4 @@ def build_llava_served(out_dir: str | Path, *, seed: int = 0) -> Path:
         num_additional_image_tokens=1,
         chat_template=LLAVA_SERVED_TEMPLATE,
     )
-    save_checkpoint(out, LlavaForConditionalGeneration(config), processor, tokenizer)
-    rename_weight_files(out, tower_has_vision_model=True)
-    return out
+    return _save_in_hub_layout(out, LlavaForConditionalGeneration(config), processor, tokenizer)
