@@ -5,7 +5,8 @@
    LLaVA around the real SmolLM2-135M-Instruct with a random vision half (``--model smollm2``);
 2. build a demo-size colour dataset (and, for ``smollm2``, the small presets of both datasets, colour
    and attribute; the demo model knows only the colour set's images and words);
-3. run ``lmms-eval --tasks modality_conflict`` with the project's ``modality_conflict_hf`` wrapper;
+3. run ``lmms-eval --tasks modality_conflict`` with the project's ``modality_conflict_hf`` wrapper, or with
+   ``--engine vllm`` through a vLLM server it starts and stops (``modality_conflict_openai``);
 4. probe the layers (logit lens) from the run's sample logs, write the report, and print the headline:
    following rates, balance point and law slope with their 95% intervals, oscillations by region.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -50,6 +52,11 @@ def _default_cache() -> Path:
 
 def _model_dir(args: argparse.Namespace, out: Path, log: Callable[[str], None]) -> tuple[Path, str]:
     """The checkpoint folder to evaluate and how it was obtained."""
+    if args.checkpoint:
+        folder = Path(args.checkpoint).resolve()
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"--checkpoint {folder}: no config.json (not a checkpoint folder)")
+        return folder, "checkpoint given with --checkpoint"
     if args.model == "smollm2":
         from modality_conflict.models.smollm2_llava import build_smollm2_llava
 
@@ -144,6 +151,39 @@ def headline_lines(summary: Any, probe: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _evaluate_served(
+    args: argparse.Namespace,
+    model_dir: Path,
+    out: Path,
+    eval_command: list[str],
+    env: dict[str, str],
+    log: Callable[[str], None],
+    lap: Callable[[str, float], float],
+    mark: float,
+) -> float:
+    """Serve ``model_dir`` with vLLM on a loopback port, evaluate through it, and stop it on every exit."""
+    from modality_conflict.models.vllm_server import VLLMServer, vllm_python
+
+    python = vllm_python(args.vllm_python)  # checked again: found before the dataset was built
+    server = VLLMServer(python, model_dir, out / "vllm-server.log", start_timeout=args.vllm_timeout, env=env)
+    log(f"starting vLLM ({python}) on {server.base_url}; its log: {server.log}")
+    # SIGTERM unwinds like Ctrl-C, so the server (in its own session) is stopped too.
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        with server:
+            mark = lap("server start", mark)
+            model_args = f"base_url={server.base_url},cache={out / 'served-responses.sqlite'}"
+            _run([*eval_command, "--model", "modality_conflict_openai", "--model-args", model_args], env)
+            mark = lap("evaluation", mark)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return mark
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from modality_conflict.analysis.results import read_task_results
 
@@ -158,8 +198,14 @@ def run_demo(args: argparse.Namespace) -> int:
         timings[step] = round(now - since, 1)
         return now
 
+    if args.checkpoint and (args.retrain or args.model != "demo"):
+        raise ValueError("--checkpoint replaces --model and --retrain; give only one of them")
     if args.recipe and not (args.model == "demo" and args.retrain):
         raise ValueError("--recipe applies to --retrain of the demo model only")
+    if args.engine == "vllm":
+        from modality_conflict.models.vllm_server import vllm_python
+
+        vllm_python(args.vllm_python)  # a missing vLLM is reported before any work is done
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     cli = [sys.executable, "-m", "modality_conflict.cli.main"]
@@ -182,14 +228,21 @@ def run_demo(args: argparse.Namespace) -> int:
     mark = lap("dataset", mark)
 
     results_dir = out / "results"
-    model_args = f"pretrained={model_dir},device=cpu,device_map=cpu"
-    eval_args = ["--model", "modality_conflict_hf", "--model-args", model_args, "--tasks", tasks]
-    eval_args += ["--data", str(data_dir), "--output", str(results_dir), "--batch-size", str(args.batch_size)]
-    _run([*cli, "eval", *eval_args], env)
-    mark = lap("evaluation", mark)
+    eval_args = ["--tasks", tasks, "--data", str(data_dir), "--output", str(results_dir)]
+    eval_args += ["--batch-size", str(args.batch_size)]
+    probe = [*cli, "probe", "--results", str(results_dir), "--task", MAIN_TASK, "--out", str(out / "probe")]
+    if args.engine == "vllm":
+        mark = _evaluate_served(args, model_dir, out, [*cli, "eval", *eval_args], env, log, lap, mark)
+        # Served answers carry no lens: the probe answers the conflict rows in-process.
+        probe += ["--model", str(model_dir), "--data", str(data_dir / "color")]
+        model_note += ", answered by a vLLM server"
+    else:
+        model_args = f"pretrained={model_dir},device=cpu,device_map=cpu"
+        _run([*cli, "eval", "--model", "modality_conflict_hf", "--model-args", model_args, *eval_args], env)
+        mark = lap("evaluation", mark)
 
     probe_dir = out / "probe"
-    _run([*cli, "probe", "--results", str(results_dir), "--task", MAIN_TASK, "--out", str(probe_dir)], env)
+    _run(probe, env)
     mark = lap("probe", mark)
     report_dir = out / "report"
     _run([*cli, "report", str(results_dir), "--out", str(report_dir)], env)
@@ -231,6 +284,11 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         action="store_true",
         help="train the demo model (seed --model-seed) instead of using the packaged copy; cached",
     )
+    parser.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        help="evaluate this LLaVA checkpoint folder on the demo's colour dataset instead of --model",
+    )
     parser.add_argument("--model-seed", type=seed_type, default=0, help="seed of --retrain (default 0)")
     parser.add_argument(
         "--recipe",
@@ -245,4 +303,23 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     )
     parser.add_argument("--seed", type=seed_type, default=0, help="dataset seed (default 0)")
     parser.add_argument("--batch-size", type=positive_int, default=16)
+    parser.add_argument(
+        "--engine",
+        choices=("hf", "vllm"),
+        default="hf",
+        help="hf: answer in-process (default); vllm: start a vLLM server on a loopback port and answer "
+        "through it with modality_conflict_openai (the logit-lens probe still runs in-process)",
+    )
+    parser.add_argument(
+        "--vllm-python",
+        metavar="PYTHON",
+        help="with --engine vllm: the interpreter that has vLLM (default $MC_VLLM_PYTHON, else the one "
+        "`make vllm-env` builds)",
+    )
+    parser.add_argument(
+        "--vllm-timeout",
+        type=positive_int,
+        default=600,
+        help="with --engine vllm: seconds to wait for the server to answer (default 600)",
+    )
     parser.set_defaults(func=run_demo)

@@ -45,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     parser = subparsers.add_parser(
         name,
         help="train the demo model (a small LLaVA that reads colours) from scratch on the CPU",
-        description="Train the demo LLaVA (CLIP-style ViT + Llama-style language model, about 440K "
+        description="Train the demo LLaVA (CLIP-style ViT + Llama-style language model, about 650K "
         "parameters) on rendered images and texts that never conflict, and save it as a Hugging Face "
         "checkpoint folder with its processor and chat template. One thread, deterministic for a seed; "
         "about 4 minutes with the default recipe.",

@@ -33,7 +33,7 @@ from modality_conflict.dataset_builder.constants import BUILDER_VERSION
 from modality_conflict.dataset_builder.errors import OutputWriteError
 from modality_conflict.models.demo.recipe import TrainingRecipe, recipe_from_mapping
 from modality_conflict.models.demo.training import deterministic_torch, non_finite_tensors, train_model
-from modality_conflict.models.demo.vocabulary import build_processor, build_tokenizer
+from modality_conflict.models.demo.vocabulary import build_processor, build_tokenizer, save_processor
 from modality_conflict.models.hub_layout import save_hub_layout
 
 __all__ = [
@@ -165,7 +165,7 @@ def train_demo_model(
         out.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         processor = build_processor(build_tokenizer(), class_token=recipe.class_token_table)
-        processor.save_pretrained(out)
+        save_processor(processor, out)
         processor = AutoProcessor.from_pretrained(out)  # train on exactly what evaluation will load
         model = train_model(processor, recipe, seed=seed, log=log)
         elapsed = time.perf_counter() - start

@@ -6,9 +6,13 @@ LLaVA-1.5 style processor that squeezes images to ``IMAGE_SIZE`` square.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import CLIPImageProcessor, LlavaProcessor, PreTrainedTokenizerFast
 
+from modality_conflict.dataset_builder.atomic import write_text_atomic
 from modality_conflict.dataset_builder.constants import ANSWER_COMMAND, COLORS, QUESTION_TEMPLATE, SHAPES
 from modality_conflict.dataset_builder.texts import INTERMEDIARY_OBJECTS, TEMPLATES, WORLD_OBJECTS
 
@@ -22,6 +26,7 @@ __all__ = [
     "build_processor",
     "build_tokenizer",
     "chat_template",
+    "save_processor",
     "vocabulary",
 ]
 
@@ -142,3 +147,18 @@ def build_processor(
         num_additional_image_tokens=1,
         chat_template=chat_template(),
     )
+
+
+def save_processor(processor: LlavaProcessor, out: Path) -> None:
+    """Save the processor so that transformers 4.x reads its tokenizer too.
+
+    transformers 5 names the tokenizer class ``TokenizersBackend`` and writes the extra special tokens as
+    a list; 4.x knows neither. ``PreTrainedTokenizerFast`` with the image token in a mapping is read the
+    same way by both (the same ids for every prompt).
+    """
+    processor.save_pretrained(out)
+    path = Path(out) / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config["extra_special_tokens"] = {"image_token": IMAGE_TOKEN}
+    write_text_atomic(path, json.dumps(config, indent=2, sort_keys=True) + "\n")

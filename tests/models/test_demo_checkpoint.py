@@ -26,6 +26,7 @@ from modality_conflict.models.demo.checkpoint import (
     RECIPE_FILE,
     WEIGHTS_FILE,
     checkpoint_problem,
+    shipped_checkpoint,
     train_checkpoint_folder,
 )
 from modality_conflict.models.demo.recipe import recipe_from_mapping
@@ -293,3 +294,22 @@ def test_recipe_without_retrain_is_refused(tmp_path: Path, capsys: pytest.Captur
     assert cli_main(["demo", "--recipe", str(recipe), "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err == "error: --recipe applies to --retrain of the demo model only\n"
     assert os.listdir(tmp_path) == ["recipe.json"]
+
+
+_HUB_PREFIXES = ("vision_tower.vision_model.", "multi_modal_projector.", "language_model.model.")
+
+
+@pytest.mark.parametrize("which", ["shipped", "trained"])
+def test_checkpoint_is_in_the_hub_layout_with_a_servable_head_size(which: str, trained: Path) -> None:
+    """Weight names of llava-hf checkpoints (what vLLM and transformers 4.x read), head size 32, and a
+    tokenizer class that transformers 4.x knows."""
+    folder = shipped_checkpoint() if which == "shipped" else trained
+    names = set(load_file(folder / WEIGHTS_FILE))
+    assert names and all(n.startswith(_HUB_PREFIXES) or n == "language_model.lm_head.weight" for n in names)
+    assert "vision_tower.vision_model.embeddings.patch_embedding.weight" in names
+    text = json.loads((folder / "config.json").read_text())["text_config"]
+    assert text["hidden_size"] // text["num_attention_heads"] == 32
+    assert text["num_attention_heads"] % text["num_key_value_heads"] == 0
+    tokenizer = json.loads((folder / "tokenizer_config.json").read_text())
+    assert tokenizer["tokenizer_class"] == "PreTrainedTokenizerFast"
+    assert tokenizer["extra_special_tokens"] == {"image_token": "<image>"}
