@@ -185,8 +185,10 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Generator[None, None, None]:
-    """Handle SIGTERM like Ctrl-C while building, so the temporary folder and the workers are cleaned up."""
+def sigterm_as_interrupt() -> Generator[None, None, None]:
+    """Handle SIGTERM like Ctrl-C, so a build (or a data resolution that may start one) cleans up its
+    temporary folder and workers and says so in one line. Only the main thread installs a handler, and one
+    that someone else installed is left alone."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -387,7 +389,7 @@ def build_dataset(
     _check_arguments(groups, seed, workers)
     out = Path(out).absolute()
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             return _build(spec, out, groups, seed, workers, overwrite, progress, started)
     except OSError as error:
         raise BuildError(f"{os_error_text(error, out)}; nothing was left behind") from None

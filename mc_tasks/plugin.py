@@ -13,12 +13,8 @@ into the task's ``metadata``, which lmms-eval copies into the results file.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -181,28 +177,6 @@ def local_dataset_kwargs(dataset_kwargs: Any) -> dict[str, Any]:
     return {k: v for k, v in dict(dataset_kwargs or {}).items() if k not in _HUB_KWARGS}
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """While the data is resolved, SIGTERM stops it as Ctrl-C does, so a build cleans up and says so in one
-    line (from the first instant: the build's own handler is installed only once it starts)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous not in (signal.SIG_DFL, None):  # lmms-eval or a launcher decides what SIGTERM does
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt("terminated (SIGTERM)")
-
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def interrupted(interrupt: KeyboardInterrupt) -> None:
     """Under the lmms-eval command line, Ctrl-C or SIGTERM while the data is prepared is one line (the
     build has already removed what it left half-written) and the usual exit status; else re-raised."""
@@ -251,6 +225,7 @@ def load_verified_rows(task: Any, resolved: Any) -> None:
 
 def install_patches() -> None:
     """Install the patches of lmms-eval with this module's discovery and data resolution (idempotent)."""
+    from modality_conflict.dataset_builder.builder import sigterm_as_interrupt
     from modality_conflict.mc_tasks.lmms_eval_patches import TaskHooks, install_all
 
     install_all(
