@@ -8,7 +8,7 @@ from modality_conflict.mc_tasks.task_config import pin_dataset
 
 
 def run_pin(args: Any) -> int:
-    for path in pin_dataset(args.repo_id, args.revision, fingerprint=args.fingerprint):
+    for path in pin_dataset(args.repo_id, args.revision, fingerprint=args.fingerprint, kind=args.dataset):
         print(path)
     return 0
 
@@ -24,5 +24,11 @@ def add_parser(subparsers: Any, name: str) -> None:
         default=None,
         metavar="SHA256",
         help="the published build's content fingerprint, when it changed (`push --update-pin` sets both)",
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=("color", "attribute"),
+        default="color",
+        help="whose pin in dataset_builder/pins.json changes (default: color)",
     )
     parser.set_defaults(func=run_pin)

@@ -3,37 +3,35 @@
 One per dataset kind: the colour set (:data:`CANONICAL`, every colour task) and the attribute set
 (:data:`CANONICAL_ATTRIBUTE`, every attribute task).
 
-It is fully determined by the builder's code, a preset and a seed, so the published Hub copy is a
-convenience: any machine can rebuild it byte for byte and check it against :data:`FINGERPRINT`, the
-sha256 of the build's per-file hashes (:func:`~modality_conflict.dataset_builder.folder.dataset_fingerprint`).
-The task YAMLs carry a copy of the pin (``dataset_path``, ``dataset_kwargs.revision`` and
-``metadata.modality_conflict_dataset.fingerprint``); :func:`write_pin` updates every copy at once and a
-test keeps them equal.
+Each is fully determined by the builder's code, a preset and a seed, so the published Hub copy is a
+convenience: any machine can rebuild it byte for byte and check it against its fingerprint, the sha256 of
+the build's per-file hashes (:func:`~modality_conflict.dataset_builder.folder.dataset_fingerprint`).
+The pins are declared in one data file, ``pins.json`` beside this module (:data:`PINS_PATH`), read here
+and validated field by field; the tasks name which pin they read (``metadata.modality_conflict_dataset.
+dataset``) and :func:`write_pin` rewrites the file atomically.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from modality_conflict.dataset_builder.atomic import write_text_atomic
 from modality_conflict.dataset_builder.attribute.constants import PRESETS as ATTRIBUTE_PRESETS
 from modality_conflict.dataset_builder.constants import BUILDER_VERSION, PRESETS
+from modality_conflict.dataset_builder.errors import ModalityConflictError
 
-PRESET = "paper"
-SEED = 0
-#: The builder version the pin was made with; a change of the builder that changes bytes must re-pin.
-PINNED_BUILDER_VERSION = "1.0.1"
-HUB_REPO_ID = "modality-conflict/color-conflict"
-#: Commit of the Hub copy, or "unpublished" while there is none (then the Hub is not asked).
-HUB_REVISION = "unpublished"
-FINGERPRINT = "bfcfece7300082857bde21b988e3df415d35976444dd7110bd089cfb622a1c2b"
-#: Library versions the pinned build was made with (the parquet bytes depend on pyarrow's writer).
-PINNED_SOFTWARE = {"numpy": "2.4.6", "pillow": "13.0.0", "pyarrow": "26.0.1"}
+#: The one file that declares the pin of each dataset kind.
+PINS_PATH = Path(__file__).resolve().parent / "pins.json"
+#: Presets of each dataset kind's builder.
+KIND_PRESETS: dict[str, Mapping[str, int]] = {"color": PRESETS, "attribute": ATTRIBUTE_PRESETS}
 
-#: Key of the task's ``metadata`` that marks a task as reading a pinned dataset of this project.
+#: Key of the task's ``metadata`` that marks a task as reading a pinned dataset of this project; its
+#: ``dataset`` names the pin (a key of ``pins.json``).
 METADATA_KEY = "modality_conflict_dataset"
 #: Key of the task's ``metadata`` under which the data actually read is recorded (source, path, ...).
 USED_KEY = "dataset_used"
@@ -41,21 +39,13 @@ USED_KEY = "dataset_used"
 _SHA = re.compile(r"[0-9a-f]{40}")
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-TEMPLATE_NAME = "_default_template_yaml"
+_VERSION = re.compile(r"\d+(\.\d+)*")
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+_FIELDS = ("name", "preset", "seed", "builder_version", "repo_id", "revision", "fingerprint", "software")
 
-# The attribute set's pin. Its paper preset renders 2,400 ray-cast scenes (about 7 minutes on 2 cores),
-# too long for a first run that builds on demand, so the tasks pin the medium preset (48 groups).
-ATTRIBUTE_PRESET = "medium"
-ATTRIBUTE_SEED = 0
-ATTRIBUTE_PINNED_BUILDER_VERSION = "1.0.0"
-ATTRIBUTE_HUB_REPO_ID = "modality-conflict/attribute-conflict"
-ATTRIBUTE_HUB_REVISION = "unpublished"
-ATTRIBUTE_FINGERPRINT = "5d8370c72875ae0e3b127dfc1c4a7d74feb9af66f157a3245e3d3b4fe1822886"
-ATTRIBUTE_TEMPLATE_NAME = "_attribute_template_yaml"
 
-#: Module constants and task template of each dataset kind's pin (what :func:`write_pin` rewrites).
-PIN_PREFIXES = {"color": "", "attribute": "ATTRIBUTE_"}
-PIN_TEMPLATES = {"color": TEMPLATE_NAME, "attribute": ATTRIBUTE_TEMPLATE_NAME}
+class PinError(ModalityConflictError, ValueError):
+    """The pins file is missing, unreadable or holds a malformed pin."""
 
 
 @dataclass(frozen=True)
@@ -111,33 +101,95 @@ class DatasetSpec:
         )
 
 
-CANONICAL = DatasetSpec(
-    name="color-conflict",
-    preset=PRESET,
-    groups=PRESETS[PRESET],
-    seed=SEED,
-    builder_version=PINNED_BUILDER_VERSION,
-    fingerprint=FINGERPRINT,
-    repo_id=HUB_REPO_ID,
-    revision=HUB_REVISION,
-    software=tuple(sorted(PINNED_SOFTWARE.items())),
-)
+def _check(where: str, field: str, value: Any, ok: bool, expected: str) -> Any:
+    if not ok:
+        raise PinError(f"{where}: {field} {value!r} is not {expected}")
+    return value
 
-CANONICAL_ATTRIBUTE = DatasetSpec(
-    name="attribute-conflict",
-    preset=ATTRIBUTE_PRESET,
-    groups=ATTRIBUTE_PRESETS[ATTRIBUTE_PRESET],
-    seed=ATTRIBUTE_SEED,
-    builder_version=ATTRIBUTE_PINNED_BUILDER_VERSION,
-    fingerprint=ATTRIBUTE_FINGERPRINT,
-    repo_id=ATTRIBUTE_HUB_REPO_ID,
-    revision=ATTRIBUTE_HUB_REVISION,
-    software=tuple(sorted(PINNED_SOFTWARE.items())),
-    kind="attribute",
-)
+
+def _parse_pin(kind: str, entry: Any, where: str) -> DatasetSpec:
+    here = f"{where}: pin {kind!r}"
+    if not isinstance(entry, dict):
+        raise PinError(f"{here} is not a JSON object")
+    missing = [field for field in _FIELDS if field not in entry]
+    extra = sorted(set(entry) - set(_FIELDS))
+    if missing or extra:
+        raise PinError(f"{here} lacks {missing} or has unknown fields {extra}")
+    name, preset, seed = entry["name"], entry["preset"], entry["seed"]
+    _check(here, "name", name, isinstance(name, str) and bool(_NAME.fullmatch(name)), "a lower-case name")
+    presets = KIND_PRESETS[kind]
+    _check(here, "preset", preset, isinstance(preset, str) and preset in presets, f"one of {sorted(presets)}")
+    ok_seed = isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32
+    _check(here, "seed", seed, ok_seed, "an integer in [0, 2**32)")
+    version = entry["builder_version"]
+    ok_version = isinstance(version, str) and bool(_VERSION.fullmatch(version))
+    _check(here, "builder_version", version, ok_version, "a version like 1.0.1")
+    repo_id, revision, fingerprint = entry["repo_id"], entry["revision"], entry["fingerprint"]
+    ok_repo = isinstance(repo_id, str) and bool(_REPO_ID.fullmatch(repo_id))
+    _check(here, "repo_id", repo_id, ok_repo, "of the form USER/NAME")
+    ok_revision = isinstance(revision, str) and (revision == "unpublished" or bool(_SHA.fullmatch(revision)))
+    _check(here, "revision", revision, ok_revision, 'a 40-character commit sha or "unpublished"')
+    ok_fingerprint = isinstance(fingerprint, str) and bool(_FINGERPRINT.fullmatch(fingerprint))
+    _check(here, "fingerprint", fingerprint, ok_fingerprint, "a 64-character sha256")
+    software = entry["software"]
+    ok_software = isinstance(software, dict) and all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in software.items()
+    )
+    _check(here, "software", software, ok_software, "an object of library names to version strings")
+    return DatasetSpec(
+        name=name,
+        preset=preset,
+        groups=presets[preset],
+        seed=seed,
+        builder_version=version,
+        fingerprint=fingerprint,
+        repo_id=repo_id,
+        revision=revision,
+        software=tuple(sorted(software.items())),
+        kind=kind,
+    )
+
+
+def _read_pins_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PinError(f"{path}: the dataset pins file is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise PinError(f"{path}: unreadable dataset pins file: {error}") from None
+    if not isinstance(data, dict) or set(data) != set(KIND_PRESETS):
+        shown = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise PinError(f"{path}: expected one pin for each of {sorted(KIND_PRESETS)}, found {shown}")
+    return data
+
+
+def read_pins(path: Path | None = None) -> dict[str, DatasetSpec]:
+    """The pin of each dataset kind, read from ``pins.json`` (or ``path``) and validated.
+
+    Raises
+    ------
+    PinError
+        When the file is missing, not JSON, or any field of any pin is malformed (one line naming it).
+    """
+    path = Path(path) if path is not None else PINS_PATH
+    data = _read_pins_json(path)
+    specs = {kind: _parse_pin(kind, data[kind], str(path)) for kind in KIND_PRESETS}
+    fingerprints = [spec.fingerprint for spec in specs.values()]
+    if len(set(fingerprints)) != len(fingerprints):
+        raise PinError(f"{path}: two dataset kinds pin the same fingerprint")
+    return specs
+
 
 #: The canonical dataset of each kind.
-CANONICAL_BY_KIND: dict[str, DatasetSpec] = {"color": CANONICAL, "attribute": CANONICAL_ATTRIBUTE}
+CANONICAL_BY_KIND: dict[str, DatasetSpec] = read_pins()
+CANONICAL = CANONICAL_BY_KIND["color"]
+CANONICAL_ATTRIBUTE = CANONICAL_BY_KIND["attribute"]
+# Short names of the colour pin's fields, read from the pins file (used by messages and tests).
+PRESET, SEED, FINGERPRINT = CANONICAL.preset, CANONICAL.seed, CANONICAL.fingerprint
+HUB_REPO_ID, HUB_REVISION = CANONICAL.repo_id, CANONICAL.revision
+PINNED_BUILDER_VERSION = CANONICAL.builder_version
+PINNED_SOFTWARE = dict(CANONICAL.software)
+ATTRIBUTE_PRESET, ATTRIBUTE_FINGERPRINT = CANONICAL_ATTRIBUTE.preset, CANONICAL_ATTRIBUTE.fingerprint
 
 #: Every dataset a task may pin, by fingerprint.
 KNOWN_DATASETS: dict[str, DatasetSpec] = {spec.fingerprint: spec for spec in CANONICAL_BY_KIND.values()}
@@ -164,35 +216,17 @@ def builder_matches_pin(spec: DatasetSpec = CANONICAL) -> bool:
     return spec.builder_version == current_builder_version(spec.kind)
 
 
-def task_template_path(kind: str = "color") -> Path:
-    """The task folder's template of dataset ``kind`` (``_default_template_yaml`` for the colour set),
-    which carries a copy of the pin.
+def spec_for_kind(kind: str) -> DatasetSpec:
+    """The pin of dataset ``kind`` (``color`` or ``attribute``).
 
-    Located without importing the task package (this package comes first in the import order).
+    Raises
+    ------
+    PinError
+        For an unknown kind.
     """
-    spec = importlib.util.find_spec("modality_conflict.mc_tasks")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the modality_conflict.mc_tasks package is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "modality_conflict" / PIN_TEMPLATES[kind]
-
-
-def pin_files(kind: str = "color") -> tuple[Path, Path]:
-    """The files :func:`write_pin` rewrites by default: this module and the task template of ``kind``."""
-    return Path(__file__), task_template_path(kind)
-
-
-def _replace_line(lines: list[str], pattern: str, new: str, where: Path) -> None:
-    matches = [i for i, line in enumerate(lines) if re.match(pattern, line)]
-    if len(matches) != 1:
-        raise ValueError(f"{where}: expected one line matching {pattern!r}, found {len(matches)}")
-    lines[matches[0]] = new
-
-
-def _rewrite(path: Path, edits: list[tuple[str, str]]) -> None:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for pattern, new in edits:
-        _replace_line(lines, pattern, new, path)
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    if kind not in CANONICAL_BY_KIND:
+        raise PinError(f"unknown dataset {kind!r}; the pins file declares {sorted(CANONICAL_BY_KIND)}")
+    return CANONICAL_BY_KIND[kind]
 
 
 def write_pin(
@@ -201,11 +235,10 @@ def write_pin(
     revision: str | None = None,
     fingerprint: str | None = None,
     software: dict[str, str] | None = None,
-    module: Path | None = None,
-    template: Path | None = None,
+    pins: Path | None = None,
     kind: str = "color",
 ) -> list[Path]:
-    """Change the pin in this module's source and in the task template (run in a source checkout).
+    """Change the pin of dataset ``kind`` in the pins file (run in a source checkout); written atomically.
 
     Parameters
     ----------
@@ -214,24 +247,24 @@ def write_pin(
     revision
         New Hub commit (40 hex digits); default unchanged.
     fingerprint
-        New content fingerprint (64 hex digits); default unchanged. A new fingerprint also records
-        :data:`~modality_conflict.dataset_builder.constants.BUILDER_VERSION` as the pinned version.
+        New content fingerprint (64 hex digits); default unchanged. A new fingerprint also records this
+        package's builder version of ``kind`` as the pinned version.
     software
         Library versions of the new build (from its manifest); default unchanged.
-    module, template
-        Files to rewrite (default: :func:`pin_files`).
+    pins
+        The pins file to rewrite (default: :data:`PINS_PATH`).
     kind
         Whose pin changes: the colour set's (default) or the attribute set's.
 
     Returns
     -------
     list of Path
-        The files rewritten.
+        The file rewritten.
 
     Raises
     ------
     ValueError
-        On a malformed value, or a file without exactly one line to rewrite.
+        On a malformed value (:class:`PinError` for a malformed pins file).
     """
     if revision is not None and not _SHA.fullmatch(revision):
         raise ValueError(f"revision {revision!r} is not a 40-character commit sha")
@@ -239,33 +272,21 @@ def write_pin(
         raise ValueError(f"repo id {repo_id!r} is not of the form USER/NAME")
     if fingerprint is not None and not _FINGERPRINT.fullmatch(fingerprint):
         raise ValueError(f"fingerprint {fingerprint!r} is not a 64-character sha256")
-    if kind not in PIN_PREFIXES:
-        raise ValueError(f"unknown dataset kind {kind!r}; expected one of {sorted(PIN_PREFIXES)}")
-    prefix = PIN_PREFIXES[kind]
-    default_module, default_template = pin_files(kind)
-    module = Path(module) if module is not None else default_module
-    template = Path(template) if template is not None else default_template
-    module_edits: list[tuple[str, str]] = []
-    template_edits: list[tuple[str, str]] = []
+    if kind not in KIND_PRESETS:
+        raise ValueError(f"unknown dataset kind {kind!r}; expected one of {sorted(KIND_PRESETS)}")
+    path = Path(pins) if pins is not None else PINS_PATH
+    data = _read_pins_json(path)
+    entry = dict(data[kind])
     if repo_id is not None:
-        module_edits.append((rf"{prefix}HUB_REPO_ID = ", f'{prefix}HUB_REPO_ID = "{repo_id}"'))
-        template_edits.append((r"dataset_path:", f"dataset_path: {repo_id}"))
+        entry["repo_id"] = repo_id
     if revision is not None:
-        module_edits.append((rf"{prefix}HUB_REVISION = ", f'{prefix}HUB_REVISION = "{revision}"'))
-        template_edits.append((r"  revision:", f"  revision: {revision}"))
+        entry["revision"] = revision
     if fingerprint is not None:
-        module_edits.append((rf"{prefix}FINGERPRINT = ", f'{prefix}FINGERPRINT = "{fingerprint}"'))
-        version = current_builder_version(kind)
-        module_edits.append(
-            (rf"{prefix}PINNED_BUILDER_VERSION = ", f'{prefix}PINNED_BUILDER_VERSION = "{version}"')
-        )
-        template_edits.append((r"    fingerprint:", f"    fingerprint: {fingerprint}"))
+        entry["fingerprint"] = fingerprint
+        entry["builder_version"] = current_builder_version(kind)
     if software is not None:
-        shown = ", ".join(f'"{k}": "{v}"' for k, v in sorted(software.items()))
-        module_edits.append((r"PINNED_SOFTWARE = ", f"PINNED_SOFTWARE = {{{shown}}}"))
-    written = []
-    for path, edits in ((module, module_edits), (template, template_edits)):
-        if edits:
-            _rewrite(path, edits)
-            written.append(path)
-    return written
+        entry["software"] = dict(sorted(software.items()))
+    data[kind] = entry
+    _parse_pin(kind, entry, str(path))  # never write a pin the reader would refuse
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+    return [path]

@@ -44,7 +44,7 @@ class PushResult:
     revision
         Branch committed to.
     commit_sha
-        The new commit: pin it as ``dataset_kwargs: {revision: <sha>}`` in task YAMLs.
+        The new commit: pin it with ``modality-conflict pin-dataset`` (``pins.json``).
     commit_url
         Link to the commit.
     files

@@ -22,7 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from modality_conflict.dataset_builder.canonical import METADATA_KEY
+from modality_conflict.dataset_builder.canonical import (
+    CANONICAL_BY_KIND,
+    METADATA_KEY,
+    PinError,
+    spec_for_kind,
+)
 from modality_conflict.dataset_builder.resolve import DATA_ENV
 from modality_conflict.mc_tasks.task_config import TASKS_DIR
 
@@ -46,11 +51,27 @@ def with_project_tasks(include_path: str | list[str] | None) -> list[str]:
 
 
 def pinned_fingerprint(config: Any) -> str | None:
-    """The dataset fingerprint a task config pins in its ``metadata``, or None for other tasks."""
+    """The dataset fingerprint a task config pins, or None for other tasks.
+
+    The task's ``metadata.modality_conflict_dataset.dataset`` names a pin of ``dataset_builder/pins.json``
+    (``color`` or ``attribute``); the fingerprint is that pin's, never a copy in the YAML.
+
+    Raises
+    ------
+    modality_conflict.dataset_builder.canonical.PinError
+        When the task names a dataset that has no pin, or marks itself without naming one.
+    """
     metadata = getattr(config, "metadata", None)
     entry = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
-    fingerprint = entry.get("fingerprint") if isinstance(entry, dict) else None
-    return fingerprint if isinstance(fingerprint, str) else None
+    if entry is None:
+        return None
+    name = entry.get("dataset") if isinstance(entry, dict) else None
+    if not isinstance(name, str):
+        raise PinError(
+            f"task {getattr(config, 'task', '?')}: metadata.{METADATA_KEY} must name its dataset "
+            f"(dataset: one of {sorted(CANONICAL_BY_KIND)}), got {entry!r}"
+        )
+    return spec_for_kind(name).fingerprint
 
 
 def _local_dataset_path(path: Any) -> Path | None:

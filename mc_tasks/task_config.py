@@ -8,11 +8,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from modality_conflict.dataset_builder.canonical import PIN_TEMPLATES, TEMPLATE_NAME
 from modality_conflict.dataset_builder.folder import dataset_folders
 from modality_conflict.dataset_builder.specs import DATASETS
 
 TASKS_DIR = Path(__file__).resolve().parent / "modality_conflict"
+TEMPLATE_NAME = "_default_template_yaml"
+#: The task template of each dataset kind; its ``metadata.modality_conflict_dataset.dataset`` names the pin.
+PIN_TEMPLATES = {"color": TEMPLATE_NAME, "attribute": "_attribute_template_yaml"}
 
 #: Each template of the task folder and the dataset (manifest name) its tasks read.
 TEMPLATE_DATASETS: dict[str, str] = {
@@ -99,13 +101,12 @@ def pin_dataset(
     revision: str,
     *,
     fingerprint: str | None = None,
-    template: Path = TASKS_DIR / TEMPLATE_NAME,
-    module: Path | None = None,
+    kind: str = "color",
+    pins: Path | None = None,
 ) -> list[Path]:
-    """Pin the tasks to ``repo_id`` at the commit ``revision`` (what ``push`` printed).
+    """Pin the tasks of dataset ``kind`` to ``repo_id`` at the commit ``revision`` (what ``push`` printed).
 
-    The pin lives in :mod:`modality_conflict.dataset_builder.canonical` and is copied into the task
-    template; both are rewritten.
+    The pin lives in ``dataset_builder/pins.json`` only; the tasks read it from there.
 
     Parameters
     ----------
@@ -113,16 +114,16 @@ def pin_dataset(
         The Hub repository and a full 40-character commit sha (a branch name is not a pin).
     fingerprint
         The published build's content fingerprint, when it changes too.
-    template, module
-        Files to rewrite (default: the installed task template and canonical module).
+    kind
+        Whose pin changes (``color`` or ``attribute``).
+    pins
+        The pins file to rewrite (default: the package's).
 
     Raises
     ------
     ValueError
-        On a malformed value, or a file without exactly one line to rewrite.
+        On a malformed value or pins file.
     """
     from modality_conflict.dataset_builder.canonical import write_pin
 
-    return write_pin(
-        repo_id=repo_id, revision=revision, fingerprint=fingerprint, template=template, module=module
-    )
+    return write_pin(repo_id=repo_id, revision=revision, fingerprint=fingerprint, kind=kind, pins=pins)

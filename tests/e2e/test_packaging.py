@@ -129,7 +129,7 @@ def test_non_editable_install_imports_from_site_packages(installed_env: Path, tm
         "import modality_conflict.metrics as m, modality_conflict.mc_tasks.plugin as p; "
         "print(m.__file__); print(p.TASKS_DIR); import importlib.util; "
         "print(importlib.util.find_spec('metrics')); "
-        "from modality_conflict.dataset_builder import canonical; print(canonical.task_template_path()); "
+        "from modality_conflict.dataset_builder import canonical; print(canonical.PINS_PATH); "
         "from modality_conflict.models.demo.checkpoint import shipped_checkpoint; print(shipped_checkpoint())"
     )
     # Run outside the repository: `python -c` puts the working directory first on sys.path.
@@ -139,8 +139,8 @@ def test_non_editable_install_imports_from_site_packages(installed_env: Path, tm
     assert str(installed_env) in lines[0] and str(REPO) not in lines[0]
     assert (Path(lines[1]) / "_default_template_yaml").is_file()
     assert lines[2] == "None", "the install must not provide a bare top-level `metrics` module"
-    # The pin's copy in the task template is found in the installed package too.
-    assert Path(lines[3]) == Path(lines[1]) / "_default_template_yaml"
+    # The dataset pins file ships in the installed package, beside the builder that reads it.
+    assert str(installed_env) in lines[3] and Path(lines[3]).name == "pins.json"
     # The demo model is read from the installed package, not from the checkout.
     shipped = Path(lines[4])
     assert str(installed_env) in str(shipped)

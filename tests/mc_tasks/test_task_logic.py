@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from fixtures_results import simulate_responses, synthetic_docs
 from PIL import Image
 
@@ -202,34 +201,37 @@ def test_bad_labels_name_the_field() -> None:
 
 
 def test_pin_dataset_rewrites_only_the_pin(tmp_path: Path) -> None:
+    from modality_conflict.cli.main import main as cli_main
     from modality_conflict.dataset_builder import canonical
-    from modality_conflict.mc_tasks.task_config import TASKS_DIR, TEMPLATE_NAME, pin_dataset
+    from modality_conflict.mc_tasks.task_config import TASKS_DIR, pin_dataset
 
-    template, module = tmp_path / TEMPLATE_NAME, tmp_path / "canonical.py"
-    template.write_text((TASKS_DIR / TEMPLATE_NAME).read_text())
-    module.write_text(Path(canonical.__file__).read_text())
+    tasks_before = {path.name: path.read_bytes() for path in TASKS_DIR.iterdir() if path.is_file()}
+    pins = tmp_path / "pins.json"
+    pins.write_bytes(canonical.PINS_PATH.read_bytes())
     sha = "0123456789abcdef0123456789abcdef01234567"
-    assert pin_dataset("someone/color-conflict", sha, template=template, module=module) == [module, template]
-    config = yaml.safe_load(
-        "\n".join(line for line in template.read_text().splitlines() if "!function" not in line)
+    assert pin_dataset("someone/color-conflict", sha, pins=pins) == [pins]
+    color = canonical.read_pins(pins)["color"]
+    assert (color.repo_id, color.revision, color.fingerprint) == (
+        "someone/color-conflict",
+        sha,
+        canonical.FINGERPRINT,
     )
-    assert config["dataset_path"] == "someone/color-conflict"
-    assert config["dataset_kwargs"] == {"revision": sha}
-    assert config["metadata"]["modality_conflict_dataset"] == {"fingerprint": canonical.FINGERPRINT}
-    before = (TASKS_DIR / TEMPLATE_NAME).read_text().splitlines()
-    after = template.read_text().splitlines()
-    assert sum(a != b for a, b in zip(before, after, strict=True)) == 2
-    assert f'HUB_REVISION = "{sha}"' in module.read_text()
-    assert 'HUB_REPO_ID = "someone/color-conflict"' in module.read_text()
-    pin_dataset("someone/color-conflict", sha, fingerprint="ab" * 32, template=template, module=module)
-    assert f"    fingerprint: {'ab' * 32}" in template.read_text().splitlines()
-    assert f'FINGERPRINT = "{"ab" * 32}"' in module.read_text()
+    pin_dataset("someone/attribute-conflict", sha, fingerprint="ab" * 32, kind="attribute", pins=pins)
+    after = canonical.read_pins(pins)
+    assert after["attribute"].fingerprint == "ab" * 32 and after["color"] == color
+    # The task files hold no copy of the pin: nothing in the task folder was rewritten.
+    assert {path.name: path.read_bytes() for path in TASKS_DIR.iterdir() if path.is_file()} == tasks_before
+    before = pins.read_bytes()
     with pytest.raises(ValueError, match="not a 40-character commit sha"):
-        pin_dataset("someone/color-conflict", "main", template=template, module=module)
+        pin_dataset("someone/color-conflict", "main", pins=pins)
     with pytest.raises(ValueError, match="USER/NAME"):
-        pin_dataset("no-slash", sha, template=template, module=module)
+        pin_dataset("no-slash", sha, pins=pins)
     with pytest.raises(ValueError, match="not a 64-character sha256"):
-        pin_dataset("someone/color-conflict", sha, fingerprint="abc", template=template, module=module)
+        pin_dataset("someone/color-conflict", sha, fingerprint="abc", pins=pins)
+    assert pins.read_bytes() == before
+    # The command refuses a bad value in one line and changes nothing either.
+    assert cli_main(["pin-dataset", "someone/color-conflict", "main"]) != 0
+    assert canonical.read_pins() == canonical.CANONICAL_BY_KIND
 
 
 def test_local_task_copy_points_at_the_data_and_keeps_the_pin(tmp_path: Path) -> None:
