@@ -128,6 +128,19 @@ class ChatClient:
         except (httpx.HTTPError, ValueError) as error:
             raise EndpointError(f"GET {url}: {_short(str(error))}") from None
 
+    def tokenize(self, body: Mapping[str, Any]) -> list[int] | None:
+        """POST ``body`` to the first server's ``/tokenize`` (vLLM's, at the server root, beside ``/v1``);
+        the token ids, or None where the endpoint offers no such route (no retries: a start-up question)."""
+        root = self.base_urls[0].removesuffix("/v1")
+        try:
+            response = self._http.post(root + "/tokenize", content=json.dumps(body))
+            tokens = response.json().get("tokens") if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        if isinstance(tokens, list) and all(isinstance(t, int) for t in tokens):
+            return tokens
+        return None
+
     def chat(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST one chat completion; its decoded JSON (a dict with ``choices``), retried as described."""
         payload = json.dumps(body)

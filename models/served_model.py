@@ -15,6 +15,15 @@ At start one short request finds out what the endpoint gives:
   proven bounds; the vocabulary size is then the ``vocab_size`` argument (required);
 - no logprobs at all: refused at once, pointing to the sampled task.
 
+The served prompt gets the same tokens as the in-process one, BOS included. In-process, a rendered prompt is
+encoded with the tokenizer's special tokens unless the chat template wrote the BOS itself
+(:func:`~modality_conflict.models.templates.adds_special_tokens`); vLLM's chat endpoint never adds them, so
+a template that writes no BOS (LLaVA-1.5's, the demo checkpoint's) would be served without one. Where the
+endpoint offers vLLM's ``/tokenize``, the start asks it to encode the probe prompt with and without special
+tokens; when the tokenizer puts a token in front that the template did not write, every request carries
+``add_special_tokens: true``. An endpoint without ``/tokenize`` (OpenAI's own API) is sent no such field;
+``add_special_tokens=true|false`` decides by hand.
+
 Requests run ``concurrency`` at a time over the ``base_url``s (``|``-separated), retried with backoff
 (:mod:`~modality_conflict.models.served_client`); each answer is kept in a response cache keyed by the
 request (:mod:`~modality_conflict.models.response_cache`), so a run that stops part-way resumes without
@@ -115,6 +124,9 @@ class ModalityConflictOpenAI(lmms):
         Default answer length when the task does not set one.
     system_prompt
         Optional system message (as the in-process path's).
+    add_special_tokens
+        ``auto`` (default): ``true`` when the endpoint's ``/tokenize`` shows that the template writes no
+        BOS the tokenizer would add, else the field is not sent; ``true`` or ``false``: sent as given.
     batch_size, max_batch_size, device
         Accepted for lmms-eval's CLI and ignored (``concurrency`` bounds the requests).
     """
@@ -135,6 +147,7 @@ class ModalityConflictOpenAI(lmms):
         cache: str | None = None,
         max_new_tokens: int = 8,
         system_prompt: str | None = None,
+        add_special_tokens: str | bool = "auto",
         batch_size: Any = None,
         max_batch_size: Any = None,
         device: Any = None,
@@ -158,13 +171,16 @@ class ModalityConflictOpenAI(lmms):
         self.system_prompt = system_prompt
         self.model_name = str(model) if model else self._served_model()
         self.top_logprobs, self.vocab_size = self._probe(top_logprobs, vocab_size)
+        self.add_special_tokens = self._special_tokens(add_special_tokens)
+        """The ``add_special_tokens`` field every request carries; None: not sent."""
         self.cache = self._open_cache(cache)
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
         """Token counts the server reported over this wrapper's requests (cached answers included)."""
         estimator = "full_vocab" if self.top_logprobs == -1 else f"top_k (top_logprobs={self.top_logprobs})"
         logger.info(
             f"{MODEL_ID}: {self.model_name} at {', '.join(self.client.base_urls)}; vocabulary "
-            f"{self.vocab_size} tokens, entropy estimator {estimator}; cache "
+            f"{self.vocab_size} tokens, entropy estimator {estimator}; add_special_tokens "
+            f"{'not sent' if self.add_special_tokens is None else self.add_special_tokens}; cache "
             f"{self.cache.path if self.cache is not None else 'off'}"
         )
 
@@ -232,6 +248,27 @@ class ModalityConflictOpenAI(lmms):
             logger.warning(f"{MODEL_ID}: the endpoint refuses top_logprobs=-1; using {top_k} (top_k bounds)")
         return top_k, vocab
 
+    def _special_tokens(self, setting: str | bool) -> bool | None:
+        """The ``add_special_tokens`` field to send (None: none); see the module docstring."""
+        choice = str(setting).strip().lower()
+        if choice in ("true", "false"):
+            return choice == "true"
+        if choice != "auto":
+            raise ModelArgumentError(
+                f"{MODEL_ID}: add_special_tokens must be auto, true or false, got {setting!r}"
+            )
+        ask = {"model": self.model_name, "messages": PROBE_MESSAGES, "add_generation_prompt": True}
+        plain = self.client.tokenize({**ask, "add_special_tokens": False})
+        special = self.client.tokenize({**ask, "add_special_tokens": True}) if plain is not None else None
+        if plain is None or special is None:
+            logger.info(f"{MODEL_ID}: the endpoint offers no /tokenize; prompts are encoded as it chooses")
+            return None
+        added = len(special) - len(plain)
+        # Added in front and not already written by the template: the in-process path would add it too.
+        if added > 0 and special[added:] == plain and plain[:added] != special[:added]:
+            return True
+        return None
+
     def _open_cache(self, cache: str | None) -> ResponseCache | None:
         if cache is not None and str(cache).strip().lower() in ("off", "none", "false", "0"):
             return None
@@ -270,6 +307,8 @@ class ModalityConflictOpenAI(lmms):
         messages.append({"role": "user", "content": content})
         settings, until = self._settings(request.argument)
         body = {"model": self.model_name, "messages": messages, **settings}
+        if self.add_special_tokens is not None:
+            body["add_special_tokens"] = self.add_special_tokens
         body.update(logprobs=True, top_logprobs=self.top_logprobs)
         return body, until
 

@@ -5,6 +5,11 @@ vocabulary of :data:`VOCAB` tokens (the answer ``red`` with probability one half
 a number of 500s, 429s (with ``Retry-After``) or garbage bodies before the good answer to each distinct
 request, no logprobs at all, or a cap on ``top_logprobs`` (400 beyond it, as OpenAI answers, or a silent
 one). It counts what it was asked and keeps the ``Authorization`` headers it saw.
+
+Like OpenAI's API it has no ``/tokenize`` and refuses fields it does not know (``add_special_tokens``), unless
+``template_bos`` is set: then it tokenizes like vLLM (``POST /tokenize``, a tokenizer that adds ``<s>`` when
+asked; the template writes that ``<s>`` itself when ``template_bos`` is True) and keeps the
+``add_special_tokens`` fields of the chat requests.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ class Behaviour:
     logprobs: bool = True
     max_top_logprobs: int | None = None
     silent_cap: int | None = None
+    template_bos: bool | None = None
+    special_token_fields: list[Any] = field(default_factory=list)
     served_faults: dict[str, int] = field(default_factory=dict)
     authorizations: list[str] = field(default_factory=list)
     chat_requests: int = 0
@@ -130,6 +137,14 @@ def _handler(behaviour: Behaviour, counts: list[int]) -> type[BaseHTTPRequestHan
         def _answer_post(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             body = json.loads(self.rfile.read(length))
+            if self.path.rstrip("/") != "/v1/chat/completions":
+                self._tokenize(body)
+                return
+            if behaviour.template_bos is None and "add_special_tokens" in body:
+                self._send(
+                    400, b'{"error": {"message": "Unrecognized request argument: add_special_tokens"}}'
+                )
+                return
             with behaviour.lock:
                 behaviour.chat_requests += 1
                 counts[0] += 1
@@ -151,7 +166,18 @@ def _handler(behaviour: Behaviour, counts: list[int]) -> type[BaseHTTPRequestHan
                 return
             if behaviour.silent_cap is not None and (top == -1 or top > behaviour.silent_cap):
                 body = {**body, "top_logprobs": behaviour.silent_cap}
+            with behaviour.lock:
+                behaviour.special_token_fields.append(body.get("add_special_tokens", "absent"))
             self._send(200, json.dumps(completion(body, behaviour)).encode())
+
+        def _tokenize(self, body: dict[str, Any]) -> None:
+            if self.path.rstrip("/") != "/tokenize" or behaviour.template_bos is None:
+                self._send(404, b'{"detail": "Not Found"}')
+                return
+            bos = 1
+            tokens = [bos] * bool(behaviour.template_bos) + [7, 8, 9]
+            tokens = [bos] * bool(body.get("add_special_tokens")) + tokens
+            self._send(200, json.dumps({"count": len(tokens), "tokens": tokens}).encode())
 
     return Handler
 

@@ -5,6 +5,8 @@ interpreter), started on a loopback port for this module, waited for and stopped
 LLaVA (saved under the Hub's weight names) and the same documents: the served answers equal the in-process
 ones, entropies agree within 1e-3 and so does the balance point; a ``top_logprobs=20`` run's bounds hold the
 exact entropy of every document; a run whose server is killed part-way resumes from its response cache.
+``demo --engine vllm`` on the packaged demo checkpoint (whose template writes no BOS, so the served prompts
+need the tokenizer's, as in-process) prints the in-process headline, every entropy within 1e-3.
 
 Without the vLLM environment the module is skipped, unless ``MC_REQUIRE_VLLM=1`` (CI) makes that a failure.
 """
@@ -238,14 +240,15 @@ def _same_headline(served: list[str], local: list[str]) -> None:
             assert abs(float(a) - float(b)) <= 2e-3, (mine, theirs)
 
 
-def test_demo_through_vllm_prints_the_in_process_headline(tmp_path: Path, served_dir: Path) -> None:
+def test_demo_through_vllm_prints_the_in_process_headline(tmp_path: Path) -> None:
     """``demo --engine vllm`` starts its own server, answers through it and stops it; the probe is local.
 
-    On the servable tiny LLaVA: the packaged demo checkpoint's geometry is refused by vLLM's CPU attention.
+    On the packaged demo checkpoint: its chat template writes no BOS and its tokenizer adds one, so this
+    fails unless the served prompts carry the in-process BOS (``add_special_tokens``).
     """
     _vllm_python()
-    served_lines = _demo(tmp_path / "served", "--checkpoint", str(served_dir), "--engine", "vllm")
-    local_lines = _demo(tmp_path / "local", "--checkpoint", str(served_dir))
+    served_lines = _demo(tmp_path / "served", "--engine", "vllm")
+    local_lines = _demo(tmp_path / "local")
     _same_headline(served_lines, local_lines)
     assert served_lines[-1].startswith("oscillations") and "no probe" not in served_lines[-1]
 

@@ -206,3 +206,30 @@ def test_a_silent_cap_is_not_taken_for_the_whole_vocabulary() -> None:
 def test_unknown_model_args_are_refused() -> None:
     with pytest.raises(ModelArgumentError, match="unknown model_args"):
         ModalityConflictOpenAI(base_url="http://127.0.0.1:9/v1", nonsense=1)
+
+
+@pytest.mark.parametrize(
+    ("template_bos", "setting", "sent"),
+    [
+        (None, "auto", "absent"),  # OpenAI-like: no /tokenize, and the field would be refused
+        (False, "auto", True),  # the template writes no BOS: add the tokenizer's, as in-process
+        (True, "auto", "absent"),  # the template writes it: one BOS already
+        (True, "true", True),
+        (False, "false", False),
+    ],
+)
+def test_prompts_get_the_in_process_bos(template_bos: bool | None, setting: str, sent: object) -> None:
+    """The start decides from ``/tokenize``; an endpoint that refuses the field is never sent it."""
+    with FakeServer(Behaviour(template_bos=template_bos)) as server:
+        model = ModalityConflictOpenAI(base_url=server.base_url, cache="off", add_special_tokens=setting)
+        assert model.add_special_tokens == (None if sent == "absent" else sent)
+        body = {"model": model.model_name, "messages": [{"role": "user", "content": "q"}]}
+        if model.add_special_tokens is not None:
+            body["add_special_tokens"] = model.add_special_tokens
+        model.client.chat(body)
+    assert server.behaviour.special_token_fields[-1] == sent
+
+
+def test_bad_add_special_tokens_is_refused() -> None:
+    with FakeServer() as server, pytest.raises(ModelArgumentError, match="add_special_tokens must be"):
+        ModalityConflictOpenAI(base_url=server.base_url, cache="off", add_special_tokens="maybe")
