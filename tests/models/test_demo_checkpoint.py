@@ -50,7 +50,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     [
         ({"vision_width": 0}, "recipe field 'vision_width' must be an integer >= 1, got 0"),
         ({"text_heads": 0}, "recipe field 'text_heads' must be an integer >= 1, got 0"),
-        ({"text_heads": 5}, "recipe field 'text_heads' (5) must divide 'text_width' (96)"),
+        ({"text_heads": 5}, "recipe field 'text_heads' (5) must divide 'text_width' (128)"),
         ({"vision_heads": 3}, "recipe field 'vision_heads' (3) must divide 'vision_width' (64)"),
         (
             {"text_heads": 4, "text_kv_heads": 3},
