@@ -201,6 +201,13 @@ def test_lmms_eval_reads_the_manifests_shards_whatever_the_card_says(
     assert [p for p in (tmp_path / "hf_datasets").rglob("*") if p.is_file()] == []
 
 
+def _default_signal_handling() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("signal_name", "status"), [("SIGTERM", 143), ("SIGINT", 130)])
 def test_a_signal_during_the_first_run_build_is_one_line(
@@ -215,7 +222,15 @@ def test_a_signal_during_the_first_run_build_is_one_line(
     command += ["--model_args", f"pretrained={tiny_llava_dir},device=cpu,device_map=cpu"]
     command += ["--tasks", "modality_conflict_color", "--output_path", str(tmp_path / "out")]
     child = subprocess.Popen(
-        command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        command,
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As at a terminal: a runner started in the background (a CI job, `cmd &`) ignores SIGINT, and a
+        # child inherits that, so Ctrl-C would never reach it.
+        preexec_fn=_default_signal_handling,
     )
     try:
         lines = []
