@@ -100,6 +100,8 @@ def test_shipped_checkpoint_reads_lone_shapes_with_plain_transformers() -> None:
         messages = [{"role": "user", "content": content}]
         prompts.append(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
     inputs = processor(text=prompts, images=images, padding=True, return_tensors="pt")
+    # The tokenizer also returns token_type_ids, which LLaVA does not take (transformers 4.x refuses them).
+    inputs.pop("token_type_ids", None)
     with torch.no_grad():
         generated = model.generate(**inputs, max_new_tokens=3, do_sample=False)
     answers = processor.batch_decode(generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
