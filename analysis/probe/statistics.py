@@ -170,9 +170,6 @@ def oscillations_by_control(
     return out
 
 
-# --- heatmap ----------------------------------------------------------------------------------------------
-
-
 def heatmap_grid(items: Sequence[Mapping[str, Any]], n_layers: int, bins: int = 8) -> dict[str, Any]:
     """Mean logit(Yt) - logit(Yv) per (layer, dH bin) over the main (``control == "none"``) items.
 
