@@ -122,9 +122,7 @@ def collect_submissions(
     return entries, rejected
 
 
-def one_row_per_model(
-    entries: Sequence[Entry],
-) -> tuple[dict[tuple[str, ...], list[Entry]], list[Entry]]:
+def one_row_per_model(entries: Sequence[Entry]) -> tuple[dict[tuple[str, ...], list[Entry]], list[Entry]]:
     """The rankable entries by table, one per model id (its latest submission, ties by file name), and the
     entries not ranked: partial ones, and every earlier submission of a model (with the reason)."""
     unranked = [entry for entry in entries if entry.unranked_reason is not None]

@@ -54,11 +54,7 @@ def run_push(args: argparse.Namespace) -> int:
     from modality_conflict.dataset_builder.push import push_dataset
 
     result = push_dataset(
-        args.folder,
-        args.repo_id,
-        revision=args.revision,
-        private=args.private,
-        update_pin=args.update_pin,
+        args.folder, args.repo_id, revision=args.revision, private=args.private, update_pin=args.update_pin
     )
     for path in result.pinned:
         print(

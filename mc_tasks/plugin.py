@@ -124,12 +124,7 @@ def resolve_task_data(config: Any) -> Any:
     data_env = os.environ.get(DATA_ENV) or None
     if data_env is not None:
         data_env = _explicit_folder(data_env, task_dataset_name(config))
-    return _resolve_once(
-        pinned,
-        None if task_path is None else str(task_path),
-        data_env,
-        str(cache_root()),
-    )
+    return _resolve_once(pinned, None if task_path is None else str(task_path), data_env, str(cache_root()))
 
 
 def _running_lmms_eval_cli() -> bool:

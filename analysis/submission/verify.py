@@ -75,6 +75,10 @@ def json_normal(value: Any) -> Any:
     return json.loads(json.dumps(value, allow_nan=False))
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _same_number(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=REL_TOLERANCE, abs_tol=ABS_TOLERANCE)
 
@@ -101,13 +105,7 @@ def compare_values(reported: Any, recomputed: Any, path: str = "") -> list[str]:
         for index, (a, b) in enumerate(zip(reported, recomputed, strict=True)):
             problems.extend(compare_values(a, b, f"{path}[{index}]"))
         return problems
-    numeric = (int, float)
-    if (
-        isinstance(reported, numeric)
-        and isinstance(recomputed, numeric)
-        and not isinstance(reported, bool)
-        and not isinstance(recomputed, bool)
-    ):
+    if _is_number(reported) and _is_number(recomputed):
         if _same_number(float(reported), float(recomputed)):
             return []
     elif type(reported) is type(recomputed) and reported == recomputed:
