@@ -25,7 +25,13 @@ from numpy.typing import ArrayLike
 from scipy import sparse
 from scipy.special import expit
 
-from modality_conflict.metrics._common import as_binary, as_float_array, check_finite
+from modality_conflict.metrics._common import (
+    as_binary,
+    as_float_array,
+    check_choice,
+    check_finite,
+    check_fit_counts,
+)
 
 _TAYLOR_ORDER = 10
 _TARGET_STEP = 0.5  # |slope| * bin half-width at the full-data fit
@@ -94,6 +100,11 @@ class LogisticFit:
     n_failed: int = 0
     failure: str | None = None  # why there is no fit: see FIT_FAILURES
     separation_gap: tuple[float, float] | None = None  # for "separated": the dH gap between the classes
+
+    def covariance(self, kind: str) -> tuple[np.ndarray | None, str]:
+        """The covariance asked for (``"cluster"`` falls back to the model's without one) and its kind."""
+        cov = self.cov_cluster if kind == "cluster" and self.cov_cluster is not None else self.cov_model
+        return cov, "cluster" if cov is not None and cov is self.cov_cluster else "model"
 
 
 FIT_FAILURES = ("no_conflicts", "too_few", "one_dh", "one_class", "separated", "not_converged")
@@ -271,6 +282,29 @@ def fit_logistic(
         n_failed=n_failed,
         **common,
     )
+
+
+def fit_checked(
+    dh: ArrayLike,
+    follow_text: ArrayLike,
+    groups: ArrayLike | None,
+    *,
+    n_resamples: int,
+    rng: int | np.random.Generator | None,
+    min_conflicts: int,
+    covariance: str,
+    alternative: str | None = None,
+) -> tuple[LogisticFit, PreparedData]:
+    """Check the options of the public fits (``alternative`` only when given), then prepare and fit."""
+    check_choice(covariance, "covariance", ("cluster", "model"))
+    if alternative is not None:
+        check_choice(alternative, "alternative", ("two-sided", "less", "greater"))
+    check_fit_counts(n_resamples, min_conflicts)
+    data = prepare(dh, follow_text, groups)
+    fit = fit_logistic(
+        data, n_resamples=int(n_resamples), rng=np.random.default_rng(rng), min_conflicts=int(min_conflicts)
+    )
+    return fit, data
 
 
 # --- bootstrap ---------------------------------------------------------------------------------------------
