@@ -1,18 +1,12 @@
 """Logistic regression of follow-text on dH with a cluster-robust covariance and a cluster bootstrap.
 
-The bootstrap resamples item groups with replacement, so resample ``b`` is the item data with weight
-``W[b, g]`` (how often group ``g`` was drawn) on every item of group ``g``. Two exact-in-effect solvers
-share that description:
-
-* small data (``B * n`` modest): batched Newton on the items themselves, all resamples at once;
-* large data: the dH axis is cut into K narrow bins and each item's contribution is a Taylor series
-  of the logistic function around its bin centre. Per (group, bin) power sums of the in-bin offsets
-  are computed once; ``W @ sums`` then gives every resample's sufficient statistics in one matrix
-  product, and batched Newton runs on B x K numbers. The logistic function's series converges within
-  a radius of pi, so the truncation error is about ``(step / pi) ** (order + 1)``; with the in-bin
-  step ``|slope| * half_width`` at 0.5 and a 10th-order series, the coefficients agree with
-  item-level fits to about 1e-9 of their standard error. Resamples whose slope pushes the step
-  beyond 0.75 are refitted on the items.
+Resample ``b`` of the bootstrap weighs every item of group ``g`` by ``W[b, g]``, how often ``g`` was drawn.
+Small data runs batched Newton on the items, all resamples at once. Large data cuts dH into K narrow bins
+and expands each item's logistic term as a Taylor series around its bin centre: per (group, bin) power sums
+are computed once, ``W @ sums`` gives every resample's sufficient statistics in one matrix product, and
+Newton runs on B x K numbers. The series converges within a radius of pi, so with the in-bin step
+``|slope| * half_width`` at 0.5 and order 10 the coefficients agree with item-level fits to about 1e-9 of
+their standard error; resamples whose step passes 0.75 are refitted on the items.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """Entropy estimators for a model's uncertainty on a unimodal prompt, all in nats.
 
-Three estimators, each labelled in its result because their values are not interchangeable:
-
-``"full_vocab"``
-    Entropy of the next-token distribution over the whole vocabulary at the first answer token (the
-    paper's measure), from logits.
-``"answer_set"`` / ``"answer_set_length_normalised"``
-    Entropy of the distribution over the closed answer set, renormalised from one log-likelihood per
-    candidate answer (for models that only expose scores).
-``"sampled"``
-    Entropy of the empirical distribution of K sampled answers (for generation-only models).
-``"top_k"``
-    The full-vocabulary entropy estimated from the top-k log-probabilities an API returns, with proven
-    bounds (:mod:`~modality_conflict.metrics.top_k_entropy`).
+Each result is labelled with its estimator, because their values are not interchangeable: ``"full_vocab"``
+(the paper's measure: the first answer token's next-token distribution over the whole vocabulary),
+``"answer_set"`` / ``"answer_set_length_normalised"`` (renormalised over the closed answer set from one
+log-likelihood per candidate, for models that only expose scores), ``"sampled"`` (K sampled answers, for
+generation-only models) and ``"top_k"`` (bounds from an API's top-k log-probabilities, in ``top_k_entropy``).
 """
 
 from __future__ import annotations

@@ -81,26 +81,13 @@ class ConflictReport:
     def to_dict(self) -> dict[str, Any]:
         """Flat JSON-safe dict. Undefined numbers are None with a ``<key>_reason`` entry; never NaN.
 
-        Keys of the own-answers view: ``n_conflicts``, ``n_text``, ``n_vision``, ``n_other``,
-        ``n_not_conflict``, ``n_unimodal_other``; ``tfr``, ``vfr``, ``other_rate`` with ``_ci_low`` /
-        ``_ci_high`` (Wilson); ``balance_point`` with ``balance_point_reason`` (always present),
-        ``_status``, ``_bound`` (censored only), ``_delta_low``/``_delta_high``,
-        ``_bootstrap_low``/``_bootstrap_high``, ``_ci_low``/``_ci_high`` (bootstrap when defined, else
-        delta; ``_ci_method`` says which), ``_isotonic`` (+ ``_isotonic_status``), ``_n_groups``,
-        ``_n_failed_resamples``; ``logistic_intercept``, ``logistic_slope``; ``law_slope_se``,
-        ``law_slope_ci_low``/``_high`` (delta), ``law_slope_bootstrap_low``/``_high``,
-        ``law_spearman_rho``, ``law_spearman_p``, ``law_verdict``; ``n_ambiguous``, ``tfr_ambiguous``,
-        ``tfr_clear``; nested ``binned_curve``. The both-correct view repeats these with the suffix
-        ``_correct`` appended (so its reasons are ``<key>_correct_reason``).
-
-        Also: ``entropy_estimator``, ``confidence_level``, ``n_resamples``, ``min_conflicts``,
-        ``n_items``, ``n_main_items``, ``ambiguity_radius``, ``mean_hv``, ``mean_ht``, ``mean_dh``;
-        nested ``robustness``, ``controls`` (per control type, with ``relevant_rate``), flat
-        ``tfr_text_irrelevant`` / ``tfr_image_irrelevant``, and the tier tables
-        ``vision_accuracy_by_tier``, ``text_accuracy_by_tier``, ``mean_hv_by_tier``,
-        ``mean_ht_by_tier``, ``vision_n_by_tier``, ``text_n_by_tier``, ``tfr_by_tier_cell`` and
-        ``n_by_tier_cell`` (``[visual][text]``; undefined cells explained in
-        ``tfr_by_tier_cell_reason``).
+        The own-answers view gives the counts, ``tfr`` / ``vfr`` / ``other_rate`` with Wilson ``_ci_low`` /
+        ``_ci_high``, ``balance_point`` (with ``_reason`` always, ``_status``, ``_bound``, delta and
+        bootstrap bounds, ``_ci_low`` / ``_ci_high`` from the bootstrap when defined, else the delta
+        method, ``_ci_method`` saying which, ``_isotonic``), the logistic coefficients, the ``law_*``
+        numbers and verdict, the ambiguous-region TFRs and the ``binned_curve``; the both-correct view
+        repeats them with ``_correct`` appended. Also the run's settings, mean entropies, ``robustness``,
+        ``controls`` (with flat ``tfr_<control>`` copies) and the tier tables (cells ``[visual][text]``).
         """
         out: dict[str, Any] = {
             "entropy_estimator": self.estimator,

@@ -1,15 +1,9 @@
 """Entropy of a next-token distribution known only through its k most likely tokens, with proven bounds.
 
-APIs cap ``top_logprobs`` (often at 20). What is missing is the uncovered mass ``m = 1 - sum(p_i)`` spread
-over the ``V - k`` tokens not returned, each at most as likely as the least likely token returned
-(``p_min``): the ``k`` returned are the most likely. Over that set of possible tails the entropy is
-concave, so
-
-- its minimum is at a vertex: as many tail tokens at ``p_min`` as the mass allows, the rest on one token;
-- its maximum spreads the mass evenly over all ``V - k`` tail tokens.
-
-The full entropy lies between ``H_covered + H_tail_min`` and ``H_covered + H_tail_max``; with ``m = 0``
-both bounds equal the exact entropy.
+APIs cap ``top_logprobs``. The uncovered mass ``m = 1 - sum(p_i)`` is spread over the ``V - k`` tokens not
+returned, each at most as likely as the least likely returned one (``p_min``). The entropy is concave over
+those tails: its minimum puts as many tail tokens at ``p_min`` as the mass allows and the rest on one token,
+its maximum spreads the mass evenly. With ``m = 0`` both bounds equal the exact entropy.
 """
 
 from __future__ import annotations
