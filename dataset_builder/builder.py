@@ -20,15 +20,18 @@ from collections import Counter, deque
 from collections.abc import Generator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing import get_all_start_methods, get_context
 from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
 from modality_conflict.dataset_builder.atomic import os_error_text
+from modality_conflict.dataset_builder.card import render_card
 from modality_conflict.dataset_builder.constants import CONDITIONS, CONTROLS, GROUPS_PER_SHARD, SPLIT
 from modality_conflict.dataset_builder.errors import BuildError
 from modality_conflict.dataset_builder.folder import CARD_NAME, DATA_DIR, MANIFEST_NAME, DatasetFolder
+from modality_conflict.dataset_builder.plan import group_rows
 from modality_conflict.dataset_builder.specs import (
     DEFAULT_DATASET,
     DatasetKind,
@@ -424,7 +427,6 @@ def _build(
             dataset=spec.key,
         )
 
-    render_card = spec.module("card").render_card
     schema = spec.arrow_schema()
     bounds = shard_bounds(groups, spec.groups_per_shard)
     condition_counts: Counter[str] = Counter()
@@ -435,7 +437,9 @@ def _build(
     with (
         atomic_output_dir(out) as tmp,
         _progress_bar(groups, progress) as bar,
-        contextlib.closing(_iter_groups(spec.group_rows, seed, range(groups), workers)) as stream,
+        contextlib.closing(
+            _iter_groups(partial(group_rows, kind=spec.key), seed, range(groups), workers)
+        ) as stream,
     ):
         (tmp / "data").mkdir()
         names = []
@@ -455,6 +459,7 @@ def _build(
             num_bytes += writer.num_bytes
         download_size = sum((tmp / n).stat().st_size for n in names)
         card = render_card(
+            spec,
             num_rows=num_rows,
             num_bytes=num_bytes,
             download_size=download_size,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from modality_conflict.dataset_builder.atomic import write_text_atomic
-from modality_conflict.dataset_builder.attribute.constants import PRESETS as ATTRIBUTE_PRESETS
+from modality_conflict.dataset_builder.attribute_constants import PRESETS as ATTRIBUTE_PRESETS
 from modality_conflict.dataset_builder.constants import BUILDER_VERSION, PRESETS
 from modality_conflict.dataset_builder.errors import ModalityConflictError
 
@@ -203,7 +203,7 @@ def spec_for_fingerprint(fingerprint: str) -> DatasetSpec | None:
 def current_builder_version(kind: str) -> str:
     """The version of this package's builder of dataset ``kind``."""
     if kind == "attribute":
-        from modality_conflict.dataset_builder.attribute.constants import (
+        from modality_conflict.dataset_builder.attribute_constants import (
             BUILDER_VERSION as ATTRIBUTE_BUILDER_VERSION,
         )
 

@@ -1,22 +1,36 @@
-"""Deterministic plan of the colour-conflict set: what each group contains, and its rows.
+"""Deterministic plan of either set: each kind's choices for a group, and the rows of a group, written once.
 
 Every random choice of group ``g`` comes from generators seeded with ``(seed, g)`` through
 ``numpy.random.SeedSequence`` spawn keys, so a group's rows depend on nothing but the seed and ``g``:
 not on the number of groups built, the worker count or the order in which workers finish.
 
-Layout of one group (control ``none``): one target shape of colour Yv, one text colour Yt != Yv, an
-image per visual tier (14) and a text per text tier (3). The controls reuse the group's images and add a
-direct text about another shape (``text_irrelevant``) or ask about the group's reserved shape, which is
-absent from all of its images (``image_irrelevant``), on :data:`CONTROL_VISUAL_TIERS`.
+A group (control ``none``) has one target, a vision answer Yv, a text answer Yt != Yv, an image per visual
+tier and a text per text tier. The controls reuse the group's images and add a direct text about another
+target (``text_irrelevant``) or ask about a target that is in none of the group's images
+(``image_irrelevant``). The colour set's target is a shape of colour Yv (:func:`plan_group`); the
+attribute set alternates shape and material questions about an object named by its colour and its other
+attribute (:func:`plan_attribute_group`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import json
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any, Protocol
 
 import numpy as np
 
+from modality_conflict.dataset_builder import render as shape_render
+from modality_conflict.dataset_builder import scene_render
+from modality_conflict.dataset_builder.attribute_constants import (
+    ANSWERS,
+    ATTRIBUTE_VALUES,
+    ATTRIBUTES,
+    QUESTION_TEMPLATES,
+)
+from modality_conflict.dataset_builder.attribute_constants import COLORS as OBJECT_COLORS
+from modality_conflict.dataset_builder.attribute_constants import VISUAL_TIERS as SCENE_TIERS
 from modality_conflict.dataset_builder.constants import (
     COLORS,
     CONTROLS,
@@ -24,66 +38,53 @@ from modality_conflict.dataset_builder.constants import (
     SHAPES,
     VISUAL_TIERS,
 )
-from modality_conflict.dataset_builder.render import ImageSpec, RenderedImage, render
 from modality_conflict.dataset_builder.rows import check_seed_and_group, derangement, seeded_rng
-from modality_conflict.dataset_builder.specs import COLOR
-from modality_conflict.dataset_builder.texts import ConflictText, draw_text
+from modality_conflict.dataset_builder.scene import object_name, other_attribute
+from modality_conflict.dataset_builder.specs import ATTRIBUTE, COLOR, DatasetKind, dataset_kind
+from modality_conflict.dataset_builder.texts import ATTRIBUTE_TEXTS, COLOR_TEXTS, ConflictText
 
-# First element of the spawn key: keeps the streams for colour blocks and for groups apart.
-_KEY_COLOR_BLOCK = 0
+# First element of the spawn key: keeps the streams for answer blocks and for groups apart.
+_KEY_BLOCK = 0
 _KEY_GROUP = 1
-
 
 LAYOUT = COLOR.layout
 
 
+class _Plan(Protocol):
+    texts: tuple[tuple[tuple[int, str], ConflictText], ...]
+
+    def question_columns(self, control: str) -> dict[str, Any]: ...
+
+    def draw(self, visual_tier: int) -> tuple[bytes, dict[str, Any]]: ...
+
+
+def _text_of(plan: _Plan, text_tier: int, control: str) -> ConflictText:
+    return dict(plan.texts)[(text_tier, control)]
+
+
+def _image_seeds(rng: np.random.Generator, tiers: int) -> tuple[int, ...]:
+    return tuple(int(s) for s in rng.integers(0, 2**63 - 1, size=tiers, dtype=np.int64))
+
+
 def group_colors(seed: int, group: int) -> tuple[str, str]:
-    """Vision and text colour of a group.
+    """``(vision colour, text colour)`` of a colour group.
 
     The vision colour cycles through :data:`COLORS` with the group index. Within each block of six
     consecutive groups the text colours are a random derangement of the vision colours: each text
     colour differs from its group's vision colour, is uniform over the five others, and both answers
     stay balanced to within one group over any number of groups.
-
-    Parameters
-    ----------
-    seed
-        Build seed.
-    group
-        Group index.
-
-    Returns
-    -------
-    tuple of str
-        ``(vision_colour, text_colour)``.
     """
     n = len(COLORS)
     block, pos = divmod(group, n)
-    perm = derangement(seeded_rng(seed, _KEY_COLOR_BLOCK, block), n)
+    perm = derangement(seeded_rng(seed, _KEY_BLOCK, block), n)
     return COLORS[pos], COLORS[int(perm[pos])]
 
 
 @dataclass(frozen=True)
 class GroupPlan:
-    """Every choice made for one group.
-
-    Attributes
-    ----------
-    group_id
-        Group index.
-    target_shape
-        The shape drawn in colour ``vision_color`` in every image of the group.
-    absent_shape
-        A shape drawn in none of the group's images; the image-irrelevant control asks about it.
-    other_shape
-        The shape the text-irrelevant control's text talks about (neither of the two above).
-    vision_color, text_color
-        Yv and Yt (always different).
-    image_seeds
-        One placement seed per visual tier.
-    texts
-        ``(text tier, control) -> ConflictText``.
-    """
+    """Every choice made for one colour group: the target shape (drawn in ``vision_color``), the shape in
+    none of its images (asked by ``image_irrelevant``), the shape ``text_irrelevant`` texts talk about,
+    Yv and Yt, a placement seed per visual tier and the text of each ``(text tier, control)``."""
 
     group_id: int
     target_shape: str
@@ -96,7 +97,7 @@ class GroupPlan:
 
     def text(self, text_tier: int, control: str) -> ConflictText:
         """Conflict text of ``(text tier, control)``."""
-        return dict(self.texts)[(text_tier, control)]
+        return _text_of(self, text_tier, control)
 
     def asked_shape(self, control: str) -> str:
         """Shape named by the question of a control type."""
@@ -108,9 +109,9 @@ class GroupPlan:
             return self.other_shape
         return self.asked_shape(control)
 
-    def image_spec(self, visual_tier: int) -> ImageSpec:
+    def image_spec(self, visual_tier: int) -> shape_render.ImageSpec:
         """Image of one visual tier (shared by all controls and conditions of the group)."""
-        return ImageSpec(
+        return shape_render.ImageSpec(
             tier=visual_tier,
             target_shape=self.target_shape,
             target_color=self.vision_color,
@@ -119,80 +120,21 @@ class GroupPlan:
             seed=self.image_seeds[visual_tier],
         )
 
-
-def plan_group(seed: int, group: int) -> GroupPlan:
-    """Make every random choice of one group.
-
-    Parameters
-    ----------
-    seed
-        Build seed (non-negative integer).
-    group
-        Group index (non-negative).
-
-    Returns
-    -------
-    GroupPlan
-    """
-    check_seed_and_group(seed, group)
-    vision_color, text_color = group_colors(seed, group)
-    rng = seeded_rng(seed, _KEY_GROUP, group)
-    shapes = list(SHAPES)
-    target = shapes.pop(int(rng.integers(len(shapes))))
-    absent = shapes.pop(int(rng.integers(len(shapes))))
-    other = shapes[int(rng.integers(len(shapes)))]
-    image_seeds = tuple(int(s) for s in rng.integers(0, 2**63 - 1, size=len(VISUAL_TIERS), dtype=np.int64))
-    partial = GroupPlan(group, target, absent, other, vision_color, text_color, image_seeds, ())
-    texts = [
-        (slot, draw_text(rng, slot[0], partial.text_shape(slot[1]), text_color))
-        for slot in LAYOUT.text_slots()
-    ]
-    return GroupPlan(group, target, absent, other, vision_color, text_color, image_seeds, tuple(texts))
-
-
-def group_rows(seed: int, group: int) -> list[dict[str, Any]]:
-    """All rows of one group, encoded for Arrow (class labels as ints, images as ``{bytes, path}``).
-
-    Parameters
-    ----------
-    seed
-        Build seed.
-    group
-        Group index.
-
-    Returns
-    -------
-    list of dict
-        Rows in ``LAYOUT.expected_row_ids`` order, ready for ``pyarrow.Table.from_pylist`` with the
-        schema of :mod:`modality_conflict.dataset_builder.features`.
-    """
-    plan = plan_group(seed, group)
-    images: dict[int, RenderedImage] = {}
-
-    def image(dv: int) -> RenderedImage:
-        if dv not in images:
-            images[dv] = render(plan.image_spec(dv))
-        return images[dv]
-
-    yv, yt = COLORS.index(plan.vision_color), COLORS.index(plan.text_color)
-
-    def base(control: str) -> dict[str, Any]:
-        shape = plan.asked_shape(control)
+    def question_columns(self, control: str) -> dict[str, Any]:
+        """The columns of a control's rows that say what is asked and the answers."""
+        shape = self.asked_shape(control)
         return {
-            "control": CONTROLS.index(control),
-            "group_id": group,
             "shape": shape,
             "question": QUESTION_TEMPLATE.format(shape=shape),
-            "vision_answer": yv,
-            "text_answer": yt,
+            "vision_answer": COLORS.index(self.vision_color),
+            "text_answer": COLORS.index(self.text_color),
             "answer_choices": list(COLORS),
         }
 
-    def visual(dv: int) -> dict[str, Any]:
-        img = image(dv)
-        return {
-            "visual_tier": dv,
-            "image": {"bytes": img.png, "path": f"g{group:04d}-v{dv:02d}.png"},
+    def draw(self, visual_tier: int) -> tuple[bytes, dict[str, Any]]:
+        """PNG bytes and layout columns of one visual tier's image."""
+        img = shape_render.render(self.image_spec(visual_tier))
+        return img.png, {
             "target_size": float(img.target_size),
             "num_distractors": img.num_distractors,
             "occlusion": float(img.occlusion),
@@ -200,15 +142,205 @@ def group_rows(seed: int, group: int) -> list[dict[str, Any]]:
             "image_height": img.height,
         }
 
-    return LAYOUT.group_rows(group, base=base, visual=visual, no_image=_NO_IMAGE, text_of=plan.text)
+
+def plan_group(seed: int, group: int) -> GroupPlan:
+    """Make every random choice of colour group ``group`` of a build with seed ``seed`` (both
+    non-negative)."""
+    check_seed_and_group(seed, group)
+    vision_color, text_color = group_colors(seed, group)
+    rng = seeded_rng(seed, _KEY_GROUP, group)
+    shapes = list(SHAPES)
+    target = shapes.pop(int(rng.integers(len(shapes))))
+    absent = shapes.pop(int(rng.integers(len(shapes))))
+    other = shapes[int(rng.integers(len(shapes)))]
+    image_seeds = _image_seeds(rng, len(VISUAL_TIERS))
+    plan = GroupPlan(group, target, absent, other, vision_color, text_color, image_seeds, ())
+    texts = [
+        (slot, COLOR_TEXTS.draw(rng, slot[0], "color", plan.text_shape(slot[1]), text_color))
+        for slot in LAYOUT.text_slots()
+    ]
+    return replace(plan, texts=tuple(texts))
 
 
-_NO_IMAGE: dict[str, Any] = {
-    "visual_tier": -1,
-    "image": None,
-    "target_size": -1.0,
-    "num_distractors": -1,
-    "occlusion": -1.0,
-    "image_width": -1,
-    "image_height": -1,
-}
+def group_attribute(group: int) -> str:
+    """Attribute asked about in an attribute group: shape for even groups, material for odd ones."""
+    return ATTRIBUTES[group % len(ATTRIBUTES)]
+
+
+def group_answers(seed: int, group: int) -> tuple[str, str]:
+    """``(vision value, text value)`` of an attribute group.
+
+    Within each attribute, the vision value cycles through the attribute's values with the group
+    index; within each block of consecutive groups of one attribute (3 for shape, 2 for material) the
+    text values are a random derangement of the vision values. Both answers are balanced to within one
+    block, and each text value differs from its group's vision value.
+    """
+    attribute = group_attribute(group)
+    values = ATTRIBUTE_VALUES[attribute]
+    block, pos = divmod(group // len(ATTRIBUTES), len(values))
+    perm = derangement(seeded_rng(seed, _KEY_BLOCK, ATTRIBUTES.index(attribute), block), len(values))
+    return values[pos], values[int(perm[pos])]
+
+
+@dataclass(frozen=True)
+class AttributeGroupPlan:
+    """Every choice made for one attribute group: the asked ``attribute``, the target (its size is set by
+    the visual tier), the colour no object of its images takes and the other attribute's value naming the
+    ``image_irrelevant`` object, the name of the object ``text_irrelevant`` texts talk about, Yv and Yt,
+    a layout seed per visual tier and the text of each ``(text tier, control)``."""
+
+    group_id: int
+    attribute: str
+    target_color: str
+    target_shape: str
+    target_material: str
+    absent_color: str
+    absent_other: str
+    irrelevant_color: str
+    irrelevant_other: str
+    vision_value: str
+    text_value: str
+    image_seeds: tuple[int, ...]
+    texts: tuple[tuple[tuple[int, str], ConflictText], ...]
+
+    def text(self, text_tier: int, control: str) -> ConflictText:
+        """Conflict text of ``(text tier, control)``."""
+        return _text_of(self, text_tier, control)
+
+    @property
+    def target_name(self) -> str:
+        """Name of the target, e.g. ``"purple metal object"``."""
+        other = self.target_shape if other_attribute(self.attribute) == "shape" else self.target_material
+        return object_name(self.attribute, self.target_color, other)
+
+    def asked_name(self, control: str) -> str:
+        """Name of the object the question of a control type asks about."""
+        if control == "image_irrelevant":
+            return object_name(self.attribute, self.absent_color, self.absent_other)
+        return self.target_name
+
+    def text_name(self, control: str) -> str:
+        """Name of the object the conflict text of a control type talks about."""
+        if control == "text_irrelevant":
+            return object_name(self.attribute, self.irrelevant_color, self.irrelevant_other)
+        return self.asked_name(control)
+
+    def image_spec(self, visual_tier: int) -> scene_render.ImageSpec:
+        """Image of one visual tier (shared by all controls and conditions of the group)."""
+        return scene_render.ImageSpec(
+            tier=visual_tier,
+            attribute=self.attribute,
+            target_shape=self.target_shape,
+            target_color=self.target_color,
+            target_material=self.target_material,
+            absent_colors=(self.absent_color,),
+            seed=self.image_seeds[visual_tier],
+        )
+
+    def question_columns(self, control: str) -> dict[str, Any]:
+        """The columns of a control's rows that say what is asked and the answers."""
+        name = self.asked_name(control)
+        return {
+            "attribute": ATTRIBUTES.index(self.attribute),
+            "target": name,
+            "question": QUESTION_TEMPLATES[self.attribute].format(name=name),
+            "vision_answer": ANSWERS.index(self.vision_value),
+            "text_answer": ANSWERS.index(self.text_value),
+            "answer_choices": list(ATTRIBUTE_VALUES[self.attribute]),
+        }
+
+    def draw(self, visual_tier: int) -> tuple[bytes, dict[str, Any]]:
+        """PNG bytes and layout columns of one visual tier's image."""
+        img = scene_render.render(self.image_spec(visual_tier))
+        return img.png, {
+            "target_scale": img.scene.target_object.size,
+            "target_size": float(img.target_size),
+            "num_objects": img.num_objects,
+            "num_distractors": img.num_objects - 1,
+            "num_occluders": img.num_occluders,
+            "occlusion": float(img.occlusion),
+            "image_width": img.width,
+            "image_height": img.height,
+            "scene": json.dumps(img.scene.to_json(), sort_keys=True, separators=(",", ":")),
+        }
+
+
+def _pick(rng: np.random.Generator, pool: tuple[str, ...] | list[str]) -> str:
+    return pool[int(rng.integers(len(pool)))]
+
+
+def plan_attribute_group(seed: int, group: int) -> AttributeGroupPlan:
+    """Make every random choice of attribute group ``group`` of a build with seed ``seed`` (both
+    non-negative)."""
+    check_seed_and_group(seed, group)
+    attribute = group_attribute(group)
+    vision_value, text_value = group_answers(seed, group)
+    rng = seeded_rng(seed, _KEY_GROUP, group)
+    other_values = ATTRIBUTE_VALUES[other_attribute(attribute)]
+    colors = list(OBJECT_COLORS)
+    target_color = colors.pop(int(rng.integers(len(colors))))
+    absent_color = colors.pop(int(rng.integers(len(colors))))
+    irrelevant_color = _pick(rng, colors)
+    target_other = _pick(rng, other_values)
+    absent_other = _pick(rng, other_values)
+    irrelevant_other = _pick(rng, other_values)
+    if attribute == "shape":
+        target_shape, target_material = vision_value, target_other
+    else:
+        target_shape, target_material = target_other, vision_value
+    plan = AttributeGroupPlan(
+        group_id=group,
+        attribute=attribute,
+        target_color=target_color,
+        target_shape=target_shape,
+        target_material=target_material,
+        absent_color=absent_color,
+        absent_other=absent_other,
+        irrelevant_color=irrelevant_color,
+        irrelevant_other=irrelevant_other,
+        vision_value=vision_value,
+        text_value=text_value,
+        image_seeds=_image_seeds(rng, len(SCENE_TIERS)),
+        texts=(),
+    )
+    texts = [
+        (slot, ATTRIBUTE_TEXTS.draw(rng, slot[0], attribute, plan.text_name(slot[1]), text_value))
+        for slot in LAYOUT.text_slots()
+    ]
+    return replace(plan, texts=tuple(texts))
+
+
+#: Each kind's planner, by its key.
+PLANNERS = {COLOR.key: plan_group, ATTRIBUTE.key: plan_attribute_group}
+
+
+def _no_image(kind: DatasetKind) -> dict[str, Any]:
+    # The layout columns of a row without an image: "" for strings, -1 for numbers.
+    missing = {"string": "", "float32": -1.0}
+    return {"visual_tier": -1, "image": None, **{c: missing.get(t, -1) for c, t in kind.layout_columns}}
+
+
+def group_rows(seed: int, group: int, kind: str = COLOR.key) -> list[dict[str, Any]]:
+    """All rows of one group of dataset ``kind``, encoded for Arrow (class labels as ints, images as
+    ``{bytes, path}``), in ``layout.expected_row_ids`` order, ready for ``pyarrow.Table.from_pylist``
+    with the kind's schema."""
+    spec = dataset_kind(kind)
+    plan: _Plan = PLANNERS[spec.key](seed, group)
+    images: dict[int, dict[str, Any]] = {}
+
+    def visual(dv: int) -> dict[str, Any]:
+        if dv not in images:
+            png, layout = plan.draw(dv)
+            images[dv] = {
+                "visual_tier": dv,
+                "image": {"bytes": png, "path": f"g{group:04d}-v{dv:02d}.png"},
+                **layout,
+            }
+        return images[dv]
+
+    def base(control: str) -> dict[str, Any]:
+        return {"control": CONTROLS.index(control), "group_id": group, **plan.question_columns(control)}
+
+    return spec.layout.group_rows(
+        group, base=base, visual=visual, no_image=_no_image(spec), text_of=partial(_text_of, plan)
+    )

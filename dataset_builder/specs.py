@@ -10,23 +10,24 @@ A :class:`DatasetKind` holds what differs between them. Everything that reads a 
 its answer set: :func:`vocabulary_for` finds the dataset whose answer labels hold a row's
 ``answer_choices``, which gives the ClassLabel names of ``vision_answer`` / ``text_answer`` and the
 synonyms table for answer normalisation, so no module assumes one answer set. This module imports only
-the vocabularies (plain Python); the plan, features, card and validation modules are imported on use.
+the vocabularies and text templates; the plan (with each kind's generator and renderer) and the features
+are imported on use.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modality_conflict.dataset_builder import attribute_constants as attribute
 from modality_conflict.dataset_builder import constants as color
-from modality_conflict.dataset_builder.attribute import constants as attribute
+from modality_conflict.dataset_builder.texts import ATTRIBUTE_TEXTS, COLOR_TEXTS, TextTemplates
 
 
 @dataclass(frozen=True)
 class DatasetKind:
-    """One kind of dataset the package builds (colour or attribute) and where its code lives.
+    """One kind of dataset the package builds (colour or attribute): what differs between them.
 
     Attributes
     ----------
@@ -58,8 +59,10 @@ class DatasetKind:
     subject_columns, layout_columns
         ``(column, type)`` of the columns that name what a question asks about, and of the image's layout
         values (:func:`~modality_conflict.dataset_builder.features.features_for` places them).
-    package
-        The module path that holds ``plan``, ``card`` and ``validate`` of the dataset.
+    texts
+        The conflict-text templates.
+
+    Its generator and renderer are ``plan.PLANNERS[key]`` (choices, image spec, drawing).
     """
 
     key: str
@@ -76,17 +79,7 @@ class DatasetKind:
     control_visual_tiers: tuple[int, ...]
     subject_columns: tuple[tuple[str, str], ...]
     layout_columns: tuple[tuple[str, str], ...]
-    package: str
-
-    def module(self, name: str) -> Any:
-        """One of the dataset's modules (``plan``, ``card``, ``validate``), imported now."""
-        return importlib.import_module(f"{self.package}.{name}")
-
-    @property
-    def group_rows(self) -> Callable[[int, int], list[dict[str, Any]]]:
-        """``group_rows(seed, group)``: every row of one group, encoded for Arrow (a module function, so
-        worker processes can receive it)."""
-        return self.module("plan").group_rows
+    texts: TextTemplates = field(repr=False)
 
     @property
     def layout(self) -> Any:
@@ -157,7 +150,7 @@ COLOR = DatasetKind(
         ("image_width", "int16"),
         ("image_height", "int16"),
     ),
-    package="modality_conflict.dataset_builder",
+    texts=COLOR_TEXTS,
 )
 
 ATTRIBUTE = DatasetKind(
@@ -185,7 +178,7 @@ ATTRIBUTE = DatasetKind(
         ("image_height", "int16"),
         ("scene", "string"),
     ),
-    package="modality_conflict.dataset_builder.attribute",
+    texts=ATTRIBUTE_TEXTS,
 )
 
 #: Every dataset, by its command-line key.

@@ -8,8 +8,6 @@ Every problem names the file, the row number (0-based over the split, in file or
 from __future__ import annotations
 
 import os
-import re
-from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,15 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from modality_conflict.dataset_builder.constants import (
-    COLORS,
-    CONDITIONS,
-    CONTROLS,
-    QUESTION_TEMPLATE,
-    SHAPES,
-    SPLIT,
-    VISUAL_TIERS,
-)
+from modality_conflict.dataset_builder.constants import SPLIT
 from modality_conflict.dataset_builder.errors import DatasetValidationError
 from modality_conflict.dataset_builder.folder import (
     CARD_NAME,
@@ -36,11 +26,9 @@ from modality_conflict.dataset_builder.folder import (
     DatasetFolderError,
 )
 from modality_conflict.dataset_builder.manifest import manifest_problems
-from modality_conflict.dataset_builder.row_checks import Problems, RowCheckerBase, check_coverage
+from modality_conflict.dataset_builder.row_checks import Problems, RowChecker
 from modality_conflict.dataset_builder.specs import COLOR, DATASETS, kind_of_manifest
-from modality_conflict.dataset_builder.texts import INTERMEDIARY_OBJECTS, TEMPLATE_PREFIX, WORLD_OBJECTS
 
-_TEMPLATE_PREFIX = tuple(f"{prefix}-" for prefix in TEMPLATE_PREFIX.values())
 _BATCH_ROWS = 512
 
 
@@ -156,135 +144,6 @@ def _iter_rows(shard: pa.BufferReader) -> Iterator[dict[str, Any]]:
         yield from batch.to_pylist()
 
 
-class _RowChecker(RowCheckerBase):
-    """Per-row and per-group invariants, accumulated while streaming."""
-
-    def __init__(self, problems: Problems, check_images: bool) -> None:
-        super().__init__(problems, check_images)
-        self.group_answers: dict[int, set[tuple[int, int]]] = defaultdict(set)
-        self.group_shapes: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-
-    def check(self, file: str, row: dict[str, Any]) -> None:
-        started = self._start_row(
-            file,
-            row,
-            {"condition": CONDITIONS, "control": CONTROLS, "vision_answer": COLORS, "text_answer": COLORS},
-        )
-        if started is None:
-            return
-        where, labels, group = started
-        condition, control, yv, yt = (labels[k] for k in labels)
-        if yv == yt:
-            self._fail(where, "text_answer", f"equals 'vision_answer' ({yv})")
-        self.group_answers[group].add((row["vision_answer"], row["text_answer"]))
-        if row.get("answer_choices") != list(COLORS):
-            self._fail(where, "answer_choices", f"is {row.get('answer_choices')!r}, expected {list(COLORS)}")
-        shape = row.get("shape")
-        if shape not in SHAPES:
-            self._fail(where, "shape", f"is {shape!r}, not one of {list(SHAPES)}")
-        elif row.get("question") != QUESTION_TEMPLATE.format(shape=shape):
-            self._fail(
-                where,
-                "question",
-                f"is {row.get('question')!r}, expected {QUESTION_TEMPLATE.format(shape=shape)!r}",
-            )
-        else:
-            self.group_shapes[group][control].add(shape)
-
-        self._check_modalities(
-            where,
-            row,
-            (condition, control, group),
-            len(VISUAL_TIERS),
-            text=lambda dt: self._check_text(where, row, dt, control, yt),
-            image=lambda dv: self._check_image(where, row, dv),
-        )
-
-    def _check_text(self, where: str, row: dict[str, Any], dt: int, control: str, yt: str) -> None:
-        text = row.get("text") or ""
-        if not text:
-            self._fail(where, "text", "is empty")
-            return
-        if not str(row.get("template_id", "")).startswith(_TEMPLATE_PREFIX[dt]):
-            self._fail(
-                where,
-                "template_id",
-                f"is {row.get('template_id')!r}, expected a '{_TEMPLATE_PREFIX[dt]}*' template",
-            )
-        # The text must claim the text answer: by name (tiers 0-1) or through an object of that colour.
-        if dt in (0, 1) and not re.search(rf"\b{yt}\b", text):
-            self._fail(where, "text", f"does not state the text answer '{yt}': {text!r}")
-        if dt == 1 and not any(f" {b}" in text for b in INTERMEDIARY_OBJECTS):
-            self._fail(where, "text", f"names no intermediary object: {text!r}")
-        if dt == 2 and not any(obj in text for obj in WORLD_OBJECTS[yt]):
-            self._fail(where, "text", f"names no object whose colour is '{yt}': {text!r}")
-        shape = row.get("shape")
-        mentions = bool(re.search(rf"\b{shape}\b", text))
-        if control == "text_irrelevant" and mentions:
-            self._fail(where, "text", f"talks about the asked shape '{shape}' in a text_irrelevant row")
-        if control != "text_irrelevant" and not mentions:
-            self._fail(where, "text", f"does not talk about the asked shape '{shape}'")
-
-    def _check_image(self, where: str, row: dict[str, Any], dv: int) -> None:
-        tier = VISUAL_TIERS[dv]
-        if (row.get("image_width"), row.get("image_height")) != (tier.width, tier.height):
-            self._fail(
-                where,
-                "image_width",
-                f"and 'image_height' are {row.get('image_width')}x{row.get('image_height')}, "
-                f"tier {dv} uses {tier.width}x{tier.height}",
-            )
-        if row.get("num_distractors") != tier.num_distractors:
-            self._fail(
-                where,
-                "num_distractors",
-                f"is {row.get('num_distractors')}, tier {dv} has {tier.num_distractors}",
-            )
-        self._check_image_bytes(where, row, (tier.width, tier.height), f"tier {dv} uses")
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Rows by condition and by control name."""
-        return {
-            "condition": {c: self.condition_counts[c] for c in CONDITIONS},
-            "control": {c: self.control_counts[c] for c in CONTROLS},
-        }
-
-    def finish(self, num_groups: int | None) -> int:
-        """Group-level checks: coverage, consistent answers, balance. Returns the group count."""
-        groups = sorted(self.group_answers)
-        num_groups = check_coverage(
-            self.problems, groups, self.seen, num_groups, COLOR.layout.expected_row_ids
-        )
-        vision_counts: Counter[str] = Counter()
-        text_counts: Counter[str] = Counter()
-        for g in groups:
-            pairs = self.group_answers[g]
-            if len(pairs) != 1:
-                shown = sorted((COLORS[a], COLORS[b]) for a, b in pairs)
-                self.problems.add(f"group {g}: rows disagree on (vision_answer, text_answer): {shown}")
-            a, b = min(pairs)
-            vision_counts[COLORS[a]] += 1
-            text_counts[COLORS[b]] += 1
-            shapes = self.group_shapes[g]
-            asked = shapes.get("none", set()) | shapes.get("text_irrelevant", set())
-            if len(asked) > 1:
-                self.problems.add(f"group {g}: rows disagree on the target shape: {sorted(asked)}")
-            if asked & shapes.get("image_irrelevant", set()):
-                self.problems.add(
-                    f"group {g}: the image_irrelevant rows ask about the target shape {sorted(asked)}"
-                )
-        for name, counts in (("vision_answer", vision_counts), ("text_answer", text_counts)):
-            if not groups:
-                break
-            per_color = [counts.get(c, 0) for c in COLORS]
-            if max(per_color) - min(per_color) > 1:
-                shown = ", ".join(f"{c}: {n}" for c, n in zip(COLORS, per_color, strict=True))
-                self.problems.add(
-                    f"answer balance: groups per '{name}' colour differ by more than one ({shown})"
-                )
-        return num_groups
-
-
 def validate_dataset(
     folder: str | os.PathLike[str], *, check_images: bool = True, max_problems: int = 20
 ) -> ValidationReport:
@@ -353,7 +212,7 @@ def validate_dataset(
     files = dataset.data_files()
     if not files:
         problems.add(f"{DATA_DIR}/: no parquet files")
-    checker = spec.module("validate").make_row_checker(problems, check_images)
+    checker = RowChecker(spec, problems, check_images)
     for name in files:
         if manifest is None or name not in listed:
             continue  # only bytes the manifest vouches for are parsed (the problem is listed above)
@@ -389,8 +248,3 @@ def validate_dataset(
         counts=checker.counts(),
         images_decoded=len(checker.image_sizes),
     )
-
-
-def make_row_checker(problems: Problems, check_images: bool) -> _RowChecker:
-    """The colour set's row checker (each dataset's ``validate`` module provides one)."""
-    return _RowChecker(problems, check_images)

@@ -4,7 +4,7 @@ The rules are deterministic and deliberately small: lower-casing, punctuation an
 plurals, a synonyms table and a one-word negation rule ("blue, not red" -> blue). An answer that names no
 candidate, or more than one, is ``"other"``. The candidates and the synonyms are inputs: each dataset
 defines its own (``dataset_builder.specs``: the colours and ``COLOR_SYNONYMS``; the shapes and materials
-and ``attribute.constants.ANSWER_SYNONYMS``).
+and ``attribute_constants.ANSWER_SYNONYMS``).
 """
 
 from __future__ import annotations

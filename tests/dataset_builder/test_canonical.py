@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from modality_conflict.dataset_builder import canonical
-from modality_conflict.dataset_builder.attribute.constants import PRESETS as ATTRIBUTE_PRESETS
+from modality_conflict.dataset_builder.attribute_constants import PRESETS as ATTRIBUTE_PRESETS
 from modality_conflict.dataset_builder.constants import BUILDER_VERSION, PRESETS
 from modality_conflict.mc_tasks.plugin import pinned_fingerprint
 from modality_conflict.mc_tasks.task_config import PIN_TEMPLATES, TASKS_DIR

@@ -15,7 +15,7 @@ import pytest
 from dataset_edits import rehash
 from PIL import Image
 
-from modality_conflict.dataset_builder.attribute.constants import IMAGE_HEIGHT, IMAGE_WIDTH
+from modality_conflict.dataset_builder.attribute_constants import IMAGE_HEIGHT, IMAGE_WIDTH
 from modality_conflict.dataset_builder.constants import CONTROLS as ATTRIBUTE_CONTROLS
 from modality_conflict.dataset_builder.constants import CONTROLS as COLOUR_CONTROLS
 from modality_conflict.dataset_builder.constants import VISUAL_TIERS as COLOUR_TIERS

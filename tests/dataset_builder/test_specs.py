@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from modality_conflict.dataset_builder import attribute_constants as attribute
 from modality_conflict.dataset_builder import constants as color
 from modality_conflict.dataset_builder import specs
-from modality_conflict.dataset_builder.attribute import constants as attribute
 
 SCHEMA = Path(specs.__file__).resolve().parents[1] / "analysis" / "submission" / "submission.schema.json"
 

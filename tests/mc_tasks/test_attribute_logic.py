@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modality_conflict.dataset_builder.attribute.constants import ANSWERS, ATTRIBUTES
+from modality_conflict.dataset_builder.attribute_constants import ANSWERS, ATTRIBUTES
 from modality_conflict.dataset_builder.constants import CONDITIONS
 from modality_conflict.dataset_builder.folder import DatasetFolder
 from modality_conflict.mc_tasks import records as task_records

@@ -14,7 +14,7 @@ from datasets import load_dataset
 from PIL import Image
 
 from modality_conflict.cli.main import main as cli_main
-from modality_conflict.dataset_builder.attribute.constants import (
+from modality_conflict.dataset_builder.attribute_constants import (
     ANSWERS,
     ATTRIBUTE_VALUES,
     ATTRIBUTES,
@@ -22,12 +22,12 @@ from modality_conflict.dataset_builder.attribute.constants import (
     DATASET_NAME,
     VISUAL_TIERS,
 )
-from modality_conflict.dataset_builder.attribute.scene import Scene, SceneObject, other_attribute
 from modality_conflict.dataset_builder.builder import build_dataset, resolve_groups
 from modality_conflict.dataset_builder.constants import CONDITIONS, CONTROLS
 from modality_conflict.dataset_builder.errors import BuildError
 from modality_conflict.dataset_builder.features import arrow_schema, features_for
 from modality_conflict.dataset_builder.folder import DatasetFolder
+from modality_conflict.dataset_builder.scene import Scene, SceneObject, other_attribute
 from modality_conflict.dataset_builder.specs import ATTRIBUTE
 from modality_conflict.dataset_builder.validate import validate_dataset
 

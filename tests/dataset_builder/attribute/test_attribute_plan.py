@@ -7,27 +7,23 @@ from collections import Counter
 
 import pytest
 
-from modality_conflict.dataset_builder.attribute.constants import (
+from modality_conflict.dataset_builder.attribute_constants import (
     ANSWERS,
     ATTRIBUTE_VALUES,
     COLORS,
     CONTROL_VISUAL_TIERS,
     VISUAL_TIERS,
 )
-from modality_conflict.dataset_builder.attribute.plan import (
-    group_answers,
-    group_attribute,
-    plan_group,
-)
-from modality_conflict.dataset_builder.attribute.texts import (
-    INTERMEDIARY_OBJECTS,
-    TEMPLATES,
-    WORLD_OBJECTS,
-    claimed_value,
-    render_text,
-)
 from modality_conflict.dataset_builder.constants import CONTROLS, TEXT_TIERS
+from modality_conflict.dataset_builder.plan import group_answers, group_attribute
+from modality_conflict.dataset_builder.plan import plan_attribute_group as plan_group
 from modality_conflict.dataset_builder.specs import ATTRIBUTE
+from modality_conflict.dataset_builder.texts import ATTRIBUTE_TEXTS
+
+INTERMEDIARY_OBJECTS = ATTRIBUTE_TEXTS.intermediaries
+WORLD_OBJECTS = ATTRIBUTE_TEXTS.world_objects
+claimed_value = ATTRIBUTE_TEXTS.claimed_value
+render_text = ATTRIBUTE_TEXTS.render
 
 GROUPS = range(60)
 
@@ -102,7 +98,7 @@ def test_group_names_texts_and_controls(group: int) -> None:
 def test_every_template_parses_back(attribute: str) -> None:
     name = "purple metal object" if attribute == "shape" else "red cylinder"
     for tier in TEXT_TIERS:
-        for index in range(len(TEMPLATES[tier][attribute])):
+        for index in range(len(ATTRIBUTE_TEXTS.templates[attribute][tier])):
             for value in ATTRIBUTE_VALUES[attribute]:
                 pool = INTERMEDIARY_OBJECTS if tier == 1 else WORLD_OBJECTS[value]
                 for obj in range(len(pool) if tier else 1):

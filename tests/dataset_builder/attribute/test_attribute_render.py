@@ -8,19 +8,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modality_conflict.dataset_builder.attribute.camera import Camera, RayGrid
-from modality_conflict.dataset_builder.attribute.constants import (
+from modality_conflict.dataset_builder.attribute_constants import (
     CAMERA_POSITION,
     IMAGE_HEIGHT,
     IMAGE_WIDTH,
     MIN_OBJECT_PIXELS,
     VISUAL_TIERS,
 )
-from modality_conflict.dataset_builder.attribute.raycast import primary_pass
-from modality_conflict.dataset_builder.attribute.render import ImageSpec, layout_problem, render
-from modality_conflict.dataset_builder.attribute.scene import Scene, SceneObject
-from modality_conflict.dataset_builder.attribute.shading import shade
+from modality_conflict.dataset_builder.camera import Camera, RayGrid
 from modality_conflict.dataset_builder.errors import RenderError
+from modality_conflict.dataset_builder.raycast import primary_pass
+from modality_conflict.dataset_builder.scene import Scene, SceneObject
+from modality_conflict.dataset_builder.scene_render import ImageSpec, layout_problem, render
+from modality_conflict.dataset_builder.shading import shade
 
 
 def _spec(tier: int, seed: int = 11) -> ImageSpec:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modality_conflict.dataset_builder.attribute.camera import Camera
-from modality_conflict.dataset_builder.attribute.constants import (
+from modality_conflict.dataset_builder.attribute_constants import (
     CAMERA_POSITION,
     COLORS,
     IMAGE_HEIGHT,
     IMAGE_WIDTH,
     VISUAL_TIERS,
 )
-from modality_conflict.dataset_builder.attribute.scene import (
+from modality_conflict.dataset_builder.camera import Camera
+from modality_conflict.dataset_builder.errors import SceneError
+from modality_conflict.dataset_builder.scene import (
     Scene,
     SceneObject,
     check_scene,
@@ -21,7 +22,6 @@ from modality_conflict.dataset_builder.attribute.scene import (
     other_attribute,
     sample_scene,
 )
-from modality_conflict.dataset_builder.errors import SceneError
 
 CAMERA = Camera.looking_at_centre(CAMERA_POSITION, IMAGE_WIDTH, IMAGE_HEIGHT)
 

@@ -14,7 +14,7 @@ import pytest
 from dataset_edits import rehash
 
 from modality_conflict.cli.main import main as cli_main
-from modality_conflict.dataset_builder.attribute.constants import ANSWERS
+from modality_conflict.dataset_builder.attribute_constants import ANSWERS
 from modality_conflict.dataset_builder.errors import DatasetValidationError
 from modality_conflict.dataset_builder.features import arrow_schema
 from modality_conflict.dataset_builder.specs import ATTRIBUTE

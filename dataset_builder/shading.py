@@ -7,7 +7,7 @@ mirror: a reflection ray per sub-pixel (one bounce, shadowed) tinted by the obje
 rise at grazing angles, plus a tight specular highlight. Reflections that miss every object see a studio:
 a dark ceiling brightening towards the horizon and the lights as softboxes.
 
-Reproducibility as in :mod:`~modality_conflict.dataset_builder.attribute.raycast`: only exactly rounded
+Reproducibility as in :mod:`~modality_conflict.dataset_builder.raycast`: only exactly rounded
 operations touch per-pixel data. Gamma is applied through a lookup table and colours are converted once,
 with scalar maths at import. The lighting constants below change the bytes of the set: they are part of
 the builder version.
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from modality_conflict.dataset_builder.attribute.camera import RayGrid, cross, unit
-from modality_conflict.dataset_builder.attribute.constants import COLOR_RGB
-from modality_conflict.dataset_builder.attribute.raycast import (
+from modality_conflict.dataset_builder.attribute_constants import COLOR_RGB
+from modality_conflict.dataset_builder.camera import RayGrid, cross, unit
+from modality_conflict.dataset_builder.raycast import (
     _INF,
     _OFFSET,
     Frame,
@@ -28,7 +28,7 @@ from modality_conflict.dataset_builder.attribute.raycast import (
     _Rays,
     _trace,
 )
-from modality_conflict.dataset_builder.attribute.scene import Scene, SceneObject
+from modality_conflict.dataset_builder.scene import Scene, SceneObject
 
 #: Directions towards the lights (normalised where used).
 _KEY_DIR = (-0.1, -0.7, 1.1)
@@ -375,7 +375,7 @@ def shade(scene: Scene, frame: Frame) -> np.ndarray:
     scene
         The scene of the frame.
     frame
-        Output of :func:`~modality_conflict.dataset_builder.attribute.raycast.primary_pass` for ``scene``.
+        Output of :func:`~modality_conflict.dataset_builder.raycast.primary_pass` for ``scene``.
 
     Returns
     -------

@@ -7,14 +7,15 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from modality_conflict.dataset_builder.attribute.constants import (
+from modality_conflict.dataset_builder.attribute_constants import (
     IMAGE_HEIGHT,
     IMAGE_WIDTH,
     QUESTION_TEMPLATES,
     VISUAL_TIERS,
 )
-from modality_conflict.dataset_builder.attribute.plan import plan_group
-from modality_conflict.dataset_builder.attribute.render import encode_png, render
+from modality_conflict.dataset_builder.plan import plan_attribute_group
+from modality_conflict.dataset_builder.render import encode_png
+from modality_conflict.dataset_builder.scene_render import render
 
 _LABEL_HEIGHT = 28
 
@@ -51,7 +52,7 @@ def write_samples(folder: Path, *, seed: int = 0, groups: tuple[int, ...] = (0, 
     draw = ImageDraw.Draw(sheet)
     written = []
     for row, group in enumerate(groups):
-        plan = plan_group(seed, group)
+        plan = plan_attribute_group(seed, group)
         question = QUESTION_TEMPLATES[plan.attribute].format(name=plan.target_name)
         for dv in range(len(VISUAL_TIERS)):
             img = render(plan.image_spec(dv))
@@ -71,14 +72,12 @@ def write_samples(folder: Path, *, seed: int = 0, groups: tuple[int, ...] = (0, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m modality_conflict.dataset_builder.attribute.samples DIR [SEED]``: write the samples."""
+    """``python -m modality_conflict.dataset_builder.samples DIR [SEED]``: write the samples."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     if not 1 <= len(args) <= 2:
-        print(
-            "usage: python -m modality_conflict.dataset_builder.attribute.samples DIR [SEED]", file=sys.stderr
-        )
+        print("usage: python -m modality_conflict.dataset_builder.samples DIR [SEED]", file=sys.stderr)
         return 2
     for path in write_samples(Path(args[0]), seed=int(args[1]) if len(args) == 2 else 0, groups=(0, 1, 2)):
         print(path)

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modality_conflict.dataset_builder.attribute.camera import Camera, RayGrid
-from modality_conflict.dataset_builder.attribute.constants import (
+from modality_conflict.dataset_builder.attribute_constants import (
     ATTRIBUTES,
     COLORS,
     FRAME_MARGIN_PX,
@@ -26,11 +25,12 @@ from modality_conflict.dataset_builder.attribute.constants import (
     SUPERSAMPLE,
     VISUAL_TIERS,
 )
-from modality_conflict.dataset_builder.attribute.raycast import Frame, primary_pass
-from modality_conflict.dataset_builder.attribute.scene import Scene, draw_camera_position, sample_scene
-from modality_conflict.dataset_builder.attribute.shading import shade
+from modality_conflict.dataset_builder.camera import Camera, RayGrid
 from modality_conflict.dataset_builder.errors import RenderError
+from modality_conflict.dataset_builder.raycast import Frame, primary_pass
 from modality_conflict.dataset_builder.render import encode_png
+from modality_conflict.dataset_builder.scene import Scene, draw_camera_position, sample_scene
+from modality_conflict.dataset_builder.shading import shade
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ A :class:`Scene` is a list of objects on the ground plane plus the camera positi
 about pixels. :func:`sample_scene` draws one layout for a visual tier with CLEVR's rules (objects inside
 the scene area, footprints apart, random sizes and attributes), keeps the target's name unique and, in
 occluded tiers, puts one large object between the camera and the target. Whether the layout passes the
-pixel checks (visibility, framing) is decided by :mod:`attribute.render`, which asks for another layout
+pixel checks (visibility, framing) is decided by :mod:`scene_render`, which asks for another layout
 when it does not.
 
 Geometry uses only exactly rounded operations (+, -, *, /, sqrt) so that a seed gives the same floats
@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modality_conflict.dataset_builder.attribute.camera import Camera, Vec3
-from modality_conflict.dataset_builder.attribute.constants import (
+from modality_conflict.dataset_builder.attribute_constants import (
     ATTRIBUTES,
     CAMERA_JITTER,
     CAMERA_POSITION,
@@ -36,6 +35,7 @@ from modality_conflict.dataset_builder.attribute.constants import (
     SIZES,
     VisualTier,
 )
+from modality_conflict.dataset_builder.camera import Camera, Vec3
 from modality_conflict.dataset_builder.errors import SceneError
 
 #: tan(22.5 degrees): half-angle tangents in [-T, T] give cube rotations in [-45, 45] degrees, which
@@ -53,7 +53,7 @@ class SceneObject:
     Attributes
     ----------
     shape, color, material, size
-        CLEVR attributes (see :mod:`attribute.constants`).
+        CLEVR attributes (see :mod:`attribute_constants`).
     x, y
         Centre of the footprint on the ground plane.
     cos_rot, sin_rot

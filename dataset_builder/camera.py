@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modality_conflict.dataset_builder.attribute.constants import CAMERA_HALF_WIDTH_TAN, CAMERA_LOOK_AT
+from modality_conflict.dataset_builder.attribute_constants import CAMERA_HALF_WIDTH_TAN, CAMERA_LOOK_AT
 
 Vec3 = tuple[float, float, float]
 

@@ -3,7 +3,7 @@
 One primary ray per sub-pixel (``SUPERSAMPLE`` x ``SUPERSAMPLE`` per pixel) is cast from a pinhole camera
 against analytic spheres, vertical capped cylinders, boxes rotated about the vertical axis and the
 ground plane (:func:`primary_pass`); the same intersections serve the shadow and reflection rays of
-:mod:`~modality_conflict.dataset_builder.attribute.shading`.
+:mod:`~modality_conflict.dataset_builder.shading`.
 
 Reproducibility: arrays are float64 and only exactly rounded operations (+, -, *, /, sqrt, comparisons,
 min/max) touch per-pixel data; there are no reductions over pixels besides integer counts, no BLAS and
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modality_conflict.dataset_builder.attribute.camera import RayGrid, cross, unit
-from modality_conflict.dataset_builder.attribute.scene import Scene, SceneObject
+from modality_conflict.dataset_builder.camera import RayGrid, cross, unit
+from modality_conflict.dataset_builder.scene import Scene, SceneObject
 
 _INF = np.inf
 #: Smallest accepted hit distance, and the offset of secondary ray origins along the normal.
