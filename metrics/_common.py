@@ -19,15 +19,8 @@ class _IntervalFields(NamedTuple):
 class Interval(_IntervalFields):
     """A confidence interval ``(low, high, method)``; undefined intervals have None bounds and a reason.
 
-    Attributes
-    ----------
-    low, high : float or None
-        Interval bounds.
-    method : str
-        How the interval was made, e.g. ``"wilson"``, ``"delta"``, ``"bootstrap"``, ``"t"``.
-    reason : str or None
-        Why the interval is undefined; None when it is defined. Not part of the tuple, so
-        ``low, high, method = interval`` works.
+    ``method`` is e.g. ``"wilson"``, ``"delta"``, ``"bootstrap"`` or ``"t"``. ``reason`` is not part of
+    the tuple, so ``low, high, method = interval`` works.
     """
 
     reason: str | None
@@ -53,6 +46,21 @@ def check_confidence_level(confidence_level: float) -> float:
     return level
 
 
+def check_choice(value: object, name: str, choices: tuple[str, ...]) -> None:
+    """Raise ValueError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        listed = ", ".join(repr(choice) for choice in choices[:-1]) + f" or {choices[-1]!r}"
+        raise ValueError(f"{name} must be {listed}, got {value!r}")
+
+
+def check_fit_counts(n_resamples: int, min_conflicts: int) -> None:
+    """Raise ValueError for a negative or fractional ``n_resamples`` or a ``min_conflicts`` below 1."""
+    if int(n_resamples) != n_resamples or n_resamples < 0:
+        raise ValueError(f"n_resamples must be a non-negative integer, got {n_resamples!r}")
+    if int(min_conflicts) < 1:
+        raise ValueError(f"min_conflicts must be >= 1, got {min_conflicts!r}")
+
+
 def z_value(confidence_level: float) -> float:
     """Two-sided standard normal quantile for ``confidence_level``."""
     return float(stats.norm.ppf(0.5 + check_confidence_level(confidence_level) / 2.0))
@@ -76,24 +84,8 @@ def wilson_bounds(successes: np.ndarray, trials: np.ndarray, z: float) -> tuple[
 
 
 def wilson_interval(successes: int, trials: int, *, confidence_level: float = 0.95) -> Interval:
-    """Wilson score interval for a binomial proportion.
+    """Wilson score interval for a binomial proportion; undefined (None bounds, a reason) for zero trials.
 
-    Parameters
-    ----------
-    successes : int
-        Number of successes, ``0 <= successes <= trials``.
-    trials : int
-        Number of trials. With zero trials the interval is undefined (None bounds and a reason).
-    confidence_level : float, optional
-        Coverage of the interval, default 0.95.
-
-    Returns
-    -------
-    Interval
-        ``(low, high, "wilson", reason)``.
-
-    Examples
-    --------
     >>> wilson_interval(7, 10).low
     0.3967...
     """
@@ -143,6 +135,25 @@ def clean_float(value: float | None) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def bootstrap_interval(
+    replicates: np.ndarray, level: float, *, n_resamples: int, n_groups: int, missing: int, why_missing: str
+) -> Interval:
+    """Percentile interval of a cluster bootstrap, or why there is none.
+
+    ``missing`` resamples gave no replicate; dropping them would bias the percentiles, so the interval is
+    reported only when they are fewer than ``(1 - level) / 2`` of all resamples.
+    """
+    if n_resamples == 0:
+        return Interval(None, None, "bootstrap", "no bootstrap resamples were drawn (n_resamples=0)")
+    if n_groups < 2:
+        return Interval(None, None, "bootstrap", "a cluster bootstrap needs at least two item groups")
+    if missing > (1.0 - level) / 2.0 * n_resamples:
+        reason = f"{missing} of {n_resamples} bootstrap resamples {why_missing}"
+        return Interval(None, None, "bootstrap", reason)
+    low, high = quantile_interval(replicates, level)
+    return Interval(low, high, "bootstrap")
 
 
 def quantile_interval(replicates: np.ndarray, confidence_level: float) -> tuple[float, float]:

@@ -1,18 +1,12 @@
 """Logistic regression of follow-text on dH with a cluster-robust covariance and a cluster bootstrap.
 
-The bootstrap resamples item groups with replacement, so resample ``b`` is the item data with weight
-``W[b, g]`` (how often group ``g`` was drawn) on every item of group ``g``. Two exact-in-effect solvers
-share that description:
-
-* small data (``B * n`` modest): batched Newton on the items themselves, all resamples at once;
-* large data: the dH axis is cut into K narrow bins and each item's contribution is a Taylor series
-  of the logistic function around its bin centre. Per (group, bin) power sums of the in-bin offsets
-  are computed once; ``W @ sums`` then gives every resample's sufficient statistics in one matrix
-  product, and batched Newton runs on B x K numbers. The logistic function's series converges within
-  a radius of pi, so the truncation error is about ``(step / pi) ** (order + 1)``; with the in-bin
-  step ``|slope| * half_width`` at 0.5 and a 10th-order series, the coefficients agree with
-  item-level fits to about 1e-9 of their standard error. Resamples whose slope pushes the step
-  beyond 0.75 are refitted on the items.
+Resample ``b`` of the bootstrap weighs every item of group ``g`` by ``W[b, g]``, how often ``g`` was drawn.
+Small data runs batched Newton on the items, all resamples at once. Large data cuts dH into K narrow bins
+and expands each item's logistic term as a Taylor series around its bin centre: per (group, bin) power sums
+are computed once, ``W @ sums`` gives every resample's sufficient statistics in one matrix product, and
+Newton runs on B x K numbers. The series converges within a radius of pi, so with the in-bin step
+``|slope| * half_width`` at 0.5 and order 10 the coefficients agree with item-level fits to about 1e-9 of
+their standard error; resamples whose step passes 0.75 are refitted on the items.
 """
 
 from __future__ import annotations
@@ -25,7 +19,13 @@ from numpy.typing import ArrayLike
 from scipy import sparse
 from scipy.special import expit
 
-from modality_conflict.metrics._common import as_binary, as_float_array, check_finite
+from modality_conflict.metrics._common import (
+    as_binary,
+    as_float_array,
+    check_choice,
+    check_finite,
+    check_fit_counts,
+)
 
 _TAYLOR_ORDER = 10
 _TARGET_STEP = 0.5  # |slope| * bin half-width at the full-data fit
@@ -94,6 +94,11 @@ class LogisticFit:
     n_failed: int = 0
     failure: str | None = None  # why there is no fit: see FIT_FAILURES
     separation_gap: tuple[float, float] | None = None  # for "separated": the dH gap between the classes
+
+    def covariance(self, kind: str) -> tuple[np.ndarray | None, str]:
+        """The covariance asked for (``"cluster"`` falls back to the model's without one) and its kind."""
+        cov = self.cov_cluster if kind == "cluster" and self.cov_cluster is not None else self.cov_model
+        return cov, "cluster" if cov is not None and cov is self.cov_cluster else "model"
 
 
 FIT_FAILURES = ("no_conflicts", "too_few", "one_dh", "one_class", "separated", "not_converged")
@@ -271,6 +276,29 @@ def fit_logistic(
         n_failed=n_failed,
         **common,
     )
+
+
+def fit_checked(
+    dh: ArrayLike,
+    follow_text: ArrayLike,
+    groups: ArrayLike | None,
+    *,
+    n_resamples: int,
+    rng: int | np.random.Generator | None,
+    min_conflicts: int,
+    covariance: str,
+    alternative: str | None = None,
+) -> tuple[LogisticFit, PreparedData]:
+    """Check the options of the public fits (``alternative`` only when given), then prepare and fit."""
+    check_choice(covariance, "covariance", ("cluster", "model"))
+    if alternative is not None:
+        check_choice(alternative, "alternative", ("two-sided", "less", "greater"))
+    check_fit_counts(n_resamples, min_conflicts)
+    data = prepare(dh, follow_text, groups)
+    fit = fit_logistic(
+        data, n_resamples=int(n_resamples), rng=np.random.default_rng(rng), min_conflicts=int(min_conflicts)
+    )
+    return fit, data
 
 
 # --- bootstrap ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -70,32 +70,13 @@ def _table(candidates: Sequence[str], synonyms: Mapping[str, str] | None) -> dic
 def normalize_answer(
     text: str, candidates: Sequence[str], *, synonyms: Mapping[str, str] | None = None
 ) -> str:
-    """Map a free-form answer to one of ``candidates`` or ``"other"``.
+    """Map a free-form answer to the single candidate it names, else ``"other"`` (none, or several).
 
-    Parameters
-    ----------
-    text : str
-        The model's answer, e.g. ``"The circle is Violet."``.
-    candidates : sequence of str
-        The closed answer set. Multi-word candidates are matched as phrases.
-    synonyms : mapping of str to str, optional
-        Extra words mapped to a candidate (entries whose target is not among ``candidates`` are ignored).
-        Default: none.
+    Multi-word candidates are matched as phrases; ``synonyms`` whose target is not a candidate are ignored.
+    Steps: case folding; punctuation becomes space; articles are dropped; each word or phrase is looked up
+    as a candidate, a synonym, or their plural (``+s``/``+es``); a match directly preceded by a negation
+    ("not", "no", "isn't", "nor", ...) is discarded.
 
-    Returns
-    -------
-    str
-        The single candidate the answer names, else ``"other"`` (no candidate, or several).
-
-    Notes
-    -----
-    Steps: case folding; punctuation becomes space; articles (a, an, the) are dropped; each word or
-    phrase is looked up as a candidate, a synonym, or their plural (``+s``/``+es``); a match directly
-    preceded by a negation ("not", "no", "isn't", "nor", ...) is discarded. If exactly one distinct
-    candidate remains it is the answer.
-
-    Examples
-    --------
     >>> colours = ("red", "blue", "purple")
     >>> normalize_answer("Violet.", colours, synonyms={"violet": "purple"})
     'purple'
@@ -110,20 +91,23 @@ def normalize_answer(
     return _match(text, table, max(len(key) for key in table))
 
 
-def _match(text: str, table: dict[tuple[str, ...], str], longest: int) -> str:
-    tokens = _tokens(text)
-    found: set[str] = set()
+def _named(tokens: list[str], table: dict[tuple[str, ...], str], longest: int) -> Iterator[str]:
+    """The candidates ``tokens`` name, longest phrase first, skipping those right after a negation."""
     position = 0
     while position < len(tokens):
         for size in range(min(longest, len(tokens) - position), 0, -1):
             match = table.get(tuple(tokens[position : position + size]))
             if match is not None:
                 if not (position > 0 and tokens[position - 1] in _NEGATIONS):
-                    found.add(match)
+                    yield match
                 position += size
                 break
         else:
             position += 1
+
+
+def _match(text: str, table: dict[tuple[str, ...], str], longest: int) -> str:
+    found = set(_named(_tokens(text), table, longest))
     return found.pop() if len(found) == 1 else OTHER
 
 
@@ -133,12 +117,9 @@ def first_named_answer(
     """The first candidate that ``text`` names in a finished word, by :func:`normalize_answer`'s rules.
 
     A word is finished once something other than a letter or digit follows it, so ``"Red"`` names
-    nothing yet (it may become ``"Reddish"``) while ``"Red."`` and ``"Red "`` name ``red``. A match
-    directly preceded by a negation is skipped, as in :func:`normalize_answer`. Used to stop generating
-    once a short answer has named its candidate.
+    nothing yet (it may become ``"Reddish"``) while ``"Red."`` and ``"Red "`` name ``red``. Used to stop
+    generating once a short answer has named its candidate.
 
-    Examples
-    --------
     >>> colours = ("red", "blue")
     >>> first_named_answer("The ball is blue.", colours), first_named_answer("Blue", colours)
     ('blue', None)
@@ -151,30 +132,13 @@ def first_named_answer(
     tokens = _tokens(cleaned)
     if tokens and cleaned[-1:].isalnum():
         tokens = tokens[:-1]  # the last word may not be finished yet
-    position = 0
-    while position < len(tokens):
-        for size in range(min(longest, len(tokens) - position), 0, -1):
-            match = table.get(tuple(tokens[position : position + size]))
-            if match is not None:
-                if not (position > 0 and tokens[position - 1] in _NEGATIONS):
-                    return match
-                position += size
-                break
-        else:
-            position += 1
-    return None
+    return next(_named(tokens, table, longest), None)
 
 
 def normalize_answers(
     texts: Iterable[str], candidates: Sequence[str], *, synonyms: Mapping[str, str] | None = None
 ) -> np.ndarray:
-    """:func:`normalize_answer` over many answers; repeated strings are normalised once.
-
-    Returns
-    -------
-    numpy.ndarray
-        1-D array of str, one label per input answer.
-    """
+    """:func:`normalize_answer` over many answers (a 1-D str array); repeated strings are normalised once."""
     table = _table(candidates, synonyms)
     longest = max(len(key) for key in table)
     cache: dict[str, str] = {}

@@ -9,8 +9,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import isotonic_regression
 
-from modality_conflict.metrics._common import Interval, check_confidence_level, quantile_interval, z_value
-from modality_conflict.metrics._logistic import LogisticFit, PreparedData, fit_logistic, prepare
+from modality_conflict.metrics._common import (
+    Interval,
+    bootstrap_interval,
+    check_choice,
+    check_confidence_level,
+    z_value,
+)
+from modality_conflict.metrics._logistic import LogisticFit, PreparedData, fit_checked, prepare
 
 BALANCE_STATUSES: tuple[str, ...] = (
     "ok",
@@ -22,15 +28,11 @@ BALANCE_STATUSES: tuple[str, ...] = (
 )
 """Possible ``status`` values of a :class:`BalancePointResult`.
 
-``ok``: the fitted curve crosses 0.5 inside the observed dH range. ``censored_below`` /
-``censored_above``: it crosses below the smallest / above the largest observed dH, so only a bound is
-known (``bound``); this includes data where every conflict followed the image (below) or the text
-(above), for which no logistic fit exists but P(follow text) is 0 (1) at every observed dH.
-``separated``: text-following only at low dH and vision-following only at high dH, with no overlap; no
-logistic fit exists, and the crossing lies in the gap between the two (``bracket``). ``law_violated``:
-P(follow text) does not fall with dH (a slope that is not negative, or separation the other way round),
-so there is no balance point in the paper's sense. ``undefined``: no fit (too few conflicts, one dH
-value, no convergence); ``reason`` says which.
+``censored_below`` / ``censored_above``: the crossing lies below the smallest / above the largest observed
+dH (``bound``), also when every conflict followed the image / the text and no logistic fit exists.
+``separated``: text-following only at low dH and vision-following only at high dH; the crossing lies in
+the gap (``bracket``). ``law_violated``: P(follow text) does not fall with dH (a slope that is not
+negative, or separation the other way round). ``undefined``: no fit; ``reason`` says why.
 """
 
 
@@ -38,14 +40,8 @@ value, no convergence); ``reason`` says which.
 class IsotonicCrossing:
     """Where a monotone (non-increasing) fit of P(follow text) on dH crosses 0.5.
 
-    Attributes
-    ----------
-    estimate : float or None
-        The crossing, by linear interpolation between the centres of the fitted blocks.
-    status : str
-        ``"ok"``, ``"censored_below"``, ``"censored_above"`` or ``"undefined"``.
-    reason : str or None
-        Why ``estimate`` is None.
+    ``status`` is ``"ok"``, ``"censored_below"``, ``"censored_above"`` or ``"undefined"``; ``reason`` says
+    why ``estimate`` is None.
     """
 
     estimate: float | None
@@ -54,28 +50,12 @@ class IsotonicCrossing:
 
 
 def isotonic_crossing(dh: ArrayLike, follow_text: ArrayLike) -> IsotonicCrossing:
-    """Non-parametric balance point: pool-adjacent-violators fit, crossing of 0.5.
+    """Non-parametric balance point: pool-adjacent-violators fit of follow-text on dH, crossing of 0.5.
 
-    Parameters
-    ----------
-    dh : array_like
-        Relative uncertainty of each conflict.
-    follow_text : array_like of bool
-        1 where the conflict answer followed the text, 0 where it followed the image.
+    Tied dH values are pooled first. Each block of the non-increasing fit is placed at the weighted mean dH
+    of its items and the crossing is interpolated linearly between consecutive block centres (a block
+    fitted exactly at 0.5 gives its centre).
 
-    Returns
-    -------
-    IsotonicCrossing
-
-    Notes
-    -----
-    Tied dH values are pooled first. The non-increasing isotonic regression of follow-text on dH is
-    constant on blocks; each block is placed at the weighted mean dH of its items and the crossing of
-    0.5 is interpolated linearly between consecutive block centres (a block fitted exactly at 0.5 gives
-    its centre). If every block lies above (below) 0.5 the crossing is censored above (below) the data.
-
-    Examples
-    --------
     >>> isotonic_crossing([-1, -0.5, 0.5, 1], [1, 1, 0, 0]).estimate
     0.0
     """
@@ -113,33 +93,11 @@ def _isotonic(dh: np.ndarray, y: np.ndarray) -> IsotonicCrossing:
 class BalancePointResult:
     """Balance point of P(follow text) = expit(b0 + b1 dH): the dH where it equals 0.5, ``-b0 / b1``.
 
-    Attributes
-    ----------
-    estimate : float or None
-        The balance point when ``status == "ok"``, else None.
-    status : str
-        One of :data:`BALANCE_STATUSES`.
-    reason : str or None
-        Why ``estimate`` is None.
-    intercept, slope : float or None
-        Fitted logistic coefficients (None when there is no fit).
-    bound : float or None
-        For censored results, the edge of the observed dH range beyond which the crossing lies.
-    bracket : tuple of float or None
-        For separated data, the dH gap ``(low, high)`` in which the crossing lies.
-    dh_range : tuple of float or None
-        Smallest and largest dH among the fitted conflicts.
-    isotonic_estimate : float or None
-        Crossing of the monotone non-parametric fit (a check on the logistic form).
-    isotonic_status, isotonic_reason : str, str or None
-        Status of the isotonic crossing (as in :class:`IsotonicCrossing`).
-    n, n_groups : int
-        Conflicts fitted (text- or vision-following) and item groups they come from.
-    n_resamples, n_failed_resamples : int
-        Cluster bootstrap resamples drawn, and those without a finite fit (separated data).
-    covariance_type : str
-        ``"cluster"`` (CR1 sandwich over groups) or ``"model"`` (inverse Fisher information); used by
-        the delta-method interval.
+    ``status`` is one of :data:`BALANCE_STATUSES`. ``bound`` (censored) is the edge of the observed dH
+    range beyond which the crossing lies; ``bracket`` (separated) the gap in which it lies. The isotonic
+    fields are the monotone non-parametric crossing (a check on the logistic form). ``n_failed_resamples``
+    counts bootstrap resamples without a finite fit; ``covariance_type`` (``"cluster"``: CR1 sandwich over
+    groups, or ``"model"``: inverse Fisher information) is what the delta interval uses.
     """
 
     estimate: float | None
@@ -179,30 +137,10 @@ class BalancePointResult:
     def confidence_interval(
         self, confidence_level: float = 0.95, *, method: Literal["delta", "bootstrap"] = "delta"
     ) -> Interval:
-        """Confidence interval for the balance point.
-
-        Parameters
-        ----------
-        confidence_level : float, optional
-            Default 0.95.
-        method : {"delta", "bootstrap"}, optional
-            ``"delta"``: normal interval with the delta-method standard error of ``-b0/b1``.
-            ``"bootstrap"``: percentile interval of the cluster bootstrap (item groups resampled).
-
-        Returns
-        -------
-        Interval
-            None bounds and a reason when the balance point or the interval is undefined.
-
-        Notes
-        -----
-        A bootstrap resample has no balance point when its data are separated or its slope is not
-        negative. Dropping such resamples would bias the percentiles, so the interval is reported only
-        when they are fewer than ``(1 - confidence_level) / 2`` of all resamples.
-        """
+        """Normal interval with the delta-method standard error of ``-b0/b1``, or percentile interval of
+        the cluster bootstrap; None bounds and a reason when undefined."""
         level = check_confidence_level(confidence_level)
-        if method not in ("delta", "bootstrap"):
-            raise ValueError(f"method must be 'delta' or 'bootstrap', got {method!r}")
+        check_choice(method, "method", ("delta", "bootstrap"))
         if self.status != "ok":
             return Interval(None, None, method, f"no balance point ({self.status}: {self.reason})")
         if method == "delta":
@@ -211,22 +149,16 @@ class BalancePointResult:
                 return Interval(None, None, method, "the delta-method variance is not positive")
             z = z_value(level)
             return Interval(self.estimate - z * se, self.estimate + z * se, method)
-        if self.n_resamples == 0:
-            return Interval(None, None, method, "no bootstrap resamples were drawn (n_resamples=0)")
-        if self.n_groups < 2:
-            return Interval(None, None, method, "a cluster bootstrap needs at least two item groups")
         replicates = self.bootstrap_replicates()
-        missing = self.n_resamples - replicates.size
-        if missing > (1.0 - level) / 2.0 * self.n_resamples:
-            return Interval(
-                None,
-                None,
-                method,
-                f"{missing} of {self.n_resamples} bootstrap resamples have no balance point (separated "
-                "data or a non-negative slope), too many for a percentile interval",
-            )
-        low, high = quantile_interval(replicates, level)
-        return Interval(low, high, method)
+        return bootstrap_interval(
+            replicates,
+            level,
+            n_resamples=self.n_resamples,
+            n_groups=self.n_groups,
+            missing=self.n_resamples - replicates.size,
+            why_missing="have no balance point (separated data or a non-negative slope), too many for a "
+            "percentile interval",
+        )
 
 
 def balance_point_from_fit(
@@ -249,8 +181,7 @@ def balance_point_from_fit(
     }
     if fit.status != "ok":
         return _without_fit(fit, common, covariance)
-    cov = fit.cov_cluster if covariance == "cluster" and fit.cov_cluster is not None else fit.cov_model
-    cov_type = "cluster" if cov is fit.cov_cluster else "model"
+    cov, cov_type = fit.covariance(covariance)
     intercept, slope = float(fit.coef[0]), float(fit.coef[1])
     extra = {"covariance": cov, "covariance_type": cov_type, "_bootstrap_coef": fit.boot_coef}
     low, high = fit.dh_range
@@ -323,44 +254,16 @@ def balance_point(
 ) -> BalancePointResult:
     """Estimate the balance point from a logistic regression of follow-text on dH.
 
-    Parameters
-    ----------
-    dh : array_like
-        Relative uncertainty of each conflict (only conflicts answered with the text or the vision
-        answer; drop "other" answers first).
-    follow_text : array_like of bool
-        1 for text-following, 0 for vision-following.
-    groups : array_like, optional
-        Item group of each conflict (items of one group share images and texts). The bootstrap
-        resamples whole groups and the delta interval uses a cluster-robust covariance. Default: every
-        conflict is its own group.
-    n_resamples : int, optional
-        Cluster bootstrap resamples, default 2000; 0 skips the bootstrap.
-    rng : int, numpy.random.Generator or None, optional
-        Seed or generator for the bootstrap.
-    min_conflicts : int, optional
-        Fewer fitted conflicts than this give an ``"undefined"`` result (default 10).
-    covariance : {"cluster", "model"}, optional
-        Covariance behind the delta interval: CR1 cluster-robust (default) or model-based.
+    ``dh`` and ``follow_text`` (1: text, 0: vision) hold only conflicts answered with the text or the vision
+    answer. ``groups``: the item group of each conflict (default: each its own); the bootstrap resamples
+    whole groups and the delta interval uses a cluster-robust covariance unless ``covariance="model"``.
+    ``n_resamples=0`` skips the bootstrap; fewer than ``min_conflicts`` conflicts give ``"undefined"``.
 
-    Returns
-    -------
-    BalancePointResult
+    ``-b0/b1`` is reported only when ``b1 < 0`` and it lies inside the observed dH range. Data are put in
+    a canonical order before any random draw, so the input order never matters. The bootstrap costs about
+    one matrix product of (resamples x groups) counts with per-(group, dH bin) sums: 100,000 conflicts in
+    2,000 groups take a fraction of a second; without ``groups``, seconds.
 
-    Notes
-    -----
-    The model is ``P(text) = expit(b0 + b1 dH)`` fitted by maximum likelihood (Newton's method). The
-    balance point ``-b0/b1`` is reported only when ``b1 < 0`` and it lies inside the observed dH
-    range; otherwise the status says whether the crossing is censored or the law is violated. The
-    input order never matters: data are put in a canonical order before any random draw.
-
-    The bootstrap draws all resamples at once and costs about one matrix product of the (resamples x
-    groups) counts with per-(group, dH bin) sums: 100,000 conflicts in 2,000 groups with 2,000
-    resamples take a fraction of a second. Without ``groups`` every conflict is its own cluster and
-    the cost grows with conflicts x resamples (seconds for 100,000 conflicts).
-
-    Examples
-    --------
     >>> rng = np.random.default_rng(0)
     >>> x = rng.uniform(-1.5, 1.5, 400)
     >>> y = rng.random(400) < 1 / (1 + np.exp(-(1.2 - 4 * x)))
@@ -368,14 +271,13 @@ def balance_point(
     >>> result.status, round(result.estimate, 1)
     ('ok', 0.3)
     """
-    if covariance not in ("cluster", "model"):
-        raise ValueError(f"covariance must be 'cluster' or 'model', got {covariance!r}")
-    if int(n_resamples) != n_resamples or n_resamples < 0:
-        raise ValueError(f"n_resamples must be a non-negative integer, got {n_resamples!r}")
-    if int(min_conflicts) < 1:
-        raise ValueError(f"min_conflicts must be >= 1, got {min_conflicts!r}")
-    data = prepare(dh, follow_text, groups)
-    fit = fit_logistic(
-        data, n_resamples=int(n_resamples), rng=np.random.default_rng(rng), min_conflicts=int(min_conflicts)
+    fit, data = fit_checked(
+        dh,
+        follow_text,
+        groups,
+        n_resamples=n_resamples,
+        rng=rng,
+        min_conflicts=min_conflicts,
+        covariance=covariance,
     )
     return balance_point_from_fit(fit, data, covariance=covariance)

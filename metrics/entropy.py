@@ -1,18 +1,10 @@
 """Entropy estimators for a model's uncertainty on a unimodal prompt, all in nats.
 
-Three estimators, each labelled in its result because their values are not interchangeable:
-
-``"full_vocab"``
-    Entropy of the next-token distribution over the whole vocabulary at the first answer token (the
-    paper's measure), from logits.
-``"answer_set"`` / ``"answer_set_length_normalised"``
-    Entropy of the distribution over the closed answer set, renormalised from one log-likelihood per
-    candidate answer (for models that only expose scores).
-``"sampled"``
-    Entropy of the empirical distribution of K sampled answers (for generation-only models).
-``"top_k"``
-    The full-vocabulary entropy estimated from the top-k log-probabilities an API returns, with proven
-    bounds (:mod:`~modality_conflict.metrics.top_k_entropy`).
+Each result is labelled with its estimator, because their values are not interchangeable: ``"full_vocab"``
+(the paper's measure: the first answer token's next-token distribution over the whole vocabulary),
+``"answer_set"`` / ``"answer_set_length_normalised"`` (renormalised over the closed answer set from one
+log-likelihood per candidate, for models that only expose scores), ``"sampled"`` (K sampled answers, for
+generation-only models) and ``"top_k"`` (bounds from an API's top-k log-probabilities, in ``top_k_entropy``).
 """
 
 from __future__ import annotations
@@ -38,17 +30,8 @@ ESTIMATORS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class EntropyEstimate:
-    """Entropies from one estimator.
-
-    Attributes
-    ----------
-    values : numpy.ndarray
-        Entropies in nats; the input's shape without the category axis (0-d for a single distribution).
-    estimator : str
-        One of :data:`ESTIMATORS`.
-    note : str
-        What the values mean and their caveats.
-    """
+    """Entropies in nats from one of :data:`ESTIMATORS` (the input's shape without the category axis),
+    with a note on what they mean and their caveats."""
 
     values: np.ndarray = field(compare=False)
     estimator: str
@@ -87,27 +70,11 @@ def _entropy_from_log_weights(log_weights: np.ndarray, name: str, axis: int) -> 
 
 
 def full_vocab_entropy(logits: ArrayLike, *, axis: int = -1) -> EntropyEstimate:
-    """Entropy of the next-token distribution from logits over the whole vocabulary.
+    """Entropy of the next-token distribution from logits over the whole vocabulary (``axis``).
 
-    Parameters
-    ----------
-    logits : array_like
-        Logits, shape ``(..., V)``. ``-inf`` marks masked tokens; NaN and ``+inf`` are errors.
-    axis : int, optional
-        The vocabulary axis, default last.
+    ``-inf`` marks masked tokens; NaN and ``+inf`` are errors. ``H = log Z - sum_j p_j (l_j - m)`` with
+    ``m = max_j l_j`` and ``Z = sum_j exp(l_j - m)`` is exact and never overflows.
 
-    Returns
-    -------
-    EntropyEstimate
-        ``estimator="full_vocab"``; ``values`` has the shape of ``logits`` without ``axis``.
-
-    Notes
-    -----
-    ``H = log Z - sum_j p_j (l_j - m)`` with ``m = max_j l_j`` and ``Z = sum_j exp(l_j - m)``, which is
-    exact and never overflows. Values lie in ``[0, log V]``.
-
-    Examples
-    --------
     >>> float(full_vocab_entropy([0.0, 0.0]).values)
     0.6931...
     """
@@ -132,39 +99,13 @@ def answer_set_entropy(
 ) -> EntropyEstimate:
     """Entropy over the closed answer set from one log-likelihood per candidate answer.
 
-    Give exactly one of ``log_probs`` or ``mean_losses``.
+    Give exactly one of ``log_probs`` (summed log-probabilities, ``<= 0``, ``-inf`` for impossible answers)
+    or ``mean_losses`` (mean per-token negative log-likelihoods, what several lmms-eval ``loglikelihood``
+    implementations return). ``token_counts`` undo the per-token mean (``-mean_loss * n_tokens``); without
+    them only ``length_normalised=True`` (``-mean_loss`` as the score) is possible, a different estimator.
+    The scores are renormalised over the A candidates, so ``0 <= H <= log A``: probability outside the
+    answer set is ignored, and the value is not comparable to the full-vocabulary entropy.
 
-    Parameters
-    ----------
-    log_probs : array_like, optional
-        Summed log-probability of each candidate answer's tokens, shape ``(..., A)``; values must be
-        ``<= 0`` (``-inf`` allowed for impossible answers).
-    mean_losses : array_like, optional
-        Mean per-token negative log-likelihood of each answer (what several lmms-eval ``loglikelihood``
-        implementations return), ``>= 0``. Converted with ``token_counts`` to summed log-probabilities
-        (``-mean_loss * n_tokens``). Without token counts the per-token mean cannot be undone: pass
-        ``length_normalised=True`` to use ``-mean_loss`` as the score, which is a different estimator.
-    token_counts : array_like, optional
-        Number of answer tokens for each entry of ``mean_losses`` (broadcast against it); positive.
-    length_normalised : bool, optional
-        Use ``-mean_loss`` directly (only with ``mean_losses`` and no ``token_counts``).
-    axis : int, optional
-        The answer axis, default last.
-
-    Returns
-    -------
-    EntropyEstimate
-        ``estimator="answer_set"`` for summed log-probabilities (from ``log_probs`` or
-        ``mean_losses`` with ``token_counts``), ``"answer_set_length_normalised"`` otherwise.
-
-    Notes
-    -----
-    The scores are renormalised over the A candidates: ``q = softmax(scores)``, ``H = -sum q log q``,
-    so ``0 <= H <= log A`` (``log 6 = 1.792`` for the six colours). Because probability outside the
-    answer set is ignored, this is not comparable in value to the full-vocabulary entropy.
-
-    Examples
-    --------
     >>> float(answer_set_entropy(log_probs=[-1.0, -1.0]).values)
     0.6931...
     """
@@ -233,31 +174,13 @@ def sampled_answer_entropy(
     candidates: Sequence[str] | None = None,
     correction: Literal["miller_madow"] | None = "miller_madow",
 ) -> EntropyEstimate:
-    """Entropy of the empirical distribution of K sampled answers per item.
+    """Entropy of the empirical distribution of K sampled answers per item (K may differ between items).
 
-    Parameters
-    ----------
-    samples : sequence of sequences of str, or 2-D array
-        One sequence of (normalised) sampled answers per item; K may differ between items.
-    candidates : sequence of str, optional
-        If given, every sample must be one of these (include ``"other"`` if it may occur).
-    correction : {"miller_madow", None}, optional
-        ``"miller_madow"`` (default) adds ``(m - 1) / (2K)``, with ``m`` the number of distinct
-        answers seen, to the plug-in estimate; None returns the plug-in estimate.
+    With ``candidates``, every sample must be one of them (include ``"other"`` if it may occur). The
+    plug-in estimate ``-sum (c/K) log(c/K)`` is biased low by about ``(m - 1) / (2K)`` for ``m`` distinct
+    answers (0.06 nats for K = 8 and two answers); the default Miller-Madow correction adds that term
+    (it can exceed ``log m`` for tiny K). One sample gives 0 either way.
 
-    Returns
-    -------
-    EntropyEstimate
-        ``estimator="sampled"``, one value per item.
-
-    Notes
-    -----
-    The plug-in estimate ``-sum (c/K) log(c/K)`` is biased low by about ``(m - 1) / (2K)``; with
-    K = 8 samples and two distinct answers the bias is about 0.06 nats. The Miller-Madow correction
-    removes the first-order term; it can exceed ``log m`` for tiny K. One sample gives 0 either way.
-
-    Examples
-    --------
     >>> float(sampled_answer_entropy([["red", "red", "blue", "blue"]], correction=None).values[0])
     0.6931...
     """

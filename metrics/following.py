@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from modality_conflict.metrics._common import Interval, check_confidence_level, wilson_interval
+from modality_conflict.metrics._common import Interval, check_choice, check_confidence_level, wilson_interval
 
 FOLLOWING_LABELS: tuple[str, ...] = ("vision", "text", "other", "not_conflict", "unimodal_other")
 """Per-item labels from :func:`classify_following`.
@@ -29,29 +29,12 @@ def _as_labels(values: ArrayLike, name: str) -> np.ndarray:
 
 
 def classify_following(yv: ArrayLike, yt: ArrayLike, ym: ArrayLike, *, other: str = "other") -> np.ndarray:
-    """Label each item by the modality its conflict answer follows.
+    """Label each item (one of :data:`FOLLOWING_LABELS`) by the modality its conflict answer follows.
 
-    Parameters
-    ----------
-    yv, yt, ym : array_like of str
-        The model's normalised answers to the vision-only, text-only and conflict prompts (a candidate
-        answer or ``other``), aligned per item.
-    other : str, optional
-        The label of answers outside the answer set, default ``"other"``.
+    ``yv``, ``yt`` and ``ym`` are the normalised answers to the vision-only, text-only and conflict prompts.
+    Only items with ``Yv != Yt`` (both inside the answer set) are conflicts: "following" an unreadable
+    (``other``) unimodal answer is not meaningful.
 
-    Returns
-    -------
-    numpy.ndarray
-        One label of :data:`FOLLOWING_LABELS` per item.
-
-    Notes
-    -----
-    Only items with ``Yv != Yt`` (both inside the answer set) are conflicts. An item whose unimodal
-    answer is ``other`` is labelled ``unimodal_other`` rather than a conflict: "following" an
-    unreadable answer is not meaningful.
-
-    Examples
-    --------
     >>> classify_following(["red", "red"], ["blue", "red"], ["blue", "red"]).tolist()
     ['text', 'not_conflict']
     """
@@ -70,19 +53,9 @@ def classify_following(yv: ArrayLike, yt: ArrayLike, ym: ArrayLike, *, other: st
 class FollowingRates:
     """Counts of following labels and the rates derived from them.
 
-    Attributes
-    ----------
-    n_text, n_vision, n_other : int
-        Conflicts answered with the text answer, the vision answer, or neither.
-    n_not_conflict, n_unimodal_other : int
-        Items that are not conflicts (agreeing or unreadable unimodal answers).
-    min_conflicts : int
-        Fewer conflicts than this leave every rate undefined.
-
-    Notes
-    -----
     ``tfr = n_text / (n_text + n_vision)`` and ``vfr = 1 - tfr`` (``other`` excluded, as in the paper);
-    ``other_rate = n_other / n_conflicts``. Undefined rates are None and :meth:`reason` says why.
+    ``other_rate = n_other / n_conflicts``. Fewer than ``min_conflicts`` conflicts leave every rate
+    undefined; undefined rates are None and :meth:`reason` says why.
     """
 
     n_text: int
@@ -104,8 +77,7 @@ class FollowingRates:
 
     def reason(self, rate: Literal["tfr", "vfr", "other_rate"] = "tfr") -> str | None:
         """Why ``rate`` is undefined, or None when it is defined."""
-        if rate not in ("tfr", "vfr", "other_rate"):
-            raise ValueError(f"rate must be 'tfr', 'vfr' or 'other_rate', got {rate!r}")
+        check_choice(rate, "rate", ("tfr", "vfr", "other_rate"))
         if self.n_conflicts == 0:
             return "no conflicts (no item has two different in-set unimodal answers)"
         if self.n_conflicts < self.min_conflicts:
@@ -132,24 +104,10 @@ class FollowingRates:
     def confidence_interval(
         self, confidence_level: float = 0.95, *, rate: Literal["tfr", "vfr", "other_rate"] = "tfr"
     ) -> Interval:
-        """Wilson score interval for one of the rates.
+        """Wilson score interval for one of the rates; None bounds when the rate is undefined.
 
-        Parameters
-        ----------
-        confidence_level : float, optional
-            Default 0.95.
-        rate : {"tfr", "vfr", "other_rate"}, optional
-            Which rate, default ``"tfr"``.
-
-        Returns
-        -------
-        Interval
-            ``(low, high, "wilson", reason)``; None bounds when the rate is undefined.
-
-        Notes
-        -----
-        The interval treats conflicts as independent; items that share an image or text are not, so
-        it is somewhat too narrow when answers cluster by group.
+        It treats conflicts as independent; items that share an image or text are not, so it is somewhat
+        too narrow when answers cluster by group.
         """
         check_confidence_level(confidence_level)
         why = self.reason(rate)
@@ -166,19 +124,6 @@ class FollowingRates:
 def following_rates(labels: ArrayLike, *, min_conflicts: int = 1) -> FollowingRates:
     """Count the labels from :func:`classify_following`.
 
-    Parameters
-    ----------
-    labels : array_like of str
-        Labels from :data:`FOLLOWING_LABELS`.
-    min_conflicts : int, optional
-        Below this many conflicts the rates are undefined (default 1).
-
-    Returns
-    -------
-    FollowingRates
-
-    Examples
-    --------
     >>> following_rates(["text", "text", "vision", "other"]).tfr
     0.6666...
     """

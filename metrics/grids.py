@@ -17,19 +17,9 @@ class TierGrids:
 
     Unimodal numbers are per *unimodal prompt*, not per conflict item: a vision-only prompt is the
     unit ``(group, visual tier, control)`` and a text-only prompt ``(group, text tier, control)``, each
-    counted once however many conflict items share it.
-
-    Attributes
-    ----------
-    vision_n, vision_accuracy, mean_hv : dict
-        Per visual tier: number of vision-only prompts, share answered with ``vision_answer``, and mean
-        vision entropy (None without entropies).
-    text_n, text_accuracy, mean_ht : dict
-        The same per text tier, against ``text_answer``.
-    cell_n, cell_tfr : dict
-        Per ``(visual tier, text tier)``: text- or vision-following conflicts and their TFR.
-    cell_reason : dict
-        Why a cell's TFR is None.
+    counted once however many conflict items share it. Mean entropies are None without entropies;
+    ``cell_n`` counts a ``(visual tier, text tier)`` cell's text- or vision-following conflicts, and
+    ``cell_reason`` says why its TFR is None.
     """
 
     vision_n: dict[int, int]
@@ -84,19 +74,8 @@ def _per_tier(tiers: np.ndarray, values: np.ndarray) -> dict[int, float]:
 
 
 def tier_grids(items: ConflictItems, *, min_conflicts: int = 1) -> TierGrids:
-    """Accuracy and entropy by tier, and TFR per (visual tier, text tier) cell.
-
-    Parameters
-    ----------
-    items : ConflictItems
-        The items to tabulate (the report passes the ``control == "none"`` items).
-    min_conflicts : int, optional
-        Cells with fewer text- or vision-following conflicts get a None TFR (default 1).
-
-    Returns
-    -------
-    TierGrids
-    """
+    """Accuracy and entropy by tier, and TFR per (visual tier, text tier) cell (None below
+    ``min_conflicts`` text- or vision-following conflicts)."""
     if len(items) == 0:
         raise ValueError("no items to tabulate")
     # One integer key per unimodal prompt: (group, tier, control) packed by their ranks.

@@ -50,33 +50,12 @@ def _missing(values: np.ndarray) -> np.ndarray:
 class ConflictItems:
     """Aligned per-item arrays for the conflict items of one model run.
 
-    Attributes
-    ----------
-    item_id : numpy.ndarray of str
-        Unique triplet id, e.g. ``"g0001-v03-t1-none"``.
-    group_id, visual_tier, text_tier : numpy.ndarray of int
-        Item group, visual difficulty tier (0..13) and text difficulty tier (0..2).
-    control : numpy.ndarray of str
-        One of the dataset's control types (``dataset_builder.constants.CONTROLS``).
-    vision_answer, text_answer : numpy.ndarray of str
-        The answer the image shows and the answer the text claims (ground truth, model independent).
-    yv, yt, ym : numpy.ndarray of str
-        The model's normalised answers (a candidate or ``"other"``) to the vision-only, text-only and
-        conflict prompts.
-    hv, ht : numpy.ndarray of float
-        Entropies (nats) of the vision-only and text-only answers.
-    estimator : str
-        Entropy estimator label (:data:`~modality_conflict.metrics.entropy.ESTIMATORS`, or ``"none"``
-        when the run has no entropies; then ``hv``/``ht`` must be NaN and are ignored).
-    candidates : tuple of str
-        The closed answer set: every answer the items admit (the six colours; or the union of the
-        attribute set's shape and material values, each item being answered within its own attribute).
-
-    Notes
-    -----
-    Construction validates everything and raises ValueError naming the offending item: unequal
-    lengths, duplicate ids, unknown controls or answers, missing (None) values, and NaN, infinite or
-    negative entropies.
+    ``item_id`` is unique (e.g. ``"g0001-v03-t1-none"``); ``vision_answer`` / ``text_answer`` are what the
+    image shows and the text claims; ``yv``, ``yt`` and ``ym`` the model's normalised answers to the
+    vision-only, text-only and conflict prompts; ``hv`` / ``ht`` their entropies (ignored with estimator
+    ``"none"``). ``candidates`` is every answer the items admit (the six colours; or the union of the
+    attribute set's shape and material values). Construction validates everything and raises ValueError
+    naming the offending item.
     """
 
     item_id: np.ndarray
@@ -209,13 +188,7 @@ class ConflictItems:
         estimator: str,
         candidates: tuple[str, ...],
     ) -> ConflictItems:
-        """Build validated items from aligned columns (lists or arrays).
-
-        Raises
-        ------
-        ValueError
-            For any invalid column or item; the message names the item_id.
-        """
+        """Build validated items from aligned columns (lists or arrays)."""
         return cls(
             item_id=item_id,
             group_id=group_id,

@@ -11,18 +11,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from modality_conflict.metrics._common import (
-    Interval,
-    as_binary,
-    as_float_array,
-    check_confidence_level,
-    check_finite,
-    clean_float,
-    quantile_interval,
-    wilson_bounds,
-    z_value,
-)
-from modality_conflict.metrics._logistic import LogisticFit, PreparedData, fit_logistic, prepare
+from modality_conflict.metrics import _common as common
+from modality_conflict.metrics._common import Interval, as_binary, as_float_array, check_finite
+from modality_conflict.metrics._logistic import LogisticFit, PreparedData, fit_checked, fit_logistic, prepare
 from modality_conflict.metrics.balance import BalancePointResult, balance_point_from_fit
 
 
@@ -30,25 +21,10 @@ from modality_conflict.metrics.balance import BalancePointResult, balance_point_
 class LawResult:
     """Statistics for the monotonic law of one model.
 
-    Attributes
-    ----------
-    slope : float or None
-        Logistic slope of follow-text on dH; the law predicts a negative slope.
-    slope_se : float or None
-        Its standard error (cluster-robust unless ``covariance_type == "model"``).
-    status, reason : str, str or None
-        ``"ok"`` or ``"undefined"`` with the reason (too few conflicts, separation, one dH value, ...).
-    spearman_rho, spearman_pvalue : float or None
-        Spearman rank correlation between dH and follow-text and its p-value (``alternative`` as
-        requested). The p-value treats conflicts as independent; the slope interval does not.
-    spearman_reason : str or None
-        Why the rank correlation is undefined (e.g. a constant input).
-    alternative : str
-        Alternative hypothesis of the Spearman test.
-    n, n_groups, n_resamples, n_failed_resamples : int
-        Conflicts, item groups, bootstrap resamples and resamples without a finite fit.
-    covariance_type : str
-        ``"cluster"`` or ``"model"``.
+    ``slope`` is the logistic slope of follow-text on dH (the law predicts a negative one), ``slope_se``
+    its standard error (cluster-robust unless ``covariance_type == "model"``); ``status`` is ``"ok"`` or
+    ``"undefined"`` with a ``reason``. The Spearman p-value (``alternative`` as requested) treats
+    conflicts as independent; the slope interval does not.
     """
 
     slope: float | None
@@ -69,44 +45,25 @@ class LawResult:
     def confidence_interval(
         self, confidence_level: float = 0.95, *, method: Literal["delta", "bootstrap"] = "delta"
     ) -> Interval:
-        """Confidence interval for the slope.
-
-        Parameters
-        ----------
-        confidence_level : float, optional
-            Default 0.95.
-        method : {"delta", "bootstrap"}, optional
-            Wald interval with the (cluster-robust) standard error, or percentile interval of the
-            cluster bootstrap.
-
-        Returns
-        -------
-        Interval
-        """
-        level = check_confidence_level(confidence_level)
-        if method not in ("delta", "bootstrap"):
-            raise ValueError(f"method must be 'delta' or 'bootstrap', got {method!r}")
+        """Wald interval for the slope with its (cluster-robust) standard error, or percentile interval
+        of the cluster bootstrap."""
+        level = common.check_confidence_level(confidence_level)
+        common.check_choice(method, "method", ("delta", "bootstrap"))
         if self.status != "ok":
             return Interval(None, None, method, self.reason)
         if method == "delta":
             if self.slope_se is None:
                 return Interval(None, None, method, "the slope variance is not positive")
-            z = z_value(level)
+            z = common.z_value(level)
             return Interval(self.slope - z * self.slope_se, self.slope + z * self.slope_se, method)
-        if self.n_resamples == 0:
-            return Interval(None, None, method, "no bootstrap resamples were drawn (n_resamples=0)")
-        if self.n_groups < 2:
-            return Interval(None, None, method, "a cluster bootstrap needs at least two item groups")
-        if self.n_failed_resamples > (1.0 - level) / 2.0 * self.n_resamples:
-            return Interval(
-                None,
-                None,
-                method,
-                f"{self.n_failed_resamples} of {self.n_resamples} bootstrap "
-                "resamples have no finite fit (separated data)",
-            )
-        low, high = quantile_interval(self._bootstrap_slopes, level)
-        return Interval(low, high, method)
+        return common.bootstrap_interval(
+            self._bootstrap_slopes,
+            level,
+            n_resamples=self.n_resamples,
+            n_groups=self.n_groups,
+            missing=self.n_failed_resamples,
+            why_missing="have no finite fit (separated data)",
+        )
 
     def verdict(
         self, confidence_level: float = 0.95, *, method: Literal["delta", "bootstrap"] = "delta"
@@ -135,7 +92,7 @@ def _spearman(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = stats.spearmanr(dh, y, alternative=alternative)
-    rho, pvalue = clean_float(result.statistic), clean_float(result.pvalue)
+    rho, pvalue = common.clean_float(result.statistic), common.clean_float(result.pvalue)
     return (
         rho,
         pvalue,
@@ -148,8 +105,7 @@ def law_from_fit(
 ) -> LawResult:
     """Build a :class:`LawResult` from an internal logistic fit (shared with the balance point)."""
     rho, pvalue, why = _spearman(data.dh, data.y, alternative)
-    cov = fit.cov_cluster if covariance == "cluster" and fit.cov_cluster is not None else fit.cov_model
-    cov_type = "cluster" if cov is not None and cov is fit.cov_cluster else "model"
+    cov, cov_type = fit.covariance(covariance)
     slope = slope_se = None
     if fit.status == "ok":
         slope = float(fit.coef[1])
@@ -186,40 +142,19 @@ def monotonic_law(
 ) -> LawResult:
     """Test the monotonic law: does P(follow text) fall as dH rises?
 
-    Parameters
-    ----------
-    dh, follow_text : array_like
-        As in :func:`~modality_conflict.metrics.balance.balance_point`.
-    groups : array_like, optional
-        Item groups for the cluster-robust covariance and the cluster bootstrap.
-    n_resamples : int, optional
-        Cluster bootstrap resamples for the slope interval, default 0 (delta interval only).
-    rng : int, numpy.random.Generator or None, optional
-        Seed or generator for the bootstrap.
-    min_conflicts : int, optional
-        Fewer fitted conflicts give an undefined result (default 10).
-    covariance : {"cluster", "model"}, optional
-        Covariance for the slope's standard error.
-    alternative : {"two-sided", "less", "greater"}, optional
-        Alternative of the Spearman test; ``"less"`` is the one-sided test of the law.
-
-    Returns
-    -------
-    LawResult
-        The logistic slope (with :meth:`LawResult.confidence_interval` and :meth:`LawResult.verdict`)
-        and the Spearman correlation between dH and follow-text.
+    Options as in :func:`~modality_conflict.metrics.balance.balance_point`, but no bootstrap by default.
+    The result holds the logistic slope (with its interval and :meth:`LawResult.verdict`) and the Spearman
+    correlation between dH and follow-text; ``alternative="less"`` is the one-sided test of the law.
     """
-    if covariance not in ("cluster", "model"):
-        raise ValueError(f"covariance must be 'cluster' or 'model', got {covariance!r}")
-    if alternative not in ("two-sided", "less", "greater"):
-        raise ValueError(f"alternative must be 'two-sided', 'less' or 'greater', got {alternative!r}")
-    if int(n_resamples) != n_resamples or n_resamples < 0:
-        raise ValueError(f"n_resamples must be a non-negative integer, got {n_resamples!r}")
-    if int(min_conflicts) < 1:
-        raise ValueError(f"min_conflicts must be >= 1, got {min_conflicts!r}")
-    data = prepare(dh, follow_text, groups)
-    fit = fit_logistic(
-        data, n_resamples=int(n_resamples), rng=np.random.default_rng(rng), min_conflicts=int(min_conflicts)
+    fit, data = fit_checked(
+        dh,
+        follow_text,
+        groups,
+        n_resamples=n_resamples,
+        rng=rng,
+        min_conflicts=min_conflicts,
+        covariance=covariance,
+        alternative=alternative,
     )
     return law_from_fit(fit, data, covariance=covariance, alternative=alternative)
 
@@ -231,18 +166,8 @@ def monotonic_law(
 class BinnedCurve:
     """Text-following rate per dH bin, with Wilson intervals (the curve the paper plots).
 
-    Attributes
-    ----------
-    edges : numpy.ndarray
-        Bin edges (K + 1); bins are ``[e_i, e_{i+1})``, the last one closed.
-    counts, n_text : numpy.ndarray
-        Conflicts per bin and text-following conflicts per bin (integers).
-    tfr, low, high : tuple of (float or None)
-        TFR and Wilson bounds per bin; None for empty bins.
-    confidence_level : float
-        Level of the Wilson intervals.
-    n_outside : int
-        Conflicts outside the edges (only with explicit edges).
+    Bins are ``[e_i, e_{i+1})``, the last one closed; ``tfr``, ``low`` and ``high`` are None for empty
+    bins; ``n_outside`` counts conflicts outside explicit edges.
     """
 
     edges: np.ndarray = field(compare=False)
@@ -283,22 +208,8 @@ def binned_curve(
 ) -> BinnedCurve:
     """TFR per dH bin with Wilson score intervals.
 
-    Parameters
-    ----------
-    dh, follow_text : array_like
-        Relative uncertainty and 0/1 text-following of each conflict ("other" answers dropped).
-    bins : int or array_like, optional
-        Number of equal-width bins over the observed dH range (default 10), or explicit increasing
-        edges (conflicts outside them are counted in ``n_outside``).
-    confidence_level : float, optional
-        Level of the Wilson intervals, default 0.95.
+    ``bins``: a number of equal-width bins over the observed dH range, or explicit increasing edges.
 
-    Returns
-    -------
-    BinnedCurve
-
-    Examples
-    --------
     >>> curve = binned_curve([-1, -0.5, 0.5, 1], [1, 1, 0, 1], bins=2)
     >>> curve.tfr
     (1.0, 0.5)
@@ -308,7 +219,7 @@ def binned_curve(
     y = as_binary(follow_text, "follow_text")
     if x.size != y.size:
         raise ValueError(f"dh has {x.size} entries but follow_text has {y.size}")
-    level = check_confidence_level(confidence_level)
+    level = common.check_confidence_level(confidence_level)
     if np.ndim(bins) == 0:
         if int(bins) != bins or bins < 1:
             raise ValueError(f"bins must be a positive integer or a sequence of edges, got {bins!r}")
@@ -326,7 +237,7 @@ def binned_curve(
     inside = (index >= 0) & (index < k)
     counts = np.bincount(index[inside], minlength=k)
     n_text = np.bincount(index[inside], y[inside], minlength=k).round().astype(np.int64)
-    low, high = wilson_bounds(n_text, counts, z_value(level))
+    low, high = common.wilson_bounds(n_text, counts, common.z_value(level))
     filled = counts > 0
     rate = np.divide(n_text, counts, out=np.zeros(k), where=filled)
 
@@ -350,16 +261,9 @@ def binned_curve(
 
 @dataclass(frozen=True)
 class RobustnessResult:
-    """The law within low- and high-total-entropy halves (split at the median of Ht + Hv).
+    """The law within low- and high-total-entropy halves (``Ht + Hv <= median`` is low).
 
-    Attributes
-    ----------
-    median_total_entropy : float
-        The split point; the low half is ``Ht + Hv <= median``.
-    low_curve, high_curve : BinnedCurve
-        Binned TFR per half, on the same edges.
-    low_balance, high_balance : BalancePointResult
-        Logistic balance point per half (delta interval; no bootstrap).
+    Both curves share their edges; the balance points have no bootstrap.
     """
 
     median_total_entropy: float
@@ -382,30 +286,8 @@ def robustness_split(
 ) -> RobustnessResult:
     """Split conflicts at the median of ``Ht + Hv`` and redo the curve and the balance point per half.
 
-    Parameters
-    ----------
-    dh, follow_text : array_like
-        Relative uncertainty and 0/1 text-following of each conflict.
-    ht, hv : array_like
-        Text-only and vision-only entropies of the same conflicts.
-    groups : array_like, optional
-        Item groups (for the cluster-robust delta interval).
-    bins : int or array_like, optional
-        Bins for both curves; an integer gives equal-width bins over the full dH range so that the two
-        halves share edges.
-    confidence_level : float, optional
-        Level of the Wilson intervals.
-    min_conflicts : int, optional
-        Minimum conflicts per half for a balance point.
-
-    Returns
-    -------
-    RobustnessResult
-
-    Notes
-    -----
-    The paper's check: within each half the curve should stay monotone, and the high-entropy half
-    should sit closer to zero (a balance point nearer 0).
+    An integer ``bins`` gives equal-width bins over the full dH range, shared by both halves. The paper's
+    check: each half's curve stays monotone and the high-entropy half's balance point sits nearer 0.
     """
     x = as_float_array(dh, "dh")
     t = as_float_array(ht, "ht")

@@ -13,6 +13,7 @@ from scipy import stats
 from modality_conflict.metrics._common import (
     Interval,
     as_float_array,
+    check_choice,
     check_confidence_level,
     check_finite,
     quantile_interval,
@@ -41,24 +42,10 @@ def _label_matrix(top1_labels: Sequence[Sequence[str]] | np.ndarray) -> tuple[np
 def count_oscillations(top1_labels: Sequence[str] | Sequence[Sequence[str]] | np.ndarray) -> int | np.ndarray:
     """Count switches of the layer-wise top-1 answer between the vision and the text answer.
 
-    Parameters
-    ----------
-    top1_labels : sequence of str, sequence of sequences of str, or 2-D array
-        Per-layer labels from :data:`LENS_LABELS` for one item (1-D), or one row per item (rows may
-        differ in length).
+    ``top1_labels``: per-layer labels from :data:`LENS_LABELS` for one item (gives an int), or one row per
+    item (rows may differ in length; gives an integer array). Layers labelled ``"other"`` are skipped:
+    vision -> other -> text is one switch, and vision -> other -> vision none.
 
-    Returns
-    -------
-    int or numpy.ndarray
-        Number of switches for one item, or an integer array with one count per item.
-
-    Notes
-    -----
-    Layers labelled ``"other"`` are skipped: vision -> other -> text is one switch, and
-    vision -> other -> vision none.
-
-    Examples
-    --------
     >>> count_oscillations(["other", "vision", "other", "text", "text", "vision"])
     2
     """
@@ -83,20 +70,9 @@ def count_oscillations(top1_labels: Sequence[str] | Sequence[Sequence[str]] | np
 
 @dataclass(frozen=True)
 class OscillationSummary:
-    """Mean oscillation counts in the ambiguous and the clear region around the balance point.
+    """Mean oscillation counts in the ambiguous (``|dH - balance| <= radius``) and the clear region.
 
-    Attributes
-    ----------
-    balance, radius : float
-        The ambiguous region is ``|dH - balance| <= radius``.
-    n_ambiguous, n_clear : int
-        Items in each region.
-    mean_ambiguous, mean_clear : float or None
-        Mean oscillations per region (None for an empty region).
-    difference : float or None
-        ``mean_ambiguous - mean_clear``.
-    n_resamples : int
-        Bootstrap resamples kept for the bootstrap intervals (0: t intervals only).
+    Means are None for an empty region; ``n_resamples`` is 0 when only t intervals are available.
     """
 
     balance: float
@@ -118,26 +94,11 @@ class OscillationSummary:
         region: Literal["ambiguous", "clear", "difference"] = "difference",
         method: Literal["t", "bootstrap"] = "t",
     ) -> Interval:
-        """Interval for a region's mean oscillations or for their difference.
-
-        Parameters
-        ----------
-        confidence_level : float, optional
-            Default 0.95.
-        region : {"ambiguous", "clear", "difference"}, optional
-            Which quantity, default the difference ambiguous - clear.
-        method : {"t", "bootstrap"}, optional
-            Student t interval (Welch for the difference) or percentile bootstrap over items.
-
-        Returns
-        -------
-        Interval
-        """
+        """Student t interval (Welch for the difference ambiguous - clear) or percentile bootstrap over
+        items, for a region's mean oscillations or for their difference."""
         level = check_confidence_level(confidence_level)
-        if region not in ("ambiguous", "clear", "difference"):
-            raise ValueError(f"region must be 'ambiguous', 'clear' or 'difference', got {region!r}")
-        if method not in ("t", "bootstrap"):
-            raise ValueError(f"method must be 't' or 'bootstrap', got {method!r}")
+        check_choice(region, "region", ("ambiguous", "clear", "difference"))
+        check_choice(method, "method", ("t", "bootstrap"))
         parts = {
             "ambiguous": (self._ambiguous,),
             "clear": (self._clear,),
@@ -188,27 +149,10 @@ def oscillation_summary(
     n_resamples: int = 2000,
     rng: int | np.random.Generator | None = None,
 ) -> OscillationSummary:
-    """Mean oscillations in the ambiguous region (``|dH - balance| <= radius``) and outside it.
+    """Mean oscillations per item (:func:`count_oscillations`) in the ambiguous region
+    (``|dH - balance| <= radius``, 0.5 as in the paper) and outside it.
 
-    Parameters
-    ----------
-    counts : array_like of int
-        Oscillations per item (from :func:`count_oscillations`).
-    dh : array_like
-        Relative uncertainty of the same items.
-    balance : float or BalancePointResult
-        The model's balance point; a result without an estimate is an error.
-    radius : float, optional
-        Half-width of the ambiguous region, default 0.5 (as in the paper).
-    n_resamples : int, optional
-        Bootstrap resamples for :meth:`OscillationSummary.confidence_interval` with
-        ``method="bootstrap"``; 0 skips them.
-    rng : int, numpy.random.Generator or None, optional
-        Seed or generator for the bootstrap.
-
-    Returns
-    -------
-    OscillationSummary
+    A balance result without an estimate is an error; ``n_resamples=0`` skips the bootstrap.
     """
     if isinstance(balance, BalancePointResult):
         if balance.estimate is None:

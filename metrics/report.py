@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from modality_conflict.dataset_builder.constants import CONTROLS
-from modality_conflict.metrics._common import check_confidence_level
+from modality_conflict.metrics._common import Interval, check_confidence_level, check_fit_counts
 from modality_conflict.metrics._logistic import LogisticFit, fit_logistic, prepare
 from modality_conflict.metrics.balance import BalancePointResult, balance_point_from_fit
 from modality_conflict.metrics.following import FollowingRates, classify_following, following_rates
@@ -49,29 +49,10 @@ class ViewResult:
 class ConflictReport:
     """Result of :func:`summarize`; :meth:`to_dict` gives the flat JSON-safe form.
 
-    Attributes
-    ----------
-    n_items : int
-        All items given (every control type).
-    n_main : int
-        Items with ``control == "none"`` (the ones behind every main number).
-    estimator : str
-        Entropy estimator of the run.
-    confidence_level : float
-        Level of every interval in :meth:`to_dict`.
-    own, correct : ViewResult
-        Results with the model's own unimodal answers, and on both-correct items only.
-    means : dict
-        Mean Hv, Ht and dH over the main items (None without entropies).
-    robustness : RobustnessResult or None
-        The median split of Ht + Hv (own view); None with ``robustness_reason`` when undefined.
-    robustness_reason : str or None
-    grids : TierGrids or None
-        Per-tier tables of the main items.
-    controls : dict of str to FollowingRates
-        Following rates of each control type.
-    n_controls : dict of str to int
-        Items per control type.
+    ``n_main`` counts the ``control == "none"`` items behind every main number; ``own`` and ``correct``
+    are the views with the model's own unimodal answers and on both-correct items; ``means`` (mean Hv, Ht
+    and dH), ``robustness`` and ``grids`` are None with a reason when undefined; ``controls`` holds the
+    following rates of each control type.
     """
 
     n_items: int
@@ -100,26 +81,13 @@ class ConflictReport:
     def to_dict(self) -> dict[str, Any]:
         """Flat JSON-safe dict. Undefined numbers are None with a ``<key>_reason`` entry; never NaN.
 
-        Keys of the own-answers view: ``n_conflicts``, ``n_text``, ``n_vision``, ``n_other``,
-        ``n_not_conflict``, ``n_unimodal_other``; ``tfr``, ``vfr``, ``other_rate`` with ``_ci_low`` /
-        ``_ci_high`` (Wilson); ``balance_point`` with ``balance_point_reason`` (always present),
-        ``_status``, ``_bound`` (censored only), ``_delta_low``/``_delta_high``,
-        ``_bootstrap_low``/``_bootstrap_high``, ``_ci_low``/``_ci_high`` (bootstrap when defined, else
-        delta; ``_ci_method`` says which), ``_isotonic`` (+ ``_isotonic_status``), ``_n_groups``,
-        ``_n_failed_resamples``; ``logistic_intercept``, ``logistic_slope``; ``law_slope_se``,
-        ``law_slope_ci_low``/``_high`` (delta), ``law_slope_bootstrap_low``/``_high``,
-        ``law_spearman_rho``, ``law_spearman_p``, ``law_verdict``; ``n_ambiguous``, ``tfr_ambiguous``,
-        ``tfr_clear``; nested ``binned_curve``. The both-correct view repeats these with the suffix
-        ``_correct`` appended (so its reasons are ``<key>_correct_reason``).
-
-        Also: ``entropy_estimator``, ``confidence_level``, ``n_resamples``, ``min_conflicts``,
-        ``n_items``, ``n_main_items``, ``ambiguity_radius``, ``mean_hv``, ``mean_ht``, ``mean_dh``;
-        nested ``robustness``, ``controls`` (per control type, with ``relevant_rate``), flat
-        ``tfr_text_irrelevant`` / ``tfr_image_irrelevant``, and the tier tables
-        ``vision_accuracy_by_tier``, ``text_accuracy_by_tier``, ``mean_hv_by_tier``,
-        ``mean_ht_by_tier``, ``vision_n_by_tier``, ``text_n_by_tier``, ``tfr_by_tier_cell`` and
-        ``n_by_tier_cell`` (``[visual][text]``; undefined cells explained in
-        ``tfr_by_tier_cell_reason``).
+        The own-answers view gives the counts, ``tfr`` / ``vfr`` / ``other_rate`` with Wilson ``_ci_low`` /
+        ``_ci_high``, ``balance_point`` (with ``_reason`` always, ``_status``, ``_bound``, delta and
+        bootstrap bounds, ``_ci_low`` / ``_ci_high`` from the bootstrap when defined, else the delta
+        method, ``_ci_method`` saying which, ``_isotonic``), the logistic coefficients, the ``law_*``
+        numbers and verdict, the ambiguous-region TFRs and the ``binned_curve``; the both-correct view
+        repeats them with ``_correct`` appended. Also the run's settings, mean entropies, ``robustness``,
+        ``controls`` (with flat ``tfr_<control>`` copies) and the tier tables (cells ``[visual][text]``).
         """
         out: dict[str, Any] = {
             "entropy_estimator": self.estimator,
@@ -177,6 +145,12 @@ def _put(out: dict[str, Any], key: str, value: Any, reason: str | None) -> None:
         out[f"{key}_reason"] = reason or "undefined"
 
 
+def _put_interval(out: dict[str, Any], stem: str, suffix: str, interval: Interval) -> None:
+    """Store an interval's bounds as ``<stem>_low<suffix>`` and ``<stem>_high<suffix>``."""
+    _put(out, f"{stem}_low{suffix}", interval.low, interval.reason)
+    _put(out, f"{stem}_high{suffix}", interval.high, interval.reason)
+
+
 def _rates_to_dict(out: dict[str, Any], rates: FollowingRates, suffix: str, level: float) -> None:
     out[f"n_conflicts{suffix}"] = rates.n_conflicts
     out[f"n_text{suffix}"] = rates.n_text
@@ -185,11 +159,8 @@ def _rates_to_dict(out: dict[str, Any], rates: FollowingRates, suffix: str, leve
     out[f"n_not_conflict{suffix}"] = rates.n_not_conflict
     out[f"n_unimodal_other{suffix}"] = rates.n_unimodal_other
     for rate in ("tfr", "vfr", "other_rate"):
-        reason = rates.reason(rate)
-        _put(out, f"{rate}{suffix}", getattr(rates, rate), reason)
-        interval = rates.confidence_interval(level, rate=rate)
-        _put(out, f"{rate}_ci_low{suffix}", interval.low, interval.reason)
-        _put(out, f"{rate}_ci_high{suffix}", interval.high, interval.reason)
+        _put(out, f"{rate}{suffix}", getattr(rates, rate), rates.reason(rate))
+        _put_interval(out, f"{rate}_ci", suffix, rates.confidence_interval(level, rate=rate))
 
 
 def _view_to_dict(out: dict[str, Any], view: ViewResult, suffix: str, level: float) -> None:
@@ -204,13 +175,10 @@ def _view_to_dict(out: dict[str, Any], view: ViewResult, suffix: str, level: flo
         out[f"balance_point_bound_low{suffix}"], out[f"balance_point_bound_high{suffix}"] = balance.bracket
     delta = balance.confidence_interval(level, method="delta")
     boot = balance.confidence_interval(level, method="bootstrap")
-    _put(out, f"balance_point_delta_low{suffix}", delta.low, delta.reason)
-    _put(out, f"balance_point_delta_high{suffix}", delta.high, delta.reason)
-    _put(out, f"balance_point_bootstrap_low{suffix}", boot.low, boot.reason)
-    _put(out, f"balance_point_bootstrap_high{suffix}", boot.high, boot.reason)
+    _put_interval(out, "balance_point_delta", suffix, delta)
+    _put_interval(out, "balance_point_bootstrap", suffix, boot)
     main = boot if boot.low is not None else delta
-    _put(out, f"balance_point_ci_low{suffix}", main.low, main.reason)
-    _put(out, f"balance_point_ci_high{suffix}", main.high, main.reason)
+    _put_interval(out, "balance_point_ci", suffix, main)
     out[f"balance_point_ci_method{suffix}"] = main.method
     _put(out, f"balance_point_isotonic{suffix}", balance.isotonic_estimate, balance.isotonic_reason)
     out[f"balance_point_isotonic_status{suffix}"] = balance.isotonic_status
@@ -221,12 +189,8 @@ def _view_to_dict(out: dict[str, Any], view: ViewResult, suffix: str, level: flo
     _put(out, f"logistic_slope{suffix}", balance.slope, fit_reason)
     law = view.law
     _put(out, f"law_slope_se{suffix}", law.slope_se, law.reason or "the slope variance is not positive")
-    law_delta = law.confidence_interval(level, method="delta")
-    law_boot = law.confidence_interval(level, method="bootstrap")
-    _put(out, f"law_slope_ci_low{suffix}", law_delta.low, law_delta.reason)
-    _put(out, f"law_slope_ci_high{suffix}", law_delta.high, law_delta.reason)
-    _put(out, f"law_slope_bootstrap_low{suffix}", law_boot.low, law_boot.reason)
-    _put(out, f"law_slope_bootstrap_high{suffix}", law_boot.high, law_boot.reason)
+    _put_interval(out, "law_slope_ci", suffix, law.confidence_interval(level, method="delta"))
+    _put_interval(out, "law_slope_bootstrap", suffix, law.confidence_interval(level, method="bootstrap"))
     _put(out, f"law_spearman_rho{suffix}", law.spearman_rho, law.spearman_reason)
     _put(out, f"law_spearman_p{suffix}", law.spearman_pvalue, law.spearman_reason)
     out[f"law_verdict{suffix}"] = law.verdict(level, method="delta")
@@ -248,9 +212,9 @@ def _robustness_to_dict(result: RobustnessResult, level: float) -> dict[str, Any
         out[f"{half}_n"] = balance.n
         _put(out, f"{half}_balance_point", balance.estimate, balance.reason)
         out[f"{half}_balance_point_status"] = balance.status
-        interval = balance.confidence_interval(level, method="delta")
-        _put(out, f"{half}_balance_point_delta_low", interval.low, interval.reason)
-        _put(out, f"{half}_balance_point_delta_high", interval.high, interval.reason)
+        _put_interval(
+            out, f"{half}_balance_point_delta", "", balance.confidence_interval(level, method="delta")
+        )
         _put(out, f"{half}_logistic_slope", balance.slope, balance.reason)
         out[f"{half}_binned_curve"] = curve.to_dict()
     return out
@@ -343,44 +307,20 @@ def summarize(
     ambiguity_radius: float = 0.5,
     bins: int = 10,
 ) -> ConflictReport:
-    """Compute the whole report for one model run.
+    """Compute the whole report for one model run from every item (all control types).
 
-    Parameters
-    ----------
-    items : ConflictItems
-        Every conflict item of the run (all control types).
-    n_resamples : int, optional
-        Cluster bootstrap resamples (item groups) for the balance point and slope, default 2000.
-    confidence_level : float, optional
-        Level of every interval in :meth:`ConflictReport.to_dict`, default 0.95.
-    rng : int, numpy.random.Generator or None, optional
-        Seed or generator for the bootstrap; fix it for reproducible intervals.
-    min_conflicts : int, optional
-        Below this many conflicts (per view, per control) rates and fits are undefined; default 10.
-    ambiguity_radius : float, optional
-        Half-width of the ambiguous region around the balance point, default 0.5.
-    bins : int, optional
-        Equal-width dH bins of the binned curves, default 10.
-
-    Returns
-    -------
-    ConflictReport
-
-    Notes
-    -----
-    Main numbers use the ``control == "none"`` items; each control type gets its own following rates.
-    Items are sorted by ``item_id`` before anything else, so the report does not depend on the order
-    in which lmms-eval gathered them; with a fixed ``rng`` it is fully deterministic.
+    ``n_resamples`` cluster bootstrap resamples (item groups) serve the balance point and slope; below
+    ``min_conflicts`` conflicts (per view, per control) rates and fits are undefined; ``ambiguity_radius``
+    is the half-width of the ambiguous region around the balance point; ``bins`` equal-width dH bins make
+    the curves. Items are sorted by ``item_id`` first, so the report does not depend on the order in which
+    lmms-eval gathered them; with a fixed ``rng`` it is fully deterministic.
     """
     if not isinstance(items, ConflictItems):
         raise TypeError(f"items must be ConflictItems, got {type(items).__name__}")
     if len(items) == 0:
         raise ValueError("no conflict items to summarise")
     level = check_confidence_level(confidence_level)
-    if int(n_resamples) != n_resamples or n_resamples < 0:
-        raise ValueError(f"n_resamples must be a non-negative integer, got {n_resamples!r}")
-    if int(min_conflicts) < 1:
-        raise ValueError(f"min_conflicts must be >= 1, got {min_conflicts!r}")
+    check_fit_counts(n_resamples, min_conflicts)
     if not float(ambiguity_radius) > 0:
         raise ValueError(f"ambiguity_radius must be positive, got {ambiguity_radius!r}")
     generator = np.random.default_rng(rng)

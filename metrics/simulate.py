@@ -28,37 +28,13 @@ def simulate_items(
 ) -> ConflictItems:
     """Draw conflict items whose text-following follows ``expit(slope * (dH - balance) + u_group)``.
 
-    Parameters
-    ----------
-    candidates : sequence of str
-        The closed answer set (at least three answers: an "other" conflict answer is a third one).
-    n_groups : int, optional
-        Item groups (one image per visual tier and one text per text tier in each).
-    visual_tiers, text_tiers : sequence of int, optional
-        Tiers crossed within each group for ``control == "none"`` items.
-    control_tiers : sequence of int, optional
-        Visual tiers at which each group also gets a ``text_irrelevant`` and an ``image_irrelevant``
-        item (text tier 0). Empty: no controls.
-    balance, slope : float, optional
-        Planted balance point and logistic slope on dH.
-    other_rate : float, optional
-        Probability that a conflict answer is a third colour.
-    group_sd : float, optional
-        Standard deviation of a normal random intercept per group (on the logit scale).
-    estimator : str, optional
-        Entropy estimator label to attach.
-    rng : int, numpy.random.Generator or None, optional
-        Seed or generator.
-
-    Returns
-    -------
-    ConflictItems
-
-    Notes
-    -----
-    Vision entropy grows with the visual tier (about 0.25 nats at tier 0 to 1.6 at tier 13) and text
-    entropy with the text tier; unimodal answers are wrong more often when their entropy is high. In
-    control items the irrelevant modality is followed rarely (10%).
+    ``candidates`` needs at least three answers (an "other" conflict answer is a third one). Each group
+    crosses ``visual_tiers`` and ``text_tiers`` for ``control == "none"`` items and adds a
+    ``text_irrelevant`` and an ``image_irrelevant`` item (text tier 0) at each of ``control_tiers``.
+    ``u_group`` is a normal random intercept with standard deviation ``group_sd``. Vision entropy grows
+    with the visual tier (about 0.25 nats at tier 0 to 1.6 at tier 13) and text entropy with the text tier;
+    unimodal answers are wrong more often when their entropy is high. In control items the irrelevant
+    modality is followed rarely (10%).
     """
     gen = np.random.default_rng(rng)
     dv_all, dt_all, control_all = [], [], []

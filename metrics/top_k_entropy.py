@@ -1,15 +1,9 @@
 """Entropy of a next-token distribution known only through its k most likely tokens, with proven bounds.
 
-APIs cap ``top_logprobs`` (often at 20). What is missing is the uncovered mass ``m = 1 - sum(p_i)`` spread
-over the ``V - k`` tokens not returned, each at most as likely as the least likely token returned
-(``p_min``): the ``k`` returned are the most likely. Over that set of possible tails the entropy is
-concave, so
-
-- its minimum is at a vertex: as many tail tokens at ``p_min`` as the mass allows, the rest on one token;
-- its maximum spreads the mass evenly over all ``V - k`` tail tokens.
-
-The full entropy lies between ``H_covered + H_tail_min`` and ``H_covered + H_tail_max``; with ``m = 0``
-both bounds equal the exact entropy.
+APIs cap ``top_logprobs``. The uncovered mass ``m = 1 - sum(p_i)`` is spread over the ``V - k`` tokens not
+returned, each at most as likely as the least likely returned one (``p_min``). The entropy is concave over
+those tails: its minimum puts as many tail tokens at ``p_min`` as the mass allows and the rest on one token,
+its maximum spreads the mass evenly. With ``m = 0`` both bounds equal the exact entropy.
 """
 
 from __future__ import annotations
@@ -30,19 +24,8 @@ MASS_TOLERANCE = 1e-6
 
 @dataclass(frozen=True)
 class TopKEntropy:
-    """Bounds on the entropy of distributions known through their top-k log-probabilities.
-
-    Attributes
-    ----------
-    lower, upper : numpy.ndarray
-        Proven lower and upper bounds (nats), one per distribution.
-    estimate : numpy.ndarray
-        Midpoint of the bounds (the ``"top_k"`` estimate).
-    uncovered_mass : numpy.ndarray
-        ``1 - sum(exp(logprobs))`` clipped at 0: the probability of the tokens not returned.
-    estimator : str
-        ``"top_k"``.
-    """
+    """Proven bounds (nats) on the entropy of distributions known through their top-k log-probabilities,
+    their midpoint (the ``"top_k"`` estimate) and the probability of the tokens not returned."""
 
     lower: np.ndarray = field(compare=False)
     upper: np.ndarray = field(compare=False)
@@ -59,27 +42,9 @@ def _xlogx(x: np.ndarray) -> np.ndarray:
 def top_k_entropy_bounds(logprobs: ArrayLike, *, vocab_size: int) -> TopKEntropy:
     """Lower and upper bounds on the full entropy from each distribution's top-k log-probabilities.
 
-    Parameters
-    ----------
-    logprobs : array_like
-        Shape ``(n, k)`` or ``(k,)``: the returned tokens' log-probabilities (natural log, any order).
-        ``-inf`` pads rows that returned fewer tokens; NaN, ``+inf`` and positive values are errors.
-    vocab_size : int
-        The model's vocabulary size V (at least k); the tail has ``V - k`` tokens.
+    ``logprobs`` has shape ``(n, k)`` or ``(k,)`` (natural log, any order; ``-inf`` pads rows that returned
+    fewer tokens); the results have shape ``(n,)`` or ``()``. The tail has ``vocab_size - k`` tokens.
 
-    Returns
-    -------
-    TopKEntropy
-        Bounds, their midpoint and the uncovered mass, each of shape ``(n,)`` (``()`` for one row).
-
-    Raises
-    ------
-    ValueError
-        For probabilities summing above 1 (beyond rounding), a vocabulary smaller than k, or a tail that
-        cannot hold the uncovered mass (more than ``(V - k) * p_min``: the tokens were not the top k).
-
-    Examples
-    --------
     >>> bounds = top_k_entropy_bounds([np.log(0.5), np.log(0.5)], vocab_size=2)
     >>> float(bounds.lower), float(bounds.upper)
     (0.6931..., 0.6931...)

@@ -9,33 +9,11 @@ from modality_conflict.metrics._common import as_float_array
 
 
 def relative_uncertainty(ht: ArrayLike, hv: ArrayLike) -> float | np.ndarray:
-    """Relative uncertainty ``dH = 2 (Ht - Hv) / (Ht + Hv)``.
+    """Relative uncertainty ``dH = 2 (Ht - Hv) / (Ht + Hv)`` in ``[-2, 2]`` (a float for scalar input).
 
-    Parameters
-    ----------
-    ht : array_like
-        Entropies of the text-only answers (nats), finite and ``>= 0``.
-    hv : array_like
-        Entropies of the vision-only answers, same shape as ``ht``.
+    Negative means the model is more confident in the text, so text-following should be more likely.
+    Both entropies zero gives 0 (neither modality more uncertain than the other).
 
-    Returns
-    -------
-    float or numpy.ndarray
-        Values in ``[-2, 2]``; a float for scalar input. Negative means the model is more confident
-        in the text (lower text entropy), so text-following should be more likely.
-
-    Raises
-    ------
-    ValueError
-        If the shapes differ, or an entropy is NaN, infinite or negative (the message names the index).
-
-    Notes
-    -----
-    When both entropies are zero the ratio is 0/0; it is defined as 0 (both answers fully confident,
-    neither modality more uncertain than the other). When exactly one is zero, ``dH = +-2``.
-
-    Examples
-    --------
     >>> relative_uncertainty(0.5, 1.5)
     -1.0
     >>> relative_uncertainty(0.0, 0.0)

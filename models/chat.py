@@ -35,13 +35,6 @@ def answer_prefix(render: Callable[[list[dict[str, Any]], bool], str], probe: st
     and ``probe`` is the prefix (``" "`` after LLaVA's ``"ASSISTANT:"`` or SmolVLM's ``"Assistant:"``,
     ``""`` after ChatML's ``"assistant\\n"``). Otherwise a space is assumed unless the generation prompt
     ends in whitespace.
-
-    Parameters
-    ----------
-    render
-        ``render(messages, add_generation_prompt) -> str``, the chat template.
-    probe
-        A word to place in the assistant turn.
     """
     user = {"role": "user", "content": [{"type": "text", "text": PROBE_REQUEST}]}
     prompt = render([user], True)
@@ -59,17 +52,6 @@ def answer_first_token_ids(tokenizer: Any, prompt: str, prefix: str, words: Iter
     ``prompt + prefix + word`` is tokenised and the first id after the tokens of ``prompt`` is taken, so
     tokenisers that mark word starts (SentencePiece's ``▁``, byte-level BPE's ``Ġ``) get the form that
     actually follows the assistant prefix. Only the first token of a multi-token answer is used.
-
-    Parameters
-    ----------
-    tokenizer
-        A Hugging Face tokenizer.
-    prompt
-        A rendered generation prompt (text only).
-    prefix
-        From :func:`answer_prefix`.
-    words
-        The answers.
     """
     base = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     ids: dict[str, int] = {}
@@ -95,15 +77,8 @@ def read_system_prompt(value: str) -> str:
 
 @dataclass(frozen=True)
 class AnswerTokens:
-    """First-token ids of one candidate answer set, lowercase as given and capitalised.
-
-    Attributes
-    ----------
-    answers
-        The candidates, in the task's order.
-    lower, capitalized
-        ``answer -> first token id`` of the answer as written and of its capitalised form.
-    """
+    """First-token ids (``answer -> id``) of one candidate answer set (in the task's order), as written
+    and capitalised."""
 
     answers: tuple[str, ...]
     lower: dict[str, int]
@@ -117,20 +92,9 @@ class AnswerTokens:
 class ChatRenderer:
     """Renders the benchmark's single-turn prompts with a checkpoint's chat template.
 
-    Parameters
-    ----------
-    processor, tokenizer
-        The checkpoint's processor (or tokenizer, for a text-only model) and its tokenizer.
-    text_only
-        Whether the model is a plain causal LM (its tokenizer holds the template).
-    image_token
-        The processor's image placeholder.
-    system_prompt
-        Optional system message placed before the user turn.
-    name
-        The checkpoint, for error messages.
-    prompt_date
-        The date the template sees (its ``strftime_now`` and ``date_string``).
+    ``processor`` is the tokenizer for a text-only model (whose tokenizer holds the template); ``name`` the
+    checkpoint, for error messages; ``prompt_date`` what the template's ``strftime_now`` and
+    ``date_string`` see.
     """
 
     def __init__(
@@ -216,13 +180,8 @@ class ChatRenderer:
         }
 
     def answer_tokens(self, answers: Sequence[str]) -> AnswerTokens:
-        """First-token ids of a candidate set as they follow the answer prefix (computed once per set).
-
-        Raises
-        ------
-        ModelArgumentError
-            When two candidates start with the same token, so their log-probabilities cannot be told apart.
-        """
+        """First-token ids of a candidate set as they follow the answer prefix (computed once per set);
+        two candidates that start with the same token are a ``ModelArgumentError``."""
         key = tuple(str(a) for a in answers)
         cached = self._answer_tokens.get(key)
         if cached is None:

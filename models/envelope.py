@@ -1,19 +1,16 @@
 """The response envelope: how the project's model wrapper hands uncertainty to the task.
 
-lmms-eval passes only the generated string from a model to ``process_results``. The project's wrapper
-therefore returns a JSON object as its "generation"; the task recognises it by its ``mc_envelope`` key and
-falls back to treating any other response as plain generated text. Everything in it also lands in
-lmms-eval's per-sample logs, which is what lets probing and submissions reuse it without a second pass.
-
-lmms-eval strips reasoning blocks (``<think>...</think>`` and the like, ``--reasoning_tags``) from every
-response before the task sees it; the envelope escapes ``<`` and ``>`` (``\\u003c``, ``\\u003e``, still
-valid JSON for the same object), so decoded tokens in the lens record can never look like such tags.
+lmms-eval passes only the generated string to ``process_results``, so the wrapper returns a JSON object that
+the task recognises by its ``mc_envelope`` key; it also lands in the sample logs, for probing and
+submissions. ``<`` and ``>`` are escaped (still valid JSON for the same object), so lmms-eval's
+reasoning-tag stripping never touches decoded tokens in the lens record.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from typing import Any
 
 ENVELOPE_VERSION = 1
@@ -36,33 +33,12 @@ def encode_envelope(
 ) -> str:
     """Serialise one prompt's outcome as the string the wrapper returns to lmms-eval.
 
-    Parameters
-    ----------
-    text
-        The generated answer text (what any other model would have returned).
-    entropy
-        First-answer-token entropy in nats, or None when it could not be computed.
-    estimator
-        Label of the entropy estimator, e.g. ``"full_vocab"``.
-    answer_logprobs
-        Optional log-probabilities of each candidate answer's first token at the answer position.
-    lens
-        Optional logit-lens record (see ``modality_conflict.models.logit_lens``).
-    prompt
-        Optional facts about the rendered prompt that do not show in the task's text: the date the chat
-        template saw (``date``) and what it wrote before the user's turn (``preamble``: the system prompt,
-        the template's default or the one given).
-    decode_steps
-        Optional number of tokens generated for the answer (end token included).
-    entropy_bounds
-        Optional proven ``(lower, upper)`` bounds on the full-vocabulary entropy, for estimators that do
-        not see the whole vocabulary (``"top_k"``).
-    uncovered_mass
-        Optional probability of the tokens the estimator did not see.
-    lens_reason
-        Why there is no ``lens`` (e.g. a served model exposes no hidden states).
-    usage
-        Optional token counts the server reported (``prompt_tokens``, ``completion_tokens``).
+    ``entropy`` is the first answer token's, in nats (None when it could not be computed); ``prompt``
+    holds what the task's text does not show: the ``date`` the chat template saw and its ``preamble``;
+    ``decode_steps`` counts the answer's tokens (end token included); ``entropy_bounds`` and
+    ``uncovered_mass`` come from estimators that do not see the whole vocabulary (``"top_k"``);
+    ``lens_reason`` says why there is no ``lens``; ``usage`` holds the server's token counts. Fields left
+    None are not written.
     """
     if entropy is not None and not math.isfinite(entropy):
         raise ValueError(f"entropy must be finite, got {entropy!r}")
@@ -72,12 +48,8 @@ def encode_envelope(
         "entropy": entropy,
         "estimator": estimator,
     }
-    if answer_logprobs is not None:
-        payload["answer_logprobs"] = answer_logprobs
-    if lens is not None:
-        payload["lens"] = lens
-    if prompt is not None:
-        payload["prompt"] = prompt
+    optional = {"answer_logprobs": answer_logprobs, "lens": lens, "prompt": prompt}
+    payload.update((key, value) for key, value in optional.items() if value is not None)
     if decode_steps is not None:
         payload["decode_steps"] = int(decode_steps)
     if entropy_bounds is not None:
@@ -93,6 +65,15 @@ def encode_envelope(
         payload["usage"] = {k: int(v) for k, v in usage.items()}
     text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def cut_at_stops(text: str, until: Iterable[str]) -> str:
+    """``text`` up to the first stop string, stripped."""
+    for stop in until:
+        position = text.find(stop)
+        if position >= 0:
+            text = text[:position]
+    return text.strip()
 
 
 def decode_envelope(response: object) -> dict[str, Any] | None:

@@ -1,12 +1,9 @@
 """Generation: one ``generate`` call per batch gives the answer, its entropy and (optionally) the logit lens.
 
-The first step of ``generate`` is the prompt's forward pass, so its raw logits are the answer position's
-logits: the full-vocabulary entropy and the candidates' first-token log-probabilities come from them (in
-float64, whatever the model's dtype), and the logit lens records the same pass through forward hooks. With
-the lens off the hooks are simply not installed; the call itself is the same.
-
-:func:`generate_envelopes` answers the benchmark's documents; :func:`generate_texts` answers any other
-task's with plain text.
+The first step of ``generate`` is the prompt's forward pass, so its raw logits (in float64) give the
+entropy and the candidates' first-token log-probabilities, and the logit lens records the same pass through
+forward hooks. :func:`generate_envelopes` answers the benchmark's documents, :func:`generate_texts` any
+other task's.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from transformers import StoppingCriteriaList
 
 from modality_conflict.metrics.entropy import full_vocab_entropy
 from modality_conflict.models.chat import AnswerTokens
-from modality_conflict.models.envelope import encode_envelope
+from modality_conflict.models.envelope import cut_at_stops, encode_envelope
 from modality_conflict.models.errors import ModelArgumentError
 from modality_conflict.models.logit_lens import LastPositionRecorder, LensModules, lens_records
 from modality_conflict.models.stopping import AnswerStop
@@ -44,13 +41,7 @@ CACHE_ARGUMENT = "cache" if int(transformers.__version__.split(".")[0]) >= 5 els
 def generation_settings(
     gen_kwargs: Mapping[str, Any], *, default_max_new_tokens: int
 ) -> tuple[dict[str, Any], list[str]]:
-    """``generate`` keyword arguments and the stop strings for a task's generation arguments.
-
-    Raises
-    ------
-    ModelArgumentError
-        For beam search (the first-token entropy needs one sequence per prompt) or a malformed ``until``.
-    """
+    """``generate`` keyword arguments and the stop strings for a task's generation arguments."""
     until = gen_kwargs.get("until")
     if until is None:
         until = []
@@ -102,12 +93,7 @@ def decode_answer(tokenizer: Any, ids: torch.Tensor, until: Iterable[str], eos: 
         if token in eos or token == tokenizer.pad_token_id:
             break
         kept.append(token)
-    text = tokenizer.decode(kept, skip_special_tokens=True)
-    for stop in until:
-        position = text.find(stop)
-        if position >= 0:
-            text = text[:position]
-    return text.strip()
+    return cut_at_stops(tokenizer.decode(kept, skip_special_tokens=True), until)
 
 
 def answer_logprobs(log_probs: torch.Tensor, answers: AnswerTokens) -> list[dict[str, float]]:
@@ -150,13 +136,7 @@ def generate_texts(
 
 
 def check_not_reasoning(log_probs: torch.Tensor, reasoning_token_id: int | None, tokenizer: Any) -> None:
-    """Refuse a model that opens a reasoning block itself at the answer position (GLM-4.1V-Thinking style).
-
-    Raises
-    ------
-    ModelArgumentError
-        When the reasoning opener is the likely first answer token of some prompt of the batch.
-    """
+    """Refuse a model that opens a reasoning block itself at the answer position (GLM-4.1V-Thinking style)."""
     if reasoning_token_id is None:
         return
     probability = float(log_probs[:, reasoning_token_id].exp().max())
@@ -185,34 +165,12 @@ def generate_envelopes(
     early_stop: bool = True,
     synonyms: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """One ``generate`` call for a batch; one response envelope per row.
+    """One ``generate`` call for a batch (left-padded); one response envelope per row.
 
-    Parameters
-    ----------
-    model, tokenizer
-        The loaded model and its tokenizer (left padding).
-    inputs
-        The processor's batch.
-    settings, until
-        From :func:`generation_settings`.
-    answers
-        The document's candidate answers and their first tokens; None when there are none (then the
-        envelope has no ``answer_logprobs`` and the lens tracks no answer).
-    lens_modules
-        The logit lens's modules, or None for no lens.
-    prompt_facts
-        Per row, what the rendered prompt holds beyond the task's text (the envelope's ``prompt``).
-    reasoning_token_id
-        The tokenizer's reasoning opener (``<think>``), if it has one (see :func:`check_not_reasoning`).
-    cache
-        A key/value cache holding the first columns of ``inputs`` (a forked image prefix, see
-        :mod:`~modality_conflict.models.sharing`); ``generate`` then runs only the columns after it.
-    early_stop
-        Stop each row once its answer names a candidate
-        (:class:`~modality_conflict.models.stopping.AnswerStop`); False runs every row to an end token or
-        ``max_new_tokens``. Steps are counted either way (the envelope's ``decode_steps``).
-    synonyms
-        Extra words the answer parser maps to a candidate (for the early stop).
+    Without ``answers`` the envelope has no ``answer_logprobs`` and the lens tracks no answer. A ``cache``
+    holds the first columns of ``inputs`` (a forked image prefix), so ``generate`` runs only the rest.
+    ``early_stop`` stops each row once its answer names a candidate (``synonyms`` included); steps are
+    counted either way (the envelope's ``decode_steps``).
     """
     recorder = LastPositionRecorder(lens_modules) if lens_modules is not None else None
     eos = eos_token_ids(model, tokenizer)

@@ -1,38 +1,18 @@
 """The project's lmms-eval model: any Hugging Face image-text-to-text checkpoint, with uncertainty and lens.
 
-Registered with lmms-eval as ``modality_conflict_hf`` (``--model modality_conflict_hf --model_args
-pretrained=DIR_OR_REPO,...``). It works for checkpoints that transformers loads natively with a chat
-template: image-text-to-text models (LLaVA, LLaVA-NeXT, LLaVA-OneVision, Qwen2/2.5/3-VL, Idefics3, SmolVLM,
-InternVL, Gemma3, Mistral3, Pixtral, Aya Vision, Llama-3.2-Vision, ...), multimodal LMs (Phi-4-multimodal,
-the Qwen2.5-Omni thinker), and plain causal LMs for text-only prompts. What it refuses, and why, is
-decided from ``config.json`` before loading (:mod:`~modality_conflict.models.routing`); the README's
-support matrix lists every architecture the test suite runs.
+Registered with lmms-eval as ``modality_conflict_hf`` (``--model_args pretrained=DIR_OR_REPO,...``), for
+checkpoints that transformers loads natively with a chat template (image-text-to-text models, multimodal
+LMs, and plain causal LMs for text-only prompts). What it refuses, and why, is decided from ``config.json``
+before loading (:mod:`~modality_conflict.models.routing`); at load it checks once what would make numbers
+silently wrong (:mod:`~modality_conflict.models.templates`).
 
-At load it checks, once, what would otherwise make numbers silently wrong
-(:mod:`~modality_conflict.models.templates`): exactly one BOS token per prompt, answers whose first tokens
-are distinct, no reasoning block open at the answer position, a prompt that does not change with the date,
-and a logit lens whose last layer reproduces the model's logits.
-
-For every ``generate_until`` request of the benchmark (a document with the benchmark's fields, see
-:func:`~modality_conflict.models.requests.is_benchmark_doc`) it returns a response envelope
-(:mod:`modality_conflict.models.envelope`) holding, from one ``generate`` call per batch whose first step
-is the prompt's forward pass (:mod:`modality_conflict.models.generation`):
-
-- ``text``: the decoded continuation (greedy unless the task asks for sampling), cut at ``until``;
-- ``entropy``: the full-vocabulary entropy (nats) of the first answer token's distribution, from the
-  model's raw logits (temperature 1, before any sampling processor), estimator ``"full_vocab"``;
-- ``answer_logprobs``: per candidate answer of the document (its ``answer_choices``), the log-probability
-  that the first answer token starts that answer, case-insensitively: the log of the summed probabilities
-  of the distinct first tokens of ``"red"`` and ``"Red"`` (as they follow the assistant prefix, see
-  :func:`~modality_conflict.models.chat.answer_first_token_ids`);
-- ``lens``: the logit-lens record of the prompt (:mod:`modality_conflict.models.logit_lens`), unless
-  ``lens=False``;
-- ``prompt``: the date the chat template saw and what it wrote before the user's text (the system prompt).
-
-Requests of any other task get the plain decoded answer.
-
-This module is the lmms-eval face only: loading is :mod:`~modality_conflict.models.loading`, prompts are
-:mod:`~modality_conflict.models.chat`, scoring is :mod:`~modality_conflict.models.scoring`.
+For every benchmark document it returns a response envelope (:mod:`~modality_conflict.models.envelope`)
+from one ``generate`` call per batch (:mod:`~modality_conflict.models.generation`): the text; the
+full-vocabulary entropy of the first answer token from the raw logits; per candidate answer, the
+log-probability that the first answer token starts it, case-insensitively; the logit lens (unless
+``lens=False``); and what the chat template wrote before the question. Any other task gets plain text.
+This module is the lmms-eval face only: loading, prompts and scoring live in ``loading``, ``chat`` and
+``scoring``.
 """
 
 from __future__ import annotations
@@ -82,55 +62,17 @@ __all__ = ["ModalityConflictHF", "ModelArgumentError", "RunStats"]
 class ModalityConflictHF(SharedPrefixAnswers, RunCounters, lmms):
     """lmms-eval simple model for Hugging Face image-text-to-text checkpoints (see the module docstring).
 
-    Parameters
-    ----------
-    pretrained
-        Hub repository id or local checkpoint folder.
-    device
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default CUDA when available. Ignored for ``device_map``
-        placements and replaced by ``cuda:LOCAL_RANK`` (or CPU) under data parallelism.
-    device_map
-        Passed to ``from_pretrained`` (e.g. ``"auto"`` to spread a large model over the visible GPUs).
-        Empty: the whole model on ``device``.
-    dtype, torch_dtype
-        ``"auto"`` (default: float32 on CPU, the checkpoint's dtype elsewhere), ``"float32"``,
-        ``"float16"``, ``"bfloat16"``, ``"float64"``.
-    batch_size
-        Prompts per ``generate`` call (left padding).
-    max_new_tokens
-        Default answer length when the task does not set one.
-    lens
-        Record the logit lens of every generation prompt.
-    attn_implementation
-        Passed to ``from_pretrained`` (e.g. ``"sdpa"``, ``"eager"``, ``"flash_attention_2"``).
-    revision, trust_remote_code
-        Passed to ``from_pretrained``.
-    system_prompt
-        Optional system message (a string or a path to a file holding it); default none, so the chat
-        template's own default applies.
-    prompt_date
-        The date chat templates see (``YYYY-MM-DD``; default 2025-01-01), so prompts never change with the
-        day.
-    min_pixels, max_pixels
-        Optional image-size bounds forwarded to the processor (Qwen2-VL family).
-    max_batch_size
-        Accepted for lmms-eval's CLI and ignored.
-    share_images
-        Encode each image once and continue all its prompts from one cached prefix (image tokens included),
-        on the architectures where that gives the same numbers (:mod:`~modality_conflict.models.sharing`);
-        False runs every prompt whole.
-    early_stop
-        Stop each answer once it names a candidate, at a stop string or an end token
-        (:mod:`~modality_conflict.models.stopping`); False generates ``max_new_tokens`` unless an end
-        token comes first.
-    max_batch_tokens
-        Optional memory budget of one model call, in tokens (rows times sequence length, prefix and answer
-        included): an image's prompts are split into several forks of its cached prefix so that none
-        exceeds it. ``batch_size`` bounds the rows of every call either way.
-    align_continuation
-        In ``loglikelihood``, replace the continuation's leading whitespace by the chat template's answer
-        prefix (so ``" red"`` is scored as ``"red"`` after ChatML's ``"assistant\\n"`` and as ``" red"``
-        after LLaVA's ``"ASSISTANT:"``); False scores the continuation verbatim.
+    ``device`` is ignored for ``device_map`` placements and replaced by ``cuda:LOCAL_RANK`` (or CPU) under
+    data parallelism; ``dtype="auto"`` is float32 on CPU and the checkpoint's dtype elsewhere;
+    ``device_map``, ``attn_implementation``, ``revision`` and ``trust_remote_code`` go to ``from_pretrained``.
+    ``system_prompt`` is a string or a file holding it; ``prompt_date`` (``YYYY-MM-DD``, default 2025-01-01)
+    is the date chat templates see; ``min_pixels`` / ``max_pixels`` go to the processor (Qwen2-VL family);
+    ``max_batch_size`` is accepted for lmms-eval's CLI and ignored. ``share_images`` continues all prompts
+    of an image from one cached prefix where that gives the same numbers (``sharing``);
+    ``early_stop`` stops an answer once it names a candidate (``stopping``); ``max_batch_tokens``
+    bounds rows times sequence length of one call by splitting an image's prompts into several forks.
+    ``align_continuation`` scores a ``loglikelihood`` continuation after the template's answer prefix in
+    place of its leading whitespace (``" red"`` as ``"red"`` after ChatML's ``"assistant\\n"``).
     """
 
     is_simple = True
@@ -304,13 +246,7 @@ class ModalityConflictHF(SharedPrefixAnswers, RunCounters, lmms):
         return self.chat.answer_prefix
 
     def answer_tokens(self, answers: Sequence[str]) -> AnswerTokens:
-        """First-token ids of a candidate answer set (see :meth:`ChatRenderer.answer_tokens`).
-
-        Raises
-        ------
-        ModelArgumentError
-            When two answers start with the same token after the generation prompt.
-        """
+        """First-token ids of a candidate answer set (see :meth:`ChatRenderer.answer_tokens`)."""
         return self.chat.answer_tokens(answers)
 
     def tok_encode(
@@ -485,19 +421,8 @@ class ModalityConflictHF(SharedPrefixAnswers, RunCounters, lmms):
         answers: AnswerTokens | None,
         prompt_facts: list[dict[str, Any]] | None = None,
     ) -> list[str]:
-        """One batch of rendered prompts (with their images) to response envelopes, one ``generate`` call.
-
-        Parameters
-        ----------
-        prompts, images
-            Rendered generation prompts (:meth:`ChatRenderer.prompt`) and each prompt's images.
-        settings, until
-            ``generate`` arguments and stop strings (``generation.generation_settings``).
-        answers
-            The candidate answers shared by the batch.
-        prompt_facts
-            Per prompt, the envelope's ``prompt`` (:meth:`ChatRenderer.prompt_facts`).
-        """
+        """One batch of rendered prompts (with their images) to response envelopes, one ``generate`` call;
+        ``prompt_facts`` is each envelope's ``prompt`` (:meth:`ChatRenderer.prompt_facts`)."""
         return self._generate_batch(
             self._encode(prompts, images), settings, until, answers, prompt_facts=prompt_facts
         )
@@ -507,15 +432,10 @@ class ModalityConflictHF(SharedPrefixAnswers, RunCounters, lmms):
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
         """Exact log-probability of each continuation after the generation prompt.
 
-        The context is rendered as a user turn with the chat template (images first) plus the generation
-        prompt; the continuation string is appended to it (no end-of-turn token, so template end tokens
-        are never scored), its leading whitespace replaced by the template's answer prefix unless
-        ``align_continuation=False``. Returns ``(sum of the continuation tokens' log-probabilities in nats,
-        whether greedy decoding would produce exactly those tokens)``: a sum, not lmms-eval ``llava_hf``'s
-        mean loss. Continuation tokens are those of ``prompt + continuation`` past the tokens of
-        ``prompt`` alone; if the tokeniser merges across the boundary, the merged token counts as
-        continuation. On a benchmark document a continuation that is one of its candidate answers is
-        scored in both surface forms, as written and capitalised (``scoring.answer_surface_forms``), and
+        The continuation follows the rendered user turn and generation prompt (no end-of-turn token).
+        Returns ``(sum of its tokens' log-probabilities in nats, whether greedy decoding gives exactly
+        them)``: a sum, not lmms-eval ``llava_hf``'s mean loss; a token merged across the boundary counts
+        as continuation. A benchmark document's candidate answer is scored as written and capitalised and
         gets the log of their summed probabilities: the event the generation estimator measures too.
         """
         docs = self._requests(requests)

@@ -1,12 +1,9 @@
 """Saving LLaVA-family checkpoints under the weight names Hub LLaVA checkpoints use.
 
-The llava-hf checkpoints on the Hub name their weights ``vision_tower.vision_model.*`` (the CLIP or SigLIP
-tower wraps its transformer in ``vision_model``), ``multi_modal_projector.*``, ``language_model.model.*``
-and ``language_model.lm_head.*``. transformers 4.x and vLLM read exactly those names; transformers 5.x reads
-them too, but its ``save_pretrained`` drops the ``vision_model.`` level (``vision_tower.embeddings...``),
-which vLLM refuses ("There is no module or parameter named 'vision_tower.embeddings'"). Newer 4.x releases
-save ``model.``-prefixed names instead. :func:`save_hub_layout` saves with ``save_pretrained`` and renames
-whatever it wrote to the Hub's names, so one folder loads in transformers 4.x, 5.x and vLLM.
+The llava-hf checkpoints name their weights ``vision_tower.vision_model.*``, ``multi_modal_projector.*``,
+``language_model.model.*`` and ``language_model.lm_head.*``, which transformers 4.x and vLLM read. Newer
+releases save other names (5.x drops the ``vision_model.`` level, which vLLM refuses), so
+:func:`save_hub_layout` renames whatever ``save_pretrained`` wrote, and one folder loads everywhere.
 """
 
 from __future__ import annotations
@@ -37,15 +34,8 @@ _TOWER_INNER = "vision_tower.vision_model."
 
 
 def hub_key(key: str, *, tower_has_vision_model: bool) -> str:
-    """The Hub's name of one weight, whichever transformers release named it.
-
-    Parameters
-    ----------
-    key
-        A weight name as ``save_pretrained`` or ``state_dict`` gives it.
-    tower_has_vision_model
-        Whether the vision tower is CLIP or SigLIP (its weights go under ``vision_tower.vision_model.``).
-    """
+    """The Hub's name of one weight, whichever transformers release named it; a CLIP or SigLIP tower's
+    weights go under ``vision_tower.vision_model.``."""
     for old, new in _PREFIXES:
         if key.startswith(old):
             key = new + key[len(old) :]
@@ -101,22 +91,8 @@ def rename_weight_files(folder: str | Path, *, tower_has_vision_model: bool) -> 
 
 
 def save_hub_layout(model: Any, out_dir: str | Path, **save_kwargs: Any) -> Path:
-    """``model.save_pretrained(out_dir)`` with the weights renamed to the Hub's LLaVA names.
-
-    Parameters
-    ----------
-    model
-        A LLaVA, LLaVA-NeXT or LLaVA-OneVision model (transformers 4.x or 5.x).
-    out_dir
-        The checkpoint folder (created).
-    save_kwargs
-        Passed to ``save_pretrained``.
-
-    Raises
-    ------
-    ModelArgumentError
-        For an architecture without a known Hub layout.
-    """
+    """``model.save_pretrained(out_dir)`` with the weights of a LLaVA, LLaVA-NeXT or LLaVA-OneVision
+    renamed to the Hub's LLaVA names."""
     tower_has_vision_model = _layout_of(model.config)
     out = Path(out_dir)
     model.save_pretrained(out, **save_kwargs)

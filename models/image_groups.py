@@ -1,15 +1,10 @@
 """Requests grouped by the images they show, each image decoded once.
 
-lmms-eval hands the wrapper every request of a run at once, and a document's images are only reached through
-the task's ``doc_to_visual``. :class:`DocumentStore` reads a ``datasets.Dataset`` split lazily (fields are
-decoded when read), so a request's answers and condition are read without decoding its image, and the
-image's encoded bytes give a key that finds the requests showing the same image (:meth:`visual_key`).
-:meth:`DocumentStore.group_visuals` then decodes each distinct image of a group once and hands that decoded
-image to every member's ``doc_to_visual``; members whose ``doc_to_visual`` returns other images (another
-count, other pixels) are split off, so a group always shows exactly the same images.
-
-Documents that are not rows of a ``datasets.Dataset`` (lists of dicts, formatted datasets) are keyed by the
-pixels ``doc_to_visual`` returns.
+:class:`DocumentStore` reads a ``datasets.Dataset`` split lazily, so a request's fields are read without
+decoding its image, and the image's encoded bytes key the requests that show it (:meth:`visual_key`);
+:meth:`DocumentStore.group_visuals` decodes each distinct image of a group once and hands it to every
+member's ``doc_to_visual``. Other documents (lists of dicts, formatted datasets) are keyed by the pixels
+``doc_to_visual`` returns.
 """
 
 from __future__ import annotations
@@ -91,13 +86,8 @@ def _lazy_split(dataset: Any) -> _LazySplit | None:
 
 
 class DocumentStore:
-    """The documents of a run's requests, read without decoding their images where the split allows it.
-
-    Parameters
-    ----------
-    task_dict
-        lmms-eval's ``{task: {split: documents}}``.
-    """
+    """The documents of lmms-eval's ``{task: {split: documents}}``, read without decoding their images
+    where the split allows it."""
 
     def __init__(self, task_dict: Mapping[str, Any]) -> None:
         self._task_dict = task_dict
@@ -117,11 +107,8 @@ class DocumentStore:
         return lazy.view[doc_id] if lazy is not None else self._task_dict[task][split][doc_id]
 
     def visual_key(self, request: ModelRequest) -> Hashable:
-        """A key shared by requests whose ``doc_to_visual`` sees the same images (before checking them).
-
-        For lazily read splits: the ``doc_to_visual`` function and the encoded bytes of the row's image
-        columns (nothing is decoded). Otherwise the pixels of the images ``doc_to_visual`` returns.
-        """
+        """A key shared by requests whose ``doc_to_visual`` sees the same images (before checking them):
+        the function and the encoded image columns of a lazily read row, else the images' pixels."""
         if request.doc_to_visual is None:
             return ("none",)
         lazy = self._split(request.task, request.split)

@@ -35,11 +35,8 @@ class ProcessLayout:
 
 
 def process_layout(accelerator: Any) -> ProcessLayout:
-    """The layout under ``accelerate launch``, ``torchrun`` or a single process.
-
-    Accelerate reports a single process when ``torchrun`` starts CPU-only workers, so the torch.distributed
-    group (or torchrun's environment) is consulted as well.
-    """
+    """The layout under ``accelerate launch``, ``torchrun`` or a single process (Accelerate reports one
+    process for ``torchrun``'s CPU-only workers, so torch.distributed or its environment is asked too)."""
     if accelerator.num_processes > 1:
         return ProcessLayout(
             accelerator.process_index, accelerator.local_process_index, accelerator.num_processes
@@ -79,11 +76,8 @@ def parse_batch_size(batch_size: int | str) -> int:
 
 
 BIDIRECTIONAL_ENCODER_ATTENTION = frozenset({"Phi4MultimodalVisionAttention"})
-"""Image-encoder attention classes that transformers marks causal although the encoder is bidirectional.
-
-PyTorch's SDPA is then causal when no patch mask is passed (a batch in which no image crop is padded) and
-bidirectional when one is, so an image's features depend on the other images of its batch.
-"""
+"""Image-encoder attention classes marked causal although the encoder is bidirectional: SDPA is then causal
+without a patch mask and bidirectional with one, so an image's features depend on its batch."""
 
 
 def repair_encoder_attention(model: Any) -> list[str]:
@@ -123,17 +117,7 @@ def load_model(
     min_pixels: int | None = None,
     max_pixels: int | None = None,
 ) -> LoadedModel:
-    """Load ``pretrained`` with its processor.
-
-    The arguments are those of :class:`~modality_conflict.models.hf_model.ModalityConflictHF`.
-
-    Raises
-    ------
-    ModelArgumentError
-        For a dtype that does not exist, ``device_map`` together with several processes, a checkpoint
-        the benchmark cannot run (see :func:`~modality_conflict.models.routing.route_checkpoint`) or a
-        processor that needs a package that is not installed.
-    """
+    """Load ``pretrained`` with its processor (arguments as ``ModalityConflictHF``'s)."""
     from transformers import AutoProcessor, AutoTokenizer
 
     layout = process_layout(accelerator)

@@ -4,27 +4,16 @@ At every decoder layer the hidden state of the last prompt position (where the f
 predicted) goes through the model's final norm and LM head, giving that layer's next-token logits
 (method.md, "Layer-wise probing").
 
-How the hidden states are taken
-    Forward hooks on the decoder layers keep only the last position of each layer's *output*, and only on
-    the first call after :meth:`LastPositionRecorder.reset` (the prompt forward pass; decoding steps that
-    follow in ``generate`` are ignored). This costs ``n_layers x batch x hidden`` floats, never
-    ``n_layers x positions``, which matters for prompts with hundreds of image tokens.
-    ``output_hidden_states`` is not used: it materialises every position of every layer, and in
-    transformers 5 its last entry is replaced by the output of the final norm (``last_hidden_state``)
-    while the other entries are raw layer outputs, so it would need per-architecture special cases.
-    With hooks every layer, the last included, is a raw residual-stream state and the lens applies the
-    final norm to all of them uniformly. Hence the last layer's lens logits are the model's real output
-    logits (same modules, same inputs) for LLaVA / LLaVA-NeXT (Llama/Mistral/Vicuna decoders),
-    Qwen2-VL / Qwen2.5-VL, Idefics3 / SmolVLM and plain causal LMs.
+Forward hooks on the decoder layers keep only the last position (the wrapper pads on the left) of each
+layer's output, and only on the first pass after :meth:`LastPositionRecorder.reset`: ``n_layers x batch x
+hidden`` floats, never ``x positions``. ``output_hidden_states`` is not used: it materialises every
+position, and in transformers 5 its last entry is already normed, which would need per-architecture cases.
+With hooks every layer is a raw residual-stream state, so the last layer's lens logits are the model's own.
 
-The last prompt position is the last position of the batch: the project's wrapper pads on the left.
-The text config's logit soft-capping (Gemma's ``final_logit_softcapping``) and logit scale (Cohere's
-``logit_scale``) are not always applied by the multimodal class (``AyaVisionForConditionalGeneration``
-ignores Cohere's scale), so the wrapper calibrates the lens once at load (:func:`calibrate_lens`): it keeps
-the transform whose last layer reproduces the model's own logits, or refuses the model.
-
-Layers that do not run on a prompt (Mllama's cross-attention layers, without an image) are left out of
-that prompt's record and listed in its ``skipped_layers``.
+The multimodal class does not always apply the text config's logit soft-capping (Gemma) or logit scale
+(Cohere, ignored by Aya Vision), so the lens is calibrated once at load (:func:`calibrate_lens`). Layers
+that do not run on a prompt (Mllama's cross-attention layers, without an image) are listed in its
+``skipped_layers``.
 """
 
 from __future__ import annotations
@@ -59,21 +48,8 @@ class UnsupportedModelError(ModalityConflictError):
 
 @dataclass(frozen=True)
 class LensModules:
-    """The pieces of a decoder the logit lens needs.
-
-    Attributes
-    ----------
-    final_norm : torch.nn.Module
-        The norm applied to the last layer's output before the LM head.
-    lm_head : torch.nn.Module
-        The output projection to vocabulary logits.
-    decoder_layers : Sequence[torch.nn.Module]
-        The decoder layers, input side first.
-    logit_scale : float | None
-        Multiplier applied to the LM head output (Cohere), or None.
-    logit_softcap : float | None
-        Soft-capping constant ``c`` of ``c * tanh(logits / c)`` (Gemma), or None.
-    """
+    """The pieces of a decoder the logit lens needs (layers input side first), with the LM head's output
+    multiplier (Cohere) and soft-capping constant ``c`` of ``c * tanh(logits / c)`` (Gemma), if any."""
 
     final_norm: nn.Module
     lm_head: nn.Module
@@ -104,22 +80,7 @@ def _text_config(model: nn.Module) -> Any:
 
 
 def find_lens_modules(model: nn.Module) -> LensModules:
-    """Locate the final norm, LM head and decoder layers of a Hugging Face decoder (multimodal or not).
-
-    Parameters
-    ----------
-    model
-        A ``*ForConditionalGeneration`` / ``*ForCausalLM`` model (unwrapped from DDP/accelerate).
-
-    Returns
-    -------
-    LensModules
-
-    Raises
-    ------
-    UnsupportedModelError
-        When one of the pieces cannot be found; the message names the model class.
-    """
+    """Locate the final norm, LM head and decoder layers of a Hugging Face decoder (multimodal or not)."""
     name = type(model).__name__
     get_head = getattr(model, "get_output_embeddings", None)
     lm_head = get_head() if callable(get_head) else None
@@ -170,11 +131,6 @@ class LastPositionRecorder:
         with LastPositionRecorder(modules) as recorder:
             model.generate(...)
         layers, states = recorder.recorded()  # indices that ran, (batch, hidden) tensors
-
-    Parameters
-    ----------
-    modules
-        From :func:`find_lens_modules`.
     """
 
     def __init__(self, modules: LensModules) -> None:
@@ -208,16 +164,8 @@ class LastPositionRecorder:
         self._handles = []
 
     def recorded(self) -> tuple[list[int], list[torch.Tensor]]:
-        """The layers that ran since the last reset and their ``(batch, hidden)`` states.
-
-        Some layers do not run on some prompts (Mllama's cross-attention layers are skipped when there is
-        no image); they are left out here and reported by :func:`lens_records` as ``skipped_layers``.
-
-        Raises
-        ------
-        RuntimeError
-            When the last decoder layer did not run (then no layer can be compared with the output).
-        """
+        """The layers that ran since the last reset and their ``(batch, hidden)`` states; the last layer
+        must have run (else no layer can be compared with the output)."""
         indices = [i for i, state in enumerate(self._states) if state is not None]
         if not indices or indices[-1] != len(self._states) - 1:
             raise RuntimeError("logit lens: the last decoder layer recorded nothing")
@@ -240,13 +188,6 @@ def lens_logits(modules: LensModules, states: Sequence[torch.Tensor]) -> Iterato
     Layers are pushed through the final norm and the LM head several at a time (about
     :data:`LENS_ROWS_PER_CALL` rows per call): one large matrix product per chunk instead of one per layer,
     which matters for large vocabularies, while the logits held at once stay bounded.
-
-    Parameters
-    ----------
-    modules
-        From :func:`find_lens_modules`.
-    states
-        Per-layer ``(batch, hidden)`` residual-stream states (raw layer outputs, before the final norm).
     """
     norm_device = _param_device(modules.final_norm, states[0].device)
     head_device = _param_device(modules.lm_head, norm_device)
@@ -278,23 +219,7 @@ def calibrate_lens(
     """The lens whose last layer reproduces ``logits``, the model's own output on the same forward pass.
 
     Every combination of the text config's logit scale and soft-capping (with and without each) is tried,
-    the configured one first.
-
-    Parameters
-    ----------
-    modules
-        From :func:`find_lens_modules`.
-    last_state
-        The last decoder layer's ``(batch, hidden)`` state at the last position of one forward pass.
-    logits
-        The model's ``(batch, vocab)`` logits at that position.
-    tolerance
-        Largest accepted max-abs difference, relative to ``max(1, max |logits|)``.
-
-    Raises
-    ------
-    UnsupportedModelError
-        When no combination matches; the message names the model and the smallest difference found.
+    the configured one first; ``tolerance`` is relative to ``max(1, max |logits|)``.
     """
     target = logits.float()
     bound = tolerance * max(1.0, float(target.abs().max()))
@@ -332,35 +257,11 @@ def lens_records(
 ) -> list[dict[str, Any]]:
     """Per-prompt logit-lens records from one forward pass (JSON-safe; they go into the envelope).
 
-    Parameters
-    ----------
-    modules
-        From :func:`find_lens_modules`.
-    states
-        Per-layer ``(batch, hidden)`` states from :class:`LastPositionRecorder`.
-    answer_token_ids
-        ``{answer: token id}`` in the task's order of its candidate answers. Each id is the
-        *first* token of the answer as it would follow the assistant prefix of the chat template (see
-        ``modality_conflict.models.chat.answer_first_token_ids``); multi-token answers are tracked by
-        that first token only.
-    decode
-        Callable turning one token id into its text (``lambda i: tokenizer.decode([i])``).
-    extra_answer_token_ids
-        Optional further token-id sets, e.g. ``{"capitalized": {"red": id("Red"), ...}}``: each adds
-        ``answer_token_ids_<name>`` and ``answer_logits_<name>`` to the records.
-    layer_indices
-        The decoder layers ``states`` come from (default: all of them, in order); see
-        :meth:`LastPositionRecorder.recorded`.
-
-    Returns
-    -------
-    list[dict]
-        One record per batch row: ``n_layers`` (the layers reported), ``layer_indices`` (which decoder
-        layers they are) and ``skipped_layers`` (those that did not run); ``top1_ids`` and
-        ``top1_tokens`` (one per reported layer, input side first; the last layer's top-1 is the model's
-        greedy first answer token);
-        ``answer_token_ids``; ``answer_logits`` (per layer, one logit per answer in ``answer_token_ids``
-        order; non-finite values become None).
+    ``answer_token_ids`` maps each candidate (in the task's order) to its first token after the assistant
+    prefix; each ``extra_answer_token_ids`` set (e.g. ``"capitalized"``) adds ``answer_token_ids_<name>``
+    and ``answer_logits_<name>``. ``layer_indices`` are the layers ``states`` come from (default all). A
+    record holds ``n_layers``, ``layer_indices``, ``skipped_layers``, the per-layer ``top1_ids`` and
+    ``top1_tokens`` (input side first) and ``answer_logits`` (per layer, one per answer; non-finite: None).
     """
     answers = list(answer_token_ids)
     id_sets: dict[str, list[int]] = {"": [int(answer_token_ids[a]) for a in answers]}

@@ -42,21 +42,8 @@ def as_list(visual: Any) -> list[Any]:
 class ModelRequest:
     """One lmms-eval request with what the wrapper needs to know about its document.
 
-    Attributes
-    ----------
-    context
-        The task's prompt text.
-    argument
-        The request's second argument: generation kwargs (``generate_until``) or the continuation
-        (``loglikelihood``).
-    n_images
-        How many images the document shows (-1 until counted, see :func:`collect_requests`).
-    doc_to_visual, doc_id, task, split
-        Where the document and its images are fetched from.
-    answers
-        The document's candidate answers (empty when the task names none).
-    benchmark
-        Whether the document is a row of the benchmark (see :func:`is_benchmark_doc`).
+    ``argument`` holds the generation kwargs (``generate_until``) or the continuation (``loglikelihood``);
+    ``n_images`` is -1 until counted (see :func:`collect_requests`).
     """
 
     context: str
@@ -79,11 +66,9 @@ def collect_requests(
 ) -> list[ModelRequest]:
     """Each request's context, argument, image count and candidate answers.
 
-    The images are counted here (decoding them) and fetched again batch by batch (:func:`fetch_visuals`),
-    so that no more than one batch of decoded images is held in memory, whatever the number of requests.
-    With ``count_images=False`` nothing is decoded and ``n_images`` is left at -1 (unknown) for the caller
-    to fill in once it fetches the images; ``read_document(task, split, doc_id)`` then reads the documents
-    (e.g. lazily, :class:`~modality_conflict.models.image_groups.DocumentStore`).
+    The images are counted here and fetched again batch by batch (:func:`fetch_visuals`), so at most one
+    batch of decoded images is held. With ``count_images=False`` nothing is decoded (``n_images`` -1) and
+    ``read_document(task, split, doc_id)`` may read the documents lazily.
     """
     out = []
     for request in requests:

@@ -1,22 +1,12 @@
 """Which transformers class loads a checkpoint: decided from its ``config.json`` before any weights or code.
 
-The config is read as plain JSON (``PretrainedConfig.get_config_dict``), so a refusal never downloads
-weights or runs a checkpoint's own code. In order:
-
-1. model types the benchmark cannot ask (PaliGemma), remote-code vision-language models without an
-   image-text-to-text class (InternVL2.5/3 chat: use the ``-hf`` port) and families this transformers
-   release cannot load the way the benchmark needs (:data:`NEEDS_TRANSFORMERS`) are refused with the reason,
-   before anything asks for ``trust_remote_code``;
-2. image-text-to-text types load with ``AutoModelForImageTextToText``;
-3. multimodal LMs outside that mapping (Phi-4-multimodal, the Qwen2.5-Omni family) load with
-   ``AutoModelForMultimodalLM``; for Omni models only the *thinker* (the image-text-to-text part) is kept.
-   Audio-only members of that mapping are refused once their processor shows no image processor
-   (:func:`check_processor_takes_images`);
-4. remote-code checkpoints (an ``auto_map``) need ``trust_remote_code=True``; they are loaded only when
-   their code registers an image-text-to-text or a causal-LM class, and other remote-code vision-language
-   models (an ``AutoProcessor`` in their ``auto_map``) are refused;
-5. causal-LM types load as text-only models (they answer text-only rows and refuse images);
-6. anything else is refused, naming the model type.
+The config is read as plain JSON, so a refusal never downloads weights or runs a checkpoint's own code. In
+order: types the benchmark cannot ask, remote-code vision-language models without an image-text-to-text
+class and families this transformers release cannot load (:data:`NEEDS_TRANSFORMERS`) are refused before
+anything asks for ``trust_remote_code``; image-text-to-text types load with ``AutoModelForImageTextToText``;
+other multimodal LMs with ``AutoModelForMultimodalLM`` (an Omni model's thinker only; audio-only ones are
+refused by their processor); remote-code checkpoints, with ``trust_remote_code=True``, only when their code
+registers an image-text-to-text or causal-LM class; causal LMs load text-only; anything else is refused.
 """
 
 from __future__ import annotations
@@ -60,17 +50,8 @@ def transformers_major() -> int:
 
 @dataclass(frozen=True)
 class Route:
-    """How to load one checkpoint.
-
-    Attributes
-    ----------
-    model_type
-        The ``config.json`` ``model_type``.
-    auto_class
-        The name of the transformers auto class to load it with.
-    multimodal
-        Whether the checkpoint takes images (a processor is loaded) or is a text-only causal LM.
-    """
+    """How to load one checkpoint: the transformers auto class, and whether it takes images (a processor
+    is loaded) or is a text-only causal LM."""
 
     model_type: str
     auto_class: str
@@ -88,13 +69,7 @@ def read_config_dict(pretrained: str, *, revision: str | None = None) -> dict[st
 def route_checkpoint(
     pretrained: str, *, trust_remote_code: bool = False, revision: str | None = None
 ) -> Route:
-    """The :class:`Route` of ``pretrained`` (see the module docstring).
-
-    Raises
-    ------
-    ModelArgumentError
-        For a model type the benchmark cannot run, with the reason and, where there is one, what to use.
-    """
+    """The :class:`Route` of ``pretrained`` (see the module docstring)."""
     from transformers.models.auto import modeling_auto
 
     causal_lm_types = modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES

@@ -10,30 +10,16 @@ import torch
 
 @dataclass
 class RunStats:
-    """Counts of what the wrapper asked of the model since it was made (summed over ``generate_until`` calls).
-
-    Attributes
-    ----------
-    prompts
-        Prompts answered.
-    vision_calls
-        Calls of the vision tower (one per batch of images it encodes).
-    vision_rows
-        What those calls encoded: images, or crops for processors that cut images into several.
-    decoded_images
-        Images decoded from the dataset while grouping requests.
-    prefill_tokens
-        Prompt tokens run through the model (padding excluded), image tokens included.
-    decoding_tokens
-        One-token decoding steps, summed over rows.
-    shared_groups
-        Image groups answered from one shared prefix.
-    """
+    """Counts of what the wrapper asked of the model since it was made (summed over ``generate_until``)."""
 
     prompts: int = 0
+    #: Calls of the vision tower (one per batch of images), and what they encoded: images, or crops.
     vision_calls: int = 0
     vision_rows: int = 0
+    #: Images decoded from the dataset while grouping requests.
     decoded_images: int = 0
+    #: Prompt tokens run through the model (padding excluded, image tokens included), one-token decoding
+    #: steps summed over rows, and image groups answered from one shared prefix.
     prefill_tokens: int = 0
     decoding_tokens: int = 0
     shared_groups: int = 0

@@ -45,17 +45,8 @@ def score_continuations(
 ) -> list[tuple[float, bool]]:
     """``(sum of the continuation tokens' log-probabilities in nats, whether greedy decoding gives them)``.
 
-    Parameters
-    ----------
-    model
-        The loaded model.
-    encode
-        ``encode(texts, images)``: the wrapper's processor call (left padding, on the model's device).
-    prompts, continuations, images
-        One entry per row of the batch.
-    check_answer_position
-        Called with the ``(1, vocab)`` log-probabilities at each row's answer position (the one that
-        predicts the continuation's first token); it raises to refuse the model.
+    ``encode(texts, images)`` is the wrapper's left-padding processor call; ``check_answer_position`` gets
+    the ``(1, vocab)`` log-probabilities that predict each continuation's first token and may refuse.
     """
     full = encode([p + c for p, c in zip(prompts, continuations, strict=True)], list(images))
     ids = full["input_ids"]

@@ -1,12 +1,9 @@
 """The HTTP side of served models: one ``/v1/chat/completions`` call, retried, spread over servers.
 
-What users of served models expect of a client, and nothing more (scheduling, batching and parallelism
-are the server's: vLLM's continuous batching, tensor and pipeline parallelism):
-
-- several ``base_url``s take turns (data parallel over servers); a retry goes to the next one;
-- 429, 5xx, timeouts, refused connections and malformed bodies are retried with exponential backoff
-  (a ``Retry-After`` header is honoured, up to the cap); 4xx other than 429 fail at once;
-- the API key comes from an environment variable and is only ever put in the ``Authorization`` header.
+Scheduling and batching are the server's. Several ``base_url``s take turns, a retry going to the next;
+429, 5xx, timeouts, refused connections and malformed bodies are retried with exponential backoff
+(honouring ``Retry-After`` up to the cap); other 4xx fail at once. The API key comes from an environment
+variable and only ever goes in the ``Authorization`` header.
 """
 
 from __future__ import annotations
@@ -61,21 +58,10 @@ def parse_base_urls(value: str | Sequence[str]) -> list[str]:
 
 
 class ChatClient:
-    """Posts chat completions to one or several OpenAI-compatible servers (thread-safe).
+    """Posts chat completions to one or several OpenAI-compatible servers (thread-safe), taking turns.
 
-    Parameters
-    ----------
-    base_urls
-        Server roots ending in ``/v1``; requests take turns over them.
-    api_key_env
-        Name of the environment variable holding the API key (unset or empty: no ``Authorization``).
-    timeout
-        Seconds per request.
-    max_retries
-        Further tries of a request after a retryable failure.
-    backoff, max_backoff
-        The first retry waits about ``backoff`` seconds, each next one twice as long, never more than
-        ``max_backoff`` (jittered by up to 25%).
+    The first retry waits about ``backoff`` seconds, each next one twice as long, never more than
+    ``max_backoff`` (jittered by up to 25%).
     """
 
     def __init__(

@@ -3,16 +3,12 @@
 The first generated token's ``top_logprobs`` is the answer position's distribution (as the raw logits of
 the in-process path's first step: vLLM reports log-probabilities before temperature and sampling). When the
 server returned the whole vocabulary, the entropy is exact (``"full_vocab"``); otherwise it is the
-``"top_k"`` estimate with proven bounds
-(:func:`~modality_conflict.metrics.top_k_entropy.top_k_entropy_bounds`) and the uncovered mass, carried in
-the envelope.
+``"top_k"`` estimate with proven bounds and the uncovered mass.
 
 Candidate answers' log-probabilities are read from the returned tokens' text (an endpoint gives no token
-ids): for the answer in lower case and capitalised, the returned tokens whose text without surrounding
-whitespace is the longest start of that form (``"red"``, or ``"bl"`` of ``"black"``) count, their
-probabilities summed. Unlike the in-process path, which takes the one token that follows the template's
-answer prefix, both ``" red"`` and ``"red"`` count. A candidate with no such token among those returned
-gets ``-1e6``.
+ids): for the answer in lower case and capitalised, the returned tokens whose stripped text is the longest
+start of that form (``"red"``, or ``"bl"`` of ``"black"``) count, their probabilities summed, so both
+``" red"`` and ``"red"`` count. A candidate with no such token gets ``-1e6``.
 """
 
 from __future__ import annotations
@@ -25,7 +21,7 @@ import numpy as np
 
 from modality_conflict.metrics.entropy import full_vocab_entropy
 from modality_conflict.metrics.top_k_entropy import TOP_K_ESTIMATOR, top_k_entropy_bounds
-from modality_conflict.models.envelope import encode_envelope
+from modality_conflict.models.envelope import cut_at_stops, encode_envelope
 from modality_conflict.models.errors import ModelArgumentError
 
 FULL_VOCAB = "full_vocab"
@@ -89,15 +85,6 @@ def answer_logprobs(pairs: Sequence[tuple[str, float]], answers: Sequence[str]) 
     return out
 
 
-def cut_at_stops(text: str, until: Sequence[str]) -> str:
-    """``text`` up to the first stop string, stripped."""
-    for stop in until:
-        position = text.find(stop)
-        if position >= 0:
-            text = text[:position]
-    return text.strip()
-
-
 def served_envelope(
     data: Mapping[str, Any],
     *,
@@ -105,25 +92,8 @@ def served_envelope(
     vocab_size: int,
     until: Sequence[str] = (),
 ) -> str:
-    """The envelope of one chat completion (see the module docstring).
-
-    Parameters
-    ----------
-    data
-        The decoded ``/v1/chat/completions`` response (requested with ``logprobs`` and ``top_logprobs``).
-    answers
-        The document's candidate answers.
-    vocab_size
-        The model's vocabulary size: a first token with that many returned entries is the whole
-        distribution; fewer give the ``"top_k"`` bounds.
-    until
-        Stop strings cutting the answer text.
-
-    Raises
-    ------
-    MalformedResponseError
-        When the response lacks the answer, its logprobs, or holds values that are no log-probabilities.
-    """
+    """The envelope of one decoded chat completion (see the module docstring): a first token with
+    ``vocab_size`` returned entries is the whole distribution, fewer give the ``"top_k"`` bounds."""
     text, pairs, n_tokens = _first_token_logprobs(data)
     logprobs = np.array([logprob for _, logprob in pairs])
     bounds = None

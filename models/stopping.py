@@ -1,18 +1,11 @@
 """Early stop: a short answer ends once it has named its candidate, or at a stop string.
 
-The benchmark asks for one word and parses the answer with
-:func:`~modality_conflict.metrics.answers.normalize_answer`: the candidate (or synonym) the text names,
-``"other"`` when it names none or several. Stopping at the end of the first *word* would change what is
-parsed for models that answer in sentences (SmolLM2: "The ball is blue."; the first word is "The"), so a
-sequence stops instead at the end of the first word that names a candidate (not negated: "not red" names
-nothing), by the parser's own rules (:func:`~modality_conflict.metrics.answers.first_named_answer`); at
-end of sequence; or once a stop string (``until``) appears, after which nothing is kept anyway. A word
-has ended when the next token starts with a non-letter, so ``"Blue."`` stops after the full stop.
-
-What the parser sees then differs from the full-length answer only when the text would have gone on to
-name a second candidate ("red or blue", parsed ``"other"`` in full and ``"red"`` when stopped), an answer
-that is ambiguous either way; ``benchmarks/bench_sharing.py`` counts such changes on real SmolLM2
-answers.
+Stopping at the end of the first *word* would change what is parsed for models that answer in sentences
+("The ball is blue."), so a sequence stops at the end of the first word that names a candidate by the
+parser's own rules (:func:`~modality_conflict.metrics.answers.first_named_answer`), at end of sequence, or
+once a stop string appears. What is parsed then differs from the full-length answer only when the text
+would have gone on to name a second candidate ("red or blue"), an answer that is ambiguous either way;
+``benchmarks/bench_sharing.py`` counts such changes on real SmolLM2 answers.
 """
 
 from __future__ import annotations
@@ -32,24 +25,8 @@ class AnswerStop(StoppingCriteria):
     """``generate`` stopping criterion that also counts each row's decoding steps.
 
     Per row: the step at which it ended (an end token, or, with ``early``, an answer that names a candidate
-    or hits a stop string) is kept in :attr:`steps`; with ``early`` the row stops there.
-
-    Parameters
-    ----------
-    tokenizer
-        Decodes the generated tokens.
-    prompt_length
-        Columns of ``input_ids`` before the first generated token.
-    candidates
-        The closed answer set (empty: only stop strings stop early).
-    until
-        Stop strings.
-    end_ids
-        The end-of-sequence ids (``generate`` stops those rows itself).
-    synonyms
-        Extra words the parser maps to a candidate.
-    early
-        Stop rows once answered; False only counts.
+    or hits a stop string) is kept in :attr:`steps`; with ``early`` the row stops there, else it only
+    counts. Without ``candidates`` only stop strings stop early.
     """
 
     def __init__(

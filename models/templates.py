@@ -1,18 +1,13 @@
 """What a chat template is allowed to do to the benchmark's prompts, decided once at load.
 
-- **Dates.** Some templates write today's date into the prompt (Mistral-Small-3.1's default system
-  prompt through ``strftime_now``, Llama-3.2-Vision's ``date_string``), so the same item would be asked
-  differently from one day to the next. Every render sees one fixed date instead
-  (:func:`pinned_template_clock`, :func:`template_switches`).
-- **Reasoning.** Hybrid templates with an ``enable_thinking`` switch are rendered with it off; templates
-  that open a ``<think>`` block at the answer position without such a switch are refused
-  (:func:`check_no_open_reasoning`), since the first-token entropy would measure the reasoning.
-- **The answer's first token.** When the generation prompt does not end where the answer starts (an
-  assistant-turn marker the generation prompt does not write), the candidates' first tokens collapse to
-  that marker; this is refused (:func:`check_distinct_first_tokens`).
-- **BOS.** Templates that write the BOS token themselves are encoded without the tokenizer's special
-  tokens, the rule of transformers' own ``apply_chat_template(tokenize=True)`` (:func:`adds_special_tokens`);
-  a prompt that still starts with two BOS tokens is refused (:func:`check_one_bos`).
+- **Dates.** Templates that write today's date (``strftime_now``, ``date_string``) would ask an item
+  differently from one day to the next; every render sees one fixed date.
+- **Reasoning.** ``enable_thinking`` switches are turned off; a ``<think>`` block open at the answer
+  position without one is refused, since the first-token entropy would measure the reasoning.
+- **The answer's first token.** Candidates whose first tokens collapse (the generation prompt does not end
+  where the answer starts) are refused.
+- **BOS.** Templates that write the BOS themselves are encoded without the tokenizer's special tokens (as
+  transformers' ``apply_chat_template(tokenize=True)``); a prompt with two leading BOS is refused.
 """
 
 from __future__ import annotations
@@ -47,12 +42,8 @@ def parse_prompt_date(value: str | datetime | None) -> datetime:
 
 @contextlib.contextmanager
 def pinned_template_clock(day: datetime) -> Iterator[None]:
-    """Let chat templates' ``strftime_now`` see ``day``.
-
-    transformers reads the clock when it renders (``datetime.now()`` in its chat-template utilities) and
-    a callable cannot be passed as a template variable, so the module's clock is swapped for the
-    duration of the render, under a lock.
-    """
+    """Let chat templates' ``strftime_now`` see ``day``: a callable cannot be a template variable, so
+    transformers' chat-template clock is swapped for the duration of the render, under a lock."""
     from transformers.utils import chat_template_utils
 
     class _Clock(datetime):
@@ -128,11 +119,7 @@ def adds_special_tokens(prompt: str, bos_token: str | None) -> bool:
 
 
 def leading_bos(ids: Sequence[int], bos_token_id: int | None) -> int:
-    """How many BOS ids open ``ids``.
-
-    Only the leading run counts: ChatML tokenizers may use ``<|im_start|>`` as their BOS, and it opens
-    every turn.
-    """
+    """How many BOS ids open ``ids`` (the leading run only: a ChatML BOS ``<|im_start|>`` opens each turn)."""
     if bos_token_id is None:
         return 0
     return next((i for i, token in enumerate(ids) if token != bos_token_id), len(ids))

@@ -7,19 +7,22 @@ A lock file per checkpoint name makes concurrent runs wait for one training and 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from modality_conflict.dataset_builder.atomic import ensure_folder, os_error_text, temporary_sibling
 from modality_conflict.dataset_builder.errors import OutputWriteError
-from modality_conflict.models.demo.checkpoint import checkpoint_problem, code_version, train_checkpoint_folder
+from modality_conflict.models.demo.checkpoint import (
+    checkpoint_problem,
+    code_version,
+    exclusive_lock,
+    train_checkpoint_folder,
+)
 from modality_conflict.models.demo.recipe import TrainingRecipe
 
 __all__ = ["cached_checkpoint", "checkpoint_name"]
@@ -32,18 +35,6 @@ def checkpoint_name(seed: int, recipe: TrainingRecipe) -> str:
         recipe_text = json.dumps(asdict(recipe), sort_keys=True).encode()
         name += f"-recipe{hashlib.sha256(recipe_text).hexdigest()[:8]}"
     return name
-
-
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created; left in place, it is reused by the next run)."""
-    try:
-        handle = path.open("a")
-    except OSError as error:
-        raise OutputWriteError(os_error_text(error, path)) from None
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def _set_aside(folder: Path) -> None:
@@ -74,7 +65,7 @@ def cached_checkpoint(
     root = ensure_folder(cache_root)
     name = checkpoint_name(seed, recipe)
     folder = root / name
-    with _exclusive(root / f".{name}.lock"):
+    with exclusive_lock(root / f".{name}.lock"):
         problem = checkpoint_problem(folder, seed=seed, recipe=recipe)
         if problem is None:
             return folder

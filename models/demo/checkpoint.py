@@ -41,6 +41,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "checkpoint_problem",
     "code_version",
+    "exclusive_lock",
     "remove_stale_partials",
     "shipped_checkpoint",
     "train_checkpoint_folder",
@@ -150,12 +151,7 @@ def train_demo_model(
     """Train the demo LLaVA from scratch and save it as a checkpoint folder in ``out_dir`` (created).
 
     Runs on one thread with deterministic kernels (the caller's torch settings are restored afterwards),
-    so a seed always gives the same weights, byte for byte.
-
-    Raises
-    ------
-    RuntimeError
-        Training diverged (a weight is NaN or infinite); the weights are not saved.
+    so a seed always gives the same weights, byte for byte; diverged weights are refused, not saved.
     """
     recipe = recipe or TrainingRecipe()
     out = Path(out_dir)
@@ -231,13 +227,20 @@ def remove_stale_partials(out: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def _held_lock(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
+def exclusive_lock(path: Path, *, remove: bool = False) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created); ``remove`` deletes it after, else the next run
+    reuses it."""
+    try:
+        handle = path.open("a")
+    except OSError as error:
+        raise OutputWriteError(os_error_text(error, path)) from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            path.unlink(missing_ok=True)
+            if remove:
+                path.unlink(missing_ok=True)
 
 
 def train_checkpoint_folder(
@@ -247,18 +250,10 @@ def train_checkpoint_folder(
     recipe: TrainingRecipe | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """:func:`train_demo_model` into ``out`` whole or not at all.
+    """:func:`train_demo_model` into ``out`` (absent or an empty folder) whole or not at all.
 
-    ``out`` must not exist or be an empty folder. Training writes into a hidden temporary sibling that is
-    renamed to ``out`` only when the checkpoint is complete, so an error or an interrupt leaves nothing; a
-    temporary folder that a killed run left is removed by the next run into the same ``out``.
-
-    Raises
-    ------
-    FileExistsError
-        ``out`` exists and is a file or a non-empty folder.
-    OutputWriteError
-        ``out``'s folder cannot be written (read-only, full, a parent is a file).
+    Training writes into a hidden temporary sibling renamed to ``out`` only when the checkpoint is complete;
+    a temporary folder that a killed run left is removed by the next run into the same ``out``.
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -273,7 +268,7 @@ def train_checkpoint_folder(
     except OSError as error:
         raise OutputWriteError(os_error_text(error, out)) from None
     try:
-        with _held_lock(tmp / _TRAINING_LOCK):
+        with exclusive_lock(tmp / _TRAINING_LOCK, remove=True):
             train_demo_model(tmp, seed=seed, recipe=recipe, log=log)
         if out.exists():
             out.rmdir()

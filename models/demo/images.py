@@ -36,17 +36,8 @@ _TRAIN_GROUP_OFFSET = 5_000_000
 
 @dataclass(frozen=True)
 class ImageBank:
-    """Preprocessed training images and what they show.
-
-    Attributes
-    ----------
-    pixels
-        ``(N, 3, IMAGE_SIZE, IMAGE_SIZE)`` float16, exactly the processor's output (cast).
-    tiers, shapes, colours
-        Visual tier, target shape index and target colour index of each image.
-    coverage
-        ``(N, patches)`` share of each patch covered by the target's visible pixels.
-    """
+    """Preprocessed training images (the processor's output, cast to float16) and what they show: each
+    image's visual tier, target shape and colour indices, and the share of each patch the target covers."""
 
     pixels: torch.Tensor
     tiers: np.ndarray
