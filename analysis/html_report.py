@@ -1,8 +1,4 @@
-"""The HTML report: how to read it, the overlaid figures, and per run its preference, table and heatmap.
-
-``modality-conflict report`` writes it from lmms-eval result folders (read by
-:mod:`modality_conflict.analysis.results`); the model is never run again.
-"""
+"""The HTML report: how to read it, the overlaid figures, and per run its preference, table and heatmap."""
 
 from __future__ import annotations
 

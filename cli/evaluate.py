@@ -1,7 +1,4 @@
-"""``modality-conflict eval``: run lmms-eval and check its output; ``tasks``: write a local task folder.
-
-The checks are :mod:`modality_conflict.analysis.evaluate`; this module is the command line only.
-"""
+"""``modality-conflict eval``: run lmms-eval and check its output; ``tasks``: write a local task folder."""
 
 from __future__ import annotations
 
