@@ -52,18 +52,17 @@ class TaskMetric:
     name: str  # also the summary key it is read from
     higher_is_better: bool  # as the YAML declares it
     required: bool = False  # `modality-conflict eval` fails when a run lacks it
-    headline: bool = False  # shown first when submissions are compared and verified
 
 
 TASK_METRICS: tuple[TaskMetric, ...] = (
-    TaskMetric("tfr", True, required=True, headline=True),
-    TaskMetric("vfr", True, required=True, headline=True),
-    TaskMetric("other_rate", False, required=True, headline=True),
-    TaskMetric("balance_point", True, required=True, headline=True),
-    TaskMetric("balance_point_ci_low", True, headline=True),
-    TaskMetric("balance_point_ci_high", True, headline=True),
-    TaskMetric("mean_dh", True, required=True, headline=True),
-    TaskMetric("n_conflicts", True, required=True, headline=True),
+    TaskMetric("tfr", True, required=True),
+    TaskMetric("vfr", True, required=True),
+    TaskMetric("other_rate", False, required=True),
+    TaskMetric("balance_point", True, required=True),
+    TaskMetric("balance_point_ci_low", True),
+    TaskMetric("balance_point_ci_high", True),
+    TaskMetric("mean_dh", True, required=True),
+    TaskMetric("n_conflicts", True, required=True),
 )
 
 METRIC_NAMES: tuple[str, ...] = tuple(metric.name for metric in TASK_METRICS)
@@ -77,16 +76,10 @@ REQUIRED_METRICS: tuple[str, ...] = tuple(metric.name for metric in TASK_METRICS
 
 HEADLINE_METRICS: tuple[str, ...] = tuple(
     sorted(
-        (
-            *(metric.name for metric in TASK_METRICS if metric.headline),
-            "mean_hv",
-            "mean_ht",
-            "entropy_estimator",
-        ),
-        key=lambda name: not name.startswith("balance_point"),  # the balance point first, order kept
+        (*METRIC_NAMES, "mean_hv", "mean_ht", "entropy_estimator"), key=lambda n: not n.startswith("balance_")
     )
 )
-"""Summary keys listed first in submissions' comparisons, balance point first."""
+"""Summary keys listed first in submissions' comparisons: the balance point's, then the others in order."""
 
 RANKED_METRICS: tuple[str, ...] = ("balance_point", "tfr", "mean_hv", "mean_ht")
 """Summary keys a leaderboard sorts by and the Hub's eval results publish (one Hub task each)."""
