@@ -32,16 +32,8 @@ _REASONS = {
 def os_error_text(error: OSError, path: str | os.PathLike[str] | None = None) -> str:
     """One line describing an ``OSError`` of a write: the path, the reason and a hint.
 
-    Parameters
-    ----------
-    error
-        The error raised by the operating system.
-    path
-        The path being written (default: the error's own file name).
-
-    Returns
-    -------
-    str
+    ``error``: The error raised by the operating system.
+    ``path``: The path being written (default: the error's own file name).
     """
     where = path if path is not None else (error.filename or "?")
     reason, hint = _REASONS.get(error.errno or -1, (error.strerror or str(error), "check the path"))
@@ -74,15 +66,8 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     On any exception the temporary file is removed and ``path`` is left as it was; an ``OSError`` (full
     disk, read-only file system, ...) becomes an :class:`OutputWriteError` naming ``path``.
 
-    Parameters
-    ----------
-    path
-        The final file. Its folder is created if needed.
-
-    Yields
-    ------
-    Path
-        Where to write (for writers that take a path, such as matplotlib's ``savefig``).
+    ``path``: The final file. Its folder is created if needed.
+    Yields where to write (for writers that take a path, such as matplotlib's ``savefig``).
     """
     path = Path(path)
     ensure_folder(path.parent)

@@ -126,17 +126,12 @@ SCENE_ATTEMPTS = 200
 class VisualTier:
     """One row of the visual difficulty table.
 
-    Attributes
-    ----------
-    index
-        Tier number ``dv`` (0 easiest).
-    num_objects
-        Objects in the scene, the target included.
-    target_size
-        ``"large"`` or ``"small"``: the target's size (distractors take either size).
-    visible_min, visible_max
-        Allowed share of the target's pixels left visible. ``visible_min >= UNOCCLUDED_VISIBLE``
-        means no occlusion; otherwise one object is placed between the camera and the target.
+    ``index``: Tier number ``dv`` (0 easiest).
+    ``num_objects``: Objects in the scene, the target included.
+    ``target_size``: ``"large"`` or ``"small"``: the target's size (distractors take either size).
+    ``visible_min``, ``visible_max``: Allowed share of the target's pixels left visible. ``visible_min >=
+        UNOCCLUDED_VISIBLE`` means no occlusion; otherwise one object is placed between the camera and the
+        target.
     """
 
     index: int

@@ -62,26 +62,15 @@ _PARENT_POLL_S = 1.0
 class BuildResult:
     """Outcome of :func:`build_dataset`.
 
-    Attributes
-    ----------
-    out
-        The dataset folder.
-    dataset
-        The dataset's command-line key (``color``, ``attribute``).
-    groups, seed
-        Build arguments.
-    num_rows
-        Rows written.
-    num_image_cells
-        Rows that carry an image (vision-only and conflict rows).
-    num_rendered
-        Distinct images drawn (one per group and visual tier).
-    files
-        Relative paths of the files in the folder, manifest last.
-    reused
-        True when an identical, verified build was already there and nothing was written.
-    seconds
-        Wall time of the call.
+    ``out``: The dataset folder.
+    ``dataset``: The dataset's command-line key (``color``, ``attribute``).
+    ``groups``, ``seed``: Build arguments.
+    ``num_rows``: Rows written.
+    ``num_image_cells``: Rows that carry an image (vision-only and conflict rows).
+    ``num_rendered``: Distinct images drawn (one per group and visual tier).
+    ``files``: Relative paths of the files in the folder, manifest last.
+    ``reused``: True when an identical, verified build was already there and nothing was written.
+    ``seconds``: Wall time of the call.
     """
 
     out: Path
@@ -99,18 +88,9 @@ class BuildResult:
 def resolve_groups(preset: str | None, groups: int | None, *, dataset: str = DEFAULT_DATASET) -> int:
     """Number of groups from a preset name and/or an explicit count (the count wins).
 
-    Parameters
-    ----------
-    preset
-        A preset of the dataset (``small``, ``paper``) or None (``paper``).
-    groups
-        Explicit number of groups or None.
-    dataset
-        The dataset's key.
-
-    Returns
-    -------
-    int
+    ``preset``: A preset of the dataset (``small``, ``paper``) or None (``paper``).
+    ``groups``: Explicit number of groups or None.
+    ``dataset``: The dataset's key.
     """
     return dataset_kind(dataset).resolve_groups(preset, groups)
 
@@ -118,16 +98,8 @@ def resolve_groups(preset: str | None, groups: int | None, *, dataset: str = DEF
 def shard_bounds(groups: int, groups_per_shard: int = GROUPS_PER_SHARD) -> list[tuple[int, int]]:
     """Group ranges ``[start, stop)`` of each shard; depends on the group count only.
 
-    Parameters
-    ----------
-    groups
-        Total number of groups.
-    groups_per_shard
-        The dataset's shard size in groups.
-
-    Returns
-    -------
-    list of tuple
+    ``groups``: Total number of groups.
+    ``groups_per_shard``: The dataset's shard size in groups.
     """
     count = max(1, math.ceil(groups / groups_per_shard))
     edges = [round(i * groups / count) for i in range(count + 1)]
@@ -357,34 +329,17 @@ def build_dataset(
 ) -> BuildResult:
     """Build the set into ``out`` (Hub dataset layout: ``data/*.parquet``, ``README.md``, ``manifest.json``).
 
-    Parameters
-    ----------
-    out
-        Output folder. If it already holds a verified build with the same arguments nothing is done; a
+    ``out``: Output folder. If it already holds a verified build with the same arguments nothing is done; a
         build with other arguments is replaced only with ``overwrite``; other non-empty folders are never
         replaced.
-    groups
-        Number of item groups (400 in the paper).
-    dataset
-        Which set to build: a key of :data:`~modality_conflict.dataset_builder.specs.DATASETS`
+    ``groups``: Number of item groups (400 in the paper).
+    ``dataset``: Which set to build: a key of :data:`~modality_conflict.dataset_builder.specs.DATASETS`
         (``color``, the default, or ``attribute``).
-    seed
-        Seed of every random choice; the same seed gives byte-identical files.
-    workers
-        Worker processes (default: all cores). The output does not depend on it.
-    overwrite
-        Replace an existing build made with other arguments.
-    progress
-        Show a progress bar on stderr.
-
-    Returns
-    -------
-    BuildResult
-
-    Raises
-    ------
-    BuildError
-        Bad arguments or an output folder that must not be replaced.
+    ``seed``: Seed of every random choice; the same seed gives byte-identical files.
+    ``workers``: Worker processes (default: all cores). The output does not depend on it.
+    ``overwrite``: Replace an existing build made with other arguments.
+    ``progress``: Show a progress bar on stderr.
+    Raises ``BuildError``: bad arguments or an output folder that must not be replaced.
     """
     started = time.perf_counter()
     spec = dataset_kind(dataset)

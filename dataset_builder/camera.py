@@ -30,14 +30,9 @@ def cross(a: Vec3, b: Vec3) -> Vec3:
 class Camera:
     """Pinhole camera looking at :data:`CAMERA_LOOK_AT` with a horizontal horizon.
 
-    Attributes
-    ----------
-    position
-        Eye point.
-    forward, right, up
-        Orthonormal camera frame.
-    half_width, half_height
-        Tangents of the half field of view, horizontally and vertically.
+    ``position``: Eye point.
+    ``forward``, ``right``, ``up``: Orthonormal camera frame.
+    ``half_width``, ``half_height``: Tangents of the half field of view, horizontally and vertically.
     """
 
     position: Vec3
@@ -90,14 +85,9 @@ class Camera:
 class RayGrid:
     """Primary rays of a camera, one per sub-pixel, in row-major order.
 
-    Attributes
-    ----------
-    camera
-        The camera.
-    width, height, supersample
-        Output size in pixels and sub-pixels per pixel along each axis.
-    dx, dy, dz
-        Unit ray directions (the origin is the camera position).
+    ``camera``: The camera.
+    ``width``, ``height``, ``supersample``: Output size in pixels and sub-pixels per pixel along each axis.
+    ``dx``, ``dy``, ``dz``: Unit ray directions (the origin is the camera position).
     """
 
     camera: Camera

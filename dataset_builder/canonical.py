@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from modality_conflict.dataset_builder.atomic import write_text_atomic
-from modality_conflict.dataset_builder.attribute_constants import PRESETS as ATTRIBUTE_PRESETS
-from modality_conflict.dataset_builder.constants import BUILDER_VERSION, PRESETS
 from modality_conflict.dataset_builder.errors import ModalityConflictError
+from modality_conflict.dataset_builder.specs import DATASETS
 
 #: The one file that declares the pin of each dataset kind.
 PINS_PATH = Path(__file__).resolve().parent / "pins.json"
 #: Presets of each dataset kind's builder.
-KIND_PRESETS: dict[str, Mapping[str, int]] = {"color": PRESETS, "attribute": ATTRIBUTE_PRESETS}
+KIND_PRESETS: dict[str, Mapping[str, int]] = {key: kind.presets for key, kind in DATASETS.items()}
 
 #: Key of the task's ``metadata`` that marks a task as reading a pinned dataset of this project; its
 #: ``dataset`` names the pin (a key of ``pins.json``).
@@ -52,24 +51,14 @@ class PinError(ModalityConflictError, ValueError):
 class DatasetSpec:
     """A dataset the builder can reproduce, and where its published copy lives.
 
-    Attributes
-    ----------
-    name
-        Short name, used for the cache folder.
-    preset
-        Preset name (for messages).
-    groups, seed
-        Build arguments.
-    builder_version
-        Builder version the fingerprint was made with.
-    fingerprint
-        Content fingerprint of the build.
-    repo_id, revision
-        The Hub copy; ``revision`` is a commit sha, or "unpublished".
-    software
-        Library versions the pinned build was made with.
-    kind
-        The dataset kind the builder makes (``color`` or ``attribute``).
+    ``name``: Short name, used for the cache folder.
+    ``preset``: Preset name (for messages).
+    ``groups``, ``seed``: Build arguments.
+    ``builder_version``: Builder version the fingerprint was made with.
+    ``fingerprint``: Content fingerprint of the build.
+    ``repo_id``, ``revision``: The Hub copy; ``revision`` is a commit sha, or "unpublished".
+    ``software``: Library versions the pinned build was made with.
+    ``kind``: The dataset kind the builder makes (``color`` or ``attribute``).
     """
 
     name: str
@@ -166,10 +155,8 @@ def _read_pins_json(path: Path) -> dict[str, Any]:
 def read_pins(path: Path | None = None) -> dict[str, DatasetSpec]:
     """The pin of each dataset kind, read from ``pins.json`` (or ``path``) and validated.
 
-    Raises
-    ------
-    PinError
-        When the file is missing, not JSON, or any field of any pin is malformed (one line naming it).
+    Raises ``PinError`` when the file is missing, not JSON, or any field of any pin is malformed (one line
+        naming it).
     """
     path = Path(path) if path is not None else PINS_PATH
     data = _read_pins_json(path)
@@ -202,13 +189,7 @@ def spec_for_fingerprint(fingerprint: str) -> DatasetSpec | None:
 
 def current_builder_version(kind: str) -> str:
     """The version of this package's builder of dataset ``kind``."""
-    if kind == "attribute":
-        from modality_conflict.dataset_builder.attribute_constants import (
-            BUILDER_VERSION as ATTRIBUTE_BUILDER_VERSION,
-        )
-
-        return ATTRIBUTE_BUILDER_VERSION
-    return BUILDER_VERSION
+    return DATASETS[kind].builder_version
 
 
 def builder_matches_pin(spec: DatasetSpec = CANONICAL) -> bool:
@@ -219,10 +200,7 @@ def builder_matches_pin(spec: DatasetSpec = CANONICAL) -> bool:
 def spec_for_kind(kind: str) -> DatasetSpec:
     """The pin of dataset ``kind`` (``color`` or ``attribute``).
 
-    Raises
-    ------
-    PinError
-        For an unknown kind.
+    Raises ``PinError`` for an unknown kind.
     """
     if kind not in CANONICAL_BY_KIND:
         raise PinError(f"unknown dataset {kind!r}; the pins file declares {sorted(CANONICAL_BY_KIND)}")
@@ -240,31 +218,15 @@ def write_pin(
 ) -> list[Path]:
     """Change the pin of dataset ``kind`` in the pins file (run in a source checkout); written atomically.
 
-    Parameters
-    ----------
-    repo_id
-        New Hub repository ``USER/NAME``; default unchanged.
-    revision
-        New Hub commit (40 hex digits); default unchanged.
-    fingerprint
-        New content fingerprint (64 hex digits); default unchanged. A new fingerprint also records this
-        package's builder version of ``kind`` as the pinned version.
-    software
-        Library versions of the new build (from its manifest); default unchanged.
-    pins
-        The pins file to rewrite (default: :data:`PINS_PATH`).
-    kind
-        Whose pin changes: the colour set's (default) or the attribute set's.
-
-    Returns
-    -------
-    list of Path
-        The file rewritten.
-
-    Raises
-    ------
-    ValueError
-        On a malformed value (:class:`PinError` for a malformed pins file).
+    ``repo_id``: New Hub repository ``USER/NAME``; default unchanged.
+    ``revision``: New Hub commit (40 hex digits); default unchanged.
+    ``fingerprint``: New content fingerprint (64 hex digits); default unchanged. A new fingerprint also
+        records this package's builder version of ``kind`` as the pinned version.
+    ``software``: Library versions of the new build (from its manifest); default unchanged.
+    ``pins``: The pins file to rewrite (default: :data:`PINS_PATH`).
+    ``kind``: Whose pin changes: the colour set's (default) or the attribute set's.
+    Returns the file rewritten.
+    Raises ``ValueError`` on a malformed value (:class:`PinError` for a malformed pins file).
     """
     if revision is not None and not _SHA.fullmatch(revision):
         raise ValueError(f"revision {revision!r} is not a 40-character commit sha")

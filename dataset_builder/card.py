@@ -64,22 +64,11 @@ def front_matter(
 ) -> dict[str, Any]:
     """YAML metadata of the card, in the layout the Hub and ``datasets`` read.
 
-    Parameters
-    ----------
-    num_rows
-        Rows of the test split.
-    num_bytes
-        Size of the split as Arrow data.
-    download_size
-        Total size of the parquet files.
-    features
-        The dataset's ``datasets.Features`` (``DatasetKind.features``).
-    pretty_name
-        The card's title.
-
-    Returns
-    -------
-    dict
+    ``num_rows``: Rows of the test split.
+    ``num_bytes``: Size of the split as Arrow data.
+    ``download_size``: Total size of the parquet files.
+    ``features``: The dataset's ``datasets.Features`` (``DatasetKind.features``).
+    ``pretty_name``: The card's title.
     """
     return {
         "pretty_name": pretty_name,

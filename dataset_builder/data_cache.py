@@ -145,25 +145,12 @@ def ensure_dataset(
 ) -> ResolvedData:
     """A verified copy of ``spec`` in the cache: reused, downloaded from the pinned Hub commit, or built.
 
-    Parameters
-    ----------
-    spec
-        The dataset (default: the canonical one).
-    root
-        The cache folder; default :func:`cache_root`.
-    workers
-        Build processes; default ``$MODALITY_CONFLICT_BUILD_WORKERS``, else all cores.
-    log
-        Where progress lines go.
-
-    Returns
-    -------
-    ResolvedData
-
-    Raises
-    ------
-    DataResolutionError
-        When the cache cannot be written, the disk is full, or the build does not reproduce the pin.
+    ``spec``: The dataset (default: the canonical one).
+    ``root``: The cache folder; default :func:`cache_root`.
+    ``workers``: Build processes; default ``$MODALITY_CONFLICT_BUILD_WORKERS``, else all cores.
+    ``log``: Where progress lines go.
+    Raises ``DataResolutionError`` when the cache cannot be written, the disk is full, or the build does not
+        reproduce the pin.
     """
     root = Path(root) if root is not None else cache_root()
     folder = root / DATASETS_DIR / spec.cache_name

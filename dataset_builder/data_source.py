@@ -32,21 +32,14 @@ def log_line(message: str) -> None:
 class ResolvedData:
     """The data folder a task will read, and how it was found.
 
-    Attributes
-    ----------
-    path
-        A folder made by ``modality-conflict build`` (or downloaded from the Hub), verified.
-    source
-        ``"env"`` (``MODALITY_CONFLICT_DATA``), ``"path"`` (a local ``dataset_path`` in the task YAML),
-        ``"cache"``, ``"hub"`` or ``"built"``.
-    fingerprint
-        The folder's content fingerprint.
-    pinned_fingerprint
-        The fingerprint the task pins, if any.
-    revision
-        The Hub commit the data came from (source ``"hub"``, or a cache filled from the Hub earlier).
-    seconds
-        Time spent resolving (verification, download or build).
+    ``path``: A folder made by ``modality-conflict build`` (or downloaded from the Hub), verified.
+    ``source``: ``"env"`` (``MODALITY_CONFLICT_DATA``), ``"path"`` (a local ``dataset_path`` in the task
+        YAML), ``"cache"``, ``"hub"`` or ``"built"``.
+    ``fingerprint``: The folder's content fingerprint.
+    ``pinned_fingerprint``: The fingerprint the task pins, if any.
+    ``revision``: The Hub commit the data came from (source ``"hub"``, or a cache filled from the Hub
+        earlier).
+    ``seconds``: Time spent resolving (verification, download or build).
     """
 
     path: Path
@@ -85,10 +78,7 @@ def verify_folder(path: str | os.PathLike[str]) -> str:
     without reading) and sha256; the folder may hold no parquet shard the manifest does not list (the
     loader would read it).
 
-    Raises
-    ------
-    DataResolutionError
-        Naming the folder and the first problem.
+    Raises ``DataResolutionError``, naming the folder and the first problem.
     """
     folder = DatasetFolder(Path(path))
     if not folder.is_dir:

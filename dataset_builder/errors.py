@@ -27,10 +27,7 @@ class SceneError(RenderError):
 class DatasetValidationError(ModalityConflictError):
     """A built dataset folder does not satisfy the schema or the construction invariants.
 
-    Parameters
-    ----------
-    problems
-        One line per problem found, most important first. The exception message lists them all.
+    ``problems``: One line per problem found, most important first. The exception message lists them all.
     """
 
     def __init__(self, problems: list[str] | str) -> None:

@@ -53,10 +53,8 @@ def sha256_file(path: Path) -> str:
 def read_manifest(folder: Path) -> dict[str, Any] | None:
     """The manifest of a folder, or None when it has none or it is not a JSON object.
 
-    Raises
-    ------
-    DatasetFolderError
-        When ``manifest.json`` is a pipe, a device or a folder, or larger than :data:`MAX_MANIFEST_BYTES`.
+    Raises ``DatasetFolderError`` when ``manifest.json`` is a pipe, a device or a folder, or larger than
+        :data:`MAX_MANIFEST_BYTES`.
     """
     path = Path(folder) / MANIFEST_NAME
     try:
@@ -74,10 +72,7 @@ def confined_path(folder: Path, name: object) -> Path:
     Absolute paths, ``..`` parts, backslashes and symbolic links that lead out of the folder are refused,
     so a manifest can never make a reader open a file elsewhere.
 
-    Raises
-    ------
-    DatasetFolderError
-        Naming the path and why it is refused.
+    Raises ``DatasetFolderError``, naming the path and why it is refused.
     """
     if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
         raise DatasetFolderError(f"{MANIFEST_NAME}: file name {name!r} is not a relative path")
@@ -144,10 +139,7 @@ def data_files(folder: Path) -> list[str]:
 def dataset_fingerprint(manifest: Mapping[str, Any]) -> str:
     """sha256 of the data files' hashes in a build manifest (the README card is not part of the data).
 
-    Raises
-    ------
-    ValueError
-        When the manifest lists no parquet files.
+    Raises ``ValueError`` when the manifest lists no parquet files.
     """
     files = manifest.get("files")
     if not isinstance(files, dict):
@@ -166,10 +158,7 @@ def dataset_fingerprint(manifest: Mapping[str, Any]) -> str:
 def read_card_metadata(folder: Path) -> dict[str, Any]:
     """YAML front matter of the folder's ``README.md``.
 
-    Raises
-    ------
-    DatasetValidationError
-        If the card is missing or has no parseable front matter.
+    Raises ``DatasetValidationError`` if the card is missing or has no parseable front matter.
     """
     import yaml
 
@@ -201,10 +190,7 @@ def read_card_metadata(folder: Path) -> dict[str, Any]:
 class DatasetFolder:
     """A folder made by ``modality-conflict build``, read lazily.
 
-    Parameters
-    ----------
-    path
-        The folder.
+    ``path``: The folder.
     """
 
     def __init__(self, path: Path) -> None:
@@ -226,10 +212,8 @@ class DatasetFolder:
     def require_manifest(self) -> dict[str, Any]:
         """The manifest, every field of the right type.
 
-        Raises
-        ------
-        DatasetFolderError
-            When there is none, it is no regular file of bounded size, or a field is wrong (the first named).
+        Raises ``DatasetFolderError`` when there is none, it is no regular file of bounded size, or a field
+            is wrong (the first named).
         """
         if self.manifest is None:
             raise DatasetFolderError(
@@ -250,10 +234,7 @@ class DatasetFolder:
     def fingerprint(self) -> str | None:
         """The data's content fingerprint (:func:`dataset_fingerprint`), or None without a manifest.
 
-        Raises
-        ------
-        DatasetFolderError
-            When the manifest has a field of the wrong type.
+        Raises ``DatasetFolderError`` when the manifest has a field of the wrong type.
         """
         return None if self.manifest is None else dataset_fingerprint(self.require_manifest())
 
@@ -298,11 +279,8 @@ class DatasetFolder:
         What the caller parses is exactly what was hashed, so a file changed after an earlier check (or
         between two reads) is refused here and never parsed.
 
-        Raises
-        ------
-        DatasetFolderError
-            When the manifest does not list the shard, or the file is missing, not a regular file, or
-            differs from the manifest (naming it).
+        Raises ``DatasetFolderError`` when the manifest does not list the shard, or the file is missing, not
+            a regular file, or differs from the manifest (naming it).
         """
         import hashlib
 
@@ -340,21 +318,12 @@ class DatasetFolder:
     ) -> Any:
         """The rows of the manifest's shards as one ``pyarrow.Table``, parsed from verified bytes.
 
-        Parameters
-        ----------
-        columns
-            Columns to read; default all.
-        files
-            Shards to read (each must be listed in the manifest); default :meth:`manifest_data_files`.
-        limit_groups
-            Keep the item groups ``0 .. limit_groups - 1`` only.
-        row_ids
-            Keep only these rows.
-
-        Raises
-        ------
-        DatasetFolderError
-            When a shard is not listed, differs from the manifest or cannot be parsed (naming it).
+        ``columns``: Columns to read; default all.
+        ``files``: Shards to read (each must be listed in the manifest); default :meth:`manifest_data_files`.
+        ``limit_groups``: Keep the item groups ``0 .. limit_groups - 1`` only.
+        ``row_ids``: Keep only these rows.
+        Raises ``DatasetFolderError`` when a shard is not listed, differs from the manifest or cannot be
+            parsed (naming it).
         """
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -391,16 +360,11 @@ class DatasetFolder:
     def splits(self, fingerprint: str) -> Any:
         """The rows as a ``datasets.DatasetDict`` under the manifest's split, for a task to evaluate.
 
-        Parameters
-        ----------
-        fingerprint
-            The fingerprint the data was resolved as: the manifest read now must still give it, and every
-            row comes from bytes that match that manifest, so the data evaluated is provably that dataset.
-
-        Raises
-        ------
-        DatasetFolderError
-            When the folder changed since it was resolved, or a shard does not match the manifest.
+        ``fingerprint``: The fingerprint the data was resolved as: the manifest read now must still give it,
+            and every row comes from bytes that match that manifest, so the data evaluated is provably that
+            dataset.
+        Raises ``DatasetFolderError`` when the folder changed since it was resolved, or a shard does not
+            match the manifest.
         """
         import datasets
 
@@ -445,12 +409,9 @@ def dataset_folders(data_dir: Path) -> dict[str, Path]:
     them (one level down); each is identified by its manifest. This is the only place that tells them
     apart: the task copies, ``eval --data`` and ``MODALITY_CONFLICT_DATA`` all use it.
 
-    Raises
-    ------
-    FileNotFoundError
-        When ``data_dir`` holds no dataset folder, or holds two of the same dataset (naming them).
-    DatasetFolderError
-        When a manifest is a pipe, a device or too large.
+    Raises ``FileNotFoundError`` when ``data_dir`` holds no dataset folder, or holds two of the same dataset
+        (naming them).
+    Raises ``DatasetFolderError`` when a manifest is a pipe, a device or too large.
     """
     data_dir = Path(data_dir)
     own = _dataset_name(data_dir)

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -50,16 +49,26 @@ _KEY_GROUP = 1
 LAYOUT = COLOR.layout
 
 
-class _Plan(Protocol):
-    texts: tuple[tuple[tuple[int, str], ConflictText], ...]
+@dataclass(frozen=True, kw_only=True)
+class GroupChoices:
+    """What a group of either kind holds: its id, a layout seed per visual tier and the conflict text of
+    each ``(text tier, control)``; each kind adds its own choices."""
 
-    def question_columns(self, control: str) -> dict[str, Any]: ...
+    group_id: int
+    image_seeds: tuple[int, ...]
+    texts: tuple[tuple[tuple[int, str], ConflictText], ...] = ()
 
-    def draw(self, visual_tier: int) -> tuple[bytes, dict[str, Any]]: ...
+    def text(self, text_tier: int, control: str) -> ConflictText:
+        """Conflict text of ``(text tier, control)``."""
+        return dict(self.texts)[(text_tier, control)]
 
+    def question_columns(self, control: str) -> dict[str, Any]:
+        """The columns of a control's rows that say what is asked and the answers."""
+        raise NotImplementedError
 
-def _text_of(plan: _Plan, text_tier: int, control: str) -> ConflictText:
-    return dict(plan.texts)[(text_tier, control)]
+    def draw(self, visual_tier: int) -> tuple[bytes, dict[str, Any]]:
+        """PNG bytes and layout columns of one visual tier's image."""
+        raise NotImplementedError
 
 
 def _image_seeds(rng: np.random.Generator, tiers: int) -> tuple[int, ...]:
@@ -80,24 +89,17 @@ def group_colors(seed: int, group: int) -> tuple[str, str]:
     return COLORS[pos], COLORS[int(perm[pos])]
 
 
-@dataclass(frozen=True)
-class GroupPlan:
+@dataclass(frozen=True, kw_only=True)
+class GroupPlan(GroupChoices):
     """Every choice made for one colour group: the target shape (drawn in ``vision_color``), the shape in
     none of its images (asked by ``image_irrelevant``), the shape ``text_irrelevant`` texts talk about,
     Yv and Yt, a placement seed per visual tier and the text of each ``(text tier, control)``."""
 
-    group_id: int
     target_shape: str
     absent_shape: str
     other_shape: str
     vision_color: str
     text_color: str
-    image_seeds: tuple[int, ...]
-    texts: tuple[tuple[tuple[int, str], ConflictText], ...]
-
-    def text(self, text_tier: int, control: str) -> ConflictText:
-        """Conflict text of ``(text tier, control)``."""
-        return _text_of(self, text_tier, control)
 
     def asked_shape(self, control: str) -> str:
         """Shape named by the question of a control type."""
@@ -153,8 +155,15 @@ def plan_group(seed: int, group: int) -> GroupPlan:
     target = shapes.pop(int(rng.integers(len(shapes))))
     absent = shapes.pop(int(rng.integers(len(shapes))))
     other = shapes[int(rng.integers(len(shapes)))]
-    image_seeds = _image_seeds(rng, len(VISUAL_TIERS))
-    plan = GroupPlan(group, target, absent, other, vision_color, text_color, image_seeds, ())
+    plan = GroupPlan(
+        group_id=group,
+        target_shape=target,
+        absent_shape=absent,
+        other_shape=other,
+        vision_color=vision_color,
+        text_color=text_color,
+        image_seeds=_image_seeds(rng, len(VISUAL_TIERS)),
+    )
     texts = [
         (slot, COLOR_TEXTS.draw(rng, slot[0], "color", plan.text_shape(slot[1]), text_color))
         for slot in LAYOUT.text_slots()
@@ -182,14 +191,13 @@ def group_answers(seed: int, group: int) -> tuple[str, str]:
     return values[pos], values[int(perm[pos])]
 
 
-@dataclass(frozen=True)
-class AttributeGroupPlan:
+@dataclass(frozen=True, kw_only=True)
+class AttributeGroupPlan(GroupChoices):
     """Every choice made for one attribute group: the asked ``attribute``, the target (its size is set by
     the visual tier), the colour no object of its images takes and the other attribute's value naming the
     ``image_irrelevant`` object, the name of the object ``text_irrelevant`` texts talk about, Yv and Yt,
     a layout seed per visual tier and the text of each ``(text tier, control)``."""
 
-    group_id: int
     attribute: str
     target_color: str
     target_shape: str
@@ -200,12 +208,6 @@ class AttributeGroupPlan:
     irrelevant_other: str
     vision_value: str
     text_value: str
-    image_seeds: tuple[int, ...]
-    texts: tuple[tuple[tuple[int, str], ConflictText], ...]
-
-    def text(self, text_tier: int, control: str) -> ConflictText:
-        """Conflict text of ``(text tier, control)``."""
-        return _text_of(self, text_tier, control)
 
     @property
     def target_name(self) -> str:
@@ -301,7 +303,6 @@ def plan_attribute_group(seed: int, group: int) -> AttributeGroupPlan:
         vision_value=vision_value,
         text_value=text_value,
         image_seeds=_image_seeds(rng, len(SCENE_TIERS)),
-        texts=(),
     )
     texts = [
         (slot, ATTRIBUTE_TEXTS.draw(rng, slot[0], attribute, plan.text_name(slot[1]), text_value))
@@ -325,7 +326,7 @@ def group_rows(seed: int, group: int, kind: str = COLOR.key) -> list[dict[str, A
     ``{bytes, path}``), in ``layout.expected_row_ids`` order, ready for ``pyarrow.Table.from_pylist``
     with the kind's schema."""
     spec = dataset_kind(kind)
-    plan: _Plan = PLANNERS[spec.key](seed, group)
+    plan: GroupChoices = PLANNERS[spec.key](seed, group)
     images: dict[int, dict[str, Any]] = {}
 
     def visual(dv: int) -> dict[str, Any]:
@@ -342,5 +343,5 @@ def group_rows(seed: int, group: int, kind: str = COLOR.key) -> list[dict[str, A
         return {"control": CONTROLS.index(control), "group_id": group, **plan.question_columns(control)}
 
     return spec.layout.group_rows(
-        group, base=base, visual=visual, no_image=_no_image(spec), text_of=partial(_text_of, plan)
+        group, base=base, visual=visual, no_image=_no_image(spec), text_of=plan.text
     )

@@ -16,24 +16,11 @@ from modality_conflict.dataset_builder.constants import ANSWER_COMMAND, CONDITIO
 def prompt_for(condition: str, text: str, question: str) -> str:
     """Return the prompt of one condition.
 
-    Parameters
-    ----------
-    condition
-        ``"vision_only"``, ``"text_only"`` or ``"conflict"``.
-    text
-        Conflict description; ignored for ``"vision_only"``, required otherwise.
-    question
-        The question, e.g. ``"What color is the circle?"``.
-
-    Returns
-    -------
-    str
-        ``"<question> <command>"`` for vision-only, ``"<text> <question> <command>"`` otherwise.
-
-    Raises
-    ------
-    ValueError
-        For an unknown condition, an empty question, or an empty text where one is needed.
+    ``condition``: ``"vision_only"``, ``"text_only"`` or ``"conflict"``.
+    ``text``: Conflict description; ignored for ``"vision_only"``, required otherwise.
+    ``question``: The question, e.g. ``"What color is the circle?"``.
+    Returns ``"<question> <command>"`` for vision-only, ``"<text> <question> <command>"`` otherwise.
+    Raises ``ValueError`` for an unknown condition, an empty question, or an empty text where one is needed.
     """
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}; expected one of {list(CONDITIONS)}")
@@ -49,23 +36,10 @@ def prompt_for(condition: str, text: str, question: str) -> str:
 def label_name(value: object, names: Sequence[str], field: str) -> str:
     """Name of a ClassLabel value, whether a dataset gives the index or the name.
 
-    Parameters
-    ----------
-    value
-        An int index into ``names`` or one of its entries.
-    names
-        The ClassLabel's names, in index order.
-    field
-        The column, named in the error.
-
-    Returns
-    -------
-    str
-
-    Raises
-    ------
-    ValueError
-        When ``value`` is neither, naming the field.
+    ``value``: An int index into ``names`` or one of its entries.
+    ``names``: The ClassLabel's names, in index order.
+    ``field``: The column, named in the error.
+    Raises ``ValueError`` when ``value`` is neither, naming the field.
     """
     if isinstance(value, str) and value in names:
         return value
@@ -82,14 +56,7 @@ def condition_name(value: object) -> str:
 def row_prompt(row: Mapping[str, Any]) -> str:
     """Prompt of a dataset row for its own condition.
 
-    Parameters
-    ----------
-    row
-        A row with at least ``condition``, ``text`` and ``question``.
-
-    Returns
-    -------
-    str
+    ``row``: A row with at least ``condition``, ``text`` and ``question``.
     """
     return prompt_for(condition_name(row["condition"]), row.get("text") or "", row["question"])
 
@@ -97,15 +64,8 @@ def row_prompt(row: Mapping[str, Any]) -> str:
 def item_prompts(row: Mapping[str, Any]) -> dict[str, str]:
     """The three prompts of the item a conflict row belongs to.
 
-    Parameters
-    ----------
-    row
-        A conflict row (it carries both the text and the question).
-
-    Returns
-    -------
-    dict
-        ``{"vision_only": ..., "text_only": ..., "conflict": ...}``.
+    ``row``: A conflict row (it carries both the text and the question).
+    Returns ``{"vision_only": ..., "text_only": ..., "conflict": ...}``.
     """
     if condition_name(row["condition"]) != "conflict":
         raise ValueError(

@@ -37,24 +37,14 @@ class PinMismatchError(ModalityConflictError):
 class PushResult:
     """Outcome of :func:`push_dataset`.
 
-    Attributes
-    ----------
-    repo_id
-        Dataset repository.
-    revision
-        Branch committed to.
-    commit_sha
-        The new commit: pin it with ``modality-conflict pin-dataset`` (``pins.json``).
-    commit_url
-        Link to the commit.
-    files
-        Paths uploaded.
-    deleted
-        Stale paths removed in the same commit.
-    fingerprint
-        The published build's content fingerprint.
-    pinned
-        Files whose pin was rewritten (with ``update_pin``).
+    ``repo_id``: Dataset repository.
+    ``revision``: Branch committed to.
+    ``commit_sha``: The new commit: pin it with ``modality-conflict pin-dataset`` (``pins.json``).
+    ``commit_url``: Link to the commit.
+    ``files``: Paths uploaded.
+    ``deleted``: Stale paths removed in the same commit.
+    ``fingerprint``: The published build's content fingerprint.
+    ``pinned``: Files whose pin was rewritten (with ``update_pin``).
     """
 
     repo_id: str
@@ -85,39 +75,20 @@ def push_dataset(
 ) -> PushResult:
     """Validate ``folder`` and upload it to the dataset repository ``repo_id`` as one commit.
 
-    Parameters
-    ----------
-    folder
-        A folder made by ``modality-conflict build``.
-    repo_id
-        ``USER/NAME`` of the dataset repository (created if missing).
-    revision
-        Branch to commit to (created from the default branch if missing); default ``main``.
-    private
-        Create the repository as private (no effect on an existing repository).
-    token
-        Hub token; default: the ``HF_TOKEN`` variable or the token saved by ``hf auth login``.
-    commit_message
-        First line of the commit; default names the build arguments.
-    update_pin
-        Publish a build whose fingerprint differs from the pin, then pin the tasks to the new commit
-        and fingerprint (rewrites :mod:`~modality_conflict.dataset_builder.canonical` and the task
+    ``folder``: A folder made by ``modality-conflict build``.
+    ``repo_id``: ``USER/NAME`` of the dataset repository (created if missing).
+    ``revision``: Branch to commit to (created from the default branch if missing); default ``main``.
+    ``private``: Create the repository as private (no effect on an existing repository).
+    ``token``: Hub token; default: the ``HF_TOKEN`` variable or the token saved by ``hf auth login``.
+    ``commit_message``: First line of the commit; default names the build arguments.
+    ``update_pin``: Publish a build whose fingerprint differs from the pin, then pin the tasks to the new
+        commit and fingerprint (rewrites :mod:`~modality_conflict.dataset_builder.canonical` and the task
         template; run in a source checkout). Without it such a folder is refused.
-
-    Returns
-    -------
-    PushResult
-
-    Raises
-    ------
-    DatasetValidationError
-        The folder is not a valid build (nothing is uploaded).
-    PinMismatchError
-        The folder's fingerprint is not the pinned one and ``update_pin`` is False (nothing is uploaded).
-    PushAuthError
-        No token is available.
-    PushError
-        The Hub could not be reached or refused a request; no commit was made.
+    Raises ``DatasetValidationError``: the folder is not a valid build (nothing is uploaded).
+    Raises ``PinMismatchError``: the folder's fingerprint is not the pinned one and ``update_pin`` is False
+        (nothing is uploaded).
+    Raises ``PushAuthError``: no token is available.
+    Raises ``PushError``: the Hub could not be reached or refused a request; no commit was made.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError

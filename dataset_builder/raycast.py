@@ -223,22 +223,13 @@ def _blocked_parallel(
 class Frame:
     """Geometry of one image at sub-pixel resolution, before shading.
 
-    Attributes
-    ----------
-    grid
-        The primary rays (camera, image size, supersampling).
-    t
-        Distance to the nearest surface of each primary ray (row-major sub-pixel order).
-    ids
-        Index of the object hit (-1 ground, -2 nothing).
-    alone
-        Sub-pixel count of each object if it were alone in the scene (its unoccluded silhouette).
-    visible
-        Sub-pixel count of each object as seen.
-    blockers
-        For each object, the indices of the objects that hide part of it.
-    bbox
-        Per object, ``(x0, y0, x1, y1)`` of its projected bounding box in output pixels.
+    ``grid``: The primary rays (camera, image size, supersampling).
+    ``t``: Distance to the nearest surface of each primary ray (row-major sub-pixel order).
+    ``ids``: Index of the object hit (-1 ground, -2 nothing).
+    ``alone``: Sub-pixel count of each object if it were alone in the scene (its unoccluded silhouette).
+    ``visible``: Sub-pixel count of each object as seen.
+    ``blockers``: For each object, the indices of the objects that hide part of it.
+    ``bbox``: Per object, ``(x0, y0, x1, y1)`` of its projected bounding box in output pixels.
     """
 
     grid: RayGrid
@@ -272,16 +263,8 @@ class Frame:
 def primary_pass(scene: Scene, grid: RayGrid) -> Frame:
     """Cast the primary rays of ``scene`` and measure what each object shows.
 
-    Parameters
-    ----------
-    scene
-        Objects (the camera of ``grid`` must be the scene's).
-    grid
-        Primary rays.
-
-    Returns
-    -------
-    Frame
+    ``scene``: Objects (the camera of ``grid`` must be the scene's).
+    ``grid``: Primary rays.
     """
     camera, cols, rows = grid.camera, grid.cols, grid.rows
     rays = _Rays(*camera.position, grid.dx, grid.dy, grid.dz)

@@ -32,12 +32,8 @@ def file_kind(mode: int) -> str:
 def regular_file_size(path: Path) -> int:
     """The size of ``path`` (links followed), refusing anything that is not a regular file.
 
-    Raises
-    ------
-    FileNotFoundError
-        When nothing is there.
-    UnsafeFileError
-        When it is a pipe, a device, a folder or a socket.
+    Raises ``FileNotFoundError`` when nothing is there.
+    Raises ``UnsafeFileError`` when it is a pipe, a device, a folder or a socket.
     """
     mode = os.stat(path)
     if not stat.S_ISREG(mode.st_mode):
@@ -51,12 +47,9 @@ def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int) -> bytes:
     The file is checked before it is opened and again on the open handle (opened non-blocking, so a pipe
     swapped in between cannot block), and at most ``max_bytes + 1`` bytes are read.
 
-    Raises
-    ------
-    FileNotFoundError, PermissionError
-        As ``open`` raises them.
-    UnsafeFileError
-        For a pipe, a device, a folder, a socket, or a file over ``max_bytes`` (naming it).
+    Raises ``FileNotFoundError`` or ``PermissionError`` as ``open`` raises them.
+    Raises ``UnsafeFileError`` for a pipe, a device, a folder, a socket, or a file over ``max_bytes`` (naming
+        it).
     """
     path = Path(path)
     regular_file_size(path)

@@ -40,17 +40,12 @@ _PNG_COMPRESS_LEVEL = 6
 class ImageSpec:
     """Everything that determines one image.
 
-    Attributes
-    ----------
-    tier
-        Visual tier ``dv`` (index into :data:`VISUAL_TIERS`).
-    target_shape, target_color
-        The shape the question is about and its colour (the vision answer).
-    distractor_shapes, distractor_colors
-        Pools the distractors are drawn from. They must exclude the target shape and the target
-        colour; the builder also removes the text colour and the group's reserved absent shape.
-    seed
-        Seed of the placement generator (any non-negative integer).
+    ``tier``: Visual tier ``dv`` (index into :data:`VISUAL_TIERS`).
+    ``target_shape``, ``target_color``: The shape the question is about and its colour (the vision answer).
+    ``distractor_shapes``, ``distractor_colors``: Pools the distractors are drawn from. They must exclude the
+        target shape and the target colour; the builder also removes the text colour and the group's reserved
+        absent shape.
+    ``seed``: Seed of the placement generator (any non-negative integer).
     """
 
     tier: int
@@ -81,20 +76,12 @@ class ImageSpec:
 class RenderedImage:
     """A drawn image and the layout values measured while drawing it.
 
-    Attributes
-    ----------
-    png
-        PNG bytes (RGB, 8 bit, no ancillary chunks).
-    width, height
-        Canvas size in pixels.
-    target_size
-        Side of the target's bounding box in pixels.
-    num_distractors
-        Number of distractors drawn.
-    occlusion
-        Share of the distractors whose pixels overlap the target's (0.0 when there are none).
-    target_visible
-        Share of the target's pixels that remain visible.
+    ``png``: PNG bytes (RGB, 8 bit, no ancillary chunks).
+    ``width``, ``height``: Canvas size in pixels.
+    ``target_size``: Side of the target's bounding box in pixels.
+    ``num_distractors``: Number of distractors drawn.
+    ``occlusion``: Share of the distractors whose pixels overlap the target's (0.0 when there are none).
+    ``target_visible``: Share of the target's pixels that remain visible.
     """
 
     png: bytes
@@ -131,17 +118,9 @@ def _star(size: int, points: int = 5, inner: float = 0.45) -> list[tuple[float, 
 def shape_mask(shape: str, size: int) -> np.ndarray:
     """Boolean ``size x size`` mask of a shape, filling its bounding box.
 
-    Parameters
-    ----------
-    shape
-        One of :data:`SHAPES`.
-    size
-        Side of the bounding box in pixels (at least 3).
-
-    Returns
-    -------
-    numpy.ndarray
-        Read-only boolean array, True inside the shape.
+    ``shape``: One of :data:`SHAPES`.
+    ``size``: Side of the bounding box in pixels (at least 3).
+    Returns read-only boolean array, True inside the shape.
     """
     if shape not in SHAPES:
         raise RenderError(f"unknown shape {shape!r}; expected one of {SHAPES}")
@@ -274,15 +253,8 @@ def _place_apart(
 def encode_png(rgb: np.ndarray | Image.Image) -> bytes:
     """Encode an RGB image as PNG with fixed settings and no metadata chunks.
 
-    Parameters
-    ----------
-    rgb
-        ``(H, W, 3)`` uint8 array or an RGB PIL image.
-
-    Returns
-    -------
-    bytes
-        PNG file content; identical input gives identical bytes.
+    ``rgb``: ``(H, W, 3)`` uint8 array or an RGB PIL image.
+    Returns PNG file content; identical input gives identical bytes.
     """
     img = rgb if isinstance(rgb, Image.Image) else Image.fromarray(rgb, "RGB")
     buf = io.BytesIO()
@@ -305,20 +277,9 @@ def render(spec: ImageSpec) -> RenderedImage:
     the target's bounding box. If the distractors above would hide more than
     ``1 - MIN_TARGET_VISIBLE`` of the target, the topmost ones are moved below it.
 
-    Parameters
-    ----------
-    spec
-        What to draw.
-
-    Returns
-    -------
-    RenderedImage
-        PNG bytes and the measured layout values.
-
-    Raises
-    ------
-    RenderError
-        If the layout cannot be placed (does not happen for the built-in tiers).
+    ``spec``: What to draw.
+    Returns PNG bytes and the measured layout values.
+    Raises ``RenderError`` if the layout cannot be placed (does not happen for the built-in tiers).
     """
     tier = VISUAL_TIERS[spec.tier]
     rng = np.random.default_rng(spec.seed)

@@ -88,27 +88,12 @@ def resolve_data(
 ) -> ResolvedData:
     """The data folder for a task that pins the dataset ``pinned`` (see the module docstring).
 
-    Parameters
-    ----------
-    pinned
-        The fingerprint the task pins (default: the canonical dataset).
-    data_dir
-        An explicit folder; default ``$MODALITY_CONFLICT_DATA``.
-    task_path
-        A local folder the task YAML names as its ``dataset_path``.
-    root
-        The cache folder; default :func:`cache_root`.
-    log
-        Where progress lines go (default stderr).
-
-    Returns
-    -------
-    ResolvedData
-
-    Raises
-    ------
-    DataResolutionError
-        One line saying what went wrong and what to do.
+    ``pinned``: The fingerprint the task pins (default: the canonical dataset).
+    ``data_dir``: An explicit folder; default ``$MODALITY_CONFLICT_DATA``.
+    ``task_path``: A local folder the task YAML names as its ``dataset_path``.
+    ``root``: The cache folder; default :func:`cache_root`.
+    ``log``: Where progress lines go (default stderr).
+    Raises ``DataResolutionError``: one line saying what went wrong and what to do.
     """
     data_dir = data_dir if data_dir is not None else (os.environ.get(DATA_ENV) or None)
     if data_dir is not None:

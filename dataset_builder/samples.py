@@ -31,19 +31,10 @@ def write_samples(folder: Path, *, seed: int = 0, groups: tuple[int, ...] = (0, 
     """Write ``tier_<dv>.png`` (the first group's image of each tier) and ``contact_sheet.png`` (one
     row per group, one column per tier, labelled with the tier and the group's question).
 
-    Parameters
-    ----------
-    folder
-        Output folder (created).
-    seed
-        Build seed.
-    groups
-        Groups shown on the contact sheet (0 asks about shape, 1 about material).
-
-    Returns
-    -------
-    list of Path
-        The files written.
+    ``folder``: Output folder (created).
+    ``seed``: Build seed.
+    ``groups``: Groups shown on the contact sheet (0 asks about shape, 1 about material).
+    Returns the files written.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

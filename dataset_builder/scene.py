@@ -50,14 +50,9 @@ _PLACEMENT_TRIES = 300
 class SceneObject:
     """One object standing on the ground.
 
-    Attributes
-    ----------
-    shape, color, material, size
-        CLEVR attributes (see :mod:`attribute_constants`).
-    x, y
-        Centre of the footprint on the ground plane.
-    cos_rot, sin_rot
-        Rotation about the vertical axis (only visible for cubes).
+    ``shape``, ``color``, ``material``, ``size``: CLEVR attributes (see :mod:`attribute_constants`).
+    ``x``, ``y``: Centre of the footprint on the ground plane.
+    ``cos_rot``, ``sin_rot``: Rotation about the vertical axis (only visible for cubes).
     """
 
     shape: str
@@ -143,16 +138,10 @@ def matches_name(obj: SceneObject, attribute: str, color: str, other_value: str)
 class Scene:
     """Objects, the index of the target among them and the camera position.
 
-    Attributes
-    ----------
-    objects
-        Every object; ``objects[target]`` is the one the questions ask about.
-    target
-        Index of the target.
-    attribute
-        Attribute the questions ask about (decides how the target is named).
-    camera
-        Camera position (the camera always looks at the scene centre).
+    ``objects``: Every object; ``objects[target]`` is the one the questions ask about.
+    ``target``: Index of the target.
+    ``attribute``: Attribute the questions ask about (decides how the target is named).
+    ``camera``: Camera position (the camera always looks at the scene centre).
     """
 
     objects: tuple[SceneObject, ...]
@@ -272,30 +261,15 @@ def sample_scene(
 ) -> Scene:
     """Draw one layout of ``tier`` around the given target.
 
-    Parameters
-    ----------
-    rng
-        Source of every random choice (positions, rotations, distractor attributes).
-    tier
-        Visual tier: object count, target size and whether an occluder is placed.
-    attribute
-        Attribute the questions ask about; no distractor shares the target's name.
-    target_shape, target_color, target_material
-        The target's attributes (its size comes from the tier).
-    camera
-        The image's camera: every object is placed so that it lies entirely inside the frame.
-    absent_colors
-        Colours no object may take (reserved for the image-irrelevant control).
-
-    Returns
-    -------
-    Scene
-        The target is ``objects[0]``; the occluder, if any, is ``objects[1]``.
-
-    Raises
-    ------
-    SceneError
-        When no layout fits after many tries (does not happen for the built-in tiers).
+    ``rng``: Source of every random choice (positions, rotations, distractor attributes).
+    ``tier``: Visual tier: object count, target size and whether an occluder is placed.
+    ``attribute``: Attribute the questions ask about; no distractor shares the target's name.
+    ``target_shape``, ``target_color``, ``target_material``: The target's attributes (its size comes from the
+        tier).
+    ``camera``: The image's camera: every object is placed so that it lies entirely inside the frame.
+    ``absent_colors``: Colours no object may take (reserved for the image-irrelevant control).
+    Returns the target is ``objects[0]``; the occluder, if any, is ``objects[1]``.
+    Raises ``SceneError`` when no layout fits after many tries (does not happen for the built-in tiers).
     """
     colors = tuple(c for c in COLORS if c not in absent_colors)
     if target_color not in colors:

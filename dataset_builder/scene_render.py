@@ -37,19 +37,13 @@ from modality_conflict.dataset_builder.shading import shade
 class ImageSpec:
     """Everything that determines one image.
 
-    Attributes
-    ----------
-    tier
-        Visual tier ``dv`` (index into :data:`VISUAL_TIERS`).
-    attribute
-        Attribute the questions ask about; it decides which distractors would make the target's name
-        ambiguous (those are never drawn).
-    target_shape, target_color, target_material
-        The target's attributes; its size comes from the tier.
-    absent_colors
-        Colours no object of the image may take.
-    seed
-        Seed of the layout generator (any non-negative integer).
+    ``tier``: Visual tier ``dv`` (index into :data:`VISUAL_TIERS`).
+    ``attribute``: Attribute the questions ask about; it decides which distractors would make the target's
+        name ambiguous (those are never drawn).
+    ``target_shape``, ``target_color``, ``target_material``: The target's attributes; its size comes from the
+        tier.
+    ``absent_colors``: Colours no object of the image may take.
+    ``seed``: Seed of the layout generator (any non-negative integer).
     """
 
     tier: int
@@ -81,22 +75,13 @@ class ImageSpec:
 class RenderedImage:
     """A rendered image and the layout values measured while rendering it.
 
-    Attributes
-    ----------
-    png
-        PNG bytes (RGB, 8 bit, no ancillary chunks).
-    width, height
-        Image size in pixels.
-    scene
-        The accepted layout (the target is ``scene.objects[scene.target]``).
-    target_size
-        Side in pixels of a square with the area of the target's unoccluded silhouette.
-    num_occluders
-        Objects that hide part of the target.
-    target_visible
-        Share of the target's silhouette left visible.
-    attempts
-        Layouts sampled until one passed the checks.
+    ``png``: PNG bytes (RGB, 8 bit, no ancillary chunks).
+    ``width``, ``height``: Image size in pixels.
+    ``scene``: The accepted layout (the target is ``scene.objects[scene.target]``).
+    ``target_size``: Side in pixels of a square with the area of the target's unoccluded silhouette.
+    ``num_occluders``: Objects that hide part of the target.
+    ``target_visible``: Share of the target's silhouette left visible.
+    ``attempts``: Layouts sampled until one passed the checks.
     """
 
     png: bytes
@@ -122,18 +107,9 @@ class RenderedImage:
 def layout_problem(frame: Frame, scene: Scene, visible_min: float, visible_max: float) -> str | None:
     """Why a primary pass fails the pixel checks, or None when it passes.
 
-    Parameters
-    ----------
-    frame
-        Primary pass of ``scene``.
-    scene
-        The layout.
-    visible_min, visible_max
-        Allowed band of the target's visible share.
-
-    Returns
-    -------
-    str or None
+    ``frame``: Primary pass of ``scene``.
+    ``scene``: The layout.
+    ``visible_min``, ``visible_max``: Allowed band of the target's visible share.
     """
     ss2 = frame.supersample * frame.supersample
     margin = FRAME_MARGIN_PX * frame.width / IMAGE_WIDTH
@@ -159,21 +135,10 @@ def render(
 ) -> RenderedImage:
     """Render the image described by ``spec``.
 
-    Parameters
-    ----------
-    spec
-        What to render.
-    width, height, supersample
-        Image size and sub-pixels per pixel along each axis (the dataset uses the defaults).
-
-    Returns
-    -------
-    RenderedImage
-
-    Raises
-    ------
-    RenderError
-        If no sampled layout passes the checks within :data:`SCENE_ATTEMPTS` tries.
+    ``spec``: What to render.
+    ``width``, ``height``, ``supersample``: Image size and sub-pixels per pixel along each axis (the dataset
+        uses the defaults).
+    Raises ``RenderError`` if no sampled layout passes the checks within :data:`SCENE_ATTEMPTS` tries.
     """
     tier = VISUAL_TIERS[spec.tier]
     rng = np.random.default_rng(spec.seed)

@@ -370,16 +370,8 @@ def shade(scene: Scene, frame: Frame) -> np.ndarray:
     The image is shaded in bands of sub-pixel rows so that every temporary array stays small (a band's
     result does not depend on the banding: every operation is per ray).
 
-    Parameters
-    ----------
-    scene
-        The scene of the frame.
-    frame
-        Output of :func:`~modality_conflict.dataset_builder.raycast.primary_pass` for ``scene``.
-
-    Returns
-    -------
-    numpy.ndarray
+    ``scene``: The scene of the frame.
+    ``frame``: Output of :func:`~modality_conflict.dataset_builder.raycast.primary_pass` for ``scene``.
     """
     grid = frame.grid
     ss, cols, rows = grid.supersample, grid.cols, grid.rows

@@ -29,38 +29,24 @@ from modality_conflict.dataset_builder.texts import ATTRIBUTE_TEXTS, COLOR_TEXTS
 class DatasetKind:
     """One kind of dataset the package builds (colour or attribute): what differs between them.
 
-    Attributes
-    ----------
-    key
-        Short name used on the command line (``--dataset``) and in task configs.
-    name
-        The manifest's ``dataset`` value, which identifies a built folder.
-    pretty_name
-        Title of the dataset card.
-    builder_version
-        Version of its generation procedure (recorded in the manifest).
-    presets
-        Named sizes in groups.
-    groups_per_shard
-        Groups per parquet file.
-    answer_labels
-        ClassLabel names of ``vision_answer`` and ``text_answer`` (every answer of every row).
-    attributes
-        The attributes questions ask about (``color``; or ``shape`` and ``material``). A dataset with
-        more than one has an ``attribute`` column.
-    answer_sets
-        The closed answer set (a row's ``answer_choices``) of each attribute.
-    synonyms
-        Free-form words mapped to the answer they name (answer normalisation; not part of the bytes).
-    images_per_group
-        Distinct images of one group (one per visual tier).
-    control_visual_tiers
-        Visual tiers the controls are built on.
-    subject_columns, layout_columns
-        ``(column, type)`` of the columns that name what a question asks about, and of the image's layout
-        values (:func:`~modality_conflict.dataset_builder.features.features_for` places them).
-    texts
-        The conflict-text templates.
+    ``key``: Short name used on the command line (``--dataset``) and in task configs.
+    ``name``: The manifest's ``dataset`` value, which identifies a built folder.
+    ``pretty_name``: Title of the dataset card.
+    ``builder_version``: Version of its generation procedure (recorded in the manifest).
+    ``presets``: Named sizes in groups.
+    ``groups_per_shard``: Groups per parquet file.
+    ``answer_labels``: ClassLabel names of ``vision_answer`` and ``text_answer`` (every answer of every row).
+    ``attributes``: The attributes questions ask about (``color``; or ``shape`` and ``material``). A dataset
+        with more than one has an ``attribute`` column.
+    ``answer_sets``: The closed answer set (a row's ``answer_choices``) of each attribute.
+    ``synonyms``: Free-form words mapped to the answer they name (answer normalisation; not part of the
+        bytes).
+    ``images_per_group``: Distinct images of one group (one per visual tier).
+    ``control_visual_tiers``: Visual tiers the controls are built on.
+    ``subject_columns``, ``layout_columns``: ``(column, type)`` of the columns that name what a question asks
+        about, and of the image's layout values
+        (:func:`~modality_conflict.dataset_builder.features.features_for` places them).
+    ``texts``: The conflict-text templates.
 
     Its generator and renderer are ``plan.PLANNERS[key]`` (choices, image spec, drawing).
     """
@@ -189,10 +175,7 @@ DEFAULT_DATASET = COLOR.key
 def dataset_kind(key_or_name: str) -> DatasetKind:
     """The dataset of a command-line key (``color``, ``attribute``) or a manifest name.
 
-    Raises
-    ------
-    ValueError
-        For an unknown dataset, listing the known ones.
+    Raises ``ValueError`` for an unknown dataset, listing the known ones.
     """
     for spec in DATASETS.values():
         if key_or_name in (spec.key, spec.name):
@@ -213,10 +196,7 @@ def vocabulary_for(choices: Sequence[str]) -> DatasetKind:
     A row carries its closed answer set; this maps it to the ClassLabel names of its answer columns
     (``spec.answer_labels``) and to the synonyms used to normalise free-form answers (``spec.synonyms``).
 
-    Raises
-    ------
-    ValueError
-        When no dataset's answer labels hold all of ``choices`` (naming them).
+    Raises ``ValueError`` when no dataset's answer labels hold all of ``choices`` (naming them).
     """
     wanted = [str(c) for c in choices]
     if not wanted:

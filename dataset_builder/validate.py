@@ -36,20 +36,12 @@ _BATCH_ROWS = 512
 class ValidationReport:
     """Summary of a folder that passed :func:`validate_dataset`.
 
-    Attributes
-    ----------
-    folder
-        The folder checked.
-    dataset
-        Which set it holds (``color``, ``attribute``).
-    num_rows, num_groups
-        Rows and item groups.
-    files
-        Parquet files checked.
-    counts
-        ``{"condition": {...}, "control": {...}}`` row counts by name.
-    images_decoded
-        Distinct images decoded.
+    ``folder``: The folder checked.
+    ``dataset``: Which set it holds (``color``, ``attribute``).
+    ``num_rows``, ``num_groups``: Rows and item groups.
+    ``files``: Parquet files checked.
+    ``counts``: ``{"condition": {...}, "control": {...}}`` row counts by name.
+    ``images_decoded``: Distinct images decoded.
     """
 
     folder: Path
@@ -154,23 +146,11 @@ def validate_dataset(
     (so every conflict is a conflict by construction), tier coverage of every group, answer balance over
     groups, and that each distinct image decodes to its tier's size.
 
-    Parameters
-    ----------
-    folder
-        Dataset folder.
-    check_images
-        Decode images (the slowest step).
-    max_problems
-        Problems listed in the error before the rest are only counted.
-
-    Returns
-    -------
-    ValidationReport
-
-    Raises
-    ------
-    DatasetValidationError
-        Listing every problem found (up to ``max_problems``), each naming the file, row and field.
+    ``folder``: Dataset folder.
+    ``check_images``: Decode images (the slowest step).
+    ``max_problems``: Problems listed in the error before the rest are only counted.
+    Raises ``DatasetValidationError``, listing every problem found (up to ``max_problems``), each naming the
+        file, row and field.
     """
     root = Path(folder)
     if not root.is_dir():

@@ -38,12 +38,8 @@ def shard_name(index: int, count: int, split: str = SPLIT) -> str:
 class ShardWriter:
     """Stream rows into one parquet file with fixed, reproducible settings.
 
-    Parameters
-    ----------
-    path
-        File to create.
-    schema
-        Arrow schema (with the ``huggingface`` metadata).
+    ``path``: File to create.
+    ``schema``: Arrow schema (with the ``huggingface`` metadata).
     """
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
@@ -66,10 +62,7 @@ class ShardWriter:
     def write_rows(self, rows: Sequence[dict[str, Any]]) -> None:
         """Append ``rows`` as one row group.
 
-        Parameters
-        ----------
-        rows
-            Rows encoded for Arrow (see :func:`modality_conflict.dataset_builder.plan.group_rows`).
+        ``rows``: Rows encoded for Arrow (see :func:`modality_conflict.dataset_builder.plan.group_rows`).
         """
         table = pa.Table.from_pylist(list(rows), schema=self.schema)
         self._writer.write_table(table, row_group_size=max(1, table.num_rows))
@@ -90,17 +83,9 @@ class ShardWriter:
 def write_manifest(folder: Path, payload: dict[str, Any]) -> Path:
     """Write ``manifest.json`` with sorted keys and a trailing newline (byte-stable).
 
-    Parameters
-    ----------
-    folder
-        Dataset folder.
-    payload
-        Manifest content (JSON-serialisable).
-
-    Returns
-    -------
-    Path
-        The manifest path.
+    ``folder``: Dataset folder.
+    ``payload``: Manifest content (JSON-serialisable).
+    Returns the manifest path.
     """
     path = Path(folder) / MANIFEST_NAME
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -133,15 +118,8 @@ def remove_stale_partials(out: Path) -> list[Path]:
     yet deleted). Folders of a dead process, or of this process (left by an earlier interrupted call),
     are removed; folders of other live processes are left alone.
 
-    Parameters
-    ----------
-    out
-        The final output folder.
-
-    Returns
-    -------
-    list of Path
-        The folders removed.
+    ``out``: The final output folder.
+    Returns the folders removed.
     """
     out = Path(out)
     removed = []
@@ -167,15 +145,8 @@ def atomic_output_dir(out: Path) -> Iterator[Path]:
     :func:`remove_stale_partials` deletes on the next run. An existing ``out`` is moved aside, the new
     folder renamed into place, then the old one deleted.
 
-    Parameters
-    ----------
-    out
-        Final folder.
-
-    Yields
-    ------
-    Path
-        Empty temporary folder on the same filesystem.
+    ``out``: Final folder.
+    Yields empty temporary folder on the same filesystem.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
