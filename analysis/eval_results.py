@@ -1,9 +1,7 @@
-"""Hugging Face Hub "Eval Results" files from one submission.
+"""Hugging Face Hub "Eval Results" files from one submission: ``eval.yaml`` for the benchmark dataset repo
+(one Hub task per ranked metric) and ``.eval_results/<name>.yaml`` for the model repo.
 
-``eval.yaml`` for the benchmark dataset repo (one Hub task per headline metric) and
-``.eval_results/<name>.yaml`` for the model repo. The submission is verified as the leaderboard verifies
-it: against the pinned dataset (or a folder given as ``data``), covering the whole split of a task this
-package defines. Only then do the files say "verified"; with ``unverified=True`` the dataset check is
+The submission is verified as the leaderboard verifies it; with ``unverified=True`` the dataset check is
 skipped and every entry and the file's header say plainly that the result is unverified.
 """
 
@@ -19,17 +17,6 @@ from modality_conflict.analysis.submission.coverage import task_process_docs
 from modality_conflict.dataset_builder.atomic import ensure_folder, write_text_atomic
 from modality_conflict.mc_tasks.names import MAIN_TASK, RANKED_METRICS
 
-_MEANINGS = {
-    "balance_point": "dH where P(follow text) = 0.5; negative = the model prefers the image",
-    "tfr": "text-following rate among conflicts answered with one of the unimodal answers",
-    "mean_hv": "mean entropy (nats) of the vision-only answers",
-    "mean_ht": "mean entropy (nats) of the text-only answers",
-}
-# Hub tasks defined in eval.yaml: (suffix, metric key, what it is), one per ranked metric.
-HUB_METRICS: tuple[tuple[str, str, str], ...] = tuple(
-    (name, name, _MEANINGS[name]) for name in RANKED_METRICS
-)
-
 
 def hub_task_id(task: str, metric: str) -> str:
     """The Hub task id of one headline metric of one lmms-eval task."""
@@ -37,12 +24,10 @@ def hub_task_id(task: str, metric: str) -> str:
 
 
 def eval_yaml(dataset_id: str, task: str, *, split: str = "test") -> dict[str, Any]:
-    """The ``eval.yaml`` of the benchmark dataset repo: one Hub task (leaderboard) per headline metric.
+    """The ``eval.yaml`` of the benchmark dataset repo: one Hub task (leaderboard) per ranked metric.
 
-    Notes
-    -----
-    The Hub validates ``evaluation_framework`` against a list it maintains; ``lmms-eval`` has to be added
-    to that list (huggingface.js ``packages/tasks/src/eval.ts``) before the Hub accepts the file.
+    The Hub accepts it once ``lmms-eval`` is on its list of ``evaluation_framework`` values (huggingface.js
+    ``packages/tasks/src/eval.ts``).
     """
     return {
         "name": "Modality Conflict (colour)",
@@ -57,8 +42,8 @@ def eval_yaml(dataset_id: str, task: str, *, split: str = "test") -> dict[str, A
         ),
         "evaluation_framework": "lmms-eval",
         "tasks": [
-            {"id": hub_task_id(task, suffix), "config": "default", "split": split}
-            for suffix, _, _ in HUB_METRICS
+            {"id": hub_task_id(task, metric), "config": "default", "split": split}
+            for metric in RANKED_METRICS
         ],
     }
 
@@ -88,21 +73,15 @@ def eval_result_entries(
     source_name: str | None = None,
     verified: bool = True,
 ) -> tuple[list[Any], list[str]]:
-    """``huggingface_hub.EvalResultEntry`` objects for a submission's headline metrics (``verified``: whether
-    it passed the dataset check; the notes say which).
-
-    Returns
-    -------
-    tuple
-        The entries, and one line per metric left out because the submission reports it as undefined.
-    """
+    """``huggingface_hub.EvalResultEntry`` objects for a submission's ranked metrics (their notes say whether
+    it was ``verified``), and one line per metric left out as undefined."""
     EvalResultEntry = _hub_eval_results_api().EvalResultEntry  # noqa: N806 - the class, as imported
 
     summary = TaskSummary(submission["metrics"])
     task = submission["task"]["name"]
     version = _package_version_text(submission)
     entries, skipped = [], []
-    for suffix, key, _ in HUB_METRICS:
+    for key in RANKED_METRICS:
         value = summary.number(key)
         if value is None:
             reason = summary.why_undefined(key) or "undefined"
@@ -121,7 +100,7 @@ def eval_result_entries(
         entries.append(
             EvalResultEntry(
                 dataset_id=dataset_id,
-                task_id=hub_task_id(task, suffix),
+                task_id=hub_task_id(task, key),
                 value=round(value, 6),
                 dataset_revision=submission["dataset"].get("revision"),
                 date=submission["created"],
@@ -147,28 +126,9 @@ def write_eval_results(
     source_name: str | None = None,
     unverified: bool = False,
 ) -> tuple[Path, Path, list[str]]:
-    """Verify a submission, then write ``out/eval.yaml`` and ``out/.eval_results/<name>.yaml``.
-
-    Parameters
-    ----------
-    data
-        The dataset folder to check against; default the pinned dataset (as the leaderboard does).
-    unverified
-        Skip the dataset check; the files then say that the result is unverified.
-
-    Returns
-    -------
-    tuple
-        The two paths and the lines about metrics left out.
-
-    Raises
-    ------
-    RejectedSubmissionError
-        When the submission does not verify (a task this package does not define, rows left out, ...).
-    ValueError
-        When no Hub dataset id is known (a submission made on a local, unpublished folder), or the pinned
-        dataset cannot be had to check against.
-    """
+    """Verify a submission against ``data`` (default: the pinned dataset; none when ``unverified``), then
+    write ``out/eval.yaml`` and ``out/.eval_results/<name>.yaml``; returns both paths and the metrics left
+    out. A ``ValueError`` when no Hub dataset id is known or the pinned dataset cannot be had."""
     import yaml
 
     eval_result_entries_to_yaml = _hub_eval_results_api().eval_result_entries_to_yaml

@@ -1,9 +1,5 @@
-"""Checking an lmms-eval run: fail loudly when it did not produce results, and summarise what it did.
-
-lmms-eval 0.7.3 exits 0 even when the evaluation raised, so success is judged by the files it leaves: a
-results JSON holding every task asked for with its metrics, and (for submissions) per-sample logs. The
-``eval`` command (:mod:`modality_conflict.cli.evaluate`) runs lmms-eval and then this check.
-"""
+"""Checking an lmms-eval run: lmms-eval 0.7.3 exits 0 even when the evaluation raised, so success is judged
+by the files it leaves (every task asked for, with its metrics and report), which are then summarised."""
 
 from __future__ import annotations
 
@@ -40,14 +36,8 @@ class RunOutputs:
 
 
 def find_run_outputs(output_dir: Path, tasks: list[str], *, since: float = 0.0) -> RunOutputs:
-    """Locate and check the newest results JSON under ``output_dir`` written after ``since``.
-
-    Raises
-    ------
-    EvaluationFailedError
-        When no results file exists, a task is missing, a required metric is absent, a task's report file
-        entry is missing, or a task's report says it could not be computed.
-    """
+    """Locate and check the newest results JSON under ``output_dir`` written after ``since``: an
+    :class:`EvaluationFailedError` when a task, a required metric or a report is missing or undefined."""
     results_json = newest_results_file(Path(output_dir), since=since)
     if results_json is None:
         raise EvaluationFailedError(f"lmms-eval wrote no *_results.json under {output_dir}")

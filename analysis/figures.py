@@ -1,9 +1,7 @@
 """The report's figures: following curve, entropy by tier and TFR by tier cell, drawn from task results.
 
-What the plots draw is each run's own summary (binned curve with Wilson intervals, logistic fit, balance
-point and its interval, per-tier tables), so a plot can never disagree with the numbers in the results
-file; the per-doc records add the spread of the unimodal entropies per tier. Figures use matplotlib's
-object-oriented API with an Agg canvas: no pyplot state, no GUI backend, safe in threads.
+Each plot draws its run's own summary (binned curve, logistic fit, balance point, per-tier tables), so it
+can never disagree with the results file; the per-doc records add the entropies' spread per tier.
 """
 
 from __future__ import annotations
@@ -16,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from modality_conflict.analysis.formatting import figure_text
-from modality_conflict.analysis.results import TaskResult, finite_number
+from modality_conflict.analysis.results import TaskResult
+from modality_conflict.analysis.task_summary import finite_number
 from modality_conflict.dataset_builder.atomic import atomic_file
 
 
@@ -46,8 +45,8 @@ LINE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"
 DH_LABEL = "relative uncertainty dH = 2 (Ht - Hv) / (Ht + Hv)"
 
 
-def _figure(width: float, height: float) -> Any:
-    # The object-oriented API with an Agg canvas: no pyplot state, no GUI backend, safe in threads.
+def new_figure(width: float, height: float) -> Any:
+    """A figure on an Agg canvas (no pyplot state, no GUI backend, safe in threads)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -56,7 +55,8 @@ def _figure(width: float, height: float) -> Any:
     return figure
 
 
-def _save(figure: Any, path: Path) -> Path:
+def save_png(figure: Any, path: Path) -> Path:
+    """Write ``figure`` to ``path`` as a PNG, whole or not at all."""
     with atomic_file(path) as tmp:
         figure.savefig(tmp, format="png")
     return path
@@ -65,7 +65,7 @@ def _save(figure: Any, path: Path) -> Path:
 def plot_following_curve(runs: Sequence[TaskResult], path: Path) -> Path:
     """P(follow text) against dH for every run: binned points with Wilson intervals, the fitted logistic
     curve over the observed dH range, and the balance point with its confidence band."""
-    figure = _figure(8.0, 5.2 + 0.25 * len(runs))
+    figure = new_figure(8.0, 5.2 + 0.25 * len(runs))
     axes = figure.add_subplot()
     axes.axhline(0.5, color="0.6", lw=0.8, ls=":")
     axes.axvline(0.0, color="0.6", lw=0.8, ls=":")
@@ -144,7 +144,7 @@ def plot_following_curve(runs: Sequence[TaskResult], path: Path) -> Path:
     axes.grid(alpha=0.25)
     # Below the axes: long labels (one per model) must never hide the points.
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=8, frameon=False)
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
 def plot_entropy_by_tier(runs: Sequence[TaskResult], path: Path) -> Path:
@@ -154,7 +154,7 @@ def plot_entropy_by_tier(runs: Sequence[TaskResult], path: Path) -> Path:
     """
     from modality_conflict.dataset_builder.constants import TEXT_TIER_NAMES
 
-    figure = _figure(10.0, 4.2)
+    figure = new_figure(10.0, 4.2)
     vision_axes, text_axes = figure.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1]})
     offsets = np.linspace(-0.15, 0.15, len(runs)) if len(runs) > 1 else np.zeros(1)
     for index, run in enumerate(runs):
@@ -193,18 +193,18 @@ def plot_entropy_by_tier(runs: Sequence[TaskResult], path: Path) -> Path:
         axes.grid(alpha=0.3)
         axes.set_ylim(bottom=0)
     vision_axes.legend(fontsize=8)
-    return _save(figure, path)
+    return save_png(figure, path)
 
 
 def plot_tfr_heatmap(run: TaskResult, path: Path) -> Path:
     """TFR per (visual tier, text tier) cell, annotated with the rate and the number of conflicts."""
     cells, counts = run.summary.tier_cells()
-    figure = _figure(5.6, 6.0)
+    figure = new_figure(5.6, 6.0)
     axes = figure.add_subplot()
     if not cells:
         axes.text(0.5, 0.5, "no per-tier TFR in this run", ha="center", va="center")
         axes.set_axis_off()
-        return _save(figure, path)
+        return save_png(figure, path)
     visual = sorted(int(v) for v in cells)
     text = sorted({int(t) for row in cells.values() for t in row})
     grid = np.full((len(visual), len(text)), np.nan)
@@ -235,4 +235,4 @@ def plot_tfr_heatmap(run: TaskResult, path: Path) -> Path:
     axes.set_ylabel("visual difficulty tier dv")
     axes.set_title(figure_text(f"TFR by tier: {run.label}"), fontsize=9)
     figure.colorbar(image, ax=axes, label="text-following rate (1 = always the text)")
-    return _save(figure, path)
+    return save_png(figure, path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modality_conflict.analysis.results import finite_number
+from modality_conflict.analysis.task_summary import finite_number
 
 
 def number_text(value: Any, *, signed: bool = False, digits: int = 3) -> str:

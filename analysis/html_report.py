@@ -107,6 +107,16 @@ def _slug(text: str) -> str:
     return kept.strip("_")[:80] or "run"
 
 
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """The lines of a table whose first column is a label and the others numbers."""
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in header)
+    lines = [f"<table><thead><tr>{head}</tr></thead><tbody>"]
+    for label, *numbers in rows:
+        cells = "".join(f'<td class="n">{html.escape(cell)}</td>' for cell in numbers)
+        lines.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
+    return [*lines, "</tbody></table>"]
+
+
 def render_html(runs: Sequence[TaskResult], images: Mapping[str, str]) -> str:
     """The report page: how to read it, the overlaid plots, and per run its preference, table and heatmap."""
     e = html.escape
@@ -161,27 +171,11 @@ def render_html(runs: Sequence[TaskResult], images: Mapping[str, str]) -> str:
         if not run.summary.ok:
             parts.append(f"<p>No report: {e(str(run.summary.get('reason', 'undefined')))}</p>")
             continue
-        parts.append(
-            "<table><thead><tr><th>quantity</th><th>value</th><th>95% interval</th></tr></thead><tbody>"
-        )
-        for name, value, interval in summary_rows(run.summary):
-            parts.append(
-                f'<tr><td>{e(name)}</td><td class="n">{e(value)}</td><td class="n">{e(interval)}</td></tr>'
-            )
-        parts.append("</tbody></table>")
+        parts += _table(("quantity", "value", "95% interval"), summary_rows(run.summary))
         by_attribute = attribute_rows(run.summary)
         if by_attribute:
-            parts.append(
-                "<table><thead><tr><th>attribute</th><th>TFR</th><th>95% interval</th>"
-                "<th>balance point</th><th>95% interval</th></tr></thead><tbody>"
-            )
-            for cells in by_attribute:
-                parts.append(
-                    f"<tr><td>{e(cells[0])}</td>"
-                    + "".join(f'<td class="n">{e(c)}</td>' for c in cells[1:])
-                    + "</tr>"
-                )
-            parts.append("</tbody></table>")
+            header = ("attribute", "TFR", "95% interval", "balance point", "95% interval")
+            parts += _table(header, by_attribute)
         heatmap = images.get(f"heatmap-{index}")
         if heatmap:
             parts.append(f'<img src="{e(heatmap)}" alt="TFR per tier of {e(run.label)}">')
@@ -192,9 +186,8 @@ def render_html(runs: Sequence[TaskResult], images: Mapping[str, str]) -> str:
 def write_report(runs: Sequence[TaskResult], out: Path) -> Path:
     """Write the PNG plots and ``index.html`` for ``runs`` into ``out``; return the page's path.
 
-    Every summary is checked first (a malformed field is an error naming the file and the field), and
-    the files are made in a hidden folder inside ``out`` and moved in only when all of them exist, so a
-    failure leaves nothing half-written behind.
+    Every summary is checked first; the files are made in a hidden folder and moved in only when all exist,
+    so a failure leaves nothing half-written behind.
     """
     for run in runs:
         run.summary.check()

@@ -1,16 +1,10 @@
 """Reading JSON that nobody vouches for, in time linear in its size.
 
-Submissions, lmms-eval results files and report files go through :func:`nesting_depth` before the parser
-sees them (sample logs are read line by line with :func:`json.loads`, whose C decoder is linear and stops
-deep nesting with ``RecursionError``): bracket nesting is what could exhaust the parser's stack,
-and it is counted by one pass of a three-state machine (outside a string, inside a string, just after a
-backslash) over the bytes. The pass is vectorised: the state at every byte is a prefix sum (the parity of
-the backslash run before a quote says whether the quote is escaped; the parity of the unescaped quotes
-before a bracket says whether it stands in a string), computed chunk by chunk with the state carried over,
-so memory stays bounded and no input can make it slower than linear.
-
-A backslash escapes the next byte wherever it stands; outside a string that is invalid JSON, which the
-parser then rejects at that byte, so the depth it could reach is never more than the one counted here.
+Submissions, results files and report files go through :func:`nesting_depth` before the parser sees them
+(sample logs are read line by line with :func:`json.loads`, whose C decoder is linear and stops deep nesting
+with ``RecursionError``): bracket nesting is what could exhaust the parser's stack. A backslash escapes the
+next byte wherever it stands; outside a string that is invalid JSON, which the parser rejects at that byte,
+so it can never reach a deeper nesting than the one counted here.
 """
 
 from __future__ import annotations
@@ -35,21 +29,13 @@ class UntrustedJSONError(ModalityConflictError, ValueError):
 
 
 def nesting_depth(data: bytes | bytearray | memoryview, *, limit: int | None = None) -> int:
-    """Deepest nesting of arrays and objects outside strings, in one linear pass.
+    """Deepest nesting of arrays and objects outside strings, in one vectorised linear pass (stopping once
+    it exceeds ``limit``).
 
-    Parameters
-    ----------
-    data
-        The raw bytes (UTF-8: multi-byte sequences never contain the ASCII bytes that matter here).
-    limit
-        Stop as soon as the depth exceeds it (the result is then ``limit + 1`` or more).
-
-    Notes
-    -----
-    Only the bytes that can change the state (quotes, backslashes, brackets) are looked at. A
-    backslash run continues while those bytes are adjacent; the parity of the run before a quote says
-    whether it is escaped, and the parity of the unescaped quotes before a bracket whether it stands in
-    a string. Each chunk carries over the run at its end, whether it ends inside a string, and the depth.
+    Only quotes, backslashes and brackets are looked at (UTF-8 multi-byte sequences never hold them): the
+    parity of the backslash run before a quote says whether it is escaped, the parity of the unescaped
+    quotes before a bracket whether it stands in a string. Each chunk carries over the run at its end,
+    whether it ends inside a string, and the depth, so memory stays bounded.
     """
     codes = np.frombuffer(data, dtype=np.uint8)
     depth = deepest = 0
@@ -113,26 +99,11 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def parse_json(
     data: bytes, *, source: str, max_nesting: int, strict: bool = True, error: type[Exception] | None = None
 ) -> Any:
-    """Parse untrusted bytes as JSON after the linear nesting check.
+    """Parse untrusted bytes as JSON after the linear nesting check, raising ``error`` (default
+    :class:`UntrustedJSONError`) naming ``source`` and the problem.
 
-    Parameters
-    ----------
-    data
-        The bytes.
-    source
-        What to call them in messages (a path, ``path:line``).
-    max_nesting
-        Deepest nesting of arrays and objects allowed.
-    strict
-        Also refuse NaN, Infinity, numbers that overflow a double and duplicate keys (lmms-eval's own
-        files may hold NaN, so its readers pass False).
-    error
-        Exception class to raise (default :class:`UntrustedJSONError`); it takes the message.
-
-    Raises
-    ------
-    UntrustedJSONError
-        (or ``error``) naming ``source`` and the problem.
+    ``strict`` also refuses NaN, Infinity, numbers that overflow a double and duplicate keys (lmms-eval's
+    own files may hold NaN, so its readers pass False).
     """
     fail = error or UntrustedJSONError
     if nesting_depth(data, limit=max_nesting) > max_nesting:

@@ -1,15 +1,11 @@
 """The leaderboard: ranked tables (Markdown and HTML) of verified submissions.
 
-The leaderboard ranks only submissions that pass :func:`~modality_conflict.analysis.submission.verify_file`
-against the dataset (the pinned one by default, or a folder given with ``data``) and that cover the whole
-split of the task they claim. Submissions that verify but leave rows out are listed apart, marked
-unranked; the others are named with the reason they were left out. Without a dataset to check against
-nothing is ranked: :func:`build_leaderboard` refuses and says why. Results are comparable only on the
-same task, dataset and entropy estimator (entropies from different estimators are on different scales,
-and so are their balance points), so each such combination gets its own table, keyed by what was
-verified (the task's name, the dataset's fingerprint, the records' estimator), never by text a
-submitter writes. A model has one row per table (its latest submission; earlier ones are listed apart,
-unranked), and a file whose bytes repeat another's is listed once.
+Only submissions that pass :func:`~modality_conflict.analysis.submission.verify_file` against the dataset
+(the pinned one, or ``data``) and cover their task's whole split are ranked; partial ones are listed as
+unranked, the others named with the reason they were left out, and without a dataset nothing is ranked.
+Each (task, dataset fingerprint, entropy estimator), all verified and never text a submitter writes, gets
+its own table (estimators differ in scale); a model has one row per table (its latest submission), and a
+file whose bytes repeat another's is listed once.
 """
 
 from __future__ import annotations
@@ -43,16 +39,8 @@ class NoReferenceDatasetError(ModalityConflictError, ValueError):
 
 
 def reference_dataset() -> Path:
-    """The dataset the tasks pin, as a local folder whose files match its manifest.
-
-    Resolved as a task resolves its data without ``--data``: the verified cache copy, else the pinned Hub
-    revision, else a build of the canonical preset checked against the pinned fingerprint.
-
-    Raises
-    ------
-    NoReferenceDatasetError
-        When it cannot be had here (the message says why and what to pass instead).
-    """
+    """The pinned dataset as a verified local folder, resolved as a task without ``--data`` resolves it
+    (cache, Hub, build); :class:`NoReferenceDatasetError`, saying why and what to pass, when it cannot."""
     from modality_conflict.dataset_builder.canonical import CANONICAL
     from modality_conflict.dataset_builder.resolve import DataResolutionError, ensure_dataset
 
@@ -95,30 +83,16 @@ class Entry:
 
 
 def _entry(path: Path, verification: Verification) -> Entry:
-    s = verification.submission
-    return Entry(
-        path,
-        s["model"],
-        s["dataset"],
-        s["task"],
-        s["estimator"],
-        s["created"],
-        s["metrics"],
-        verification.unranked_reason,
-    )
+    names = ("model", "dataset", "task", "estimator", "created", "metrics")
+    fields = {name: verification.submission[name] for name in names}
+    return Entry(path, **fields, unranked_reason=verification.unranked_reason)
 
 
 def collect_submissions(
     folder: Path, *, data: Path | DatasetIndex, dataset_revision: str | None = None
 ) -> tuple[list[Entry], list[tuple[Path, str]]]:
-    """Verify every ``*.json`` in ``folder`` against the dataset ``data``.
-
-    Returns
-    -------
-    tuple
-        The verified entries (each with ``unranked_reason`` None when it may be ranked), and
-        ``(path, first problem)`` for every submission left out.
-    """
+    """Verify every ``*.json`` in ``folder`` against the dataset ``data``: the verified entries
+    (``unranked_reason`` None when rankable), and ``(path, first problem)`` of each one left out."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
@@ -148,9 +122,7 @@ def collect_submissions(
     return entries, rejected
 
 
-def one_row_per_model(
-    entries: Sequence[Entry],
-) -> tuple[dict[tuple[str, ...], list[Entry]], list[Entry]]:
+def one_row_per_model(entries: Sequence[Entry]) -> tuple[dict[tuple[str, ...], list[Entry]], list[Entry]]:
     """The rankable entries by table, one per model id (its latest submission, ties by file name), and the
     entries not ranked: partial ones, and every earlier submission of a model (with the reason)."""
     unranked = [entry for entry in entries if entry.unranked_reason is not None]
@@ -247,14 +219,7 @@ def table_rows(entries: Sequence[Entry]) -> list[list[str]]:
     return rows
 
 
-_MARKDOWN_ENTITIES = {
-    "&": "&amp;",
-    "<": "&lt;",
-    ">": "&gt;",
-    "|": "&#124;",
-    "`": "&#96;",
-    "\\": "&#92;",
-}
+_MARKDOWN_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;", "`": "&#96;", "\\": "&#92;"}
 _LINK_ENTITIES = {"[": "&#91;", "]": "&#93;"}  # in free text only: no link can be made of a model id
 
 
@@ -292,6 +257,12 @@ def unranked_rows(entries: Sequence[Entry]) -> list[list[str]]:
 
 
 UNRANKED_HEADING = "Unranked (verified, but not on the whole split, or not a model's latest submission)"
+INTRO = (
+    "Balance point: the relative uncertainty dH = 2 (Ht {minus} Hv) / (Ht + Hv) at which the model follows "
+    "the text half of the time (negative: it prefers the image; positive: the text). Only submissions whose "
+    "metrics were recomputed from their records, checked against the dataset and covering every row of "
+    "their task are ranked."
+)
 
 
 def render_markdown(
@@ -300,22 +271,14 @@ def render_markdown(
     unranked: Sequence[Entry] = (),
 ) -> str:
     """Markdown: one ranked table per (task, dataset, estimator), the unranked ones, those left out."""
-    lines = ["# modality-conflict leaderboard", ""]
-    lines.append(
-        "Balance point: the relative uncertainty dH = 2 (Ht - Hv) / (Ht + Hv) at which the model follows the "
-        "text half of the time (negative: it prefers the image; positive: the text). Only submissions whose "
-        "metrics were recomputed from their records, checked against the dataset and covering every row of "
-        "their task are ranked."
-    )
+    lines = ["# modality-conflict leaderboard", "", INTRO.format(minus="-")]
     if not boards:
         lines += ["", "No ranked submissions."]
     for (task, dataset, estimator), entries in boards.items():
         heading = f"{_md_cell(task)} on the dataset of {_md_cell(dataset)}, entropy: {_md_cell(estimator)}"
         lines += ["", f"## {heading}", ""]
         lines.append("| " + " | ".join(COLUMNS) + " |")
-        lines.append(
-            "|" + "|".join("---:" if c not in ("model", "revision") else "---" for c in COLUMNS) + "|"
-        )
+        lines.append("|" + "|".join("---" if c in TEXT_COLUMNS else "---:" for c in COLUMNS) + "|")
         for row in table_rows(entries):
             cells = (
                 _md_cell(c, free_text=name in TEXT_COLUMNS) for name, c in zip(COLUMNS, row, strict=True)
@@ -349,21 +312,17 @@ def render_html(
         "td,th{border:1px solid #bbb;padding:0.3em 0.6em;text-align:right}td.t,th.t{text-align:left}"
         "th{background:#eee}</style></head><body>",
         "<h1>modality-conflict leaderboard</h1>",
-        "<p>Balance point: the relative uncertainty dH = 2 (Ht &minus; Hv) / (Ht + Hv) at which the model"
-        " follows the text half of the time (negative: it prefers the image; positive: the text). Only"
-        " submissions whose metrics were recomputed from their records, checked against the dataset and"
-        " covering every row of their task are ranked.</p>",
+        f"<p>{e(INTRO).format(minus='&minus;')}</p>",
     ]
     if not boards:
         parts.append("<p>No ranked submissions.</p>")
-    text_columns = {"model", "revision"}
     for (task, dataset, estimator), entries in boards.items():
         parts.append(f"<h2>{e(task)} on the dataset of {e(dataset)}, entropy: {e(estimator)}</h2>")
-        head = "".join(f'<th class="{"t" if c in text_columns else ""}">{e(c)}</th>' for c in COLUMNS)
+        head = "".join(f'<th class="{"t" if c in TEXT_COLUMNS else ""}">{e(c)}</th>' for c in COLUMNS)
         parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>")
         for row in table_rows(entries):
             cells = "".join(
-                f'<td class="{"t" if c in text_columns else ""}">{e(cell)}</td>'
+                f'<td class="{"t" if c in TEXT_COLUMNS else ""}">{e(cell)}</td>'
                 for c, cell in zip(COLUMNS, row, strict=True)
             )
             parts.append(f"<tr>{cells}</tr>")
@@ -393,24 +352,8 @@ def build_leaderboard(
     sort: str = "balance_point",
     descending: bool = False,
 ) -> tuple[Path, Path, str]:
-    """Verify the submissions in ``folder`` and write ``leaderboard.md`` and ``leaderboard.html``.
-
-    Parameters
-    ----------
-    data
-        The dataset folder to check every submission against; default the dataset the tasks pin
-        (:func:`reference_dataset`).
-
-    Returns
-    -------
-    tuple
-        The Markdown path, the HTML path and the Markdown text.
-
-    Raises
-    ------
-    NoReferenceDatasetError
-        When ``data`` is not given and the pinned dataset cannot be had: nothing is ranked or written.
-    """
+    """Verify the submissions in ``folder`` against ``data`` (default :func:`reference_dataset`) and write
+    ``leaderboard.md`` and ``leaderboard.html``; returns both paths and the Markdown text."""
     index = load_dataset_index(Path(data) if data is not None else reference_dataset())
     entries, rejected = collect_submissions(folder, data=index, dataset_revision=dataset_revision)
     boards, unranked = one_row_per_model(entries)

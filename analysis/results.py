@@ -1,24 +1,11 @@
-"""The results view: an lmms-eval output folder, read once, and each task's summary as a typed object.
+"""The results view: the only reader of lmms-eval output folders, and each task's summary as a typed object.
 
-lmms-eval leaves ``<date_id>_results.json`` (every task's headline metrics, its configuration, versions)
-and, with ``--log_samples``, ``<date_id>_samples_<task>.jsonl`` (one line per doc: the record that
-``process_results`` returned, under every metric key, and the model's raw responses); the project's
-hook adds ``<date_id>_modality_conflict.json`` with each task's whole summary
-(:mod:`~modality_conflict.mc_tasks.report_file`). This module is the only reader of those files; together
-with :mod:`~modality_conflict.analysis.task_summary` (re-exported here) it is the only place that
-interprets the task's flat summary dict: the ``eval`` summary, the HTML report, probing, submissions and
-the leaderboard all go through :class:`TaskSummary` (and :class:`BalancePoint` for what a balance point's
-status, bound and interval mean).
-
-Where a task's summary comes from: the report file; else (results of earlier versions) the ``report``
-metric of the results file; else it is recomputed from the sample log. Every file is read with a size
-cap and a linear nesting check, and every field the views interpret is checked on reading, so a
-malformed one is an error that names the file and the field before anything is written.
-
-Reading
-    :func:`read_task_results` (folders or files -> one :class:`TaskResult` per task), built on
-    :class:`ResultsFile` (one results JSON) and :func:`read_sample_log` (one sample log, records and,
-    when asked, the response envelopes in the same pass).
+lmms-eval leaves ``<date_id>_results.json`` and, with ``--log_samples``, ``<date_id>_samples_<task>.jsonl``
+(one doc per line: the record under every metric key, the raw responses); the project's hook
+(:mod:`~modality_conflict.mc_tasks.report_file`) adds ``<date_id>_modality_conflict.json``: each summary.
+A task's summary comes from the report file, else (earlier versions) the results file's ``report`` metric,
+else it is recomputed from the sample log. Every file is size-capped and nesting-checked, and every field
+the views interpret is checked on reading, so a malformed one is an error naming the file and the field.
 """
 
 from __future__ import annotations
@@ -32,13 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from modality_conflict.analysis.json_input import parse_json
-from modality_conflict.analysis.task_summary import (
-    BalancePoint,
-    MalformedSummaryError,
-    Preference,
-    TaskSummary,
-    finite_number,
-)
+from modality_conflict.analysis.task_summary import BalancePoint as BalancePoint
+from modality_conflict.analysis.task_summary import TaskSummary
 from modality_conflict.mc_tasks.names import (
     LEGACY_SUMMARY_METRIC,
     MAIN_TASK,
@@ -50,41 +32,13 @@ from modality_conflict.mc_tasks.names import (
 from modality_conflict.mc_tasks.records import incomplete_conflicts_warning, record_problem, summarize_records
 from modality_conflict.models.envelope import decode_envelope
 
-__all__ = [
-    "MAX_RESULTS_BYTES",
-    "MAX_RESULTS_NESTING",
-    "RESULTS_SUFFIX",
-    "BalancePoint",
-    "MalformedSummaryError",
-    "Preference",
-    "ResultsFile",
-    "SampleLog",
-    "TaskResult",
-    "TaskSummary",
-    "find_results_files",
-    "finite_number",
-    "newest_results_file",
-    "read_json_object",
-    "read_sample_log",
-    "read_task_results",
-]
-
 RESULTS_SUFFIX = "_results.json"
 MAX_RESULTS_BYTES = 64 * 1024 * 1024
 MAX_RESULTS_NESTING = 64  # lmms-eval's files nest about 8 deep
 
 
-# --- files ------------------------------------------------------------------------------------------------
-
-
 def read_json_object(path: Path, max_bytes: int = MAX_RESULTS_BYTES) -> dict[str, Any]:
-    """A JSON file holding an object, read with a size cap.
-
-    Raises
-    ------
-    ValueError
-        When the file is too large, not JSON, or not an object (the message names the file).
-    """
+    """A JSON file holding an object, read with a size cap; a ``ValueError`` naming the file otherwise."""
     size = path.stat().st_size
     if size > max_bytes:
         raise ValueError(f"{path} is {size} bytes, more than the {max_bytes} this command reads")
@@ -128,6 +82,9 @@ class ResultsFile:
         """The run's ``--model_args``."""
         return self.config.get("model_args")
 
+    def _results(self, task: str) -> dict[str, Any]:
+        return _dict(_dict(self.data.get("results")).get(task))
+
     @property
     def task_names(self) -> list[str]:
         """Every task with results in the file, sorted."""
@@ -135,8 +92,7 @@ class ResultsFile:
 
     def metrics(self, task: str) -> dict[str, Any]:
         """A task's metrics by name (lmms-eval's ``name,filter`` keys cut at the comma)."""
-        metrics = _dict(_dict(self.data.get("results")).get(task))
-        return {key.split(",")[0]: value for key, value in metrics.items()}
+        return {key.split(",")[0]: value for key, value in self._results(task).items()}
 
     @property
     def report_path(self) -> Path:
@@ -145,13 +101,8 @@ class ResultsFile:
 
     @cached_property
     def reports(self) -> dict[str, Any]:
-        """``task -> summary`` from the report file (empty when the run has none).
-
-        Raises
-        ------
-        ValueError
-            When the report file is not JSON or not laid out as a report file (naming it).
-        """
+        """``task -> summary`` from the report file (empty when the run has none); a ``ValueError`` naming
+        it when it is not JSON or not laid out as a report file."""
         path = self.report_path
         if not path.is_file():
             return {}
@@ -163,27 +114,19 @@ class ResultsFile:
 
     def is_task_of_ours(self, task: str) -> bool:
         """Whether the task reports the modality_conflict metrics (its summary can be found or recomputed)."""
+        legacy = self._results(task).get(f"{LEGACY_SUMMARY_METRIC},none")
         return (
             task in self.reports
             or set(REQUIRED_METRICS) <= set(self.metrics(task))
-            or (
-                isinstance(
-                    _dict(_dict(self.data.get("results")).get(task)).get(f"{LEGACY_SUMMARY_METRIC},none"),
-                    dict,
-                )
-            )
+            or isinstance(legacy, dict)
         )
 
     def summary(self, task: str) -> TaskSummary | None:
-        """A task's whole summary as the run wrote it, or None when the run wrote none for it.
-
-        The report file's entry; for results of earlier versions, the ``report`` metric. None for tasks
-        that are not modality_conflict tasks, and for ours when both are missing (see
-        :func:`read_task_results`, which then recomputes it from the sample log).
-        """
+        """A task's whole summary as the run wrote it (report file, else the legacy ``report`` metric), or
+        None (:func:`read_task_results` then recomputes it from the sample log)."""
         if task in self.reports:
             return TaskSummary(self.reports[task], source=f"{self.report_path}: reports.{task}")
-        legacy = _dict(_dict(self.data.get("results")).get(task)).get(f"{LEGACY_SUMMARY_METRIC},none")
+        legacy = self._results(task).get(f"{LEGACY_SUMMARY_METRIC},none")
         if isinstance(legacy, dict):
             return TaskSummary(legacy, source=f"{self.path}: results.{task}.{LEGACY_SUMMARY_METRIC},none")
         return None
@@ -223,11 +166,8 @@ def _first_string(value: object) -> str | None:
 
 @dataclass(frozen=True)
 class SampleLog:
-    """What a sample log holds: per-doc records, in file order, (when read) the decoded envelopes, and how
-    many docs' prompts had each (template date, preamble) the envelopes recorded.
-
-    ``lines`` gives the line of each row id, for messages that point into the file.
-    """
+    """A sample log's per-doc records in file order, (when read) the decoded envelopes, how many docs'
+    prompts had each (template date, preamble), and each row id's line (for messages)."""
 
     path: Path
     records: tuple[dict[str, Any], ...]
@@ -295,17 +235,10 @@ def _read_sample_line(
 def read_sample_log(path: Path, *, with_envelopes: bool = False) -> SampleLog:
     """Read an lmms-eval sample log in one pass.
 
-    Each line is one doc; every metric key holds the record that ``process_results`` returned (the
-    same dict). With ``with_envelopes`` the raw response of each doc (``resps``,
-    or ``filtered_resps`` where lmms-eval dropped an identical ``resps``) is decoded as the wrapper's
-    envelope and kept by row id; responses that are not envelopes are left out. The prompt facts of
-    envelopes (the date the chat template saw, what it wrote before the question) are always counted.
-
-    Raises
-    ------
-    ValueError
-        When a line is not JSON, has no record, or its record or envelope is malformed, naming the file,
-        the line and the field.
+    With ``with_envelopes`` each doc's raw response (``resps``, or ``filtered_resps`` where lmms-eval
+    dropped an identical ``resps``) is decoded as the wrapper's envelope and kept by row id; the envelopes'
+    prompt facts are always counted. A line that is not JSON or holds a malformed record or envelope is a
+    ``ValueError`` naming the file, the line and the field.
     """
     records: list[dict[str, Any]] = []
     envelopes: dict[str, dict[str, Any]] = {}
@@ -320,28 +253,10 @@ def read_sample_log(path: Path, *, with_envelopes: bool = False) -> SampleLog:
     return SampleLog(Path(path), tuple(records), envelopes, dict(prompts), lines)
 
 
-# --- one task of one run ----------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class TaskResult:
-    """One modality_conflict task of one lmms-eval run, as found on disk.
-
-    Attributes
-    ----------
-    task
-        The lmms-eval task name (e.g. ``modality_conflict_color``).
-    results_file
-        The run's results file.
-    summary
-        The task's ``report`` metric.
-    samples
-        The task's sample log, or None when the run was made without ``--log_samples``.
-    label
-        A short name for plots and tables (the model folder, plus the task when it is not the main one).
-    warnings
-        What a reader should know before trusting the numbers (dropped conflicts, a short sample log).
-    """
+    """One modality_conflict task of one lmms-eval run: its sample log (None without ``--log_samples``), a
+    short label for plots and tables, and what a reader should know before trusting the numbers."""
 
     task: str
     results_file: ResultsFile
@@ -426,13 +341,7 @@ def _summary_of(results: ResultsFile, task: str, samples: SampleLog | None) -> T
 def find_results_files(path: Path) -> list[Path]:
     """The newest ``*_results.json`` of every folder under ``path`` (or ``path`` itself if it is one).
 
-    lmms-eval writes one folder per model and names files by start time (``2025-01-31T12-00-00.123``),
-    so within a folder the lexicographically last file is the latest run of that model.
-
-    Raises
-    ------
-    FileNotFoundError
-        When ``path`` does not exist or holds no results file.
+    lmms-eval names the files by start time, so a folder's lexicographically last file is its latest run.
     """
     path = Path(path)
     if not path.exists():
@@ -463,32 +372,13 @@ def read_task_results(
     require_samples: bool = False,
     with_envelopes: bool = False,
 ) -> list[TaskResult]:
-    """Every modality_conflict task result found under ``paths``.
+    """Every modality_conflict task result under ``paths`` (output folders, model folders or results files),
+    in the order of ``paths``, folder and task name, with unique labels.
 
-    Parameters
-    ----------
-    paths
-        Result folders (an lmms-eval ``--output_path``, one model folder below it) or results files.
-    tasks
-        Keep only these task names; default all tasks that have a ``report`` metric.
-    require_samples
-        Raise when a task has no per-sample log (submissions need the records).
-    with_envelopes
-        Also keep each doc's response envelope (probing needs the logit lens it carries).
-
-    Returns
-    -------
-    list of TaskResult
-        In the order of ``paths``, then folder, then task name. Labels are made unique.
-
-    Raises
-    ------
-    FileNotFoundError
-        When a path has no results, or no task of ``tasks`` is found.
-    MalformedSummaryError
-        When a field of a summary cannot be read as what it should hold (naming the file and the field).
-    ValueError
-        When a file is not JSON or a sample log's record is malformed (naming the file and the line).
+    ``require_samples`` raises for a task without a sample log (submissions need the records);
+    ``with_envelopes`` keeps each doc's envelope (probing needs its lens). Raises ``FileNotFoundError``
+    when a path has no results or no wanted task, ``MalformedSummaryError`` / ``ValueError`` naming the file
+    and the field or line of what is malformed.
     """
     runs: list[TaskResult] = []
     for path in paths:
@@ -505,9 +395,7 @@ def read_task_results(
                         f"{results.stem}_samples_{task}.jsonl; rerun lmms-eval with --log_samples"
                     )
                 samples = (
-                    None
-                    if samples_path is None
-                    else read_sample_log(samples_path, with_envelopes=with_envelopes)
+                    read_sample_log(samples_path, with_envelopes=with_envelopes) if samples_path else None
                 )
                 summary = _summary_of(results, task, samples)
                 summary.check()

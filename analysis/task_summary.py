@@ -1,10 +1,5 @@
-"""The typed view of a task's summary: the one place that says what its numbers mean.
-
-A task's ``report`` metric is a flat dict (``records.summarize_records``); the same dict stands in a
-results file, in a submission's ``metrics`` and in a recomputation. :class:`TaskSummary` reads it, and
-:class:`BalancePoint` decides what a balance point's status, bound and interval mean. Reading the files
-that hold it is :mod:`modality_conflict.analysis.results`.
-"""
+"""The typed view of a task's flat summary (``records.summarize_records``, in a report file, a submission's
+``metrics`` or a recomputation): the one place that says what its numbers mean."""
 
 from __future__ import annotations
 
@@ -30,8 +25,7 @@ def _number_or_none(value: Any) -> bool:
     return value is None or finite_number(value) is not None
 
 
-# Fields the views read as numbers (None allowed: undefined, with a reason next to it): the task's metrics
-# and the rest of the summary.
+# Fields the views read as numbers (None: undefined, with a reason next to it).
 _COUNT_FIELDS = (
     *(name for name in METRIC_NAMES if name.startswith("n_")),
     "n_records",
@@ -138,41 +132,20 @@ def finite_number(value: Any) -> float | None:
 
 @dataclass(frozen=True)
 class BalancePoint:
-    """A task's balance point as reported: the estimate, its intervals, or the bound and why there is none.
+    """A task's balance point as reported: the estimate, its intervals, or the bound and why there is none."""
 
-    Attributes
-    ----------
-    status
-        ``"ok"``, ``"censored_below"`` / ``"censored_above"`` (the curve crosses 0.5 outside the observed
-        dH, or every conflict followed one modality; ``bound`` is the smallest / largest dH),
-        ``"separated"`` (no overlap between text- and vision-following dH; the crossing lies in
-        ``bracket``), ``"law_violated"``, or ``"undefined"`` (also when the report has none).
-    estimate
-        The balance point when ``status`` is ``"ok"`` (None otherwise, or when it is not a finite number).
-    ci_low, ci_high, ci_method
-        The main 95% interval (bootstrap when it exists, else delta method) and its method.
-    delta_low, delta_high
-        The delta-method interval.
-    isotonic
-        The isotonic regression's crossing (the non-parametric check).
-    bound
-        For a censored estimate, the dH beyond which the crossing lies.
-    bracket
-        For separated data, the dH interval ``(low, high)`` in which the crossing lies.
-    reason
-        Why the estimate is undefined (the balance point's reason, else the report's).
-    """
-
+    # ok; censored_below / censored_above (the crossing lies beyond the observed dH: ``bound``); separated
+    # (no overlap of text- and vision-following dH: the crossing lies in ``bracket``); law_violated; undefined
     status: str
-    estimate: float | None
-    ci_low: float | None = None
+    estimate: float | None  # only when ok and finite
+    ci_low: float | None = None  # the main 95% interval: bootstrap when it exists, else delta method
     ci_high: float | None = None
     ci_method: str | None = None
     delta_low: float | None = None
     delta_high: float | None = None
-    isotonic: float | None = None
+    isotonic: float | None = None  # the isotonic regression's crossing (the non-parametric check)
     bound: float | None = None
-    reason: str | None = None
+    reason: str | None = None  # the balance point's reason, else the report's
     bracket: tuple[float, float] | None = None
 
     @property
@@ -209,11 +182,8 @@ class BalancePoint:
         return self.status
 
     def rank_value(self) -> tuple[float, int] | None:
-        """A sort key that puts bounds where they belong among estimates (None: nothing to rank by).
-
-        A crossing below ``b`` sorts just before an estimate equal to ``b``, one above ``b`` just after,
-        and a bracket by its middle.
-        """
+        """A sort key that puts a crossing below ``b`` just before an estimate equal to ``b``, one above just
+        after and a bracket by its middle (None: nothing to rank by)."""
         if self.defined:
             return (self.estimate, 0)
         if self.censored:
@@ -240,18 +210,8 @@ def tier_order(tier: Any) -> tuple[int, float, str]:
 
 
 class TaskSummary:
-    """Typed access to a task's ``report`` metric (the flat dict of ``task_logic.summarize_records``).
-
-    The same dict stands in a results file, in a submission's ``metrics`` and in a recomputation; numbers
-    that are undefined are None with a ``<name>_reason`` next to them.
-
-    Parameters
-    ----------
-    values
-        The flat dict.
-    source
-        Where it was read (a file and the path inside it), for error messages.
-    """
+    """Typed access to a task's flat summary; undefined numbers are None with a ``<name>_reason`` next to
+    them. ``source`` (a file and the path inside it) names it in error messages."""
 
     def __init__(self, values: Mapping[str, Any], *, source: str = "summary") -> None:
         self._values = dict(values)
@@ -283,6 +243,14 @@ class TaskSummary:
 
     def __contains__(self, key: object) -> bool:
         return key in self._values
+
+    def _text(self, name: str) -> str | None:
+        value = self._values.get(name)
+        return None if value is None else str(value)
+
+    def _object(self, name: str) -> dict[str, Any]:
+        value = self._values.get(name)
+        return value if isinstance(value, dict) else {}
 
     def number(self, name: str) -> float | None:
         """A metric as a finite float, or None when it is undefined or not a number."""
@@ -325,8 +293,7 @@ class TaskSummary:
     @property
     def reason(self) -> str | None:
         """Why the report could not be computed."""
-        reason = self._values.get("reason")
-        return None if reason is None else str(reason)
+        return self._text("reason")
 
     @property
     def n_conflicts(self) -> Any:
@@ -341,8 +308,7 @@ class TaskSummary:
     @property
     def entropy_estimator(self) -> str | None:
         """The entropy estimator's label."""
-        value = self._values.get("entropy_estimator")
-        return None if value is None else str(value)
+        return self._text("entropy_estimator")
 
     @cached_property
     def balance_point(self) -> BalancePoint:
@@ -368,10 +334,8 @@ class TaskSummary:
     def inherent_preference(self) -> Preference:
         """Which modality the model follows when both are equally uncertain (dH = 0).
 
-        The balance point is where P(follow text) = 0.5 and the curve falls with dH, so a balance point
-        below zero means the model already follows the image at equal uncertainty. The call is made only
-        when the whole confidence interval lies on one side of zero; a censored estimate counts when its
-        bound does.
+        P(follow text) falls with dH, so a balance point below zero means the image wins at equal
+        uncertainty; the call needs the whole interval (or a censored estimate's bound) on one side of 0.
         """
         point = self.balance_point
         if point.defined:
@@ -385,18 +349,15 @@ class TaskSummary:
             if point.has_interval and low > 0:
                 return Preference("text", "prefers the text" + interval)
             return Preference("none", "no clear preference: the interval includes 0" + interval)
-        if point.censored and point.status == "censored_below":
-            modality = "vision" if point.bound <= 0 else "unknown"
-            phrase = "prefers the image" if modality == "vision" else "preference unclear"
-            return Preference(
-                modality, f"{phrase} (the curve crosses 0.5 below the smallest dH, {point.bound:+.3f})"
-            )
         if point.censored:
-            modality = "text" if point.bound >= 0 else "unknown"
-            phrase = "prefers the text" if modality == "text" else "preference unclear"
-            return Preference(
-                modality, f"{phrase} (the curve crosses 0.5 above the largest dH, {point.bound:+.3f})"
-            )
+            below = point.status == "censored_below"
+            clear = point.bound <= 0 if below else point.bound >= 0
+            modality, phrase = ("vision", "prefers the image") if below else ("text", "prefers the text")
+            where = "below the smallest" if below else "above the largest"
+            text = f"the curve crosses 0.5 {where} dH, {point.bound:+.3f}"
+            if not clear:
+                return Preference("unknown", f"preference unclear ({text})")
+            return Preference(modality, f"{phrase} ({text})")
         if point.bracket is not None:
             low, high = point.bracket
             where = f"(perfectly separated: the curve crosses 0.5 between {low:+.3f} and {high:+.3f})"
@@ -424,26 +385,18 @@ class TaskSummary:
         return dict(sorted(out.items()))
 
     def accuracy_by_tier(self, key: str) -> dict[str, Any]:
-        """``vision_accuracy_by_tier`` / ``text_accuracy_by_tier`` (tier -> accuracy or None), in tier order.
-
-        Tiers are JSON keys, so strings: they are ordered as numbers (0, 1, 2, ..., 10), not as text.
-        """
-        table = self._values.get(key)
-        if not isinstance(table, dict):
-            return {}
-        return dict(sorted(table.items(), key=lambda item: tier_order(item[0])))
+        """``vision_accuracy_by_tier`` / ``text_accuracy_by_tier`` (tier -> accuracy or None), the string
+        tiers ordered as numbers."""
+        return dict(sorted(self._object(key).items(), key=lambda item: tier_order(item[0])))
 
     def tier_cells(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         """TFR and the number of conflicts per (visual tier, text tier) cell (string keys, as reported)."""
-        cells = self._values.get("tfr_by_tier_cell")
-        counts = self._values.get("n_by_tier_cell")
-        return (cells if isinstance(cells, dict) else {}), (counts if isinstance(counts, dict) else {})
+        return self._object("tfr_by_tier_cell"), self._object("n_by_tier_cell")
 
     @property
     def binned_curve(self) -> dict[str, Any] | None:
         """The binned P(follow text) curve (edges, centres, tfr and Wilson interval per bin), or None."""
-        curve = self._values.get("binned_curve")
-        return curve if isinstance(curve, dict) else None
+        return self._object("binned_curve") or None
 
     @property
     def logistic_fit(self) -> tuple[float | None, float | None]:
@@ -459,19 +412,14 @@ class TaskSummary:
     @property
     def by_attribute(self) -> dict[str, TaskSummary]:
         """Each attribute's own summary (same layout) when the task asks about several, else empty."""
-        nested = self._values.get("by_attribute")
-        if not isinstance(nested, dict):
-            return {}
+        nested = self._object("by_attribute")
         return {str(name): TaskSummary(entry) for name, entry in nested.items() if isinstance(entry, dict)}
 
     @property
     def controls(self) -> dict[str, TaskSummary]:
         """Per control type, its following rates (``relevant_modality``, ``relevant_rate``, intervals)."""
-        controls = self._values.get("controls")
-        if not isinstance(controls, dict):
-            return {}
         return {
             name: TaskSummary(entry, source=f"{self.source}.controls.{name}")
-            for name, entry in controls.items()
+            for name, entry in self._object("controls").items()
             if isinstance(entry, dict)
         }

@@ -1,9 +1,23 @@
-"""Value types for command-line options, shared by every ``modality-conflict`` subcommand."""
+"""Value types for command-line options, and the subparser of one subcommand, shared by every subcommand."""
 
 from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+
+
+def add_subcommand(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    run: Callable[[argparse.Namespace], int],
+    summary: str,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """The subparser of subcommand ``name`` (``summary`` is its ``--help`` line), set to call ``run``."""
+    parser = subparsers.add_parser(name, help=summary, description=description)
+    parser.set_defaults(func=run)
+    return parser
 
 
 def _integer(text: str) -> int:

@@ -1,17 +1,11 @@
-"""Subcommands ``build``, ``validate`` and ``push`` of the ``modality-conflict`` command.
-
-``add_parser(subparsers, name)`` registers one of them and sets ``func`` to its ``run_*`` function; each
-``run_*`` returns the exit status. Bad input raises a
-:class:`~modality_conflict.dataset_builder.errors.ModalityConflictError` whose message the command line
-prints as ``error: ...``.
-"""
+"""Subcommands ``build``, ``validate`` and ``push`` of the ``modality-conflict`` command."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from modality_conflict.cli.arguments import positive_int, seed
+from modality_conflict.cli.arguments import add_subcommand, positive_int, seed
 from modality_conflict.dataset_builder.specs import DATASETS, DEFAULT_DATASET
 
 COMMAND_NAMES = ("build", "validate", "push")
@@ -60,11 +54,7 @@ def run_push(args: argparse.Namespace) -> int:
     from modality_conflict.dataset_builder.push import push_dataset
 
     result = push_dataset(
-        args.folder,
-        args.repo_id,
-        revision=args.revision,
-        private=args.private,
-        update_pin=args.update_pin,
+        args.folder, args.repo_id, revision=args.revision, private=args.private, update_pin=args.update_pin
     )
     for path in result.pinned:
         print(
@@ -83,25 +73,14 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
-    """Register the subcommand ``name`` (one of :data:`COMMAND_NAMES`).
-
-    Parameters
-    ----------
-    subparsers
-        The ``add_subparsers()`` object of the main parser.
-    name
-        ``"build"``, ``"validate"`` or ``"push"``.
-
-    Returns
-    -------
-    argparse.ArgumentParser
-        The new subparser, with ``func`` set to its run function.
-    """
+    """Register the subcommand ``name`` (one of :data:`COMMAND_NAMES`) and return its subparser."""
     if name == "build":
-        parser = subparsers.add_parser(
+        parser = add_subcommand(
+            subparsers,
             name,
-            help="build a conflict dataset folder (Hub layout): the colour or the attribute set",
-            description="Render a conflict set into DIR: data/*.parquet, README.md, manifest.json. "
+            run_build,
+            "build a conflict dataset folder (Hub layout): the colour or the attribute set",
+            "Render a conflict set into DIR: data/*.parquet, README.md, manifest.json. "
             "The same seed gives byte-identical files; an identical verified build in DIR is left as is.",
         )
         parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -144,25 +123,21 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
             "--overwrite", action="store_true", help="replace a build made with other arguments"
         )
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
-        parser.set_defaults(func=run_build)
     elif name == "validate":
-        parser = subparsers.add_parser(
-            name,
-            help="check a built dataset folder",
-            description="Check schema, manifest hashes, keys, Yv != Yt, tier coverage, answer balance "
-            "and images.",
-        )
+        checks = "Check schema, manifest hashes, keys, Yv != Yt, tier coverage, answer balance and images."
+        parser = add_subcommand(subparsers, name, run_validate, "check a built dataset folder", checks)
         parser.add_argument("folder", metavar="DIR")
         parser.add_argument("--skip-images", action="store_true", help="do not decode images")
         parser.add_argument(
             "--max-problems", type=positive_int, default=20, help="problems listed (default 20)"
         )
-        parser.set_defaults(func=run_validate)
     elif name == "push":
-        parser = subparsers.add_parser(
+        parser = add_subcommand(
+            subparsers,
             name,
-            help="upload a built dataset folder to the Hugging Face Hub in one commit",
-            description="Validate DIR, check that it is the pinned dataset (its fingerprint), then upload "
+            run_push,
+            "upload a built dataset folder to the Hugging Face Hub in one commit",
+            "Validate DIR, check that it is the pinned dataset (its fingerprint), then upload "
             "it as one commit; prints the commit sha on stdout.",
         )
         parser.add_argument("folder", metavar="DIR")
@@ -177,7 +152,6 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
             help="publish a build other than the pinned one and pin the tasks to it "
             "(rewrites dataset_builder/canonical.py and the task template; run in a source checkout)",
         )
-        parser.set_defaults(func=run_push)
     else:
         raise ValueError(f"unknown subcommand {name!r}; this module provides {COMMAND_NAMES}")
     return parser

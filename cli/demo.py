@@ -1,16 +1,10 @@
 """``modality-conflict demo``: the whole pipeline on the embedded default model, offline, on the CPU.
 
-1. take the model: by default the packaged demo LLaVA (``--model demo``, trained from scratch on images and
-   texts that never conflict; ``--retrain`` trains it afresh into a cache keyed on seed and code), or a
-   LLaVA around the real SmolLM2-135M-Instruct with a random vision half (``--model smollm2``);
-2. build a demo-size colour dataset (and, for ``smollm2``, the small presets of both datasets, colour
-   and attribute; the demo model knows only the colour set's images and words);
-3. run ``lmms-eval --tasks modality_conflict`` with the project's ``modality_conflict_hf`` wrapper, or with
-   ``--engine vllm`` through a vLLM server it starts and stops (``modality_conflict_openai``);
-4. probe the layers (logit lens) from the run's sample logs, write the report, and print the headline:
-   following rates, balance point and law slope with their 95% intervals, oscillations by region.
-
-The time of every step goes to ``timings.json`` and the headline to ``headline.txt`` in ``--out``.
+Take the model (the packaged demo LLaVA, or ``--retrain`` it into a cache; or SmolLM2-135M-Instruct with a
+random vision half), build a demo-size dataset (both sets for ``smollm2``; the demo model knows only
+colours), evaluate through lmms-eval (in-process, or ``--engine vllm`` through a vLLM server it starts and
+stops), probe the layers from the sample logs, write the report, and print the headline (also
+``headline.txt``; each step's time goes to ``timings.json``).
 """
 
 from __future__ import annotations
@@ -26,7 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modality_conflict.cli.arguments import positive_int
+from modality_conflict.analysis.formatting import interval_text, number_text
+from modality_conflict.analysis.probe.runner import oscillation_text
+from modality_conflict.cli.arguments import add_subcommand, positive_int
 from modality_conflict.cli.arguments import seed as seed_type
 from modality_conflict.dataset_builder.atomic import write_text_atomic
 from modality_conflict.mc_tasks.names import GROUP, MAIN_TASK
@@ -84,34 +80,17 @@ def _model_dir(args: argparse.Namespace, out: Path, log: Callable[[str], None]) 
     )
 
 
-def _number(value: Any, signed: bool = False) -> str:
-    if not isinstance(value, int | float):
-        return "n/a"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
-
-
 def _interval(low: Any, high: Any) -> str:
-    if not isinstance(low, int | float) or not isinstance(high, int | float):
-        return "no interval"
-    return f"95% CI [{low:+.3f}, {high:+.3f}]"
-
-
-def _oscillations(entry: dict[str, Any]) -> str:
-    mean = entry.get("mean_oscillations")
-    n = entry.get("n_items", 0)
-    if mean is None:
-        return f"n/a (n={n})"
-    low, high = entry.get("ci_low"), entry.get("ci_high")
-    interval = f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
-    return f"{mean:.2f}{interval} (n={n})"
+    shown = interval_text(low, high, signed=True)
+    return f"95% CI {shown}" if shown else "no interval"
 
 
 def headline_lines(summary: Any, probe: dict[str, Any] | None) -> list[str]:
     """The demo's headline from the main task's :class:`TaskSummary` and the content of ``probe.json``."""
     rates = (summary.number("tfr"), summary.number("vfr"), summary.number("other_rate"))
     lines = [
-        f"conflicts: {summary.get('n_conflicts')}  TFR {_number(rates[0])}  VFR {_number(rates[1])}  "
-        f"other {_number(rates[2])}"
+        f"conflicts: {summary.get('n_conflicts')}  TFR {number_text(rates[0])}  VFR {number_text(rates[1])}  "
+        f"other {number_text(rates[2])}"
     ]
     point = summary.balance_point
     preference = summary.inherent_preference()
@@ -124,9 +103,9 @@ def headline_lines(summary: Any, probe: dict[str, Any] | None) -> list[str]:
     else:
         lines.append(f"balance point {point.status}: {preference.text}")
     slope_low, slope_high = summary.number("law_slope_ci_low"), summary.number("law_slope_ci_high")
+    slope = number_text(summary.logistic_fit[1], signed=True)
     lines.append(
-        f"law: slope {_number(summary.logistic_fit[1], signed=True)}, {_interval(slope_low, slope_high)}; "
-        f"verdict {summary.get('law_verdict', 'n/a')}"
+        f"law: slope {slope}, {_interval(slope_low, slope_high)}; verdict {summary.get('law_verdict', 'n/a')}"
     )
     for label, key in (
         ("vision-only accuracy by tier", "vision_accuracy_by_tier"),
@@ -136,7 +115,7 @@ def headline_lines(summary: Any, probe: dict[str, Any] | None) -> list[str]:
     ):
         table = summary.accuracy_by_tier(key) if "accuracy" in key else summary.tier_table(key)
         cells = sorted(((int(t), v) for t, v in table.items()), key=lambda cell: cell[0])
-        lines.append(f"{label}: " + " ".join(f"{t}:{_number(v)}" for t, v in cells))
+        lines.append(f"{label}: " + " ".join(f"{t}:{number_text(v)}" for t, v in cells))
     if probe is None:
         lines.append("oscillations: no probe")
     else:
@@ -144,10 +123,10 @@ def headline_lines(summary: Any, probe: dict[str, Any] | None) -> list[str]:
         if "ambiguous" in main:
             lines.append(
                 f"oscillations (logit lens, {probe.get('n_layers')} layers): ambiguous "
-                f"{_oscillations(main['ambiguous'])} vs clear {_oscillations(main['clear'])}"
+                f"{oscillation_text(main['ambiguous'])} vs clear {oscillation_text(main['clear'])}"
             )
         else:
-            lines.append(f"oscillations: {_oscillations(main)} (regions undefined: no balance point)")
+            lines.append(f"oscillations: {oscillation_text(main)} (regions undefined: no balance point)")
     return lines
 
 
@@ -270,7 +249,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
-    parser = subparsers.add_parser(name, help="run the whole pipeline offline on the embedded default model")
+    parser = add_subcommand(
+        subparsers, name, run_demo, "run the whole pipeline offline on the embedded default model"
+    )
     parser.add_argument("--out", default="demo_out", help="folder for the dataset, results, probe and report")
     parser.add_argument(
         "--model",
@@ -322,4 +303,3 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         default=600,
         help="with --engine vllm: seconds to wait for the server to answer (default 600)",
     )
-    parser.set_defaults(func=run_demo)

@@ -18,6 +18,7 @@ from modality_conflict.analysis.evaluate import (
     find_run_outputs,
     format_summary,
 )
+from modality_conflict.cli.arguments import add_subcommand
 from modality_conflict.dataset_builder.atomic import ensure_folder
 from modality_conflict.dataset_builder.folder import (
     DatasetFolderError,
@@ -90,17 +91,13 @@ def run_tasks(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     if name == "tasks":
-        parser = subparsers.add_parser(
-            "tasks",
-            help="write a copy of the task folder that reads a local dataset folder (for --include_path)",
-        )
+        summary = "write a copy of the task folder that reads a local dataset folder (for --include_path)"
+        parser = add_subcommand(subparsers, name, run_tasks, summary)
         parser.add_argument("--data", required=True, help="folder made by `modality-conflict build`")
         parser.add_argument("--out", required=True, help="where to write the task folder")
-        parser.set_defaults(func=run_tasks)
         return
-    parser = subparsers.add_parser(
-        "eval", help="run lmms-eval on the modality_conflict tasks and check its output"
-    )
+    summary = "run lmms-eval on the modality_conflict tasks and check its output"
+    parser = add_subcommand(subparsers, name, run_eval, summary)
     parser.add_argument("--model", default="modality_conflict_hf", help="lmms-eval model name")
     parser.add_argument("--model-args", default="", help="lmms-eval --model_args string")
     parser.add_argument("--tasks", default=GROUP, help="comma-separated task or group names")
@@ -113,4 +110,3 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--limit", type=int, help="only the first N docs per task (testing only)")
     parser.add_argument("--seed", default="0,1234,1234,1234")
-    parser.set_defaults(func=run_eval)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from modality_conflict.analysis.eval_results import write_eval_results
 from modality_conflict.analysis.leaderboard import SORT_KEYS, build_leaderboard
+from modality_conflict.cli.arguments import add_subcommand
 
 
 def run_leaderboard(args: argparse.Namespace) -> int:
@@ -51,9 +52,8 @@ def run_eval_results(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     """Register ``leaderboard`` or ``eval-results``."""
     if name == "leaderboard":
-        parser = subparsers.add_parser(
-            "leaderboard", help="ranked tables (Markdown, HTML) of verified submissions"
-        )
+        summary = "ranked tables (Markdown, HTML) of verified submissions"
+        parser = add_subcommand(subparsers, name, run_leaderboard, summary)
         parser.add_argument("submissions", help="folder of submission JSON files")
         parser.add_argument(
             "--out", help="where to write leaderboard.md/.html (default: the submissions folder)"
@@ -62,11 +62,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         parser.add_argument("--dataset-revision", help="list only submissions on this dataset revision")
         parser.add_argument("--sort", choices=SORT_KEYS, default="balance_point", help="ranking metric")
         parser.add_argument("--descending", action="store_true", help="largest value first")
-        parser.set_defaults(func=run_leaderboard)
         return
-    parser = subparsers.add_parser(
-        "eval-results", help="Hub eval.yaml and .eval_results/*.yaml from a submission"
-    )
+    summary = "Hub eval.yaml and .eval_results/*.yaml from a submission"
+    parser = add_subcommand(subparsers, name, run_eval_results, summary)
     parser.add_argument("submission", help="submission JSON file (verified first)")
     parser.add_argument("--out", required=True, help="folder to write eval.yaml and .eval_results/ into")
     parser.add_argument(
@@ -80,4 +78,3 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument("--dataset-id", help="Hub dataset id (default: the submission's dataset.repo)")
     parser.add_argument("--source-url", help="link to the evaluation logs, shown on the Hub")
     parser.add_argument("--source-name", help="display name of the source link")
-    parser.set_defaults(func=run_eval_results)

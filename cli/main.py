@@ -1,10 +1,6 @@
-"""The ``modality-conflict`` command: one entry point, one module per subcommand.
-
-Each subcommand lives in a module of this package (``dataset`` holds build/validate/push) that exposes
-``add_parser(subparsers, name)`` and sets ``func(args) -> int``; this file only wires them.
-Bad input raises an exception whose message names the problem: it is printed as ``error: ...`` with exit
-status 2, never as a traceback.
-"""
+"""The ``modality-conflict`` command: each subcommand's module (``dataset`` holds build/validate/push) has
+``add_parser(subparsers, name)`` and sets ``func(args) -> int``; this file only wires them. Bad input is
+``error: ...`` with exit status 2, never a traceback."""
 
 from __future__ import annotations
 
@@ -64,12 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except RuntimeError as error:
-        # Failures of a run (lmms-eval left no results, the Hub refused a push): exit 1, not a traceback.
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        # A full disk or a read-only file system met outside the writers that already name it.
+    except (RuntimeError, OSError) as error:
+        # A failed run (lmms-eval left no results, the Hub refused a push), or a full disk or read-only file
+        # system met outside the writers that already name it: exit 1, not a traceback.
         print(f"error: {error}", file=sys.stderr)
         return 1
     except Exception as error:  # noqa: BLE001 - library errors with a message are still bad input

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from modality_conflict.mc_tasks.task_config import pin_dataset
+from modality_conflict.cli.arguments import add_subcommand
+from modality_conflict.dataset_builder.canonical import write_pin
 
 
 def run_pin(args: Any) -> int:
-    for path in pin_dataset(args.repo_id, args.revision, fingerprint=args.fingerprint, kind=args.dataset):
+    """Pin the tasks of ``--dataset`` to the given Hub commit (``dataset_builder/pins.json`` only)."""
+    paths = write_pin(
+        repo_id=args.repo_id, revision=args.revision, fingerprint=args.fingerprint, kind=args.dataset
+    )
+    for path in paths:
         print(path)
     return 0
 
 
 def add_parser(subparsers: Any, name: str) -> None:
-    parser = subparsers.add_parser(
-        name, help="pin the tasks to a published dataset commit (run in a source checkout after push)"
-    )
+    summary = "pin the tasks to a published dataset commit (run in a source checkout after push)"
+    parser = add_subcommand(subparsers, name, run_pin, summary)
     parser.add_argument("repo_id", metavar="USER/NAME")
     parser.add_argument("revision", metavar="SHA", help="the commit sha printed by `modality-conflict push`")
     parser.add_argument(
@@ -31,4 +35,3 @@ def add_parser(subparsers: Any, name: str) -> None:
         default="color",
         help="whose pin in dataset_builder/pins.json changes (default: color)",
     )
-    parser.set_defaults(func=run_pin)

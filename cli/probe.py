@@ -16,7 +16,7 @@ from modality_conflict.analysis.probe import (
     summary_lines,
     write_outputs,
 )
-from modality_conflict.cli.arguments import finite_float, positive_int
+from modality_conflict.cli.arguments import add_subcommand, finite_float, positive_int
 
 
 def run_probe(args: argparse.Namespace) -> int:
@@ -54,11 +54,13 @@ def run_probe(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
-    """Register the ``probe`` subcommand and set ``func``."""
-    parser = subparsers.add_parser(
+    """Register the ``probe`` subcommand."""
+    parser = add_subcommand(
+        subparsers,
         name,
-        help="logit lens per layer on the conflict items: oscillations and a heatmap",
-        description="Project each decoder layer's state at the answer position through the model's final "
+        run_probe,
+        "logit lens per layer on the conflict items: oscillations and a heatmap",
+        "Project each decoder layer's state at the answer position through the model's final "
         "norm and LM head, label its top-1 token as the vision answer, the text answer or neither, and "
         "count vision/text switches. With --results the lens is read from the sample logs of a "
         "`--model modality_conflict_hf --log_samples` run (no forward pass); otherwise the model answers "
@@ -96,5 +98,4 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     parser.add_argument(
         "--max-new-tokens", type=positive_int, default=None, help="answer length (default the task's, 8)"
     )
-    parser.set_defaults(func=run_probe)
     return parser

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from modality_conflict.analysis.html_report import write_report
 from modality_conflict.analysis.results import read_task_results
+from modality_conflict.cli.arguments import add_subcommand
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -28,10 +29,11 @@ def run_report(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     """Register the ``report`` subcommand."""
-    parser = subparsers.add_parser(name, help="plots and an HTML page from lmms-eval result folders")
+    parser = add_subcommand(
+        subparsers, name, run_report, "plots and an HTML page from lmms-eval result folders"
+    )
     parser.add_argument(
         "results", nargs="+", help="lmms-eval --output_path folders, model folders or results files"
     )
     parser.add_argument("--out", default="report", help="output folder (default: report)")
     parser.add_argument("--task", action="append", help="only this task (repeatable)")
-    parser.set_defaults(func=run_report)

@@ -14,6 +14,7 @@ from typing import Any
 from modality_conflict.analysis.formatting import number_text
 from modality_conflict.analysis.results import TaskSummary, read_task_results
 from modality_conflict.analysis.submission import build_submission, verify_file, write_submission
+from modality_conflict.cli.arguments import add_subcommand
 
 
 def headline(submission: Mapping[str, Any]) -> str:
@@ -89,9 +90,8 @@ def run_verify(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
     """Register ``submit`` or ``verify``."""
     if name == "submit":
-        parser = subparsers.add_parser(
-            "submit", help="write a leaderboard submission from an lmms-eval result folder"
-        )
+        summary = "write a leaderboard submission from an lmms-eval result folder"
+        parser = add_subcommand(subparsers, name, run_submit, summary)
         parser.add_argument(
             "results", help="lmms-eval --output_path folder, a model folder, or a *_results.json"
         )
@@ -106,9 +106,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
             "--dataset-repo", help="Hub dataset id, for a run on a local copy of a published set"
         )
         parser.add_argument("--dataset-revision", help="Hub dataset revision, for a run on a local copy")
-        parser.set_defaults(func=run_submit)
         return
-    parser = subparsers.add_parser("verify", help="check a submission: schema, recomputed metrics, dataset")
+    summary = "check a submission: schema, recomputed metrics, dataset"
+    parser = add_subcommand(subparsers, name, run_verify, summary)
     parser.add_argument("submission", help="submission JSON file")
     parser.add_argument(
         "--data", help="dataset folder made by `modality-conflict build` to check the records against"
@@ -124,4 +124,3 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         action="store_true",
         help="accept records that cover only part of the task's split (verified, but never ranked)",
     )
-    parser.set_defaults(func=run_verify)

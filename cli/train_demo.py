@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from modality_conflict.cli.arguments import add_subcommand
 from modality_conflict.cli.arguments import seed as seed_type
 
 
@@ -41,11 +42,13 @@ def run_train_demo_model(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
-    """Register the ``train-demo-model`` subcommand and set ``func``."""
-    parser = subparsers.add_parser(
+    """Register the ``train-demo-model`` subcommand."""
+    parser = add_subcommand(
+        subparsers,
         name,
-        help="train the demo model (a small LLaVA that reads colours) from scratch on the CPU",
-        description="Train the demo LLaVA (CLIP-style ViT + Llama-style language model, about 650K "
+        run_train_demo_model,
+        "train the demo model (a small LLaVA that reads colours) from scratch on the CPU",
+        "Train the demo LLaVA (CLIP-style ViT + Llama-style language model, about 650K "
         "parameters) on rendered images and texts that never conflict, and save it as a Hugging Face "
         "checkpoint folder with its processor and chat template. One thread, deterministic for a seed; "
         "about 4 minutes with the default recipe.",
@@ -57,5 +60,4 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
         metavar="FILE",
         help="JSON object of recipe fields to change (see TrainingRecipe); default: the shipped recipe",
     )
-    parser.set_defaults(func=run_train_demo_model)
     return parser

@@ -1,24 +1,18 @@
 """Every change this project makes to lmms-eval 0.7.3, each where no lmms-eval mechanism serves.
 
-The ``lmms_eval.models`` entry point (:func:`modality_conflict.mc_tasks.plugin.lmms_eval_manifests`)
-installs them in every lmms-eval process that can run the tasks, handing over what they call
-(:class:`TaskHooks`); each wraps one method, calls the original and is idempotent. :data:`PATCHES` says
-what each one relies on, and ``tests/mc_tasks/test_lmms_eval_patches.py`` fails with the method's name
-when a new lmms-eval changes it.
+The ``lmms_eval.models`` entry point (:func:`modality_conflict.mc_tasks.plugin.lmms_eval_manifests`) installs
+them in every lmms-eval process, handing over what they call (:class:`TaskHooks`); each wraps one method,
+calls the original and is idempotent. :data:`PATCHES` says what each relies on, and
+``tests/mc_tasks/test_lmms_eval_patches.py`` fails with the method's name when lmms-eval changes it.
 
-- ``TaskManager.initialize_tasks``: index the installed task folder after any ``--include_path``.
-  lmms-eval reads ``LMMS_EVAL_PLUGINS`` only after the CLI has built its TaskManager, so no plugin setting
-  can add tasks; the entry point runs earlier (while ``lmms_eval.models`` is imported).
-- ``ConfigurableTask.download``: read the verified local folder of a pinned dataset (the environment's
-  folder, the cache, the pinned Hub commit or a fresh build), give the task exactly the manifest's shards
-  parsed from the checked bytes (instead of the original's ``datasets.load_dataset``, which follows the
-  card and its Arrow cache unchecked), and record what was read in the task's ``metadata``; a signal while
-  the data is prepared is one line. A task YAML can only name a Hub path or a fixed folder, and
-  ``dataset_kwargs`` cannot verify a fingerprint.
-- ``TaskOutput.calculate_aggregate_metric``: keep the whole summary the task's aggregation just computed
-  (rank 0, after the records of every rank were gathered). lmms-eval keeps only the number an aggregation
-  returns.
-- ``EvaluationTracker.save_results_aggregated``: write the report file beside ``<date_id>_results.json``.
+- ``TaskManager.initialize_tasks``: index the installed task folder after any ``--include_path``
+  (``LMMS_EVAL_PLUGINS`` is read only after the CLI built its TaskManager; the entry point runs earlier).
+- ``ConfigurableTask.download``: a pinned task reads the verified rows of its resolved folder instead of
+  ``datasets.load_dataset`` (which follows the card and its Arrow cache unchecked), records what it read in
+  its ``metadata``, and a signal meanwhile is one line (``dataset_kwargs`` cannot verify a fingerprint).
+- ``TaskOutput.calculate_aggregate_metric``: keep the whole summary the aggregation computed (rank 0);
+  lmms-eval keeps only the number an aggregation returns.
+- ``EvaluationTracker.save_results_aggregated``: write the report file beside ``<date_id>_results.json``;
   lmms-eval writes no file a task asks for.
 """
 
@@ -40,10 +34,7 @@ _MARK = "_modality_conflict"
 
 @dataclass(frozen=True)
 class TaskHooks:
-    """What the patches call: the task folders to index after ``--include_path``, the resolution of a
-    pinned task's data (None for other tasks), how a resolution error ends the run, a task's
-    ``dataset_kwargs`` for a local folder, how a resolved folder's verified rows become the task's, the
-    guard that turns SIGTERM into an interrupt while data is prepared, and how an interrupt ends the run."""
+    """What the patches call (see :func:`modality_conflict.mc_tasks.plugin.install_patches`)."""
 
     task_paths: Callable[[Any], list[str]]
     resolve_data: Callable[[Any], Any]

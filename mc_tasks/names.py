@@ -1,10 +1,7 @@
 """Names the task folder's YAMLs and the code share: the tasks, and the metrics every task reports.
 
-The YAMLs must say the same (``tests/mc_tasks/test_names.py`` checks the ``metric_list`` and the group
-against these definitions); everything else derives its lists from here.
-
-lmms-eval prints every metric in one table, so the metrics are the headline numbers only; a task's whole
-summary (intervals, law statistic, curves, tiers, controls) is written beside lmms-eval's results file as
+The YAMLs say the same (``tests/mc_tasks/test_names.py`` checks it); everything else derives its lists from
+here. The metrics are the headline numbers of lmms-eval's one printed table; a task's whole summary goes to
 ``<date_id>`` + :data:`REPORT_FILE_SUFFIX` (:mod:`modality_conflict.mc_tasks.report_file`).
 """
 
@@ -50,26 +47,12 @@ REPORT_FILE_SUFFIX = "_modality_conflict.json"
 
 @dataclass(frozen=True)
 class TaskMetric:
-    """One entry of the tasks' ``metric_list``.
+    """One entry of the tasks' ``metric_list``."""
 
-    Attributes
-    ----------
-    name
-        The metric (and the key of the summary it is read from).
-    higher_is_better
-        As the YAML declares it.
-    required
-        ``modality-conflict eval`` fails when a run lacks it.
-    headline
-        Shown first when submissions are compared and verified.
-
-    Every metric is a headline number of lmms-eval's printed table; ``headline`` orders comparisons.
-    """
-
-    name: str
-    higher_is_better: bool
-    required: bool = False
-    headline: bool = False
+    name: str  # also the summary key it is read from
+    higher_is_better: bool  # as the YAML declares it
+    required: bool = False  # `modality-conflict eval` fails when a run lacks it
+    headline: bool = False  # shown first when submissions are compared and verified
 
 
 TASK_METRICS: tuple[TaskMetric, ...] = (

@@ -1,14 +1,9 @@
-"""lmms-eval discovery: the ``lmms_eval.models`` entry point registers the model, the tasks and their data.
-
-It also installs the patches of lmms-eval (:mod:`modality_conflict.mc_tasks.lmms_eval_patches`): the
-installed task folder is indexed after any ``--include_path``, and a task whose ``metadata`` pins one of this
-project's datasets reads a verified local folder (``MODALITY_CONFLICT_DATA``, the cache, the pinned Hub
-commit or a fresh build; :mod:`modality_conflict.dataset_builder.resolve`), found by the functions below,
-and gets its rows from :meth:`~modality_conflict.dataset_builder.folder.DatasetFolder.splits` (exactly the
-manifest's shards, parsed from the bytes checked against it), never from ``datasets.load_dataset``, which
-would follow the card's ``configs`` and reuse the ``datasets`` Arrow cache unchecked.
-Other tasks are left alone, and nothing is resolved until such a task is loaded. What was used is written
-into the task's ``metadata``, which lmms-eval copies into the results file.
+"""lmms-eval discovery: the ``lmms_eval.models`` entry point registers the models and installs the patches of
+lmms-eval (:mod:`~modality_conflict.mc_tasks.lmms_eval_patches`) with this module's task discovery and data
+resolution: a task whose ``metadata`` pins one of this project's datasets reads a verified local folder
+(:mod:`modality_conflict.dataset_builder.resolve`) and gets exactly the manifest's shards, parsed from the
+checked bytes, never ``datasets.load_dataset`` (which would follow the card's ``configs`` and reuse an
+unchecked Arrow cache). Other tasks are left alone; what was used is recorded in the task's ``metadata``.
 """
 
 from __future__ import annotations
@@ -47,16 +42,9 @@ def with_project_tasks(include_path: str | list[str] | None) -> list[str]:
 
 
 def pinned_fingerprint(config: Any) -> str | None:
-    """The dataset fingerprint a task config pins, or None for other tasks.
-
-    The task's ``metadata.modality_conflict_dataset.dataset`` names a pin of ``dataset_builder/pins.json``
-    (``color`` or ``attribute``); the fingerprint is that pin's, never a copy in the YAML.
-
-    Raises
-    ------
-    modality_conflict.dataset_builder.canonical.PinError
-        When the task names a dataset that has no pin, or marks itself without naming one.
-    """
+    """The fingerprint of the pin (``dataset_builder/pins.json``) that a task config's
+    ``metadata.modality_conflict_dataset.dataset`` names, or None for other tasks; a ``PinError`` when it
+    names no pin."""
     metadata = getattr(config, "metadata", None)
     entry = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
     if entry is None:
@@ -93,8 +81,7 @@ def task_dataset_name(config: Any) -> str | None:
 
 
 def _explicit_folder(data_dir: str, dataset: str | None) -> str:
-    """The folder of ``dataset`` in ``data_dir``: ``data_dir`` itself, or the one of the dataset folders it
-    holds whose manifest names ``dataset``."""
+    """The folder of ``dataset`` in ``data_dir``: itself, or the dataset folder it holds for ``dataset``."""
     from modality_conflict.dataset_builder.folder import dataset_folders, is_one_dataset_folder
     from modality_conflict.dataset_builder.resolve import DataResolutionError
 
@@ -124,16 +111,8 @@ def _explicit_folder(data_dir: str, dataset: str | None) -> str:
 
 
 def resolve_task_data(config: Any) -> Any:
-    """Resolve the data of a task that pins a dataset; once per process for the same inputs.
-
-    ``MODALITY_CONFLICT_DATA`` may name one dataset folder or a folder holding several (one per dataset);
-    each task reads the folder of its own dataset.
-
-    Returns
-    -------
-    modality_conflict.dataset_builder.resolve.ResolvedData or None
-        None for a task that pins nothing.
-    """
+    """The ``ResolvedData`` of a task that pins a dataset (None for others), once per process for the same
+    inputs; from a ``MODALITY_CONFLICT_DATA`` holding several dataset folders, the task's own."""
     import os
 
     from modality_conflict.dataset_builder.resolve import cache_root
@@ -145,12 +124,7 @@ def resolve_task_data(config: Any) -> Any:
     data_env = os.environ.get(DATA_ENV) or None
     if data_env is not None:
         data_env = _explicit_folder(data_env, task_dataset_name(config))
-    return _resolve_once(
-        pinned,
-        None if task_path is None else str(task_path),
-        data_env,
-        str(cache_root()),
-    )
+    return _resolve_once(pinned, None if task_path is None else str(task_path), data_env, str(cache_root()))
 
 
 def _running_lmms_eval_cli() -> bool:
@@ -193,12 +167,8 @@ def interrupted(interrupt: KeyboardInterrupt) -> None:
 
 
 def load_verified_rows(task: Any, resolved: Any) -> None:
-    """Give an lmms-eval task the rows of a resolved folder, as its own ``download`` would leave them.
-
-    ``task.dataset`` holds the verified rows (:meth:`DatasetFolder.splits`), after the task's
-    ``process_docs``; ``task.dataset_no_image`` the same without image columns, unless the task's
-    ``process_results`` asks for images.
-    """
+    """Give an lmms-eval task the verified rows of a resolved folder as its own ``download`` would leave them:
+    ``dataset`` after ``process_docs``, ``dataset_no_image`` without image columns (unless asked for)."""
     import datasets
 
     from modality_conflict.dataset_builder.folder import DatasetFolder

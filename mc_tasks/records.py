@@ -1,17 +1,11 @@
 """Per-doc records and the task's summary: what ``process_results`` emits and what the aggregations compute.
 
-Each lmms-eval doc is one (unit, condition) row of the dataset. :func:`make_record` turns a doc and the
-model's response into a compact *record*; :func:`summarize_records` receives the records of all ranks (in
-rank order, not doc order), joins each conflict row with the vision-only and text-only rows it refers to,
-and hands the joined items to :func:`modality_conflict.metrics.summarize`. The join is by key, so the order
-in which records arrive never matters.
-
-The candidate answers are the doc's ``answer_choices`` (its closed answer set, 3 or 2 words in the attribute
-set, the six colours in the colour set); answers are normalised to those candidates with the synonyms table
-of the dataset that answer set belongs to (:func:`~modality_conflict.dataset_builder.specs.vocabulary_for`),
-so a word outside the row's set is ``"other"``. Each record keeps its answer set and its attribute, so a
-summary needs nothing but the records: its candidates are the union of the records' sets, and a task with
-several attributes (shape and material) also reports each attribute on its own (``by_attribute``).
+:func:`make_record` turns a doc (one (unit, condition) row) and the model's response into a compact record;
+:func:`summarize_records` joins each conflict record with its vision-only and text-only records by key (so
+the order in which ranks deliver them never matters) and hands the items to ``metrics.summarize``. Answers
+are normalised to the doc's ``answer_choices`` with its dataset's synonyms (anything else is ``"other"``);
+each record keeps its answer set and attribute, so a summary needs nothing but the records: its candidates
+are the union of their sets, and a task over several attributes adds each one's numbers (``by_attribute``).
 """
 
 from __future__ import annotations
@@ -44,18 +38,14 @@ N_RESAMPLES = 2000
 
 
 def answer_set(doc: Mapping[str, Any]) -> tuple[str, ...]:
-    """The doc's closed answer set (its ``answer_choices``; the colours for rows without the column)."""
+    """A doc's or record's closed answer set (its ``answer_choices``; the colours for rows and records
+    without one)."""
     return tuple(str(c) for c in (doc.get("answer_choices") or COLORS))
 
 
 def doc_vocabulary(doc: Mapping[str, Any]) -> DatasetKind:
-    """The dataset the doc's answer set belongs to: its answer labels and synonyms.
-
-    Raises
-    ------
-    ValueError
-        When the doc's ``answer_choices`` are no dataset's answer set (naming the row).
-    """
+    """The dataset the doc's answer set belongs to (its answer labels and synonyms); a ``ValueError`` naming
+    the row when it is no dataset's."""
     try:
         return vocabulary_for(answer_set(doc))
     except ValueError as error:
@@ -67,9 +57,6 @@ def doc_attribute(doc: Mapping[str, Any], spec: DatasetKind) -> str:
     if len(spec.attributes) == 1:
         return spec.attributes[0]
     return _label(doc["attribute"], spec.attributes, "attribute")
-
-
-# --- per-doc records -------------------------------------------------------------------------------------
 
 
 def _parse_loglikelihood(result: object) -> float:
@@ -89,9 +76,9 @@ def _parse_loglikelihood(result: object) -> float:
 def _scores_to_answer(values: list[float], answers: Sequence[str]) -> tuple[str, float, str, list[float]]:
     """Answer, entropy, estimator and log-probabilities from one score per candidate answer.
 
-    lmms-eval wrappers disagree on what ``loglikelihood`` returns: a log-probability (<= 0, the project's
-    wrapper) or a mean token loss (>= 0, llava_hf and others). The sign tells them apart; a loss is turned
-    into a length-normalised log-probability because the token count is not passed to the task.
+    Wrappers return a log-probability (<= 0, the project's) or a mean token loss (>= 0, llava_hf and
+    others); the sign tells them apart, and a loss gives a length-normalised log-probability (the task is
+    not passed the token count).
     """
     scores = np.asarray(values, dtype=float)
     if np.all(scores <= 0) and np.any(scores < 0):
@@ -133,13 +120,9 @@ def _mode(answers: list[str], candidates: Sequence[str]) -> str:
 def make_record(
     doc: Mapping[str, Any], results: Sequence[object], *, mode: str = "generate"
 ) -> dict[str, Any]:
-    """Everything the metrics and a submission need from one doc and its responses.
-
-    ``mode`` is the task variant: ``"generate"`` (one greedy answer; the project's wrapper adds its
-    envelope with the full-vocabulary entropy), ``"loglik"`` (one loglikelihood per candidate answer of
-    the row) or ``"sampled"`` (the K sampled answers of the doc, plain text or envelopes; fewer than two is
-    an error, since the entropy of one answer is always 0).
-    """
+    """Everything the metrics and a submission need from one doc and its responses, for the task variant
+    ``mode``: ``"generate"`` (one answer, maybe an envelope), ``"loglik"`` (one loglikelihood per candidate)
+    or ``"sampled"`` (the K sampled answers; fewer than two is an error, one answer's entropy being 0)."""
     if len(results) == 0:
         raise ValueError(f"row {doc.get('row_id')!r}: no model response")
     answers = answer_set(doc)
@@ -282,16 +265,8 @@ def record_problem(record: object) -> str | None:
     return None
 
 
-# --- aggregation -----------------------------------------------------------------------------------------
-
-
 class IncompleteRecordsError(ValueError):
     """Conflict rows whose unimodal rows are absent (e.g. a run with --limit)."""
-
-
-def record_answer_set(record: Mapping[str, Any]) -> tuple[str, ...]:
-    """A record's closed answer set (records written before they carried one are colour records)."""
-    return tuple(str(c) for c in (record.get("answer_choices") or COLORS))
 
 
 def record_attribute(record: Mapping[str, Any]) -> str:
@@ -299,42 +274,33 @@ def record_attribute(record: Mapping[str, Any]) -> str:
     return str(record.get("attribute") or "color")
 
 
-def _label_order(words: Sequence[str]) -> tuple[str, ...]:
-    """``words`` in the ClassLabel order of the dataset whose answer labels hold them all (else sorted)."""
+def _in_dataset_order(found: set[str], order_of: Callable[[DatasetKind], Sequence[str]]) -> tuple[str, ...]:
+    """``found`` in the order of the first dataset whose ``order_of`` list holds them all (else sorted)."""
     from modality_conflict.dataset_builder.specs import DATASETS
 
     for spec in DATASETS.values():
-        if all(w in spec.answer_labels for w in words):
-            return tuple(label for label in spec.answer_labels if label in words)
-    return tuple(sorted(words))
+        if found <= set(order_of(spec)):
+            return tuple(word for word in order_of(spec) if word in found)
+    return tuple(sorted(found))
 
 
 def records_candidates(records: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     """Every answer the records' questions admit: the union of their answer sets, in ClassLabel order."""
-    words = {word for record in records for word in record_answer_set(record)}
-    return _label_order(sorted(words))
+    words = {word for record in records for word in answer_set(record)}
+    return _in_dataset_order(words, lambda spec: spec.answer_labels)
 
 
 def records_attributes(records: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     """The attributes the records ask about, in the dataset's order (shape before material)."""
-    from modality_conflict.dataset_builder.specs import DATASETS
-
-    found = {record_attribute(record) for record in records}
-    for spec in DATASETS.values():
-        if found <= set(spec.attributes):
-            return tuple(a for a in spec.attributes if a in found)
-    return tuple(sorted(found))
+    return _in_dataset_order({record_attribute(r) for r in records}, lambda spec: spec.attributes)
 
 
 def join_records(
     records: Sequence[Mapping[str, Any]], *, candidates: Sequence[str] | None = None
 ) -> tuple[ConflictItems, dict[str, Any]]:
-    """Join each conflict record with its vision-only and text-only records, whatever their order.
-
-    Returns the conflict items (over the closed answer set ``candidates``, by default the union of the
-    records' own answer sets) and bookkeeping: how many conflict rows lacked a unimodal row, and the
-    entropy estimator (which must be one and the same for every record).
-    """
+    """Join each conflict record with its vision-only and text-only records, whatever their order: the items
+    over ``candidates`` (default: the union of the records' answer sets), the number of conflict rows that
+    lacked a unimodal row, and the one entropy estimator of every record."""
     if candidates is None:
         candidates = records_candidates(records)
     by_key: dict[str, Mapping[str, Any]] = {}
@@ -401,11 +367,8 @@ def summarize_records(
 ) -> dict[str, Any]:
     """The task's summary as a flat JSON-safe dict (undefined numbers are None with a reason).
 
-    This is the value of the ``report`` metric; :class:`modality_conflict.analysis.results.TaskSummary`
-    reads it. ``candidates`` defaults to the union of the records' answer sets. When the records ask
-    about more than one attribute, ``attributes`` lists them and ``by_attribute`` holds each one's own
-    summary, computed on that attribute's records only, next to the pooled one (its numbers, intervals,
-    statuses and reasons under the same keys; the nested tables and curves are left out).
+    When the records ask about several attributes, ``by_attribute`` holds each one's summary over its own
+    records (same keys, without the nested tables and curves) next to the pooled one.
     """
     attributes = records_attributes(records)
     try:
@@ -461,8 +424,7 @@ def _served_summary(records: Sequence[Mapping[str, Any]], candidates: Sequence[s
 
 
 def _flat(summary: dict[str, Any]) -> dict[str, Any]:
-    """The numbers, labels and reasons of a summary (scalars and lists of scalars), without its nested
-    tables: what each attribute's row of a report needs, and small enough to travel in a submission."""
+    """A summary's scalars and lists of scalars, without its nested tables (small enough for a submission)."""
 
     def scalar(value: Any) -> bool:
         return value is None or isinstance(value, (bool, int, float, str))
@@ -502,10 +464,8 @@ def _fingerprint(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def cached_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """One summary per set of records: every metric's aggregation asks for it, the bootstrap runs once.
-
-    A new summary whose conflict rows were partly dropped logs :func:`incomplete_conflicts_warning` once.
-    """
+    """One summary per set of records (every metric's aggregation asks; the bootstrap runs once); a new one
+    with dropped conflict rows logs :func:`incomplete_conflicts_warning` once."""
     global _last_records
     identity = tuple(map(id, records))
     with _cache_lock:

@@ -1,20 +1,10 @@
 """The report file: every modality_conflict task's whole summary, beside lmms-eval's results file.
 
-lmms-eval prints every metric of a task in one table, so the task's metrics are its headline numbers
-only (:data:`~modality_conflict.mc_tasks.names.TASK_METRICS`). The whole summary (intervals, law statistic,
-binned curve, tiers, controls; :func:`~modality_conflict.mc_tasks.records.summarize_records`) goes to
-``<date_id>_modality_conflict.json`` next to ``<date_id>_results.json``:
-
-- when lmms-eval aggregates a task (``TaskOutput.calculate_aggregate_metric``, on rank 0 only, after the
-  per-doc records of every rank were gathered), the hook keeps the summary that the task's aggregations
-  just computed (the same cached object, no second computation);
-- when lmms-eval writes the results file (``EvaluationTracker.save_results_aggregated``, rank 0 only),
-  the hook writes the report file beside it, atomically.
-
-Both hooks are installed by the ``lmms_eval.models`` entry point
-(:mod:`modality_conflict.mc_tasks.lmms_eval_patches`), so they are active in every lmms-eval process that
-can run the tasks. The summary stays recomputable from the sample log
-(:mod:`modality_conflict.analysis.results` falls back to that when the file is missing).
+The task's metrics are its headline numbers only (lmms-eval prints them in one table); the whole summary
+goes to ``<date_id>_modality_conflict.json``. The hooks (installed by
+:mod:`~modality_conflict.mc_tasks.lmms_eval_patches`) keep the summary the task's aggregations just computed
+(rank 0, after every rank's records were gathered) and write the file atomically beside the results file.
+Without it, :mod:`modality_conflict.analysis.results` recomputes the summary from the sample log.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
-"""Copies of the task folder that read a local dataset folder, and the dataset pin of the task YAMLs."""
+"""Copies of the task folder that read a local dataset folder, and the templates naming each dataset pin."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+import yaml
 
 from modality_conflict.dataset_builder.folder import dataset_folders
 from modality_conflict.dataset_builder.specs import DATASETS
@@ -30,37 +31,32 @@ def _task_files() -> list[Path]:
     )
 
 
-def _point_template_at(template: Path, data_dir: Path) -> None:
-    rewritten, skipping = [], False
-    for line in template.read_text().splitlines():
-        if line.startswith("dataset_path:"):
-            rewritten.append(f"dataset_path: {json.dumps(str(data_dir))}")
-            continue
-        if line.startswith("dataset_kwargs:"):
-            rewritten.append("dataset_kwargs: {}")
-            skipping = True
-            continue
-        if skipping and line.startswith("  "):
-            continue
-        skipping = False
-        rewritten.append(line)
-    template.write_text("\n".join(rewritten) + "\n")
+def hub_template_name(template: str) -> str:
+    """What a local copy calls the verbatim ``template`` whose generated replacement reads a local folder."""
+    return f"_hub{template}"
+
+
+def local_template_text(template: str, folder: Path) -> str:
+    """A template that includes the verbatim one and reads ``folder`` (lmms-eval's ``include:`` lets the
+    including file override its keys), so no copied YAML is edited."""
+    generated = yaml.safe_dump({"include": hub_template_name(template), "dataset_path": str(folder)})
+    return f"# Written by `modality-conflict tasks`: {template} reading a local dataset folder.\n{generated}"
 
 
 def _stage_task_dir(data_dir: Path, parent: Path, name: str) -> Path:
-    """Write the rewritten task folder into a fresh temporary sibling and return it.
-
-    Each template whose dataset ``data_dir`` holds reads that folder; the others keep their Hub source.
-    """
+    """Write the local task folder into a fresh temporary sibling: each template whose dataset ``data_dir``
+    holds reads that folder, the others keep their Hub source."""
     folders = dataset_folders(data_dir)
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=parent))
     try:
         for source in _task_files():
             shutil.copy2(source, staging / source.name)
-        for template_name, dataset in TEMPLATE_DATASETS.items():
+        for template, dataset in TEMPLATE_DATASETS.items():
             if dataset in folders:
-                _point_template_at(staging / template_name, folders[dataset].resolve())
+                os.replace(staging / template, staging / hub_template_name(template))
+                text = local_template_text(template, folders[dataset].resolve())
+                (staging / template).write_text(text, encoding="utf-8")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -68,20 +64,11 @@ def _stage_task_dir(data_dir: Path, parent: Path, name: str) -> Path:
 
 
 def write_local_task_dir(data_dir: Path, out_dir: Path) -> Path:
-    """Write the task folder to ``out_dir`` with ``dataset_path`` set to the local ``data_dir``.
-
-    An existing ``out_dir`` is replaced when it holds only task files (an earlier copy).
-
-    Raises
-    ------
-    FileNotFoundError
-        When ``data_dir`` is no folder made by ``modality-conflict build`` and holds none.
-    FileExistsError
-        When ``out_dir`` holds other files.
-    """
+    """Write the task folder to ``out_dir`` reading the dataset folders of ``data_dir``, replacing an earlier
+    copy (``FileExistsError`` when ``out_dir`` holds other files)."""
     data_dir, out_dir = Path(data_dir).resolve(), Path(out_dir)
     if out_dir.exists():
-        known = {source.name for source in _task_files()}
+        known = {source.name for source in _task_files()} | set(map(hub_template_name, TEMPLATE_DATASETS))
         foreign = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else [out_dir.name]
         foreign = [name for name in foreign if name not in known and name != "__pycache__"]
         if foreign:
@@ -94,36 +81,3 @@ def write_local_task_dir(data_dir: Path, out_dir: Path) -> Path:
         shutil.rmtree(out_dir)
     os.replace(staging, out_dir)
     return out_dir
-
-
-def pin_dataset(
-    repo_id: str,
-    revision: str,
-    *,
-    fingerprint: str | None = None,
-    kind: str = "color",
-    pins: Path | None = None,
-) -> list[Path]:
-    """Pin the tasks of dataset ``kind`` to ``repo_id`` at the commit ``revision`` (what ``push`` printed).
-
-    The pin lives in ``dataset_builder/pins.json`` only; the tasks read it from there.
-
-    Parameters
-    ----------
-    repo_id, revision
-        The Hub repository and a full 40-character commit sha (a branch name is not a pin).
-    fingerprint
-        The published build's content fingerprint, when it changes too.
-    kind
-        Whose pin changes (``color`` or ``attribute``).
-    pins
-        The pins file to rewrite (default: the package's).
-
-    Raises
-    ------
-    ValueError
-        On a malformed value or pins file.
-    """
-    from modality_conflict.dataset_builder.canonical import write_pin
-
-    return write_pin(repo_id=repo_id, revision=revision, fingerprint=fingerprint, kind=kind, pins=pins)

@@ -1,9 +1,7 @@
-"""The hooks that the modality_conflict task YAMLs name (``!function utils.<name>``).
+"""The hooks that the modality_conflict task YAMLs name (``!function utils.<name>``): prompts and images,
+the control and quick subsets, ``process_results`` of each variant and one aggregation per metric.
 
-Prompts and images per doc, the control and quick subsets, ``process_results`` for each task variant, and
-one aggregation per metric of :data:`~modality_conflict.mc_tasks.names.TASK_METRICS`. Records and the
-summary they aggregate to are :mod:`modality_conflict.mc_tasks.records`. ``__all__`` is exactly what the
-task folder's ``utils.py`` shim exposes to lmms-eval.
+``__all__`` is exactly what the task folder's ``utils.py`` shim exposes to lmms-eval.
 """
 
 from __future__ import annotations
@@ -18,9 +16,6 @@ from modality_conflict.mc_tasks.names import METRIC_NAMES
 from modality_conflict.mc_tasks.records import answer_set, cached_summary, doc_vocabulary, make_record
 
 QUICK_GROUPS = 4
-
-
-# --- prompts ---------------------------------------------------------------------------------------------
 
 
 def doc_to_visual(doc: Mapping[str, Any]) -> list:
@@ -54,13 +49,8 @@ def doc_to_target(doc: Mapping[str, Any]) -> int:
 
 
 def doc_to_choice(doc: Mapping[str, Any]) -> list[str]:
-    """The row's closed answer set (its ``answer_choices``: six colours, three shapes or two materials).
-
-    Raises
-    ------
-    ValueError
-        When the row's ``answer_choices`` are no dataset's answer set (naming the row).
-    """
+    """The row's closed answer set (its ``answer_choices``); a ``ValueError`` naming the row when it is no
+    dataset's answer set."""
     doc_vocabulary(doc)
     return list(answer_set(doc))
 
@@ -76,23 +66,14 @@ def process_docs_controls(dataset: Any) -> Any:
     return dataset.filter(lambda control: control not in ("none", none_index), input_columns=["control"])
 
 
-# --- filters ---------------------------------------------------------------------------------------------
-
-
 class KeepAllResponses:
-    """lmms-eval filter that keeps every response of a doc (all ``repeats``), unchanged.
-
-    lmms-eval's default filter (``take_first``) keeps one of the K answers, which would give the sampled
-    variant an entropy of 0 on every prompt; with this one ``process_results`` receives the K answers.
-    """
+    """lmms-eval filter that keeps every response of a doc (all ``repeats``): the default ``take_first``
+    would keep one of the K answers and give the sampled variant an entropy of 0 on every prompt."""
 
     def apply(self, resps: Sequence[Sequence[object]], docs: Sequence[Any]) -> list[list[object]]:
         """One list of all responses per doc."""
         del docs
         return [list(responses) for responses in resps]
-
-
-# --- per-doc results -------------------------------------------------------------------------------------
 
 
 def process_results(doc: Mapping[str, Any], results: Sequence[object]) -> dict[str, dict[str, Any]]:
@@ -114,15 +95,9 @@ def process_results_sampled(doc: Mapping[str, Any], results: Sequence[object]) -
     return {name: record for name in METRIC_NAMES}
 
 
-# --- aggregation -----------------------------------------------------------------------------------------
-
-
 def metric_aggregation(name: str) -> Callable[[Sequence[Mapping[str, Any]]], Any]:
-    """The lmms-eval aggregation of metric ``name``: its value in the (cached) summary of the records.
-
-    The whole summary is not a metric (lmms-eval would print it as one table cell); the run's report
-    file holds it (:mod:`modality_conflict.mc_tasks.report_file`).
-    """
+    """The lmms-eval aggregation of metric ``name``: its value in the (cached) summary of the records (the
+    whole summary goes to the report file, :mod:`modality_conflict.mc_tasks.report_file`)."""
 
     def aggregation(records: Sequence[Mapping[str, Any]]) -> Any:
         return cached_summary(records).get(name)

@@ -1,9 +1,8 @@
 """Logit-lens records of one conflict item: checking them, reading the answers' tokens, labelling layers.
 
-A record (made by :func:`modality_conflict.models.logit_lens.lens_records`, carried in the response
-envelope) holds per layer the top-1 token and the logits of each candidate answer's first token, in the
-lowercase and the capitalised form. A layer's top-1 is labelled *vision* when it is a first token of the
-model's vision-only answer Yv, *text* when it is one of its text-only answer Yt, and *other* otherwise.
+A record (``models.logit_lens.lens_records``, carried in the envelope) holds per layer the top-1 token and
+each candidate answer's first-token logits, lowercase and capitalised. A layer's top-1 is *vision* when it
+is a first token of the vision-only answer Yv, *text* when one of the text-only answer Yt, else *other*.
 """
 
 from __future__ import annotations
@@ -38,9 +37,6 @@ class ProbeError(ModalityConflictError, ValueError):
     """The probe cannot run on what it was given (missing lens data, bad folders, bad options)."""
 
 
-# --- one item ---------------------------------------------------------------------------------------------
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -50,11 +46,8 @@ def _is_logit(value: object) -> bool:
 
 
 def lens_problem(lens: object, candidates: Sequence[str] | None = None) -> str | None:
-    """Why ``lens`` is not a logit-lens record over ``candidates`` (naming the field), or None when it is.
-
-    ``candidates`` defaults to the answers the lens itself records (each row's own answer set: six
-    colours, three shapes or two materials).
-    """
+    """Why ``lens`` is not a logit-lens record over ``candidates`` (default: the answers it records), naming
+    the field, or None when it is."""
     if not isinstance(lens, Mapping):
         return "the lens is not a JSON object"
     n_layers = lens.get("n_layers")
@@ -120,27 +113,13 @@ def _answer_logit(lens: Mapping[str, Any], answer: str, layer: int) -> float | N
 
 
 def probe_item(lens: Mapping[str, Any], yv: str, yt: str) -> dict[str, Any]:
-    """Layer-wise labels, logit differences and oscillations of one conflict item.
+    """Layer-wise labels, logit differences and oscillations of one conflict item, from its lens record and
+    the model's vision-only and text-only answers.
 
-    Parameters
-    ----------
-    lens
-        The conflict prompt's logit-lens record (``envelope["lens"]``).
-    yv, yt
-        The model's vision-only and text-only answers (two different answers of the row's set).
-
-    Returns
-    -------
-    dict
-        ``n_layers``; ``top1_ids`` and ``top1_tokens`` per layer; ``top1_labels`` per layer ("vision",
-        "text" or "other"); ``logit_diff`` per layer, logit(Yt) - logit(Yv) (None where a logit was not
-        finite); ``oscillations``; ``yv_token_ids`` and ``yt_token_ids`` (the first tokens matched).
-
-    Raises
-    ------
-    ProbeError
-        When the record is malformed, an answer is not one of the lens's answers, or Yv and Yt share a
-        first token.
+    Per layer: ``top1_ids``/``top1_tokens``, ``top1_labels`` ("vision", "text" or "other") and
+    ``logit_diff`` = logit(Yt) - logit(Yv) (None where one was not finite); also ``oscillations`` and the
+    first tokens matched. A ``ProbeError`` when the record is malformed, an answer is not one of its answers,
+    or Yv and Yt share a first token.
     """
     problem = lens_problem(lens)
     if problem is not None:
@@ -172,27 +151,11 @@ def probe_item(lens: Mapping[str, Any], yv: str, yt: str) -> dict[str, Any]:
     }
 
 
-# --- items of a run ---------------------------------------------------------------------------------------
-
-
 def build_items(
     records: Sequence[Mapping[str, Any]], lenses: Mapping[str, Mapping[str, Any]]
 ) -> tuple[list[dict[str, Any]], Counter]:
-    """Probe every conflict item of a run.
-
-    Parameters
-    ----------
-    records
-        Per-doc records of every row (the task's ``process_results`` output).
-    lenses
-        Conflict ``row_id`` -> lens record.
-
-    Returns
-    -------
-    items, skipped
-        One dict per probed item (sorted by item id), and how many conflict items were skipped, by reason
-        (keys of :data:`SKIP_REASONS`, plus ``incomplete`` for conflict rows without their unimodal rows).
-    """
+    """Probe every conflict item of a run (its records, and conflict ``row_id`` -> lens record): one dict per
+    probed item (by item id), and how many were skipped, by reason (:data:`SKIP_REASONS`)."""
     try:
         items, bookkeeping = task_records.join_records(records)
     except task_records.IncompleteRecordsError as error:

@@ -8,22 +8,19 @@ from typing import Any
 
 import numpy as np
 
+from modality_conflict.analysis.figures import DH_LABEL, new_figure, save_png
 from modality_conflict.analysis.formatting import figure_text
 from modality_conflict.analysis.probe.statistics import Balance
-from modality_conflict.dataset_builder.atomic import atomic_file
 
 
 def plot_heatmap(grid: Mapping[str, Any], balance: Balance, radius: float, path: Path, *, title: str) -> Path:
     """Draw the heatmap (layers up, dH bins across; diverging colours centred on 0) as a PNG."""
     from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     mean = np.array([[np.nan if v is None else v for v in row] for row in grid["mean"]], dtype=float)
     edges = np.asarray(grid["edges"], dtype=float)
     n_layers = mean.shape[0]
-    figure = Figure(figsize=(8.0, 1.8 + 0.28 * max(n_layers, 8)), dpi=110, layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = new_figure(8.0, 1.8 + 0.28 * max(n_layers, 8))
     axes = figure.add_subplot()
     limit = float(np.nanmax(np.abs(mean))) if np.isfinite(mean).any() else 1.0
     limit = limit if limit > 0 else 1.0
@@ -50,10 +47,8 @@ def plot_heatmap(grid: Mapping[str, Any], balance: Balance, radius: float, path:
     step = max(1, n_layers // 16)
     axes.set_yticks(range(1, n_layers + 1, step))
     axes.set_ylim(0.5, n_layers + 0.5)
-    axes.set_xlabel("relative uncertainty dH = 2 (Ht - Hv) / (Ht + Hv)")
+    axes.set_xlabel(DH_LABEL)
     axes.set_ylabel("decoder layer (logit lens at the answer position)")
     axes.set_title(figure_text(title), fontsize=9, pad=14)
     figure.colorbar(image, ax=axes, label="mean logit(Yt) - logit(Yv)  (> 0: text answer ahead)")
-    with atomic_file(path) as tmp:
-        figure.savefig(tmp, format="png")
-    return path
+    return save_png(figure, path)

@@ -1,17 +1,9 @@
 """Running a probe: where the lens data come from, and what one probe writes.
 
-The project's lmms-eval model (``modality_conflict_hf``) records the lens in the same ``generate`` call that
-produces the answer and its entropy, and packs it into the response envelope. So probing never needs a
-second forward pass:
-
-- :func:`probe_from_results`: an lmms-eval output folder of a run with ``--model modality_conflict_hf
-  --log_samples``. Answers, keys and entropies are the per-doc records of the sample log, the lens is the
-  envelope of each conflict row (both read in one pass by :mod:`modality_conflict.analysis.results`), the
-  balance point is the run's summary. No model is loaded, unless the logs carry no lens data and a model
-  is given (then it runs on those conflict rows only).
-- :func:`probe_from_model`: the wrapper answers the dataset rows (vision-only and text-only rows give Yv,
-  Yt, Hv, Ht; conflict rows give Ym and the lens); the records and the balance point are computed exactly
-  as the task computes them (:func:`records.make_record`, :func:`records.summarize_records`).
+``modality_conflict_hf`` packs the lens into the envelope of the ``generate`` call that answers, so probing
+needs no second forward pass. :func:`probe_from_results` reads a logged run (records, envelopes and balance
+point in one pass; a model runs only on conflict rows whose logs carry no lens); :func:`probe_from_model`
+lets the wrapper answer the dataset's rows and computes records and balance point as the task does.
 """
 
 from __future__ import annotations
@@ -59,33 +51,15 @@ GENERATION_KWARGS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class ProbeOptions:
-    """How a probe is computed, whatever the source of its lens data.
+    """How a probe is computed, whatever the source of its lens data."""
 
-    Attributes
-    ----------
-    balance_point
-        Centre of the ambiguous region; default the run's (or the records') balance point.
-    radius
-        Half-width of the ambiguous region.
-    bins
-        dH bins of the heatmap.
-    confidence_level
-        Level of every interval.
-    n_resamples
-        Bootstrap resamples for the intervals.
-    max_new_tokens
-        Answer length when a model answers; default the task's (8).
-    wrapper_kwargs
-        Arguments of ``ModalityConflictHF`` (``device``, ``dtype``, ``batch_size``, ...).
-    """
-
-    balance_point: float | None = None
-    radius: float = 0.5
-    bins: int = 8
+    balance_point: float | None = None  # the ambiguous region's centre; default the run's (or records')
+    radius: float = 0.5  # the ambiguous region's half-width
+    bins: int = 8  # dH bins of the heatmap
     confidence_level: float = 0.95
     n_resamples: int = 2000
-    max_new_tokens: int | None = None
-    wrapper_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    max_new_tokens: int | None = None  # when a model answers; default the task's (8)
+    wrapper_kwargs: Mapping[str, Any] = field(default_factory=dict)  # of ModalityConflictHF
 
     def __post_init__(self) -> None:
         if not float(self.radius) > 0 or not math.isfinite(self.radius):
@@ -135,30 +109,14 @@ def probe_records(
     items, skipped = build_items(records, lenses)
     n_layers = items[0]["n_layers"] if items else None
     heatmap = heatmap_grid(items, n_layers, options.bins) if n_layers else {"reason": "no probed items"}
-    aggregates = oscillations_by_control(
-        items,
-        balance,
-        radius=options.radius,
-        confidence_level=options.confidence_level,
-        n_resamples=options.n_resamples,
-    )
+    settings = {"confidence_level": options.confidence_level, "n_resamples": options.n_resamples}
+    aggregates = oscillations_by_control(items, balance, radius=options.radius, **settings)
     return ProbeResult(items, dict(skipped), balance, aggregates, heatmap, n_layers, provenance)
 
 
 def load_rows(data: Path, *, limit_groups: int | None = None, row_ids: set[str] | None = None) -> Any:
-    """The dataset rows of a folder made by ``modality-conflict build``, as a ``datasets.Dataset``.
-
-    Images are decoded only when a row is read, so the rows of a paper-size set fit in memory.
-
-    Parameters
-    ----------
-    data
-        The dataset folder (``data/*.parquet``).
-    limit_groups
-        Keep the item groups ``0 .. limit_groups - 1`` only.
-    row_ids
-        Keep only these rows.
-    """
+    """The rows of a built folder (first ``limit_groups`` item groups, or ``row_ids``) as a
+    ``datasets.Dataset`` whose images are decoded only when a row is read."""
     folder = DatasetFolder(Path(data))
     if not folder.is_dir:
         raise ProbeError(f"--data {folder.path} is not a folder")
@@ -216,24 +174,8 @@ def _provenance_of_wrapper(wrapper: Any, calls_before: int, forwards_before: int
 def probe_from_model(
     model: Any, data: Path, *, limit_groups: int | None = None, options: ProbeOptions | None = None
 ) -> ProbeResult:
-    """Answer the dataset's rows with the project's wrapper and probe the conflict items.
-
-    Parameters
-    ----------
-    model
-        A checkpoint folder or Hub id, or a ready ``ModalityConflictHF`` (made with ``lens=True``).
-    data
-        A folder made by ``modality-conflict build``.
-    limit_groups
-        Use the first item groups only.
-    options
-        How to probe; by default the balance point of the records (:func:`records.summarize_records`).
-
-    Returns
-    -------
-    ProbeResult
-        Also holds the records and the envelopes (``row_id -> JSON string``) of every row.
-    """
+    """Answer a built folder's rows with ``model`` (a checkpoint, Hub id or ``ModalityConflictHF`` with
+    ``lens=True``) and probe the conflict items; the result also holds every row's record and envelope."""
     options = options or ProbeOptions()
     rows = load_rows(Path(data), limit_groups=limit_groups)
     wrapper = probing_wrapper(model, options.wrapper_kwargs)
@@ -272,27 +214,12 @@ def probe_from_results(
     data: Path | None = None,
     options: ProbeOptions | None = None,
 ) -> ProbeResult:
-    """Probe a logged lmms-eval run: no model forward pass when its envelopes carry the lens.
-
-    Parameters
-    ----------
-    results
-        An lmms-eval ``--output_path`` folder, one model folder below it, or a ``*_results.json`` file,
-        of a run with ``--model modality_conflict_hf --log_samples``.
-    task
-        Which task of the run (needed when there are several).
-    model, data
-        Only used when the logs carry no lens data: the model then answers the conflict rows of ``data``
-        that lack one (their answers, entropies and the balance point still come from the logs).
-    options
-        As in :func:`probe_from_model`.
-    """
+    """Probe a logged ``modality_conflict_hf --log_samples`` run: no forward pass when its envelopes carry
+    the lens; else ``model`` answers the conflict rows of ``data`` that lack one, for the lens only."""
     options = options or ProbeOptions()
     try:
         runs = read_task_results([Path(results)], tasks=[task] if task else None, with_envelopes=True)
-    except FileNotFoundError as error:
-        raise ProbeError(str(error)) from None
-    except ValueError as error:
+    except (FileNotFoundError, ValueError) as error:
         raise ProbeError(str(error)) from None
     if len(runs) > 1:
         found = ", ".join(f"{run.task} in {run.results_json}" for run in runs)
@@ -369,9 +296,6 @@ def probe_from_results(
     return result
 
 
-# --- output -----------------------------------------------------------------------------------------------
-
-
 def write_outputs(result: ProbeResult, out: Path) -> dict[str, Path]:
     """Write ``probe.json`` and ``heatmap.png`` (when there are probed items) into ``out``."""
     out = ensure_folder(Path(out))
@@ -389,7 +313,8 @@ def write_outputs(result: ProbeResult, out: Path) -> dict[str, Path]:
     return paths
 
 
-def _mean_text(entry: Mapping[str, Any]) -> str:
+def oscillation_text(entry: Mapping[str, Any]) -> str:
+    """A region's mean oscillations, 95% interval and item count, e.g. ``1.50 [0.80, 2.20] (n=12)``."""
     mean = entry.get("mean_oscillations")
     if mean is None:
         return f"n/a (n={entry.get('n_items', 0)})"
@@ -417,9 +342,10 @@ def summary_lines(result: ProbeResult) -> list[str]:
         lines.append(f"regions undefined: {result.balance.reason}")
     for control, name in (("none", "main items"), ("text_irrelevant", "text-irrelevant controls")):
         entry = aggregates["by_control"][control]
-        line = f"{name}: mean oscillations {_mean_text(entry)}"
+        line = f"{name}: mean oscillations {oscillation_text(entry)}"
         if "ambiguous" in entry:
-            line += f"; ambiguous {_mean_text(entry['ambiguous'])} vs clear {_mean_text(entry['clear'])}"
+            ambiguous, clear = oscillation_text(entry["ambiguous"]), oscillation_text(entry["clear"])
+            line += f"; ambiguous {ambiguous} vs clear {clear}"
         lines.append(line)
     lines.append(f"note: {FIRST_TOKEN_NOTE}")
     return lines

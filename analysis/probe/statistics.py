@@ -41,14 +41,9 @@ def balance_from_summary(summary: TaskSummary, source: str) -> Balance:
     reason = point.reason or "no estimate"
     if point.bound is not None:
         reason = f"{reason} (bound {point.bound:+.3f})"
-    status = point.status
-    return Balance(
-        None,
-        source,
-        status,
-        f"the balance point is undefined ({status}: {reason}); pass --balance-point X to set the "
-        "centre of the ambiguous region",
-    )
+    hint = "pass --balance-point X to set the centre of the ambiguous region"
+    why = f"the balance point is undefined ({point.status}: {reason}); {hint}"
+    return Balance(None, source, point.status, why)
 
 
 def _interval_fields(
@@ -108,12 +103,7 @@ def summarize_oscillations(
     if not known.all():
         out["n_without_dh"] = int((~known).sum())
     summary = oscillation_summary(
-        counts_array[known],
-        dh_array[known],
-        balance.value,
-        radius=radius,
-        n_resamples=n_resamples,
-        rng=seed,
+        counts_array[known], dh_array[known], balance.value, radius=radius, n_resamples=n_resamples, rng=seed
     )
     # oscillation_summary resamples only when both regions hold items.
     why = "no bootstrap: a region is empty" if n_resamples > 0 else None
@@ -155,22 +145,14 @@ def oscillations_by_control(
     }
     if balance.reason:
         out["balance_point_reason"] = balance.reason
-    by_control = {}
+    settings = {"radius": radius, "confidence_level": confidence_level, "n_resamples": n_resamples}
+    out["by_control"] = {}
     for control in CONTROLS:
         subset = [item for item in items if item["control"] == control]
-        by_control[control] = summarize_oscillations(
-            [item["oscillations"] for item in subset],
-            [math.nan if item["dh"] is None else item["dh"] for item in subset],
-            balance,
-            radius=radius,
-            confidence_level=confidence_level,
-            n_resamples=n_resamples,
-        )
-    out["by_control"] = by_control
+        counts = [item["oscillations"] for item in subset]
+        dh = [math.nan if item["dh"] is None else item["dh"] for item in subset]
+        out["by_control"][control] = summarize_oscillations(counts, dh, balance, **settings)
     return out
-
-
-# --- heatmap ----------------------------------------------------------------------------------------------
 
 
 def heatmap_grid(items: Sequence[Mapping[str, Any]], n_layers: int, bins: int = 8) -> dict[str, Any]:

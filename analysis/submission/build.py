@@ -1,11 +1,9 @@
 """Building a submission from an lmms-eval run: provenance, the task's summary, and its per-doc records.
 
-A submission is a single JSON file (schema: ``submission.schema.json`` in this package) holding where the
-result came from (model, dataset, task and lmms-eval versions, entropy estimator, and the name and sha256
-of each lmms-eval output file it was made from), the task's whole summary exactly as the run recorded it,
-and the per-doc records it was computed from (without logit-lens data). It is made only after checking
-that the records reproduce the summary, and a dataset folder is used for the fingerprint only once its
-files match its manifest.
+One JSON file (``submission.schema.json``) holds where the result came from (model, dataset, task, lmms-eval
+versions, estimator, each output file's name and sha256), the summary as the run recorded it and the records
+(without lens data). It is made only once the records reproduce the summary, and a dataset folder gives its
+fingerprint only when its files match its manifest.
 """
 
 from __future__ import annotations
@@ -54,16 +52,8 @@ def parse_model_args(model_args: object) -> dict[str, str]:
 
 
 def checked_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest of a dataset folder whose files match it (sizes first, then sha256).
-
-    Raises
-    ------
-    FileNotFoundError
-        When the folder has no readable manifest.
-    ValueError
-        When a file is missing or differs from the manifest (a modified copy must not carry the
-        fingerprint of the original).
-    """
+    """The manifest of a dataset folder whose files match it (sizes first, then sha256): a modified copy must
+    not carry the original's fingerprint."""
     dataset = DatasetFolder(Path(folder))
     if dataset.manifest is None:
         raise FileNotFoundError(
@@ -102,29 +92,13 @@ def build_submission(
     data_dir: Path | None = None,
     created: str | None = None,
 ) -> dict[str, Any]:
-    """A submission for one task run, after checking that its records reproduce its report.
+    """A submission for one task run (with its records), after checking that they reproduce its report.
 
-    Parameters
-    ----------
-    run
-        A task result with its per-sample records (see :func:`results.read_task_results`).
-    model_id, model_revision
-        Override what the results file says (``pretrained=`` / ``revision=`` of ``--model_args``).
-    dataset_repo, dataset_revision
-        Override the task configuration's ``dataset_path`` and ``dataset_kwargs.revision`` (for a run on a
-        local folder that was published as that revision).
-    data_dir
-        The dataset folder the run used, for the fingerprint (its files are checked against its manifest
-        first); found automatically when the run's ``dataset_path`` is a local build.
-    created
-        Timestamp to record (ISO 8601); default now.
-
-    Raises
-    ------
-    ValueError
-        When the run has no records, its report is undefined, the records do not reproduce it, the
-        dataset folder does not match its manifest, or the dataset claimed is not the one the run's
-        ``metadata.dataset_used`` records (:func:`~.claims.claim_problems`).
+    ``model_id``/``model_revision`` override ``--model_args``' ``pretrained=``/``revision=``;
+    ``dataset_repo``/``dataset_revision`` the task's Hub source (a local folder published as that revision);
+    ``data_dir`` gives the fingerprint (found when the run's ``dataset_path`` is a local build). A
+    ``ValueError`` when the report is undefined or not reproduced, the folder differs from its manifest, or
+    the dataset claimed is not the run's ``metadata.dataset_used`` (:func:`~.claims.claim_problems`).
     """
     if not run.records:
         raise ValueError(

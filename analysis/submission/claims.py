@@ -1,10 +1,8 @@
 """Whether what a submission claims about its data is what its run read.
 
-A run of a task that pins a dataset records in its config ``metadata.dataset_used``: where the data came
-from (``source``), its ``fingerprint`` and whether it is the ``canonical`` pinned dataset. A submission
-claims a dataset (``dataset.repo``, ``dataset.revision``, ``dataset.fingerprint``); ``submit`` and
-``verify --run`` refuse a claim that the run's own record contradicts, so a run on other data can neither
-borrow a dataset's fingerprint nor a published repository's name.
+A pinned task's run records ``metadata.dataset_used`` (``source``, ``fingerprint``, ``canonical``);
+``submit`` and ``verify --run`` refuse a claimed dataset (repo, revision, fingerprint) that it contradicts,
+so a run on other data can borrow neither a dataset's fingerprint nor a published repository's name.
 """
 
 from __future__ import annotations
@@ -31,15 +29,8 @@ def dataset_used(task_config: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def claim_problems(claimed: Mapping[str, Any], task_config: Mapping[str, Any]) -> list[str]:
-    """Where a submission's ``dataset`` section contradicts what the run read (empty when it does not).
-
-    Parameters
-    ----------
-    claimed
-        The submission's ``dataset`` section.
-    task_config
-        The task's configuration in the run's results file (``configs[task]``).
-    """
+    """Where a submission's ``dataset`` section (``claimed``) contradicts what the run read, according to the
+    task's configuration in its results file (``configs[task]``)."""
     fingerprint = claimed.get("fingerprint")
     repo, revision = claimed.get("repo"), claimed.get("revision")
     published = [

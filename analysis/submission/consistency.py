@@ -1,20 +1,14 @@
-"""Cheap per-record checks: does each record agree with itself, as the task would have made it?
+"""Cheap per-record checks: does each record agree with itself, as ``records.make_record`` would make it?
 
-A record holds the response it was made from (``raw_response``), the answer read from it, the entropy
-and, for some estimators, the per-answer scores. Where one follows from the others the verifier
-recomputes it (:func:`modality_conflict.mc_tasks.records.make_record` is the specification):
-
-- ``full_vocab`` / ``none`` (generation): the answer is the normalised ``raw_response``. With
-  ``answer_scores`` (first-token log-probabilities of the candidates, which are distinct tokens) their
-  probabilities sum to at most 1 and the full-vocabulary entropy is at least their share of it,
-  ``-sum p log p``; ``none`` has no entropy.
+- ``full_vocab`` / ``none`` (generation): the answer is the normalised ``raw_response``; ``answer_scores``
+  (first-token log-probabilities of distinct tokens) sum to at most 1 in probability, and the entropy is at
+  least their share ``-sum p log p``; ``none`` has no entropy.
 - ``answer_set`` / ``answer_set_length_normalised`` (loglikelihood): the answer is the best-scoring
-  candidate and the entropy is the entropy of the scores' softmax, both exactly.
-- ``sampled``: the entropy lies between 0 and the largest Miller-Madow value any K can give; an entropy
-  of 0 means every sample agreed, so the answer is the normalised ``raw_response`` (the first sample).
+  candidate and the entropy that of the scores' softmax, both exactly.
+- ``sampled``: the entropy lies between 0 and the largest Miller-Madow value any K can give; 0 means every
+  sample agreed, so the answer is the normalised ``raw_response`` (the first sample).
 
-What these checks cannot see: a record whose response, answer and entropy were all forged together.
-Only a trusted re-run of the model can.
+A record whose response, answer and entropy were forged together passes; only a trusted re-run catches it.
 """
 
 from __future__ import annotations
@@ -25,9 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from modality_conflict.dataset_builder.constants import COLORS
 from modality_conflict.dataset_builder.specs import vocabulary_for
-from modality_conflict.mc_tasks.records import RAW_RESPONSE_CHARS
+from modality_conflict.mc_tasks.records import RAW_RESPONSE_CHARS, answer_set
 from modality_conflict.metrics.answers import OTHER, normalize_answer
 from modality_conflict.metrics.entropy import answer_set_entropy
 
@@ -49,16 +42,9 @@ def _normalised(text: str, candidates: Sequence[str]) -> str:
 
 
 def record_inconsistency(record: Mapping[str, Any], candidates: Sequence[str] | None = None) -> str | None:
-    """Why a (schema-valid) record contradicts itself, naming the field, or None when it does not.
-
-    ``candidates`` defaults to the record's own answer set (``answer_choices``; the colours for records
-    that predate it).
-    """
-    if candidates is None:
-        choices = record.get("answer_choices")
-        candidates = (
-            tuple(str(c) for c in choices) if isinstance(choices, (list, tuple)) and choices else COLORS
-        )
+    """Why a (schema-valid) record contradicts itself over ``candidates`` (default: its own answer set),
+    naming the field, or None when it does not."""
+    candidates = answer_set(record) if candidates is None else candidates
     estimator = record["entropy_estimator"]
     answer, raw, entropy, scores = (
         record["answer"],

@@ -1,10 +1,8 @@
 """Which dataset rows a task evaluates, and how much of them a submission covers.
 
-A task's split is the dataset's rows after the task's own ``process_docs`` hook (the quick task keeps
-four item groups, the control task the control groups, the others every row). The hook is read from the
-task folder's YAMLs and applied to the dataset exactly as lmms-eval applies it, so the row set cannot
-drift from what a run evaluates. A ranked submission covers every row of its task's split: a subset,
-even one whose metrics recompute, can be cherry-picked.
+A task's split is the dataset's rows after the ``process_docs`` hook its YAML names, applied as lmms-eval
+applies it, so it cannot drift from what a run evaluates. A ranked submission covers the whole split: a
+subset, even one whose metrics recompute, can be cherry-picked.
 """
 
 from __future__ import annotations
@@ -51,13 +49,7 @@ def task_process_docs(tasks_dir: Path = TASKS_DIR) -> dict[str, str | None]:
 
 
 def task_selection(task: str) -> Callable[[Any], Any] | None:
-    """The ``process_docs`` hook of ``task`` (None when it evaluates every row).
-
-    Raises
-    ------
-    KeyError
-        When the task folder defines no such task.
-    """
+    """The ``process_docs`` hook of ``task`` (None when it evaluates every row); ``KeyError`` for no task."""
     hooks = task_process_docs()
     if task not in hooks:
         raise KeyError(task)
@@ -66,13 +58,7 @@ def task_selection(task: str) -> Callable[[Any], Any] | None:
 
 
 def split_row_ids(task: str, rows: Mapping[str, Mapping[str, Any]]) -> set[str]:
-    """The row ids of ``rows`` (``row_id -> fields``, as a dataset index holds them) that ``task`` evaluates.
-
-    Raises
-    ------
-    KeyError
-        When the task folder defines no such task.
-    """
+    """The row ids of ``rows`` (``row_id -> fields``) that ``task`` evaluates; ``KeyError`` for no task."""
     hook = task_selection(task)
     if hook is None:
         return set(rows)
@@ -93,24 +79,12 @@ def split_row_ids(task: str, rows: Mapping[str, Mapping[str, Any]]) -> set[str]:
 
 @dataclass(frozen=True)
 class Coverage:
-    """How much of its task's split a submission covers.
-
-    Attributes
-    ----------
-    task
-        The task the submission claims.
-    expected
-        Rows of the task's split in the dataset.
-    covered
-        Of those, rows the submission has a record for.
-    missing
-        A few of the rows it lacks (sorted), for the message.
-    """
+    """How much of its task's split a submission covers."""
 
     task: str
-    expected: int
-    covered: int
-    missing: tuple[str, ...] = field(default=())
+    expected: int  # rows of the task's split
+    covered: int  # of those, rows the submission has a record for
+    missing: tuple[str, ...] = field(default=())  # a few of the rows it lacks, for the message
 
     @property
     def complete(self) -> bool:

@@ -19,10 +19,7 @@ MAX_RECORDS = 200_000  # also in the schema; checked first so a huge list fails 
 
 
 def read_submission_file(path: Path, *, max_bytes: int | None = None) -> Any:
-    """Read a submission file with a size cap (checked before reading) and strict JSON parsing.
-
-    ``max_bytes`` defaults to :data:`MAX_SUBMISSION_BYTES`.
-    """
+    """Read a submission file with a size cap (default :data:`MAX_SUBMISSION_BYTES`) and strict JSON."""
     max_bytes = MAX_SUBMISSION_BYTES if max_bytes is None else int(max_bytes)
     path = Path(path)
     if not path.is_file():
@@ -87,13 +84,7 @@ def schema_problems(submission: Any, *, limit: int = 20) -> list[str]:
 
 
 def load_submission(path: Path) -> dict[str, Any]:
-    """Read and schema-check a submission file.
-
-    Raises
-    ------
-    SubmissionError
-        When the file is too large, not strict JSON, or violates the schema (the message names the fields).
-    """
+    """Read and schema-check a submission file (a ``SubmissionError`` naming the fields when it fails)."""
     submission = read_submission_file(path)
     problems = schema_problems(submission)
     if problems:

@@ -1,7 +1,5 @@
-"""Strict reading of untrusted JSON: UTF-8 only, bounded nesting, no NaN or Infinity, no duplicate keys.
-
-The checks are :mod:`modality_conflict.analysis.json_input`'s, every one linear in the input size.
-"""
+"""Strict reading of untrusted JSON: UTF-8 only, bounded nesting, no NaN or Infinity, no duplicate keys
+(the linear checks of :mod:`modality_conflict.analysis.json_input`)."""
 
 from __future__ import annotations
 
@@ -18,12 +16,6 @@ class SubmissionError(ModalityConflictError):
 
 
 def parse_strict_json(data: bytes, *, source: str = "submission") -> Any:
-    """Parse untrusted bytes as strict JSON.
-
-    Raises
-    ------
-    SubmissionError
-        For bytes that are not UTF-8, not JSON, nested deeper than :data:`MAX_NESTING`, or that use NaN,
-        Infinity, out-of-range numbers or duplicate keys.
-    """
+    """Parse untrusted bytes as strict JSON; a :class:`SubmissionError` for bytes that are not UTF-8 or JSON,
+    nest deeper than :data:`MAX_NESTING`, or use NaN, Infinity, out-of-range numbers or duplicate keys."""
     return parse_json(data, source=source, max_nesting=MAX_NESTING, strict=True, error=SubmissionError)

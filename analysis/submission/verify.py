@@ -1,19 +1,12 @@
 """Verifying a submission: every reported number recomputed from its records, the records against the dataset.
 
-Verification treats the file as untrusted input: it is size-capped, parsed as strict JSON only (no NaN, no
-duplicate keys), validated against the schema, and every record is checked against itself
-(:mod:`~.consistency`). With a dataset folder the records are checked against the dataset (fingerprint,
-row ids, every truth field) and against the task's split (:mod:`~.coverage`): a submission that leaves
-rows out verifies only as unranked. Then every reported number is recomputed from the records with the
-task's own :func:`~modality_conflict.mc_tasks.records.summarize_records` (the same join, estimator
-settings and bootstrap seed the task used); any difference rejects the file. Given the lmms-eval output
-folder of the run (``run``), the files it names are found by name and sha256 and the records and report
-are compared with them. The cheap checks come first, so a bad file is rejected before the bootstrap runs.
-
-What verification proves: the numbers follow from the records, the records from the dataset's rows
-(and, with the run's files, from that lmms-eval output). What it cannot prove: that a model produced the
-responses. A forger who writes consistent responses, answers and entropies for every row passes; only a
-trusted re-run of the model catches that.
+The file is untrusted: size-capped, strict JSON, schema-checked, and each record checked against itself
+(:mod:`~.consistency`). With a dataset folder the records are checked against its rows and the task's split
+(:mod:`~.coverage`: a partial submission verifies only as unranked); then every number is recomputed with the
+task's own ``summarize_records`` (same join, estimators and bootstrap seed), and with the run's output folder
+its files are found by name and sha256 and compared. Cheap checks come first. This proves that the numbers
+follow from the records and the records from the dataset (and the run's files), not that a model produced
+the responses: only a trusted re-run catches a forger who writes consistent responses for every row.
 """
 
 from __future__ import annotations
@@ -58,13 +51,8 @@ TRUTH_FIELDS = (
 
 
 class RejectedSubmissionError(SubmissionError):
-    """A well-formed submission whose numbers or data do not check out.
-
-    Parameters
-    ----------
-    problems
-        One line per problem, most important first.
-    """
+    """A well-formed submission whose numbers or data do not check out (one line per problem, most important
+    first)."""
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
@@ -87,16 +75,17 @@ def json_normal(value: Any) -> Any:
     return json.loads(json.dumps(value, allow_nan=False))
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _same_number(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=REL_TOLERANCE, abs_tol=ABS_TOLERANCE)
 
 
 def compare_values(reported: Any, recomputed: Any, path: str = "") -> list[str]:
-    """Every place where ``reported`` differs from ``recomputed``, each naming the metric.
-
-    Numbers are equal within :data:`REL_TOLERANCE` / :data:`ABS_TOLERANCE`; everything else must be
-    identical (a boolean is not a number, None is not 0).
-    """
+    """Every place where ``reported`` differs from ``recomputed``, each naming the metric: numbers within the
+    tolerances, everything else identical (a boolean is not a number, None is not 0)."""
     where = path or "(value)"
     if isinstance(reported, Mapping) and isinstance(recomputed, Mapping):
         problems = []
@@ -116,13 +105,7 @@ def compare_values(reported: Any, recomputed: Any, path: str = "") -> list[str]:
         for index, (a, b) in enumerate(zip(reported, recomputed, strict=True)):
             problems.extend(compare_values(a, b, f"{path}[{index}]"))
         return problems
-    numeric = (int, float)
-    if (
-        isinstance(reported, numeric)
-        and isinstance(recomputed, numeric)
-        and not isinstance(reported, bool)
-        and not isinstance(recomputed, bool)
-    ):
+    if _is_number(reported) and _is_number(recomputed):
         if _same_number(float(reported), float(recomputed)):
             return []
     elif type(reported) is type(recomputed) and reported == recomputed:
@@ -146,13 +129,7 @@ class DatasetIndex:
 
 
 def load_dataset_index(folder: Path) -> DatasetIndex:
-    """Read a folder made by ``modality-conflict build``: check its files against its manifest and index rows.
-
-    Raises
-    ------
-    SubmissionError
-        When the folder has no manifest, a file's sha256 does not match it, or a shard cannot be read.
-    """
+    """Check a built folder's files against its manifest and index its rows (``SubmissionError`` if not)."""
     dataset = DatasetFolder(Path(folder))
     try:
         manifest = dataset.require_manifest()
@@ -164,10 +141,7 @@ def load_dataset_index(folder: Path) -> DatasetIndex:
 
 
 def dataset_problems(submission: Mapping[str, Any], index: DatasetIndex, *, limit: int = 20) -> list[str]:
-    """Differences between a submission and a dataset: fingerprint, unknown row ids, altered fields.
-
-    Rows outside the task's split are :func:`split_problems`; how much of it is covered, :func:`coverage`.
-    """
+    """Differences between a submission and a dataset: fingerprint, unknown row ids, altered fields."""
     problems = []
     claimed = submission["dataset"].get("fingerprint")
     if claimed is None:
@@ -202,13 +176,7 @@ def dataset_problems(submission: Mapping[str, Any], index: DatasetIndex, *, limi
 
 
 def task_split(submission: Mapping[str, Any], index: DatasetIndex) -> set[str]:
-    """The row ids of the dataset that the submission's task evaluates.
-
-    Raises
-    ------
-    RejectedSubmissionError
-        When the task is not one this package defines (its split is then unknown).
-    """
+    """The row ids of the dataset that the submission's task evaluates (rejected for an unknown task)."""
     task = submission["task"]["name"]
     try:
         return split_row_ids(task, index.rows)
@@ -253,16 +221,11 @@ def _find_named(root: Path, name: str, sha256: str) -> tuple[Path | None, list[P
 
 
 def run_problems(submission: Mapping[str, Any], run: Path) -> tuple[list[str], list[str]]:
-    """Check a submission against the lmms-eval output it names (``run``: a folder or the results file).
+    """Problems and notes from checking a submission against the lmms-eval output it names (``run``).
 
     The files are found by name and sha256; the records must equal the sample log's (without lens data),
-    the metrics the run's report, the model the one the results file names, and the dataset claimed the
-    one the run read (its ``metadata.dataset_used``: :func:`~.claims.claim_problems`).
-
-    Returns
-    -------
-    tuple
-        Problems, and notes worth printing.
+    the metrics the run's report, the model the results file's, the dataset claim the run's
+    ``metadata.dataset_used`` (:func:`~.claims.claim_problems`).
     """
     from modality_conflict.analysis.results import read_task_results
 
@@ -327,19 +290,8 @@ def run_problems(submission: Mapping[str, Any], run: Path) -> tuple[list[str], l
 
 @dataclass
 class Verification:
-    """Outcome of :func:`verify_submission` for a submission that passed.
-
-    Attributes
-    ----------
-    submission
-        The parsed submission.
-    recomputed
-        The report recomputed from its records.
-    notes
-        Lines worth printing (e.g. that the dataset check was skipped, or how much of the dataset is covered).
-    coverage
-        How much of the task's split the records cover (None without a dataset check).
-    """
+    """Outcome of :func:`verify_submission` for a submission that passed: the recomputed report, lines
+    worth printing, and how much of the task's split the records cover (None without a dataset check)."""
 
     submission: dict[str, Any]
     recomputed: dict[str, Any]
@@ -369,32 +321,9 @@ def verify_submission(
 ) -> Verification:
     """Check a schema-valid submission: its records, the dataset, every metric recomputed, its run.
 
-    Parameters
-    ----------
-    submission
-        A parsed submission that passed :func:`schema_problems`.
-    data
-        A dataset folder (or its loaded index) to check the fingerprint, row ids, truth fields and the
-        task's split against.
-    dataset_revision
-        When given, the submission's ``dataset.revision`` must equal it.
-    run
-        The lmms-eval output folder (or results file) the submission was made from: its files are found
-        by the recorded names and hashes and compared (see :func:`run_problems`).
-    allow_partial
-        Accept records that cover only part of the task's split (the submission is then unranked:
-        :attr:`Verification.ranked` is False). By default such a submission is rejected.
-
-    Returns
-    -------
-    Verification
-
-    Raises
-    ------
-    RejectedSubmissionError
-        Listing every problem: a record that contradicts itself, a mismatch with the dataset or the run,
-        a metric that differs (named, with both values), duplicate rows, another bootstrap setting or
-        estimator, or partial coverage (unless ``allow_partial``).
+    ``data`` is a dataset folder (or its index) for the fingerprint, rows and split; ``run`` the lmms-eval
+    output the submission was made from (:func:`run_problems`); ``allow_partial`` accepts records covering
+    part of the split (then unranked). Raises :class:`RejectedSubmissionError` listing every problem.
     """
     problems: list[str] = []
     notes: list[str] = []

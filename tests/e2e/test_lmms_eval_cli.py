@@ -143,6 +143,9 @@ def test_loglikelihood_path_through_multiple_choice_with_include_path(
         data_dir=None,
         extra=["--include_path", str(tasks_dir.parent)],
     )
+    # The copy's generated template, which includes the verbatim one, points the task at the folder.
+    used = outputs.results["configs"]["modality_conflict_loglik"]["metadata"]["dataset_used"]
+    assert used["source"] == "path" and Path(used["path"]) == quick_dataset_dir.resolve()
     report = _report(outputs, "modality_conflict_loglik")
     assert report["entropy_estimator"] == "answer_set"
     _assert_finite_or_flagged(report)

@@ -203,31 +203,34 @@ def test_bad_labels_name_the_field() -> None:
 def test_pin_dataset_rewrites_only_the_pin(tmp_path: Path) -> None:
     from modality_conflict.cli.main import main as cli_main
     from modality_conflict.dataset_builder import canonical
-    from modality_conflict.mc_tasks.task_config import TASKS_DIR, pin_dataset
+    from modality_conflict.dataset_builder.canonical import write_pin
+    from modality_conflict.mc_tasks.task_config import TASKS_DIR
 
     tasks_before = {path.name: path.read_bytes() for path in TASKS_DIR.iterdir() if path.is_file()}
     pins = tmp_path / "pins.json"
     pins.write_bytes(canonical.PINS_PATH.read_bytes())
     sha = "0123456789abcdef0123456789abcdef01234567"
-    assert pin_dataset("someone/color-conflict", sha, pins=pins) == [pins]
+    assert write_pin(repo_id="someone/color-conflict", revision=sha, pins=pins) == [pins]
     color = canonical.read_pins(pins)["color"]
     assert (color.repo_id, color.revision, color.fingerprint) == (
         "someone/color-conflict",
         sha,
         canonical.FINGERPRINT,
     )
-    pin_dataset("someone/attribute-conflict", sha, fingerprint="ab" * 32, kind="attribute", pins=pins)
+    write_pin(
+        repo_id="someone/attribute-conflict", revision=sha, fingerprint="ab" * 32, kind="attribute", pins=pins
+    )
     after = canonical.read_pins(pins)
     assert after["attribute"].fingerprint == "ab" * 32 and after["color"] == color
     # The task files hold no copy of the pin: nothing in the task folder was rewritten.
     assert {path.name: path.read_bytes() for path in TASKS_DIR.iterdir() if path.is_file()} == tasks_before
     before = pins.read_bytes()
     with pytest.raises(ValueError, match="not a 40-character commit sha"):
-        pin_dataset("someone/color-conflict", "main", pins=pins)
+        write_pin(repo_id="someone/color-conflict", revision="main", pins=pins)
     with pytest.raises(ValueError, match="USER/NAME"):
-        pin_dataset("no-slash", sha, pins=pins)
+        write_pin(repo_id="no-slash", revision=sha, pins=pins)
     with pytest.raises(ValueError, match="not a 64-character sha256"):
-        pin_dataset("someone/color-conflict", sha, fingerprint="abc", pins=pins)
+        write_pin(repo_id="someone/color-conflict", revision=sha, fingerprint="abc", pins=pins)
     assert pins.read_bytes() == before
     # The command refuses a bad value in one line and changes nothing either.
     assert cli_main(["pin-dataset", "someone/color-conflict", "main"]) != 0
@@ -235,6 +238,8 @@ def test_pin_dataset_rewrites_only_the_pin(tmp_path: Path) -> None:
 
 
 def test_local_task_copy_points_at_the_data_and_keeps_the_pin(tmp_path: Path) -> None:
+    from lmms_eval.utils import load_yaml_config
+
     from modality_conflict.mc_tasks.task_config import write_local_task_dir
 
     data = tmp_path / "data"
@@ -244,9 +249,11 @@ def test_local_task_copy_points_at_the_data_and_keeps_the_pin(tmp_path: Path) ->
     (data / "data" / "test-00000-of-00001.parquet").write_bytes(b"")
     (data / "manifest.json").write_text('{"dataset": "modality-conflict-colour"}')
     out = write_local_task_dir(data, tmp_path / "tasks")
-    text = (out / "_default_template_yaml").read_text()
-    assert f'dataset_path: "{data.resolve()}"' in text and "  revision:" not in text
-    assert "modality_conflict_dataset:" in text  # the copy is still recognised as one of the tasks
+    config = load_yaml_config(str(out / "modality_conflict_color.yaml"), mode="simple")
+    assert config["dataset_path"] == str(data.resolve()) and "dataset_kwargs" not in config
+    assert (
+        "modality_conflict_dataset" in config["metadata"]
+    )  # the copy is still recognised as one of the tasks
     assert write_local_task_dir(data, out) == out  # an earlier copy is replaced
     (out / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match=r"not part of the task folder \(notes.txt\)"):
