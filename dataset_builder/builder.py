@@ -28,7 +28,7 @@ from typing import Any
 
 from modality_conflict.dataset_builder.atomic import os_error_text
 from modality_conflict.dataset_builder.card import render_card
-from modality_conflict.dataset_builder.constants import CONDITIONS, CONTROLS, GROUPS_PER_SHARD, SPLIT
+from modality_conflict.dataset_builder.constants import CONTROLS, GROUPS_PER_SHARD, SPLIT
 from modality_conflict.dataset_builder.errors import BuildError
 from modality_conflict.dataset_builder.folder import CARD_NAME, DATA_DIR, MANIFEST_NAME, DatasetFolder
 from modality_conflict.dataset_builder.plan import group_rows
@@ -365,29 +365,33 @@ def _build(
 ) -> BuildResult:
     per_group = spec.rows_per_group()
     text_rows = sum(len(spec.layout.control_tiers(c)[1]) for c in CONTROLS)
-    images_per_group = per_group - text_rows
-    remove_stale_partials(out)
-    existing = _existing_build(spec, out, groups, seed, overwrite)
-    if existing is not None:
+
+    def result(num_rows: int, files: list[str], reused: bool) -> BuildResult:
         return BuildResult(
             out=out,
             groups=groups,
             seed=seed,
-            num_rows=int(existing.get("num_rows", 0)),
-            num_image_cells=groups * images_per_group,
+            num_rows=num_rows,
+            num_image_cells=groups * (per_group - text_rows),
             num_rendered=groups * spec.images_per_group,
-            files=sorted(existing.get("files", {})) + [MANIFEST_NAME],
-            reused=True,
+            files=files,
+            reused=reused,
             seconds=time.perf_counter() - started,
             dataset=spec.key,
         )
 
+    remove_stale_partials(out)
+    existing = _existing_build(spec, out, groups, seed, overwrite)
+    if existing is not None:
+        return result(
+            int(existing.get("num_rows", 0)), sorted(existing.get("files", {})) + [MANIFEST_NAME], True
+        )
+
     schema = spec.arrow_schema()
     bounds = shard_bounds(groups, spec.groups_per_shard)
-    condition_counts: Counter[str] = Counter()
-    control_counts: Counter[str] = Counter()
-    attribute_counts: Counter[str] = Counter()
-    attributes = spec.label_names.get("attribute")
+    # The label columns counted in the manifest (and their names, in ClassLabel order).
+    counted = {c: spec.label_names[c] for c in ("condition", "control", "attribute") if c in spec.label_names}
+    counters: dict[str, Counter[str]] = {column: Counter() for column in counted}
     num_rows = num_bytes = 0
     with (
         atomic_output_dir(out) as tmp,
@@ -405,10 +409,8 @@ def _build(
                 for _ in range(start, stop):
                     rows = next(stream)
                     writer.write_rows(rows)
-                    condition_counts.update(CONDITIONS[r["condition"]] for r in rows)
-                    control_counts.update(CONTROLS[r["control"]] for r in rows)
-                    if attributes is not None:
-                        attribute_counts.update(attributes[r["attribute"]] for r in rows)
+                    for column, labels in counted.items():
+                        counters[column].update(labels[r[column]] for r in rows)
                     bar.update(1)
             num_rows += writer.num_rows
             num_bytes += writer.num_bytes
@@ -420,15 +422,10 @@ def _build(
             download_size=download_size,
             groups=groups,
             seed=seed,
-            counts=dict(condition_counts),
+            counts=dict(counters["condition"]),
         )
         (tmp / CARD_NAME).write_text(card, encoding="utf-8")
-        counts = {
-            "condition": {c: condition_counts[c] for c in CONDITIONS},
-            "control": {c: control_counts[c] for c in CONTROLS},
-        }
-        if attributes is not None:
-            counts["attribute"] = {a: attribute_counts[a] for a in attributes}
+        counts = {column: {n: counters[column][n] for n in labels} for column, labels in counted.items()}
         manifest = {
             "dataset": spec.name,
             "builder_version": spec.builder_version,
@@ -447,15 +444,4 @@ def _build(
         }
         # The manifest is written last: a folder with a manifest is a finished build.
         write_manifest(tmp, manifest)
-    return BuildResult(
-        out=out,
-        groups=groups,
-        seed=seed,
-        num_rows=num_rows,
-        num_image_cells=groups * images_per_group,
-        num_rendered=groups * spec.images_per_group,
-        files=[*names, CARD_NAME, MANIFEST_NAME],
-        reused=False,
-        seconds=time.perf_counter() - started,
-        dataset=spec.key,
-    )
+    return result(num_rows, [*names, CARD_NAME, MANIFEST_NAME], False)

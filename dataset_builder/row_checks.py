@@ -27,7 +27,7 @@ from modality_conflict.dataset_builder import constants as color_set
 from modality_conflict.dataset_builder.constants import CONDITIONS, CONTROLS, TEXT_TIERS
 from modality_conflict.dataset_builder.errors import DatasetValidationError
 from modality_conflict.dataset_builder.plan import group_attribute
-from modality_conflict.dataset_builder.rows import item_id, text_key, vision_key
+from modality_conflict.dataset_builder.rows import row_keys
 from modality_conflict.dataset_builder.scene import other_attribute
 from modality_conflict.dataset_builder.specs import COLOR, DatasetKind
 from modality_conflict.dataset_builder.texts import TEMPLATE_PREFIX
@@ -124,29 +124,7 @@ def check_tiers_and_keys(
         return None
     if not has_text and dt != -1:
         fail(where, "text_tier", f"is {dt!r}, expected -1 for a {condition} row")
-    row_id = row.get("row_id")
-    if condition == "vision_only":
-        expected = {
-            "row_id": vision_key(group, dv, control),
-            "vision_key": row_id,
-            "text_key": "",
-            "item_id": "",
-        }
-    elif condition == "text_only":
-        expected = {
-            "row_id": text_key(group, dt, control),
-            "vision_key": "",
-            "text_key": row_id,
-            "item_id": "",
-        }
-    else:
-        iid = item_id(group, dv, dt, control)
-        expected = {
-            "row_id": iid,
-            "item_id": iid,
-            "vision_key": vision_key(group, dv, control),
-            "text_key": text_key(group, dt, control),
-        }
+    expected = row_keys(group, dv, dt, control, condition)
     for name, want in expected.items():
         if row.get(name) != want:
             fail(where, name, f"is {row.get(name)!r}, expected {want!r}")

@@ -120,52 +120,31 @@ class TierLayout:
             vtiers, ttiers = self.control_tiers(control)
             shared = base(control)
             for dv in vtiers:
-                key = vision_key(group, dv, control)
+                no_text = {"text_tier": -1, "text": "", "template_id": ""}
                 rows.append(
-                    {
-                        **shared,
-                        **visual(dv),
-                        **_keys(key, "vision_only", vision=key),
-                        **_no_text(),
-                        "text_tier": -1,
-                    }
+                    {**shared, **visual(dv), **_keys(group, dv, -1, control, "vision_only"), **no_text}
                 )
             for dt in ttiers:
-                key = text_key(group, dt, control)
-                rows.append(
-                    {
-                        **shared,
-                        **no_image,
-                        **_keys(key, "text_only", text=key),
-                        **_text(text_of(dt, control), dt),
-                    }
-                )
+                keys = _keys(group, -1, dt, control, "text_only")
+                rows.append({**shared, **no_image, **keys, **_text(text_of(dt, control), dt)})
             for dv in vtiers:
                 for dt in ttiers:
-                    iid = item_id(group, dv, dt, control)
-                    keys = _keys(
-                        iid,
-                        "conflict",
-                        item=iid,
-                        vision=vision_key(group, dv, control),
-                        text=text_key(group, dt, control),
-                    )
+                    keys = _keys(group, dv, dt, control, "conflict")
                     rows.append({**shared, **visual(dv), **keys, **_text(text_of(dt, control), dt)})
         return rows
 
 
-def _keys(row_id: str, condition: str, *, item: str = "", vision: str = "", text: str = "") -> dict[str, Any]:
-    return {
-        "row_id": row_id,
-        "condition": _CONDITION[condition],
-        "item_id": item,
-        "vision_key": vision,
-        "text_key": text,
-    }
+def row_keys(group: int, visual_tier: int, text_tier: int, control: str, condition: str) -> dict[str, str]:
+    """``row_id``, ``item_id``, ``vision_key`` and ``text_key`` of a row of ``condition``: a unimodal row is
+    its own join key, a conflict row points to both of its unimodal rows."""
+    vision = vision_key(group, visual_tier, control) if condition != "text_only" else ""
+    text = text_key(group, text_tier, control) if condition != "vision_only" else ""
+    item = item_id(group, visual_tier, text_tier, control) if condition == "conflict" else ""
+    return {"row_id": item or vision or text, "item_id": item, "vision_key": vision, "text_key": text}
 
 
-def _no_text() -> dict[str, Any]:
-    return {"text": "", "template_id": ""}
+def _keys(group: int, visual_tier: int, text_tier: int, control: str, condition: str) -> dict[str, Any]:
+    return {**row_keys(group, visual_tier, text_tier, control, condition), "condition": _CONDITION[condition]}
 
 
 def _text(text: Any, dt: int) -> dict[str, Any]:

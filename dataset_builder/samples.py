@@ -7,6 +7,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from modality_conflict.dataset_builder.atomic import write_bytes_atomic
 from modality_conflict.dataset_builder.attribute_constants import (
     IMAGE_HEIGHT,
     IMAGE_WIDTH,
@@ -48,17 +49,13 @@ def write_samples(folder: Path, *, seed: int = 0, groups: tuple[int, ...] = (0, 
         for dv in range(len(VISUAL_TIERS)):
             img = render(plan.image_spec(dv))
             if row == 0:
-                path = folder / f"tier_{dv}.png"
-                path.write_bytes(img.png)
-                written.append(path)
+                written.append(write_bytes_atomic(folder / f"tier_{dv}.png", img.png))
             x, y = dv * IMAGE_WIDTH, row * cell_h
             sheet.paste(Image.open(io.BytesIO(img.png)), (x, y + _LABEL_HEIGHT))
             draw.text((x + 4, y + 2), tier_label(dv), fill=(0, 0, 0))
             answer = f"{question} -> {plan.vision_value} (hidden {img.occlusion:.0%})"
             draw.text((x + 4, y + 14), answer, fill=(90, 90, 90))
-    path = folder / "contact_sheet.png"
-    path.write_bytes(encode_png(sheet))
-    written.append(path)
+    written.append(write_bytes_atomic(folder / "contact_sheet.png", encode_png(sheet)))
     return written
 
 

@@ -9,7 +9,7 @@ from modality_conflict.dataset_builder.card import SAMPLES_DIR
 from modality_conflict.dataset_builder.plan import plan_attribute_group
 from modality_conflict.dataset_builder.scene_render import render
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_committed_samples_are_the_renderers_images() -> None:
