@@ -9,17 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-GROUP = "modality_conflict"
-"""The lmms-eval group that runs every main task."""
-
-MAIN_TASK = "modality_conflict_color"
-"""The colour-recognition task on the whole dataset."""
-
-ATTRIBUTE_TASK = "modality_conflict_attribute"
-"""The attribute-recognition task (shape and material questions) on the whole dataset."""
-
+GROUP = "modality_conflict"  # the lmms-eval group that runs every main task
+MAIN_TASK = "modality_conflict_color"  # colour questions on the whole colour set
+ATTRIBUTE_TASK = "modality_conflict_attribute"  # shape and material questions on the whole attribute set
 GROUP_TASKS: dict[str, tuple[str, ...]] = {GROUP: (MAIN_TASK, ATTRIBUTE_TASK)}
-"""The tasks each group runs."""
 
 TASK_DATASETS: dict[str, str] = {
     MAIN_TASK: "modality-conflict-colour",
@@ -35,8 +28,7 @@ TASK_DATASETS: dict[str, str] = {
 }
 """The dataset (its manifest name) each task reads; the YAMLs say the same in ``metadata.dataset``."""
 
-MAIN_TASKS: tuple[str, ...] = (MAIN_TASK, ATTRIBUTE_TASK)
-"""The task on the whole of each dataset, one per dataset."""
+MAIN_TASKS: tuple[str, ...] = (MAIN_TASK, ATTRIBUTE_TASK)  # the task on the whole of each dataset
 
 LEGACY_SUMMARY_METRIC = "report"
 """The metric that held the whole summary in results (and the record in sample logs) of earlier versions."""
@@ -65,8 +57,7 @@ TASK_METRICS: tuple[TaskMetric, ...] = (
     TaskMetric("n_conflicts", True, required=True),
 )
 
-METRIC_NAMES: tuple[str, ...] = tuple(metric.name for metric in TASK_METRICS)
-"""Every metric, in the YAMLs' order."""
+METRIC_NAMES: tuple[str, ...] = tuple(metric.name for metric in TASK_METRICS)  # in the YAMLs' order
 
 RECORD_KEY = METRIC_NAMES[0]
 """A sample log's key of the per-doc record (``process_results`` puts the record under every metric)."""
