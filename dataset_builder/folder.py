@@ -188,10 +188,7 @@ def read_card_metadata(folder: Path) -> dict[str, Any]:
 
 
 class DatasetFolder:
-    """A folder made by ``modality-conflict build``, read lazily.
-
-    ``path``: The folder.
-    """
+    """A folder made by ``modality-conflict build``, read lazily."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -321,7 +318,6 @@ class DatasetFolder:
         ``columns``: Columns to read; default all.
         ``files``: Shards to read (each must be listed in the manifest); default :meth:`manifest_data_files`.
         ``limit_groups``: Keep the item groups ``0 .. limit_groups - 1`` only.
-        ``row_ids``: Keep only these rows.
         Raises ``DatasetFolderError`` when a shard is not listed, differs from the manifest or cannot be
             parsed (naming it).
         """
