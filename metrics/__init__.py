@@ -1,8 +1,7 @@
 """Statistics of modality conflicts: entropies, following rates, the balance point and the monotonic law.
 
-Pure numpy/scipy (no model, dataset or file access), and agnostic of the answer set: the candidate answers
-and the synonyms used to read free-form answers are inputs. The entry point is :func:`summarize`, which turns
-:class:`ConflictItems` into a :class:`ConflictReport`; the building blocks are importable on their own.
+Pure numpy/scipy and agnostic of the answer set (candidates and synonyms are inputs). :func:`summarize`
+turns :class:`ConflictItems` into a :class:`ConflictReport`; the building blocks are importable on their own.
 """
 
 from modality_conflict.metrics._common import Interval, wilson_interval

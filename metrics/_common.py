@@ -17,11 +17,8 @@ class _IntervalFields(NamedTuple):
 
 
 class Interval(_IntervalFields):
-    """A confidence interval ``(low, high, method)``; undefined intervals have None bounds and a reason.
-
-    ``method`` is e.g. ``"wilson"``, ``"delta"``, ``"bootstrap"`` or ``"t"``. ``reason`` is not part of
-    the tuple, so ``low, high, method = interval`` works.
-    """
+    """A confidence interval ``(low, high, method)``; undefined intervals have None bounds and a reason
+    (not part of the tuple, so ``low, high, method = interval`` works)."""
 
     reason: str | None
 
@@ -140,11 +137,8 @@ def clean_float(value: float | None) -> float | None:
 def bootstrap_interval(
     replicates: np.ndarray, level: float, *, n_resamples: int, n_groups: int, missing: int, why_missing: str
 ) -> Interval:
-    """Percentile interval of a cluster bootstrap, or why there is none.
-
-    ``missing`` resamples gave no replicate; dropping them would bias the percentiles, so the interval is
-    reported only when they are fewer than ``(1 - level) / 2`` of all resamples.
-    """
+    """Percentile interval of a cluster bootstrap, or why there is none: dropping the ``missing``
+    resamples would bias the percentiles, so they must be fewer than ``(1 - level) / 2`` of all."""
     if n_resamples == 0:
         return Interval(None, None, "bootstrap", "no bootstrap resamples were drawn (n_resamples=0)")
     if n_groups < 2:

@@ -1,12 +1,11 @@
 """Logistic regression of follow-text on dH with a cluster-robust covariance and a cluster bootstrap.
 
-Resample ``b`` of the bootstrap weighs every item of group ``g`` by ``W[b, g]``, how often ``g`` was drawn.
-Small data runs batched Newton on the items, all resamples at once. Large data cuts dH into K narrow bins
-and expands each item's logistic term as a Taylor series around its bin centre: per (group, bin) power sums
-are computed once, ``W @ sums`` gives every resample's sufficient statistics in one matrix product, and
-Newton runs on B x K numbers. The series converges within a radius of pi, so with the in-bin step
-``|slope| * half_width`` at 0.5 and order 10 the coefficients agree with item-level fits to about 1e-9 of
-their standard error; resamples whose step passes 0.75 are refitted on the items.
+Resample ``b`` weighs every item of group ``g`` by ``W[b, g]``, how often ``g`` was drawn. Small data runs
+batched Newton on the items. Large data cuts dH into narrow bins and expands each item's logistic term as a
+Taylor series around its bin centre, so ``W @ sums`` of per-(group, bin) power sums gives every resample's
+statistics in one product; with the in-bin step ``|slope| * half_width`` at 0.5 and order 10 the fits agree
+with item-level ones to about 1e-9 of their standard error (the series converges within pi), and resamples
+whose step passes 0.75 are refitted on the items.
 """
 
 from __future__ import annotations
@@ -49,11 +48,8 @@ class PreparedData:
 def prepare(
     dh: ArrayLike, follow_text: ArrayLike, groups: ArrayLike | None, *, canonical: bool = False
 ) -> PreparedData:
-    """Check inputs and sort them so that results never depend on the input order.
-
-    ``canonical=True`` skips the sort for callers whose order is already canonical (the report sorts
-    items by their unique id first).
-    """
+    """Check inputs and sort them so that results never depend on the input order (``canonical=True``:
+    already in canonical order)."""
     x = as_float_array(dh, "dh")
     check_finite(x, "dh")
     y = as_binary(follow_text, "follow_text")
@@ -106,12 +102,8 @@ FIT_FAILURES = ("no_conflicts", "too_few", "one_dh", "one_class", "separated", "
 
 
 def _separation(dh: np.ndarray, y: np.ndarray) -> tuple[str, tuple[float, float]] | None:
-    """Describe complete or quasi-complete separation of y by dh (then no finite MLE exists).
-
-    Returns the reason and the gap ``(low, high)`` between the classes, ordered as the law expects
-    (text-following up to ``low``, vision-following from ``high``); a gap with ``low > high`` is
-    separation against the law (vision-following at the low dH).
-    """
+    """The reason and the dH gap ``(low, high)`` when y is (quasi-)completely separated by dh (no finite
+    MLE), ordered as the law expects; ``low > high`` is separation against the law."""
     ones, zeros = dh[y == 1], dh[y == 0]
     if ones.max() <= zeros.min():
         return (
@@ -478,12 +470,8 @@ class _BinnedMoments:
 def bootstrap_coefficients(
     data: PreparedData, start: np.ndarray, n_resamples: int, rng: np.random.Generator, *, method: str = "auto"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cluster-bootstrap logistic coefficients.
-
-    Returns ``(coef, ok)``: coefficients of every resample (B x 2) and whether that resample has a
-    finite maximum-likelihood fit (not separated, converged). ``method`` is ``"auto"``, ``"items"``
-    or ``"binned"`` (the last two for tests).
-    """
+    """Cluster-bootstrap logistic coefficients of every resample (B x 2) and whether each has a finite
+    fit; ``method`` ``"items"`` or ``"binned"`` forces a solver (for tests)."""
     n, n_groups = data.dh.size, data.n_groups
     if method == "auto":
         method = "items" if n_resamples * n <= _EXACT_LIMIT else "binned"

@@ -38,11 +38,8 @@ negative, or separation the other way round). ``undefined``: no fit; ``reason`` 
 
 @dataclass(frozen=True)
 class IsotonicCrossing:
-    """Where a monotone (non-increasing) fit of P(follow text) on dH crosses 0.5.
-
-    ``status`` is ``"ok"``, ``"censored_below"``, ``"censored_above"`` or ``"undefined"``; ``reason`` says
-    why ``estimate`` is None.
-    """
+    """Where a monotone (non-increasing) fit of P(follow text) on dH crosses 0.5; ``status`` is
+    ``"ok"``, ``"censored_below"``, ``"censored_above"`` or ``"undefined"``."""
 
     estimate: float | None
     status: str
@@ -52,9 +49,8 @@ class IsotonicCrossing:
 def isotonic_crossing(dh: ArrayLike, follow_text: ArrayLike) -> IsotonicCrossing:
     """Non-parametric balance point: pool-adjacent-violators fit of follow-text on dH, crossing of 0.5.
 
-    Tied dH values are pooled first. Each block of the non-increasing fit is placed at the weighted mean dH
-    of its items and the crossing is interpolated linearly between consecutive block centres (a block
-    fitted exactly at 0.5 gives its centre).
+    Each block of the fit sits at the weighted mean dH of its items; the crossing is interpolated linearly
+    between consecutive block centres.
 
     >>> isotonic_crossing([-1, -0.5, 0.5, 1], [1, 1, 0, 0]).estimate
     0.0
@@ -93,11 +89,9 @@ def _isotonic(dh: np.ndarray, y: np.ndarray) -> IsotonicCrossing:
 class BalancePointResult:
     """Balance point of P(follow text) = expit(b0 + b1 dH): the dH where it equals 0.5, ``-b0 / b1``.
 
-    ``status`` is one of :data:`BALANCE_STATUSES`. ``bound`` (censored) is the edge of the observed dH
-    range beyond which the crossing lies; ``bracket`` (separated) the gap in which it lies. The isotonic
-    fields are the monotone non-parametric crossing (a check on the logistic form). ``n_failed_resamples``
-    counts bootstrap resamples without a finite fit; ``covariance_type`` (``"cluster"``: CR1 sandwich over
-    groups, or ``"model"``: inverse Fisher information) is what the delta interval uses.
+    ``bound`` (censored) is the edge of the observed dH range beyond which the crossing lies, ``bracket``
+    (separated) the gap in which it lies; the isotonic fields check the logistic form. The delta interval
+    uses ``covariance_type``: ``"cluster"`` (CR1 sandwich over groups) or ``"model"`` (inverse Fisher).
     """
 
     estimate: float | None
@@ -205,12 +199,8 @@ def balance_point_from_fit(
 
 
 def _without_fit(fit: LogisticFit, common: dict, covariance: str) -> BalancePointResult:
-    """What the data still say about the crossing when no logistic fit exists.
-
-    One class only: the empirical P(follow text) is 0 (or 1) at every observed dH, so the crossing lies
-    below the smallest (above the largest) dH. Separation the way the law expects: it lies in the gap.
-    Separation the other way round: P(follow text) rises with dH, against the law.
-    """
+    """What the data still say about the crossing when no logistic fit exists: one class only puts it
+    beyond the observed dH range, separation the law's way in the gap; the other way violates the law."""
     status, reason, bound, bracket = "undefined", fit.reason, None, None
     if fit.failure == "one_class" and fit.dh_range is not None:
         low, high = fit.dh_range
@@ -254,15 +244,11 @@ def balance_point(
 ) -> BalancePointResult:
     """Estimate the balance point from a logistic regression of follow-text on dH.
 
-    ``dh`` and ``follow_text`` (1: text, 0: vision) hold only conflicts answered with the text or the vision
-    answer. ``groups``: the item group of each conflict (default: each its own); the bootstrap resamples
-    whole groups and the delta interval uses a cluster-robust covariance unless ``covariance="model"``.
-    ``n_resamples=0`` skips the bootstrap; fewer than ``min_conflicts`` conflicts give ``"undefined"``.
-
-    ``-b0/b1`` is reported only when ``b1 < 0`` and it lies inside the observed dH range. Data are put in
-    a canonical order before any random draw, so the input order never matters. The bootstrap costs about
-    one matrix product of (resamples x groups) counts with per-(group, dH bin) sums: 100,000 conflicts in
-    2,000 groups take a fraction of a second; without ``groups``, seconds.
+    ``dh`` and ``follow_text`` (1: text, 0: vision) hold only text- or vision-following conflicts.
+    ``groups`` (default: each conflict its own) are resampled whole by the bootstrap and make the delta
+    interval cluster-robust. ``-b0/b1`` is reported only when ``b1 < 0`` and it lies inside the observed dH
+    range. Data are put in a canonical order before any random draw, so the input order never matters; the
+    bootstrap of 100,000 conflicts in 2,000 groups takes a fraction of a second.
 
     >>> rng = np.random.default_rng(0)
     >>> x = rng.uniform(-1.5, 1.5, 400)

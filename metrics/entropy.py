@@ -1,10 +1,8 @@
 """Entropy estimators for a model's uncertainty on a unimodal prompt, all in nats.
 
-Each result is labelled with its estimator, because their values are not interchangeable: ``"full_vocab"``
-(the paper's measure: the first answer token's next-token distribution over the whole vocabulary),
-``"answer_set"`` / ``"answer_set_length_normalised"`` (renormalised over the closed answer set from one
-log-likelihood per candidate, for models that only expose scores), ``"sampled"`` (K sampled answers, for
-generation-only models) and ``"top_k"`` (bounds from an API's top-k log-probabilities, in ``top_k_entropy``).
+Each result names its estimator, because their values are not interchangeable: ``"full_vocab"`` (the
+paper's), ``"answer_set"`` (renormalised over the candidates, for models that only expose scores),
+``"sampled"`` (for generation-only models) and ``"top_k"`` (an API's top-k log-probabilities).
 """
 
 from __future__ import annotations
@@ -70,10 +68,8 @@ def _entropy_from_log_weights(log_weights: np.ndarray, name: str, axis: int) -> 
 
 
 def full_vocab_entropy(logits: ArrayLike, *, axis: int = -1) -> EntropyEstimate:
-    """Entropy of the next-token distribution from logits over the whole vocabulary (``axis``).
-
-    ``-inf`` marks masked tokens; NaN and ``+inf`` are errors. ``H = log Z - sum_j p_j (l_j - m)`` with
-    ``m = max_j l_j`` and ``Z = sum_j exp(l_j - m)`` is exact and never overflows.
+    """Entropy of the next-token distribution from logits over the whole vocabulary (``axis``); ``-inf``
+    marks masked tokens. Shifting by the largest logit keeps it exact and free of overflow.
 
     >>> float(full_vocab_entropy([0.0, 0.0]).values)
     0.6931...
@@ -99,15 +95,10 @@ def answer_set_entropy(
 ) -> EntropyEstimate:
     """Entropy over the closed answer set from one log-likelihood per candidate answer.
 
-    Give exactly one of ``log_probs`` (summed log-probabilities, ``<= 0``, ``-inf`` for impossible answers)
-    or ``mean_losses`` (mean per-token negative log-likelihoods, what several lmms-eval ``loglikelihood``
-    implementations return). ``token_counts`` undo the per-token mean (``-mean_loss * n_tokens``); without
-    them only ``length_normalised=True`` (``-mean_loss`` as the score) is possible, a different estimator.
-    The scores are renormalised over the A candidates, so ``0 <= H <= log A``: probability outside the
-    answer set is ignored, and the value is not comparable to the full-vocabulary entropy.
-
-    >>> float(answer_set_entropy(log_probs=[-1.0, -1.0]).values)
-    0.6931...
+    Give ``log_probs`` (summed, ``<= 0``) or ``mean_losses`` (mean per-token losses, as several lmms-eval
+    ``loglikelihood`` implementations return) with ``token_counts`` to undo the mean, or with
+    ``length_normalised=True`` for that different estimator. Probability outside the answer set is ignored,
+    so the value is not comparable to the full-vocabulary entropy.
     """
     if (log_probs is None) == (mean_losses is None):
         raise ValueError("give exactly one of log_probs or mean_losses")
@@ -176,13 +167,8 @@ def sampled_answer_entropy(
 ) -> EntropyEstimate:
     """Entropy of the empirical distribution of K sampled answers per item (K may differ between items).
 
-    With ``candidates``, every sample must be one of them (include ``"other"`` if it may occur). The
-    plug-in estimate ``-sum (c/K) log(c/K)`` is biased low by about ``(m - 1) / (2K)`` for ``m`` distinct
-    answers (0.06 nats for K = 8 and two answers); the default Miller-Madow correction adds that term
-    (it can exceed ``log m`` for tiny K). One sample gives 0 either way.
-
-    >>> float(sampled_answer_entropy([["red", "red", "blue", "blue"]], correction=None).values[0])
-    0.6931...
+    The plug-in estimate is biased low by about ``(m - 1) / (2K)`` for ``m`` distinct answers; the default
+    Miller-Madow correction adds that term. With ``candidates``, every sample must be one of them.
     """
     if correction not in ("miller_madow", None):
         raise ValueError(f"correction must be 'miller_madow' or None, got {correction!r}")

@@ -31,9 +31,7 @@ def _as_labels(values: ArrayLike, name: str) -> np.ndarray:
 def classify_following(yv: ArrayLike, yt: ArrayLike, ym: ArrayLike, *, other: str = "other") -> np.ndarray:
     """Label each item (one of :data:`FOLLOWING_LABELS`) by the modality its conflict answer follows.
 
-    ``yv``, ``yt`` and ``ym`` are the normalised answers to the vision-only, text-only and conflict prompts.
-    Only items with ``Yv != Yt`` (both inside the answer set) are conflicts: "following" an unreadable
-    (``other``) unimodal answer is not meaningful.
+    Only items whose vision-only and text-only answers differ and are both readable are conflicts.
 
     >>> classify_following(["red", "red"], ["blue", "red"], ["blue", "red"]).tolist()
     ['text', 'not_conflict']
@@ -53,9 +51,8 @@ def classify_following(yv: ArrayLike, yt: ArrayLike, ym: ArrayLike, *, other: st
 class FollowingRates:
     """Counts of following labels and the rates derived from them.
 
-    ``tfr = n_text / (n_text + n_vision)`` and ``vfr = 1 - tfr`` (``other`` excluded, as in the paper);
-    ``other_rate = n_other / n_conflicts``. Fewer than ``min_conflicts`` conflicts leave every rate
-    undefined; undefined rates are None and :meth:`reason` says why.
+    ``tfr = n_text / (n_text + n_vision)`` (``other`` excluded, as in the paper); fewer than ``min_conflicts``
+    conflicts leave every rate undefined (None; :meth:`reason` says why).
     """
 
     n_text: int
@@ -104,11 +101,8 @@ class FollowingRates:
     def confidence_interval(
         self, confidence_level: float = 0.95, *, rate: Literal["tfr", "vfr", "other_rate"] = "tfr"
     ) -> Interval:
-        """Wilson score interval for one of the rates; None bounds when the rate is undefined.
-
-        It treats conflicts as independent; items that share an image or text are not, so it is somewhat
-        too narrow when answers cluster by group.
-        """
+        """Wilson score interval for one of the rates (None bounds when undefined); it treats conflicts as
+        independent, so it is somewhat too narrow when answers cluster by group."""
         check_confidence_level(confidence_level)
         why = self.reason(rate)
         if why is not None:
@@ -122,11 +116,7 @@ class FollowingRates:
 
 
 def following_rates(labels: ArrayLike, *, min_conflicts: int = 1) -> FollowingRates:
-    """Count the labels from :func:`classify_following`.
-
-    >>> following_rates(["text", "text", "vision", "other"]).tfr
-    0.6666...
-    """
+    """Count the labels from :func:`classify_following`."""
     array = _as_labels(labels, "labels")
     unknown = np.setdiff1d(np.unique(array), np.array(FOLLOWING_LABELS))
     if unknown.size:

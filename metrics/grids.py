@@ -15,11 +15,8 @@ from modality_conflict.metrics.items import ConflictItems
 class TierGrids:
     """Accuracy, mean entropy and following rates by difficulty tier.
 
-    Unimodal numbers are per *unimodal prompt*, not per conflict item: a vision-only prompt is the
-    unit ``(group, visual tier, control)`` and a text-only prompt ``(group, text tier, control)``, each
-    counted once however many conflict items share it. Mean entropies are None without entropies;
-    ``cell_n`` counts a ``(visual tier, text tier)`` cell's text- or vision-following conflicts, and
-    ``cell_reason`` says why its TFR is None.
+    Unimodal numbers count each unimodal prompt once (``(group, tier, control)``), however many conflict
+    items share it; ``cell_n`` counts a cell's text- or vision-following conflicts.
     """
 
     vision_n: dict[int, int]

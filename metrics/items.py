@@ -18,20 +18,6 @@ NO_ENTROPY = "none"
 _STRING_FIELDS = ("item_id", "control", "vision_answer", "text_answer", "yv", "yt", "ym")
 _INT_FIELDS = ("group_id", "visual_tier", "text_tier")
 _FLOAT_FIELDS = ("hv", "ht")
-_ARRAY_FIELDS = (
-    "item_id",
-    "group_id",
-    "visual_tier",
-    "text_tier",
-    "control",
-    "vision_answer",
-    "text_answer",
-    "yv",
-    "yt",
-    "ym",
-    "hv",
-    "ht",
-)
 _CONDITION_OF = {
     "yv": "vision_only",
     "hv": "vision_only",
@@ -50,12 +36,9 @@ def _missing(values: np.ndarray) -> np.ndarray:
 class ConflictItems:
     """Aligned per-item arrays for the conflict items of one model run.
 
-    ``item_id`` is unique (e.g. ``"g0001-v03-t1-none"``); ``vision_answer`` / ``text_answer`` are what the
-    image shows and the text claims; ``yv``, ``yt`` and ``ym`` the model's normalised answers to the
-    vision-only, text-only and conflict prompts; ``hv`` / ``ht`` their entropies (ignored with estimator
-    ``"none"``). ``candidates`` is every answer the items admit (the six colours; or the union of the
-    attribute set's shape and material values). Construction validates everything and raises ValueError
-    naming the offending item.
+    ``yv``, ``yt`` and ``ym`` are the model's normalised answers to the vision-only, text-only and conflict
+    prompts, ``hv`` / ``ht`` their entropies (ignored with estimator ``"none"``); ``candidates`` is every
+    answer the items admit. Construction validates everything, naming the offending item.
     """
 
     item_id: np.ndarray
@@ -221,7 +204,11 @@ class ConflictItems:
 
     def columns(self) -> dict[str, np.ndarray]:
         """The arrays by field name (no copies)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in _ARRAY_FIELDS}
+        return {name: getattr(self, name) for name in _ARRAY_FIELDS}
+
+
+# Every per-item column, in field order (all fields but the run's estimator and answer set).
+_ARRAY_FIELDS = tuple(f.name for f in fields(ConflictItems) if f.name not in ("estimator", "candidates"))
 
 
 def _unchecked(columns: dict[str, Any], estimator: str, candidates: tuple[str, ...]) -> ConflictItems:

@@ -19,13 +19,8 @@ from modality_conflict.metrics.balance import BalancePointResult, balance_point_
 
 @dataclass(frozen=True)
 class LawResult:
-    """Statistics for the monotonic law of one model.
-
-    ``slope`` is the logistic slope of follow-text on dH (the law predicts a negative one), ``slope_se``
-    its standard error (cluster-robust unless ``covariance_type == "model"``); ``status`` is ``"ok"`` or
-    ``"undefined"`` with a ``reason``. The Spearman p-value (``alternative`` as requested) treats
-    conflicts as independent; the slope interval does not.
-    """
+    """Statistics for the monotonic law of one model: the logistic slope of follow-text on dH (the law
+    predicts a negative one) and the Spearman correlation, whose p-value treats conflicts as independent."""
 
     slope: float | None
     slope_se: float | None
@@ -142,9 +137,8 @@ def monotonic_law(
 ) -> LawResult:
     """Test the monotonic law: does P(follow text) fall as dH rises?
 
-    Options as in :func:`~modality_conflict.metrics.balance.balance_point`, but no bootstrap by default.
-    The result holds the logistic slope (with its interval and :meth:`LawResult.verdict`) and the Spearman
-    correlation between dH and follow-text; ``alternative="less"`` is the one-sided test of the law.
+    Options as in :func:`~modality_conflict.metrics.balance.balance_point`, but no bootstrap by default;
+    ``alternative="less"`` makes the Spearman test the one-sided test of the law.
     """
     fit, data = fit_checked(
         dh,
@@ -164,11 +158,8 @@ def monotonic_law(
 
 @dataclass(frozen=True)
 class BinnedCurve:
-    """Text-following rate per dH bin, with Wilson intervals (the curve the paper plots).
-
-    Bins are ``[e_i, e_{i+1})``, the last one closed; ``tfr``, ``low`` and ``high`` are None for empty
-    bins; ``n_outside`` counts conflicts outside explicit edges.
-    """
+    """Text-following rate per dH bin, with Wilson intervals (the curve the paper plots); bins are
+    ``[e_i, e_{i+1})``, the last one closed, and empty bins have None rates."""
 
     edges: np.ndarray = field(compare=False)
     counts: np.ndarray = field(compare=False)
@@ -206,12 +197,10 @@ def binned_curve(
     bins: int | ArrayLike = 10,
     confidence_level: float = 0.95,
 ) -> BinnedCurve:
-    """TFR per dH bin with Wilson score intervals.
+    """TFR per dH bin with Wilson score intervals; ``bins`` is a number of equal-width bins over the
+    observed dH range or explicit increasing edges.
 
-    ``bins``: a number of equal-width bins over the observed dH range, or explicit increasing edges.
-
-    >>> curve = binned_curve([-1, -0.5, 0.5, 1], [1, 1, 0, 1], bins=2)
-    >>> curve.tfr
+    >>> binned_curve([-1, -0.5, 0.5, 1], [1, 1, 0, 1], bins=2).tfr
     (1.0, 0.5)
     """
     x = as_float_array(dh, "dh")
@@ -284,11 +273,8 @@ def robustness_split(
     confidence_level: float = 0.95,
     min_conflicts: int = 10,
 ) -> RobustnessResult:
-    """Split conflicts at the median of ``Ht + Hv`` and redo the curve and the balance point per half.
-
-    An integer ``bins`` gives equal-width bins over the full dH range, shared by both halves. The paper's
-    check: each half's curve stays monotone and the high-entropy half's balance point sits nearer 0.
-    """
+    """Split conflicts at the median of ``Ht + Hv`` and redo the curve (shared edges) and the balance
+    point per half: each half should stay monotone, the high-entropy half nearer 0."""
     x = as_float_array(dh, "dh")
     t = as_float_array(ht, "ht")
     v = as_float_array(hv, "hv")

@@ -40,11 +40,8 @@ def _label_matrix(top1_labels: Sequence[Sequence[str]] | np.ndarray) -> tuple[np
 
 
 def count_oscillations(top1_labels: Sequence[str] | Sequence[Sequence[str]] | np.ndarray) -> int | np.ndarray:
-    """Count switches of the layer-wise top-1 answer between the vision and the text answer.
-
-    ``top1_labels``: per-layer labels from :data:`LENS_LABELS` for one item (gives an int), or one row per
-    item (rows may differ in length; gives an integer array). Layers labelled ``"other"`` are skipped:
-    vision -> other -> text is one switch, and vision -> other -> vision none.
+    """Count switches of the layer-wise top-1 answer between the vision and the text answer, for one
+    item or per row; ``"other"`` layers are skipped (vision -> other -> text is one switch).
 
     >>> count_oscillations(["other", "vision", "other", "text", "text", "vision"])
     2
@@ -99,14 +96,9 @@ class OscillationSummary:
         level = check_confidence_level(confidence_level)
         check_choice(region, "region", ("ambiguous", "clear", "difference"))
         check_choice(method, "method", ("t", "bootstrap"))
-        parts = {
-            "ambiguous": (self._ambiguous,),
-            "clear": (self._clear,),
-            "difference": (self._ambiguous, self._clear),
-        }[region]
-        for part, name in zip(
-            parts, ("ambiguous", "clear") if region == "difference" else (region,), strict=True
-        ):
+        names = ("ambiguous", "clear") if region == "difference" else (region,)
+        parts = [getattr(self, f"_{name}") for name in names]
+        for part, name in zip(parts, names, strict=True):
             if part.size < 2:
                 return Interval(None, None, method, f"the {name} region has {part.size} items (need 2)")
         if method == "bootstrap":
@@ -149,11 +141,8 @@ def oscillation_summary(
     n_resamples: int = 2000,
     rng: int | np.random.Generator | None = None,
 ) -> OscillationSummary:
-    """Mean oscillations per item (:func:`count_oscillations`) in the ambiguous region
-    (``|dH - balance| <= radius``, 0.5 as in the paper) and outside it.
-
-    A balance result without an estimate is an error; ``n_resamples=0`` skips the bootstrap.
-    """
+    """Mean oscillations per item in the ambiguous region (``|dH - balance| <= radius``, 0.5 as in the
+    paper) and outside it; ``n_resamples=0`` skips the bootstrap."""
     if isinstance(balance, BalancePointResult):
         if balance.estimate is None:
             raise ValueError(f"the balance point is undefined ({balance.status}: {balance.reason})")

@@ -31,11 +31,8 @@ RELEVANT_MODALITY = {"text_irrelevant": "vision", "image_irrelevant": "text"}
 
 @dataclass(frozen=True)
 class ViewResult:
-    """Everything computed for one view of the main (``control == "none"``) items.
-
-    The ``own`` view uses the model's own unimodal answers; the ``correct`` view keeps only items whose
-    vision-only and text-only answers are both correct (the paper's main analysis).
-    """
+    """Everything computed for one view of the main items: the model's own unimodal answers, or only
+    items whose unimodal answers are both correct (the paper's main analysis)."""
 
     rates: FollowingRates
     balance: BalancePointResult
@@ -47,13 +44,8 @@ class ViewResult:
 
 @dataclass(frozen=True, eq=False)
 class ConflictReport:
-    """Result of :func:`summarize`; :meth:`to_dict` gives the flat JSON-safe form.
-
-    ``n_main`` counts the ``control == "none"`` items behind every main number; ``own`` and ``correct``
-    are the views with the model's own unimodal answers and on both-correct items; ``means`` (mean Hv, Ht
-    and dH), ``robustness`` and ``grids`` are None with a reason when undefined; ``controls`` holds the
-    following rates of each control type.
-    """
+    """Result of :func:`summarize`; :meth:`to_dict` gives the flat JSON-safe form. Parts that are
+    undefined are None with a reason."""
 
     n_items: int
     n_main: int
@@ -110,13 +102,13 @@ class ConflictReport:
         if self.grids is not None:
             out.update(self.grids.to_dict())
         else:
-            for key in (
+            tables = (
                 "vision_accuracy_by_tier",
                 "text_accuracy_by_tier",
                 "mean_hv_by_tier",
                 "mean_ht_by_tier",
-                "tfr_by_tier_cell",
-            ):
+            )
+            for key in (*tables, "tfr_by_tier_cell"):
                 out[key] = None
                 out[f"{key}_reason"] = self.grids_reason
         controls: dict[str, Any] = {}
@@ -243,14 +235,8 @@ def _ambiguity(
     """Counts and TFR inside and outside the ambiguous region |dH - balance| <= radius."""
     if balance.estimate is None:
         why = reason or f"no balance point ({balance.status})"
-        return {
-            "n_ambiguous": None,
-            "n_ambiguous_reason": why,
-            "tfr_ambiguous": None,
-            "tfr_ambiguous_reason": why,
-            "tfr_clear": None,
-            "tfr_clear_reason": why,
-        }
+        keys = ("n_ambiguous", "tfr_ambiguous", "tfr_clear")
+        return {name: value for key in keys for name, value in ((key, None), (f"{key}_reason", why))}
     near = np.abs(dh - balance.estimate) <= radius
     out: dict[str, Any] = {"n_ambiguous": int(near.sum())}
     for key, mask in (("tfr_ambiguous", near), ("tfr_clear", ~near)):

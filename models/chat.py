@@ -1,7 +1,6 @@
 """Chat rendering: the prompt a model sees, where its answer starts, and the answers' first tokens.
 
-Every render sees the same date and the template switches of :mod:`~modality_conflict.models.templates`
-(reasoning off where the template can turn it off), so a prompt depends on the document only.
+Every render sees the same date and template switches (``templates``): a prompt depends on the document only.
 """
 
 from __future__ import annotations
@@ -30,11 +29,9 @@ PROBE_REQUEST = "Say a word."
 def answer_prefix(render: Callable[[list[dict[str, Any]], bool], str], probe: str = "red") -> str:
     """What the chat template puts between the generation prompt and the answer text.
 
-    The template is rendered once with the generation prompt and once with an assistant turn holding
-    ``probe``. When the second starts with the first, the text between the end of the generation prompt
-    and ``probe`` is the prefix (``" "`` after LLaVA's ``"ASSISTANT:"`` or SmolVLM's ``"Assistant:"``,
-    ``""`` after ChatML's ``"assistant\\n"``). Otherwise a space is assumed unless the generation prompt
-    ends in whitespace.
+    The text between the generation prompt and ``probe`` in a render with an assistant turn (``" "`` after
+    LLaVA's ``"ASSISTANT:"``, ``""`` after ChatML's); when the renders disagree, a space unless the
+    generation prompt ends in whitespace.
     """
     user = {"role": "user", "content": [{"type": "text", "text": PROBE_REQUEST}]}
     prompt = render([user], True)
@@ -49,9 +46,8 @@ def answer_prefix(render: Callable[[list[dict[str, Any]], bool], str], probe: st
 def answer_first_token_ids(tokenizer: Any, prompt: str, prefix: str, words: Iterable[str]) -> dict[str, int]:
     """The first token id of each answer word as the model would emit it right after ``prompt``.
 
-    ``prompt + prefix + word`` is tokenised and the first id after the tokens of ``prompt`` is taken, so
-    tokenisers that mark word starts (SentencePiece's ``▁``, byte-level BPE's ``Ġ``) get the form that
-    actually follows the assistant prefix. Only the first token of a multi-token answer is used.
+    Taken from ``prompt + prefix + word``, so tokenisers that mark word starts (``▁``, ``Ġ``) give the form
+    that actually follows the assistant prefix.
     """
     base = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     ids: dict[str, int] = {}
@@ -90,12 +86,8 @@ class AnswerTokens:
 
 
 class ChatRenderer:
-    """Renders the benchmark's single-turn prompts with a checkpoint's chat template.
-
-    ``processor`` is the tokenizer for a text-only model (whose tokenizer holds the template); ``name`` the
-    checkpoint, for error messages; ``prompt_date`` what the template's ``strftime_now`` and
-    ``date_string`` see.
-    """
+    """Renders the benchmark's single-turn prompts with a checkpoint's chat template (the tokenizer's
+    for a text-only model); ``prompt_date`` is what ``strftime_now`` and ``date_string`` see."""
 
     def __init__(
         self,

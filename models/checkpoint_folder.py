@@ -1,8 +1,5 @@
-"""Writing a checkpoint folder: the chat-template content loop, seeded initialisation and the files.
-
-Shared by the shipped SmolLM2 LLaVA (:mod:`~modality_conflict.models.smollm2_llava`) and the tests' tiny
-checkpoints.
-"""
+"""Writing a checkpoint folder: the chat-template content loop, seeded initialisation and the files;
+shared by the SmolLM2 LLaVA and the tests' tiny checkpoints."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""The response envelope: how the project's model wrapper hands uncertainty to the task.
+"""The response envelope: how the project's model wrappers hand uncertainty to the task.
 
-lmms-eval passes only the generated string to ``process_results``, so the wrapper returns a JSON object that
-the task recognises by its ``mc_envelope`` key; it also lands in the sample logs, for probing and
-submissions. ``<`` and ``>`` are escaped (still valid JSON for the same object), so lmms-eval's
+lmms-eval passes only the generated string to ``process_results``, so the wrapper returns a JSON object
+marked ``mc_envelope`` (it also lands in the sample logs). ``<`` and ``>`` are escaped, so lmms-eval's
 reasoning-tag stripping never touches decoded tokens in the lens record.
 """
 
@@ -31,14 +30,10 @@ def encode_envelope(
     lens_reason: str | None = None,
     usage: dict[str, int] | None = None,
 ) -> str:
-    """Serialise one prompt's outcome as the string the wrapper returns to lmms-eval.
+    """Serialise one prompt's outcome as the string the wrapper returns to lmms-eval (None fields left out).
 
-    ``entropy`` is the first answer token's, in nats (None when it could not be computed); ``prompt``
-    holds what the task's text does not show: the ``date`` the chat template saw and its ``preamble``;
-    ``decode_steps`` counts the answer's tokens (end token included); ``entropy_bounds`` and
-    ``uncovered_mass`` come from estimators that do not see the whole vocabulary (``"top_k"``);
-    ``lens_reason`` says why there is no ``lens``; ``usage`` holds the server's token counts. Fields left
-    None are not written.
+    ``prompt`` holds what the task's text does not show (the template's ``date`` and ``preamble``);
+    ``entropy_bounds`` and ``uncovered_mass`` come from estimators that do not see the whole vocabulary.
     """
     if entropy is not None and not math.isfinite(entropy):
         raise ValueError(f"entropy must be finite, got {entropy!r}")

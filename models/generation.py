@@ -1,9 +1,7 @@
 """Generation: one ``generate`` call per batch gives the answer, its entropy and (optionally) the logit lens.
 
-The first step of ``generate`` is the prompt's forward pass, so its raw logits (in float64) give the
-entropy and the candidates' first-token log-probabilities, and the logit lens records the same pass through
-forward hooks. :func:`generate_envelopes` answers the benchmark's documents, :func:`generate_texts` any
-other task's.
+The first step of ``generate`` is the prompt's forward pass: its raw logits give the entropy and the
+candidates' first-token log-probabilities, and the lens hooks record the same pass.
 """
 
 from __future__ import annotations
@@ -167,10 +165,8 @@ def generate_envelopes(
 ) -> list[str]:
     """One ``generate`` call for a batch (left-padded); one response envelope per row.
 
-    Without ``answers`` the envelope has no ``answer_logprobs`` and the lens tracks no answer. A ``cache``
-    holds the first columns of ``inputs`` (a forked image prefix), so ``generate`` runs only the rest.
-    ``early_stop`` stops each row once its answer names a candidate (``synonyms`` included); steps are
-    counted either way (the envelope's ``decode_steps``).
+    A ``cache`` holds the first columns of ``inputs`` (a forked image prefix); ``early_stop`` stops a row once
+    its answer names a candidate, and steps are counted either way.
     """
     recorder = LastPositionRecorder(lens_modules) if lens_modules is not None else None
     eos = eos_token_ids(model, tokenizer)

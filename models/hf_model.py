@@ -1,18 +1,10 @@
 """The project's lmms-eval model: any Hugging Face image-text-to-text checkpoint, with uncertainty and lens.
 
-Registered with lmms-eval as ``modality_conflict_hf`` (``--model_args pretrained=DIR_OR_REPO,...``), for
-checkpoints that transformers loads natively with a chat template (image-text-to-text models, multimodal
-LMs, and plain causal LMs for text-only prompts). What it refuses, and why, is decided from ``config.json``
-before loading (:mod:`~modality_conflict.models.routing`); at load it checks once what would make numbers
-silently wrong (:mod:`~modality_conflict.models.templates`).
-
-For every benchmark document it returns a response envelope (:mod:`~modality_conflict.models.envelope`)
-from one ``generate`` call per batch (:mod:`~modality_conflict.models.generation`): the text; the
-full-vocabulary entropy of the first answer token from the raw logits; per candidate answer, the
-log-probability that the first answer token starts it, case-insensitively; the logit lens (unless
-``lens=False``); and what the chat template wrote before the question. Any other task gets plain text.
-This module is the lmms-eval face only: loading, prompts and scoring live in ``loading``, ``chat`` and
-``scoring``.
+Registered as ``modality_conflict_hf`` for checkpoints that transformers loads natively with a chat
+template (``routing`` decides from ``config.json``; ``templates`` checks at load what would make numbers
+silently wrong). A benchmark document gets a response envelope from one ``generate`` call per batch: the
+text, the first answer token's full-vocabulary entropy, the candidates' case-insensitive first-token
+log-probabilities, the logit lens and the template's preamble; any other task gets plain text.
 """
 
 from __future__ import annotations
@@ -284,9 +276,6 @@ class ModalityConflictHF(SharedPrefixAnswers, RunCounters, lmms):
             return collect_requests(requests, self.task_dict)
         return collect_requests(requests, self.task_dict, count_images=False, read_document=store.document)
 
-    def _visuals(self, request: ModelRequest) -> list[Any]:
-        return fetch_visuals(request, self.task_dict)
-
     # -- generation -----------------------------------------------------------------------------------
 
     def _generation_settings(self, gen_kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -297,14 +286,12 @@ class ModalityConflictHF(SharedPrefixAnswers, RunCounters, lmms):
         return generation.generation_settings(gen_kwargs, default_max_new_tokens=self.max_new_tokens)
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
-        """Answer each request, in request order: response envelopes (JSON strings) for the benchmark's
-        documents, the plain answer for any other task's.
+        """Answer each request, in request order: response envelopes for the benchmark's documents, the
+        plain answer for any other task's.
 
-        Requests are grouped by generation arguments, candidate answers and images; each group's images
-        are decoded once (:class:`~modality_conflict.models.image_groups.DocumentStore`) and, for the
-        benchmark's documents on architectures that allow it, encoded once with the group's shared prefix
-        (:mod:`~modality_conflict.models.sharing`). Image prompts that are not shared are batched across
-        images; prompts without images are batched longest first.
+        Requests are grouped by generation arguments, candidates and images; each group's images are decoded
+        once and, where the architecture allows it, encoded once with a shared prefix. Other image prompts are
+        batched across images, prompts without images longest first.
         """
         store = DocumentStore(self.task_dict)
         docs = self._requests(requests, store)
@@ -412,30 +399,13 @@ class ModalityConflictHF(SharedPrefixAnswers, RunCounters, lmms):
         self.stats.prompts += len(envelopes)
         return envelopes
 
-    def envelopes(
-        self,
-        prompts: list[str],
-        images: list[list[Any]],
-        settings: dict[str, Any],
-        until: list[str],
-        answers: AnswerTokens | None,
-        prompt_facts: list[dict[str, Any]] | None = None,
-    ) -> list[str]:
-        """One batch of rendered prompts (with their images) to response envelopes, one ``generate`` call;
-        ``prompt_facts`` is each envelope's ``prompt`` (:meth:`ChatRenderer.prompt_facts`)."""
-        return self._generate_batch(
-            self._encode(prompts, images), settings, until, answers, prompt_facts=prompt_facts
-        )
-
     # -- scoring --------------------------------------------------------------------------------------
 
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
         """Exact log-probability of each continuation after the generation prompt.
 
-        The continuation follows the rendered user turn and generation prompt (no end-of-turn token).
-        Returns ``(sum of its tokens' log-probabilities in nats, whether greedy decoding gives exactly
-        them)``: a sum, not lmms-eval ``llava_hf``'s mean loss; a token merged across the boundary counts
-        as continuation. A benchmark document's candidate answer is scored as written and capitalised and
+        ``(sum of its tokens' log-probabilities in nats, whether greedy decoding gives exactly them)``:
+        a sum, not ``llava_hf``'s mean loss. A candidate answer is scored as written and capitalised, and
         gets the log of their summed probabilities: the event the generation estimator measures too.
         """
         docs = self._requests(requests)
@@ -466,7 +436,7 @@ class ModalityConflictHF(SharedPrefixAnswers, RunCounters, lmms):
             total=len(prompts), disable=self._rank != 0, desc="modality_conflict_hf loglikelihood"
         )
         for batch in batches(keys, lengths, self.batch_size):
-            images = [self._visuals(docs[owners[i]]) for i in batch]
+            images = [fetch_visuals(docs[owners[i]], self.task_dict) for i in batch]
             self.n_model_calls += 1
             scored = score_continuations(
                 self._model,

@@ -1,9 +1,7 @@
 """Saving LLaVA-family checkpoints under the weight names Hub LLaVA checkpoints use.
 
-The llava-hf checkpoints name their weights ``vision_tower.vision_model.*``, ``multi_modal_projector.*``,
-``language_model.model.*`` and ``language_model.lm_head.*``, which transformers 4.x and vLLM read. Newer
-releases save other names (5.x drops the ``vision_model.`` level, which vLLM refuses), so
-:func:`save_hub_layout` renames whatever ``save_pretrained`` wrote, and one folder loads everywhere.
+transformers 4.x and vLLM read the llava-hf names; newer releases save others (5.x drops the
+``vision_model.`` level, which vLLM refuses), so one renamed folder loads everywhere.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """Requests grouped by the images they show, each image decoded once.
 
-:class:`DocumentStore` reads a ``datasets.Dataset`` split lazily, so a request's fields are read without
-decoding its image, and the image's encoded bytes key the requests that show it (:meth:`visual_key`);
-:meth:`DocumentStore.group_visuals` decodes each distinct image of a group once and hands it to every
-member's ``doc_to_visual``. Other documents (lists of dicts, formatted datasets) are keyed by the pixels
-``doc_to_visual`` returns.
+:class:`DocumentStore` reads a ``datasets.Dataset`` split lazily and keys requests by their images'
+encoded bytes; other documents are keyed by the pixels ``doc_to_visual`` returns.
 """
 
 from __future__ import annotations

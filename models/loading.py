@@ -1,8 +1,5 @@
-"""Loading a checkpoint for the wrapper: which dtype, which device, which processor.
-
-Everything here runs once, in :class:`~modality_conflict.models.hf_model.ModalityConflictHF`'s constructor;
-which model class loads the checkpoint (or why none does) is :mod:`~modality_conflict.models.routing`.
-"""
+"""Loading a checkpoint for the wrapper: which dtype, which device, which processor (once, at
+construction; which class loads it is ``routing``'s)."""
 
 from __future__ import annotations
 

@@ -1,19 +1,10 @@
 """Logit lens for Hugging Face decoder MLLMs: what each layer would answer at the answer position.
 
-At every decoder layer the hidden state of the last prompt position (where the first answer token is
-predicted) goes through the model's final norm and LM head, giving that layer's next-token logits
-(method.md, "Layer-wise probing").
-
-Forward hooks on the decoder layers keep only the last position (the wrapper pads on the left) of each
-layer's output, and only on the first pass after :meth:`LastPositionRecorder.reset`: ``n_layers x batch x
-hidden`` floats, never ``x positions``. ``output_hidden_states`` is not used: it materialises every
-position, and in transformers 5 its last entry is already normed, which would need per-architecture cases.
-With hooks every layer is a raw residual-stream state, so the last layer's lens logits are the model's own.
-
-The multimodal class does not always apply the text config's logit soft-capping (Gemma) or logit scale
-(Cohere, ignored by Aya Vision), so the lens is calibrated once at load (:func:`calibrate_lens`). Layers
-that do not run on a prompt (Mllama's cross-attention layers, without an image) are listed in its
-``skipped_layers``.
+Forward hooks keep each decoder layer's output at the last position (the wrapper pads on the left) of
+the first pass only: ``n_layers x batch x hidden`` floats. ``output_hidden_states`` would materialise
+every position, and in transformers 5 its last entry is already normed; with hooks every layer is a raw
+residual-stream state, so the last layer's lens logits are the model's own. The multimodal class does not
+always apply the text config's logit soft-capping or scale, so the lens is calibrated once at load.
 """
 
 from __future__ import annotations
@@ -124,14 +115,8 @@ def find_lens_modules(model: nn.Module) -> LensModules:
 
 
 class LastPositionRecorder:
-    """Forward hooks that keep each decoder layer's output at the last position of the first pass.
-
-    Use as a context manager around the forward or ``generate`` call::
-
-        with LastPositionRecorder(modules) as recorder:
-            model.generate(...)
-        layers, states = recorder.recorded()  # indices that ran, (batch, hidden) tensors
-    """
+    """Forward hooks that keep each decoder layer's output at the last position of the first pass
+    (a context manager around the forward or ``generate`` call)."""
 
     def __init__(self, modules: LensModules) -> None:
         self._modules = modules
@@ -183,12 +168,8 @@ LENS_ROWS_PER_CALL = 64
 
 @torch.no_grad()
 def lens_logits(modules: LensModules, states: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
-    """Yield each layer's next-token logits, ``(batch, vocab)`` float32, in layer order.
-
-    Layers are pushed through the final norm and the LM head several at a time (about
-    :data:`LENS_ROWS_PER_CALL` rows per call): one large matrix product per chunk instead of one per layer,
-    which matters for large vocabularies, while the logits held at once stay bounded.
-    """
+    """Yield each layer's next-token logits, ``(batch, vocab)`` float32, in layer order: several layers
+    per LM-head call (about :data:`LENS_ROWS_PER_CALL` rows), so large vocabularies cost few products."""
     norm_device = _param_device(modules.final_norm, states[0].device)
     head_device = _param_device(modules.lm_head, norm_device)
     batch = states[0].shape[0]
@@ -257,11 +238,9 @@ def lens_records(
 ) -> list[dict[str, Any]]:
     """Per-prompt logit-lens records from one forward pass (JSON-safe; they go into the envelope).
 
-    ``answer_token_ids`` maps each candidate (in the task's order) to its first token after the assistant
-    prefix; each ``extra_answer_token_ids`` set (e.g. ``"capitalized"``) adds ``answer_token_ids_<name>``
-    and ``answer_logits_<name>``. ``layer_indices`` are the layers ``states`` come from (default all). A
-    record holds ``n_layers``, ``layer_indices``, ``skipped_layers``, the per-layer ``top1_ids`` and
-    ``top1_tokens`` (input side first) and ``answer_logits`` (per layer, one per answer; non-finite: None).
+    Each record holds the reported ``layer_indices`` (and ``skipped_layers``), every layer's top-1 token and
+    the logits of each candidate's first token (``answer_token_ids``, in the task's order), plus one more
+    table per ``extra_answer_token_ids`` set; non-finite logits become None.
     """
     answers = list(answer_token_ids)
     id_sets: dict[str, list[int]] = {"": [int(answer_token_ids[a]) for a in answers]}

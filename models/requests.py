@@ -1,8 +1,7 @@
 """lmms-eval requests as the wrapper sees them: what to answer, with how many images, among which answers.
 
-A request belongs to the benchmark when its document carries the benchmark's fields
-(:data:`BENCHMARK_FIELDS`); only those are answered with response envelopes, so the wrapper can run another
-lmms-eval task in the same command and give it plain text. The task's name plays no part.
+A document with the benchmark's fields (:data:`BENCHMARK_FIELDS`) gets an envelope; another task's gets
+plain text, so the wrapper can run other tasks in the same command.
 """
 
 from __future__ import annotations
@@ -66,9 +65,8 @@ def collect_requests(
 ) -> list[ModelRequest]:
     """Each request's context, argument, image count and candidate answers.
 
-    The images are counted here and fetched again batch by batch (:func:`fetch_visuals`), so at most one
-    batch of decoded images is held. With ``count_images=False`` nothing is decoded (``n_images`` -1) and
-    ``read_document(task, split, doc_id)`` may read the documents lazily.
+    Images are counted here and fetched again batch by batch, so at most one batch of them is held; with
+    ``count_images=False`` nothing is decoded (``n_images`` -1).
     """
     out = []
     for request in requests:

@@ -1,9 +1,7 @@
 """Responses of served models, kept by request so an interrupted run resumes without re-sending them.
 
-One SQLite file maps the SHA-256 of a request's canonical JSON (model, messages, image bytes, sampling
-settings; never the server address or the API key) to the response's JSON. Each answer is committed as it
-arrives, so whatever was answered before an interruption is there for the next run. A row that does not
-read back as JSON is treated as absent (and replaced), never trusted.
+One SQLite file maps the SHA-256 of a request's canonical JSON (never the server address or the API key)
+to the response; each answer is committed as it arrives, and a row that does not read back is absent.
 """
 
 from __future__ import annotations
@@ -27,13 +25,8 @@ def request_key(body: Mapping[str, Any]) -> str:
 
 
 class ResponseCache:
-    """A thread-safe persistent map from request keys to response JSON objects.
-
-    Parameters
-    ----------
-    path
-        The SQLite file (created with its folder).
-    """
+    """A thread-safe persistent map from request keys to response JSON objects (the SQLite file is
+    created with its folder)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()

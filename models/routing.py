@@ -1,12 +1,9 @@
 """Which transformers class loads a checkpoint: decided from its ``config.json`` before any weights or code.
 
-The config is read as plain JSON, so a refusal never downloads weights or runs a checkpoint's own code. In
-order: types the benchmark cannot ask, remote-code vision-language models without an image-text-to-text
-class and families this transformers release cannot load (:data:`NEEDS_TRANSFORMERS`) are refused before
-anything asks for ``trust_remote_code``; image-text-to-text types load with ``AutoModelForImageTextToText``;
-other multimodal LMs with ``AutoModelForMultimodalLM`` (an Omni model's thinker only; audio-only ones are
-refused by their processor); remote-code checkpoints, with ``trust_remote_code=True``, only when their code
-registers an image-text-to-text or causal-LM class; causal LMs load text-only; anything else is refused.
+A refusal never downloads weights or runs a checkpoint's code. Unsupported types, remote-code VLMs
+without an image-text-to-text class and families this transformers cannot load are refused first;
+then image-text-to-text, multimodal-LM (an Omni model's thinker), trusted remote-code and causal-LM
+checkpoints load, in that order.
 """
 
 from __future__ import annotations

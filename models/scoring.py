@@ -75,12 +75,8 @@ def score_continuations(
 
 
 def answer_surface_forms(continuation: str, answers: Sequence[str]) -> list[str]:
-    """The spellings whose probabilities add up to a candidate answer's: as written and capitalised.
-
-    The answer normaliser reads "Red" and "red" as one answer, and the generation estimator sums the first
-    tokens of both forms (``AnswerTokens.case_insensitive_ids``); scoring both here keeps the two estimators
-    on the same event. A continuation that is none of the document's ``answers`` is scored as written.
-    """
+    """The spellings whose probabilities add up to a candidate answer's: as written and capitalised,
+    the event the generation estimator measures too; another continuation is scored as written."""
     stripped = continuation.lstrip()
     if stripped not in answers:
         return [continuation]

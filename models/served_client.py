@@ -1,9 +1,7 @@
 """The HTTP side of served models: one ``/v1/chat/completions`` call, retried, spread over servers.
 
-Scheduling and batching are the server's. Several ``base_url``s take turns, a retry going to the next;
-429, 5xx, timeouts, refused connections and malformed bodies are retried with exponential backoff
-(honouring ``Retry-After`` up to the cap); other 4xx fail at once. The API key comes from an environment
-variable and only ever goes in the ``Authorization`` header.
+Throttling, server failures and broken connections are retried with backoff on the next server; other
+4xx fail at once. The API key only ever goes in the ``Authorization`` header.
 """
 
 from __future__ import annotations

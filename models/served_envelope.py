@@ -1,14 +1,8 @@
 """A chat completion with logprobs, read into the project's response envelope.
 
-The first generated token's ``top_logprobs`` is the answer position's distribution (as the raw logits of
-the in-process path's first step: vLLM reports log-probabilities before temperature and sampling). When the
-server returned the whole vocabulary, the entropy is exact (``"full_vocab"``); otherwise it is the
-``"top_k"`` estimate with proven bounds and the uncovered mass.
-
-Candidate answers' log-probabilities are read from the returned tokens' text (an endpoint gives no token
-ids): for the answer in lower case and capitalised, the returned tokens whose stripped text is the longest
-start of that form (``"red"``, or ``"bl"`` of ``"black"``) count, their probabilities summed, so both
-``" red"`` and ``"red"`` count. A candidate with no such token gets ``-1e6``.
+The first token's ``top_logprobs`` is the answer position's distribution: exact entropy over the whole
+vocabulary, else the ``"top_k"`` bounds. An endpoint gives no token ids, so a candidate's log-probability
+sums the returned tokens whose stripped text is the longest start of it, lower case or capitalised.
 """
 
 from __future__ import annotations

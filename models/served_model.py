@@ -1,23 +1,10 @@
 """The project's lmms-eval model for served models: any OpenAI-compatible ``/v1/chat/completions`` endpoint.
 
-Registered with lmms-eval as ``modality_conflict_openai`` (``--model_args base_url=http://localhost:8000/v1``).
-Each benchmark prompt goes out as one chat completion with the in-process path's user turn (images first,
-as PNG data URLs), temperature 0 and ``top_logprobs``, and comes back as the same response envelope
-(:mod:`~modality_conflict.models.served_envelope`), without a lens.
-
-At start one short request finds out what the endpoint gives: with ``top_logprobs=-1`` accepted (vLLM's
-``--max-logprobs -1``) the whole vocabulary comes back and every entropy is exact (``"full_vocab"``);
-otherwise ``top_logprobs`` tokens give the ``"top_k"`` estimate with proven bounds over ``vocab_size``;
-no logprobs at all is refused, pointing to the sampled task.
-
-vLLM's chat endpoint never adds special tokens, so a template that writes no BOS would be served without
-the one the in-process path adds (:func:`~modality_conflict.models.templates.adds_special_tokens`). Where
-the endpoint offers ``/tokenize``, the start compares the probe prompt with and without special tokens and,
-when the tokenizer puts a token in front, every request carries ``add_special_tokens: true``.
-
-Requests run ``concurrency`` at a time over the ``|``-separated ``base_url``s, retried with backoff
-(``served_client``); a response cache keyed by the request (``response_cache``) lets a stopped run resume.
-The API key is read from the environment variable ``api_key_env`` names and never written anywhere.
+Registered as ``modality_conflict_openai``. Each benchmark prompt is one chat completion with the
+in-process user turn (images as PNG data URLs), answered with the same envelope, without a lens. At
+start, short requests find whether ``top_logprobs=-1`` returns the whole vocabulary (exact entropy) or
+only the top k (bounds over ``vocab_size``), and, through ``/tokenize``, whether requests must ask for the
+BOS the in-process path adds. Answers are cached by request, so a stopped run resumes.
 """
 
 from __future__ import annotations

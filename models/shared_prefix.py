@@ -1,10 +1,5 @@
-"""Answering the prompts that show the same images from one shared prefix (the image encoded once).
-
-:class:`SharedPrefixAnswers` is the part of :class:`~modality_conflict.models.hf_model.ModalityConflictHF`
-that cuts such a group after its image prefix, prefills the prefix once and continues every prompt from a
-fork of its cache, in calls that fit ``batch_size``, ``max_batch_tokens`` and the attention window
-(:mod:`~modality_conflict.models.sharing` holds the model-level steps).
-"""
+"""Answering the prompts that show the same images from one shared prefix (the image encoded once),
+in calls that fit ``batch_size``, ``max_batch_tokens`` and the attention window."""
 
 from __future__ import annotations
 

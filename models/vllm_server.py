@@ -1,9 +1,7 @@
 """A vLLM OpenAI-compatible server for one checkpoint folder, on a free loopback port, stopped on every exit.
 
-vLLM lives in its own environment (``make vllm-env``), so the server runs with that interpreter, not this
-one. The flags are the ones the served model needs for the paper's numbers: float32 weights, every
-log-probability of the vocabulary returned (``--max-logprobs -1``), no CUDA graphs (CPU build), a short
-context.
+It runs with vLLM's own interpreter (``make vllm-env``) and the flags the paper's numbers need: float32,
+every log-probability of the vocabulary (``--max-logprobs -1``), no CUDA graphs, a short context.
 """
 
 from __future__ import annotations
@@ -56,11 +54,8 @@ def _tail(log: Path) -> str:
 
 
 class VLLMServer:
-    """``vllm.entrypoints.openai.api_server`` serving ``model_dir``; its output goes to ``log``.
-
-    Use it as a context manager: the server is started and waited for on entry and stopped (its whole
-    process group: vLLM forks workers) on exit, whatever the exit.
-    """
+    """``vllm.entrypoints.openai.api_server`` serving ``model_dir`` (output to ``log``); as a context
+    manager it is waited for on entry and its whole process group stopped on any exit."""
 
     def __init__(
         self,

@@ -1,8 +1,7 @@
 """The cache of retrained demo checkpoints (``demo --retrain``): checked before use, one trainer at a time.
 
-A cached folder is used only when :func:`checkpoint_problem` finds nothing wrong with it (recipe file,
-seed, recipe, the weights' recorded sha256, finite weights); otherwise it is set aside and trained afresh.
-A lock file per checkpoint name makes concurrent runs wait for one training and then share its result.
+A cached folder that :func:`checkpoint_problem` finds fault with is set aside and trained afresh; a lock
+per checkpoint name makes concurrent runs wait for one training and share its result.
 """
 
 from __future__ import annotations
@@ -56,10 +55,8 @@ def cached_checkpoint(
 ) -> Path:
     """The checkpoint of ``seed`` (and ``recipe``, default the shipped one) under ``cache_root``.
 
-    Trained on first use, and again whenever the cached folder fails :func:`checkpoint_problem`; a change
-    to the training code gives another folder name, so weights of older code are never reused. Training
-    is atomic (:func:`train_checkpoint_folder`) and serialised by a lock per name, so two runs asking at
-    once both get the one checkpoint.
+    Trained on first use and whenever the cached folder fails :func:`checkpoint_problem`; other training code
+    gives another folder name, so weights of older code are never reused.
     """
     recipe = recipe or TrainingRecipe()
     root = ensure_folder(cache_root)

@@ -1,10 +1,8 @@
 """A demo checkpoint folder: written whole or not at all, in the Hub's layout, checked before it is used.
 
-The folder is an ordinary Hugging Face ``LlavaForConditionalGeneration`` checkpoint (model, processor,
-word-level tokenizer, chat template, generation config) whose weights carry the key names Hub LLaVA
-checkpoints have (``vision_tower.vision_model.*``, ``language_model.model.*``), so transformers 4.x and
-5.x and vLLM load it. ``training_recipe.json`` records the seed, the recipe, the code and the weights'
-sha256; :func:`checkpoint_problem` checks a folder against it before anything uses the weights.
+An ordinary ``LlavaForConditionalGeneration`` checkpoint under the Hub's weight names, so transformers
+4.x, 5.x and vLLM load it; ``training_recipe.json`` records the seed, the recipe, the code and the weights'
+sha256, which :func:`checkpoint_problem` checks before anything uses the weights.
 """
 
 from __future__ import annotations
@@ -45,7 +43,6 @@ __all__ = [
     "remove_stale_partials",
     "shipped_checkpoint",
     "train_checkpoint_folder",
-    "train_demo_model",
 ]
 
 #: Folder of the packaged seed-0 checkpoint, in the ``modality_conflict.models`` package.
@@ -76,11 +73,8 @@ def _sha256(path: Path) -> str:
 
 
 def checkpoint_problem(folder: str | os.PathLike[str], *, seed: int, recipe: TrainingRecipe) -> str | None:
-    """Why ``folder`` is not the complete, intact checkpoint of ``seed`` and ``recipe``, or None.
-
-    Checked: the recipe file (JSON, seed, recipe), the weights' sha256 against the recorded one, and that
-    every weight is finite. Nothing in the folder is trusted before that.
-    """
+    """Why ``folder`` is not the complete, intact checkpoint of ``seed`` and ``recipe``, or None: the
+    recipe file, the weights' recorded sha256 and finite weights are checked before anything is trusted."""
     folder = Path(folder)
     try:
         record = json.loads((folder / RECIPE_FILE).read_text())
@@ -141,24 +135,12 @@ def _save_weights(model: torch.nn.Module, out: Path) -> None:
             hf_logging.enable_progress_bar()
 
 
-def train_demo_model(
-    out_dir: str | Path,
-    *,
-    seed: int = 0,
-    recipe: TrainingRecipe | None = None,
-    log: Callable[[str], None] | None = None,
-) -> Path:
-    """Train the demo LLaVA from scratch and save it as a checkpoint folder in ``out_dir`` (created).
-
-    Runs on one thread with deterministic kernels (the caller's torch settings are restored afterwards),
-    so a seed always gives the same weights, byte for byte; diverged weights are refused, not saved.
-    """
-    recipe = recipe or TrainingRecipe()
-    out = Path(out_dir)
+def _train_into(out: Path, seed: int, recipe: TrainingRecipe, log: Callable[[str], None] | None) -> None:
+    """Train the demo LLaVA from scratch into the existing folder ``out``: on one thread with
+    deterministic kernels, so a seed gives the same weights byte for byte; diverged weights are not saved."""
     code = code_version()  # of the code that runs, even if a file changes while it trains
     with deterministic_torch():
         torch.manual_seed(seed)
-        out.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         processor = build_processor(build_tokenizer(), class_token=recipe.class_token_table)
         save_processor(processor, out)
@@ -188,7 +170,6 @@ def train_demo_model(
         "training_seconds": round(elapsed, 1),
     }
     (out / RECIPE_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    return out
 
 
 def _is_stale(partial: Path) -> bool:
@@ -250,10 +231,10 @@ def train_checkpoint_folder(
     recipe: TrainingRecipe | None = None,
     log: Callable[[str], None] | None = None,
 ) -> Path:
-    """:func:`train_demo_model` into ``out`` (absent or an empty folder) whole or not at all.
+    """Train the demo model into ``out`` (absent or an empty folder) whole or not at all.
 
-    Training writes into a hidden temporary sibling renamed to ``out`` only when the checkpoint is complete;
-    a temporary folder that a killed run left is removed by the next run into the same ``out``.
+    Training writes into a hidden temporary sibling renamed to ``out`` when complete; one that a killed run
+    left is removed by the next run into the same ``out``.
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -269,7 +250,7 @@ def train_checkpoint_folder(
         raise OutputWriteError(os_error_text(error, out)) from None
     try:
         with exclusive_lock(tmp / _TRAINING_LOCK, remove=True):
-            train_demo_model(tmp, seed=seed, recipe=recipe, log=log)
+            _train_into(tmp, seed, recipe or TrainingRecipe(), log)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)

@@ -76,10 +76,8 @@ def render_training_images(
 ) -> ImageBank:
     """Render the training images with the project's renderer and preprocess them once.
 
-    Each layout is drawn from a group plan of a training-only plan seed; it is then recoloured by
-    permutations of the six colours. A recolouring is exactly the image the renderer draws for the same
-    layout seed with the permuted colours (the placement draws do not depend on the colours), so every
-    training image is one the renderer produces.
+    Layouts come from training-only plan seeds, each recoloured by colour permutations; the placement draws do
+    not depend on the colours, so every recolouring is an image the renderer itself draws.
     """
     rng = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(1,)))
     palette = _palette()
@@ -126,11 +124,7 @@ def render_training_images(
 
 
 def recolouring_is_exact() -> bool:
-    """Whether a recoloured training image equals the renderer's image of the recoloured specification.
-
-    The renderer draws sizes, positions and pool indices before it looks at any colour, so permuting the
-    colours of a specification permutes the palette of its image and nothing else.
-    """
+    """Whether a recoloured training image equals the renderer's image of the recoloured specification."""
     plan = plan_group(_TRAIN_SEED_OFFSET, _TRAIN_GROUP_OFFSET)
     spec = plan.image_spec(9)
     perm = {c: COLORS[(i + 1) % len(COLORS)] for i, c in enumerate(COLORS)}

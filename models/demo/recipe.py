@@ -1,8 +1,7 @@
 """What a demo training run is: its sizes, data mix and optimisation settings, checked before training.
 
-A :class:`TrainingRecipe` that exists is one training can run: every field is checked when it is made
-(positive sizes, head counts that divide their widths, finite and sensible learning rates, a curriculum
-that starts at step 0), so a bad recipe is one line before any work, never a torch error after minutes.
+Every field of a :class:`TrainingRecipe` is checked when it is made, so a bad recipe is one line before
+any work, never a torch error after minutes.
 """
 
 from __future__ import annotations
@@ -165,11 +164,8 @@ def recipe_problem(recipe: TrainingRecipe) -> str | None:
 
 
 def recipe_from_mapping(values: Mapping[str, Any], *, source: str = "recipe") -> TrainingRecipe:
-    """A :class:`TrainingRecipe` with the fields of ``values`` replaced (unknown names are an error).
-
-    ``source`` names the input in error messages. The keys a checkpoint's recipe file adds (``seed``,
-    ``code``, ``weights_sha256``, ``training_seconds``) are ignored, so a recipe file can be fed back.
-    """
+    """A :class:`TrainingRecipe` with the fields of ``values`` replaced (unknown names are an error);
+    a checkpoint's record keys are ignored, so its recipe file can be fed back."""
     fields = {f.name: f for f in dataclasses.fields(TrainingRecipe)}
     unknown = sorted(set(values) - set(fields) - RECORD_KEYS)
     if unknown:

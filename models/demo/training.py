@@ -1,8 +1,6 @@
 """The demo model's training loop: the vision tower alone on auxiliary heads, then the whole LLaVA.
 
-Training sees only vision-only questions, text-only questions for every text tier and agreeing multimodal
-questions, never an image paired with a text that contradicts it: conflict behaviour is left to emerge.
-It runs on one thread with deterministic kernels, so a seed always gives the same weights.
+Training never pairs an image with a text that contradicts it: conflict behaviour is left to emerge.
 """
 
 from __future__ import annotations
@@ -122,12 +120,9 @@ def _image_sampler(
 def _pretrain_vision(
     model: LlavaForConditionalGeneration, bank: ImageBank, recipe: TrainingRecipe, rng: np.random.Generator
 ) -> list[float]:
-    """Train the vision tower alone on auxiliary heads that are then dropped.
-
-    The heads predict the colour of the asked shape (attending over patches with the shape as query), where
-    the target is (that attention against the target's patch coverage), which shape each target patch
-    belongs to, and, from the class token, the colour of the asked shape out of a table of all shapes.
-    """
+    """Train the vision tower alone on auxiliary heads, dropped afterwards: the asked shape's colour
+    (attending with the shape as query, grounded on the target's patches), each patch's shape and, from the
+    class token, a table of every shape's colour."""
     tower = model.model.vision_tower
     width = recipe.vision_width
     head = _ShapeQueryHead(width)

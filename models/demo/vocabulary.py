@@ -1,8 +1,5 @@
-"""The demo model's words and images: tokenizer, chat template and processor.
-
-A word-level tokenizer over every word a benchmark prompt, a training text or an answer can contain, and a
-LLaVA-1.5 style processor that squeezes images to ``IMAGE_SIZE`` square.
-"""
+"""The demo model's words and images: a word-level tokenizer over every word a prompt, a training text
+or an answer can contain, its chat template, and a LLaVA-1.5 style processor."""
 
 from __future__ import annotations
 
@@ -77,11 +74,8 @@ def _words(text: str) -> list[str]:
 
 
 def vocabulary() -> list[str]:
-    """Every word a benchmark prompt, a training text or an answer can contain, lower-cased, sorted.
-
-    Built from the builder's own templates, shapes, objects and colours, so no evaluation prompt maps a
-    word to ``<unk>``.
-    """
+    """Every word a benchmark prompt, a training text or an answer can contain, lower-cased, sorted: built
+    from the builder's own templates, so no evaluation prompt maps a word to ``<unk>``."""
     texts = [
         QUESTION_TEMPLATE.format(shape=" ".join(SHAPES)),
         ANSWER_COMMAND,
@@ -102,11 +96,8 @@ def vocabulary() -> list[str]:
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
-    """Word-level tokenizer over :func:`vocabulary`.
-
-    It lower-cases, splits words from punctuation and starts every sequence with ``<s>``; the chat template
-    and the special tokens of a LLaVA checkpoint are attached.
-    """
+    """Word-level, lower-casing tokenizer over :func:`vocabulary` that starts every sequence with ``<s>``,
+    with the chat template and a LLaVA checkpoint's special tokens."""
     vocab = {token: i for i, token in enumerate(_SPECIAL_TOKENS)}
     for word in vocabulary():
         vocab.setdefault(word, len(vocab))
@@ -150,12 +141,8 @@ def build_processor(
 
 
 def save_processor(processor: LlavaProcessor, out: Path) -> None:
-    """Save the processor so that transformers 4.x reads its tokenizer too.
-
-    transformers 5 names the tokenizer class ``TokenizersBackend`` and writes the extra special tokens as
-    a list; 4.x knows neither. ``PreTrainedTokenizerFast`` with the image token in a mapping is read the
-    same way by both (the same ids for every prompt).
-    """
+    """Save the processor so that transformers 4.x reads its tokenizer too: 5.x writes a tokenizer class
+    and special-token list that 4.x does not know."""
     processor.save_pretrained(out)
     path = Path(out) / "tokenizer_config.json"
     config = json.loads(path.read_text())
