@@ -77,9 +77,7 @@ class RenderedImage:
     """A drawn image and the layout values measured while drawing it.
 
     ``png``: PNG bytes (RGB, 8 bit, no ancillary chunks).
-    ``width``, ``height``: Canvas size in pixels.
     ``target_size``: Side of the target's bounding box in pixels.
-    ``num_distractors``: Number of distractors drawn.
     ``occlusion``: Share of the distractors whose pixels overlap the target's (0.0 when there are none).
     ``target_visible``: Share of the target's pixels that remain visible.
     """
@@ -277,7 +275,6 @@ def render(spec: ImageSpec) -> RenderedImage:
     the target's bounding box. If the distractors above would hide more than
     ``1 - MIN_TARGET_VISIBLE`` of the target, the topmost ones are moved below it.
 
-    ``spec``: What to draw.
     Returns PNG bytes and the measured layout values.
     Raises ``RenderError`` if the layout cannot be placed (does not happen for the built-in tiers).
     """

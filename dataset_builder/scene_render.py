@@ -76,7 +76,6 @@ class RenderedImage:
     """A rendered image and the layout values measured while rendering it.
 
     ``png``: PNG bytes (RGB, 8 bit, no ancillary chunks).
-    ``width``, ``height``: Image size in pixels.
     ``scene``: The accepted layout (the target is ``scene.objects[scene.target]``).
     ``target_size``: Side in pixels of a square with the area of the target's unoccluded silhouette.
     ``num_occluders``: Objects that hide part of the target.
@@ -108,7 +107,6 @@ def layout_problem(frame: Frame, scene: Scene, visible_min: float, visible_max: 
     """Why a primary pass fails the pixel checks, or None when it passes.
 
     ``frame``: Primary pass of ``scene``.
-    ``scene``: The layout.
     ``visible_min``, ``visible_max``: Allowed band of the target's visible share.
     """
     ss2 = frame.supersample * frame.supersample
@@ -135,7 +133,6 @@ def render(
 ) -> RenderedImage:
     """Render the image described by ``spec``.
 
-    ``spec``: What to render.
     ``width``, ``height``, ``supersample``: Image size and sub-pixels per pixel along each axis (the dataset
         uses the defaults).
     Raises ``RenderError`` if no sampled layout passes the checks within :data:`SCENE_ATTEMPTS` tries.
