@@ -1,4 +1,4 @@
-"""Builder of the colour-recognition conflict set of arXiv 2511.02243.
+"""Builder of the conflict sets of arXiv 2511.02243: one builder, one ``DatasetKind`` per set.
 
 Public entry points (imported lazily, so ``import modality_conflict.dataset_builder`` stays cheap and
 worker processes do not import ``datasets``):

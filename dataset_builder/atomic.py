@@ -32,7 +32,6 @@ _REASONS = {
 def os_error_text(error: OSError, path: str | os.PathLike[str] | None = None) -> str:
     """One line describing an ``OSError`` of a write: the path, the reason and a hint.
 
-    ``error``: The error raised by the operating system.
     ``path``: The path being written (default: the error's own file name).
     """
     where = path if path is not None else (error.filename or "?")

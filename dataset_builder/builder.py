@@ -62,15 +62,11 @@ _PARENT_POLL_S = 1.0
 class BuildResult:
     """Outcome of :func:`build_dataset`.
 
-    ``out``: The dataset folder.
     ``dataset``: The dataset's command-line key (``color``, ``attribute``).
-    ``groups``, ``seed``: Build arguments.
-    ``num_rows``: Rows written.
     ``num_image_cells``: Rows that carry an image (vision-only and conflict rows).
     ``num_rendered``: Distinct images drawn (one per group and visual tier).
     ``files``: Relative paths of the files in the folder, manifest last.
     ``reused``: True when an identical, verified build was already there and nothing was written.
-    ``seconds``: Wall time of the call.
     """
 
     out: Path
@@ -89,18 +85,12 @@ def resolve_groups(preset: str | None, groups: int | None, *, dataset: str = DEF
     """Number of groups from a preset name and/or an explicit count (the count wins).
 
     ``preset``: A preset of the dataset (``small``, ``paper``) or None (``paper``).
-    ``groups``: Explicit number of groups or None.
-    ``dataset``: The dataset's key.
     """
     return dataset_kind(dataset).resolve_groups(preset, groups)
 
 
 def shard_bounds(groups: int, groups_per_shard: int = GROUPS_PER_SHARD) -> list[tuple[int, int]]:
-    """Group ranges ``[start, stop)`` of each shard; depends on the group count only.
-
-    ``groups``: Total number of groups.
-    ``groups_per_shard``: The dataset's shard size in groups.
-    """
+    """Group ranges ``[start, stop)`` of each shard; depends on the group count only."""
     count = max(1, math.ceil(groups / groups_per_shard))
     edges = [round(i * groups / count) for i in range(count + 1)]
     return list(zip(edges[:-1], edges[1:], strict=True))
@@ -338,7 +328,6 @@ def build_dataset(
     ``seed``: Seed of every random choice; the same seed gives byte-identical files.
     ``workers``: Worker processes (default: all cores). The output does not depend on it.
     ``overwrite``: Replace an existing build made with other arguments.
-    ``progress``: Show a progress bar on stderr.
     Raises ``BuildError``: bad arguments or an output folder that must not be replaced.
     """
     started = time.perf_counter()

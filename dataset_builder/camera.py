@@ -85,7 +85,6 @@ class Camera:
 class RayGrid:
     """Primary rays of a camera, one per sub-pixel, in row-major order.
 
-    ``camera``: The camera.
     ``width``, ``height``, ``supersample``: Output size in pixels and sub-pixels per pixel along each axis.
     ``dx``, ``dy``, ``dz``: Unit ray directions (the origin is the camera position).
     """

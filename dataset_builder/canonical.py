@@ -52,10 +52,7 @@ class DatasetSpec:
     """A dataset the builder can reproduce, and where its published copy lives.
 
     ``name``: Short name, used for the cache folder.
-    ``preset``: Preset name (for messages).
-    ``groups``, ``seed``: Build arguments.
     ``builder_version``: Builder version the fingerprint was made with.
-    ``fingerprint``: Content fingerprint of the build.
     ``repo_id``, ``revision``: The Hub copy; ``revision`` is a commit sha, or "unpublished".
     ``software``: Library versions the pinned build was made with.
     ``kind``: The dataset kind the builder makes (``color`` or ``attribute``).

@@ -64,11 +64,7 @@ def front_matter(
 ) -> dict[str, Any]:
     """YAML metadata of the card, in the layout the Hub and ``datasets`` read.
 
-    ``num_rows``: Rows of the test split.
-    ``num_bytes``: Size of the split as Arrow data.
-    ``download_size``: Total size of the parquet files.
     ``features``: The dataset's ``datasets.Features`` (``DatasetKind.features``).
-    ``pretty_name``: The card's title.
     """
     return {
         "pretty_name": pretty_name,

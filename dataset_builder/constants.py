@@ -113,10 +113,8 @@ class VisualTier:
     """One row of the visual difficulty table.
 
     ``index``: Tier number ``dv`` (0 easiest .. 13 hardest).
-    ``width``, ``height``: Canvas size in pixels.
     ``size_min``, ``size_max``: Side of the target's bounding box in pixels (inclusive range). Distractors use
         the same range, so the target cannot be singled out by its size.
-    ``num_distractors``: Number of distractor shapes.
     ``occlusion``: Nominal share of the distractors that overlap the target.
     """
 

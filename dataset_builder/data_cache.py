@@ -148,7 +148,6 @@ def ensure_dataset(
     ``spec``: The dataset (default: the canonical one).
     ``root``: The cache folder; default :func:`cache_root`.
     ``workers``: Build processes; default ``$MODALITY_CONFLICT_BUILD_WORKERS``, else all cores.
-    ``log``: Where progress lines go.
     Raises ``DataResolutionError`` when the cache cannot be written, the disk is full, or the build does not
         reproduce the pin.
     """

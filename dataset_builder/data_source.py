@@ -35,8 +35,6 @@ class ResolvedData:
     ``path``: A folder made by ``modality-conflict build`` (or downloaded from the Hub), verified.
     ``source``: ``"env"`` (``MODALITY_CONFLICT_DATA``), ``"path"`` (a local ``dataset_path`` in the task
         YAML), ``"cache"``, ``"hub"`` or ``"built"``.
-    ``fingerprint``: The folder's content fingerprint.
-    ``pinned_fingerprint``: The fingerprint the task pins, if any.
     ``revision``: The Hub commit the data came from (source ``"hub"``, or a cache filled from the Hub
         earlier).
     ``seconds``: Time spent resolving (verification, download or build).

@@ -50,22 +50,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_manifest(folder: Path) -> dict[str, Any] | None:
-    """The manifest of a folder, or None when it has none or it is not a JSON object.
-
-    Raises ``DatasetFolderError`` when ``manifest.json`` is a pipe, a device or a folder, or larger than
-        :data:`MAX_MANIFEST_BYTES`.
-    """
-    path = Path(folder) / MANIFEST_NAME
-    try:
-        data = json.loads(read_regular_file(path, max_bytes=MAX_MANIFEST_BYTES).decode("utf-8"))
-    except UnsafeFileError as error:
-        raise DatasetFolderError(str(error)) from None
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def confined_path(folder: Path, name: object) -> Path:
     """The file ``name`` (a manifest's relative path) inside ``folder``, refusing any path that leaves it.
 
@@ -92,50 +76,6 @@ def confined_path(folder: Path, name: object) -> Path:
     return path
 
 
-def hash_mismatches(folder: Path, manifest: Mapping[str, Any]) -> list[str]:
-    """Files listed in a manifest that are missing, of another size or of another sha256 (one line each).
-
-    Every path is confined to ``folder`` (:func:`confined_path`) and its size is compared with the
-    recorded one before it is read, so a manifest cannot make this read a file elsewhere or a huge one.
-    """
-    problems = []
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not files:
-        return [f"{MANIFEST_NAME}: no 'files' table"]
-    for name, entry in sorted(files.items(), key=lambda item: str(item[0])):
-        try:
-            path = confined_path(folder, name)
-        except DatasetFolderError as error:
-            problems.append(str(error))
-            continue
-        expected = entry.get("sha256") if isinstance(entry, dict) else None
-        size = entry.get("size") if isinstance(entry, dict) else None
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or not isinstance(expected, str):
-            problems.append(f"{name}: {MANIFEST_NAME} records no valid size and sha256 for it")
-            continue
-        try:
-            actual_size = regular_file_size(path)
-        except UnsafeFileError as error:
-            problems.append(f"{name}: {error}")
-            continue
-        except OSError:
-            problems.append(f"{name}: listed in {MANIFEST_NAME} but missing")
-            continue
-        if actual_size != size:
-            problems.append(f"{name}: size {actual_size} bytes does not match {MANIFEST_NAME} ({size})")
-            continue
-        actual = sha256_file(path)
-        if actual != expected:
-            problems.append(f"{name}: sha256 {actual} does not match {MANIFEST_NAME} ({expected})")
-    return problems
-
-
-def data_files(folder: Path) -> list[str]:
-    """Relative paths of the parquet files under ``folder/data``, sorted."""
-    root = Path(folder)
-    return sorted(p.relative_to(root).as_posix() for p in (root / DATA_DIR).glob("*.parquet"))
-
-
 def dataset_fingerprint(manifest: Mapping[str, Any]) -> str:
     """sha256 of the data files' hashes in a build manifest (the README card is not part of the data).
 
@@ -155,43 +95,8 @@ def dataset_fingerprint(manifest: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def read_card_metadata(folder: Path) -> dict[str, Any]:
-    """YAML front matter of the folder's ``README.md``.
-
-    Raises ``DatasetValidationError`` if the card is missing or has no parseable front matter.
-    """
-    import yaml
-
-    path = Path(folder) / CARD_NAME
-    try:
-        text = read_regular_file(path, max_bytes=MAX_CARD_BYTES).decode("utf-8")
-    except UnsafeFileError as error:
-        raise DatasetValidationError(f"{CARD_NAME}: {error}") from None
-    except UnicodeDecodeError as error:
-        raise DatasetValidationError(
-            f"{path}: the dataset card is not UTF-8 text (byte {error.start}: {error.reason})"
-        ) from None
-    except OSError as error:
-        raise DatasetValidationError(f"{CARD_NAME}: cannot read the dataset card ({error})") from error
-    if not text.startswith("---\n"):
-        raise DatasetValidationError(f"{CARD_NAME}: no YAML front matter (the file must start with '---')")
-    end = text.find("\n---", 4)
-    if end < 0:
-        raise DatasetValidationError(f"{CARD_NAME}: YAML front matter is not closed by '---'")
-    try:
-        meta = yaml.safe_load(text[4:end])
-    except yaml.YAMLError as error:
-        raise DatasetValidationError(f"{CARD_NAME}: front matter is not valid YAML ({error})") from error
-    if not isinstance(meta, dict):
-        raise DatasetValidationError(f"{CARD_NAME}: front matter is not a mapping")
-    return meta
-
-
 class DatasetFolder:
-    """A folder made by ``modality-conflict build``, read lazily.
-
-    ``path``: The folder.
-    """
+    """A folder made by ``modality-conflict build``, read lazily."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -206,8 +111,21 @@ class DatasetFolder:
 
     @cached_property
     def manifest(self) -> dict[str, Any] | None:
-        """The parsed ``manifest.json``, or None when it is missing or not a JSON object."""
-        return read_manifest(self.path) if self.path.is_dir() else None
+        """The parsed ``manifest.json``, or None when it is missing or not a JSON object.
+
+        Raises ``DatasetFolderError`` when ``manifest.json`` is a pipe, a device or a folder, or larger than
+            :data:`MAX_MANIFEST_BYTES`.
+        """
+        if not self.path.is_dir():
+            return None
+        path = self.path / MANIFEST_NAME
+        try:
+            data = json.loads(read_regular_file(path, max_bytes=MAX_MANIFEST_BYTES).decode("utf-8"))
+        except UnsafeFileError as error:
+            raise DatasetFolderError(str(error)) from None
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def require_manifest(self) -> dict[str, Any]:
         """The manifest, every field of the right type.
@@ -244,12 +162,41 @@ class DatasetFolder:
         return None if self.manifest is None else self.manifest.get("builder_version")
 
     def card_metadata(self) -> dict[str, Any]:
-        """The dataset card's YAML front matter (see :func:`read_card_metadata`)."""
-        return read_card_metadata(self.path)
+        """YAML front matter of the folder's ``README.md``.
+
+        Raises ``DatasetValidationError`` if the card is missing or has no parseable front matter.
+        """
+        import yaml
+
+        path = self.path / CARD_NAME
+        try:
+            text = read_regular_file(path, max_bytes=MAX_CARD_BYTES).decode("utf-8")
+        except UnsafeFileError as error:
+            raise DatasetValidationError(f"{CARD_NAME}: {error}") from None
+        except UnicodeDecodeError as error:
+            raise DatasetValidationError(
+                f"{path}: the dataset card is not UTF-8 text (byte {error.start}: {error.reason})"
+            ) from None
+        except OSError as error:
+            raise DatasetValidationError(f"{CARD_NAME}: cannot read the dataset card ({error})") from error
+        if not text.startswith("---\n"):
+            raise DatasetValidationError(
+                f"{CARD_NAME}: no YAML front matter (the file must start with '---')"
+            )
+        end = text.find("\n---", 4)
+        if end < 0:
+            raise DatasetValidationError(f"{CARD_NAME}: YAML front matter is not closed by '---'")
+        try:
+            meta = yaml.safe_load(text[4:end])
+        except yaml.YAMLError as error:
+            raise DatasetValidationError(f"{CARD_NAME}: front matter is not valid YAML ({error})") from error
+        if not isinstance(meta, dict):
+            raise DatasetValidationError(f"{CARD_NAME}: front matter is not a mapping")
+        return meta
 
     def data_files(self) -> list[str]:
-        """Relative paths of the parquet shards, sorted."""
-        return data_files(self.path)
+        """Relative paths of the parquet files under ``data/``, sorted."""
+        return sorted(p.relative_to(self.path).as_posix() for p in (self.path / DATA_DIR).glob("*.parquet"))
 
     def manifest_data_files(self) -> list[str]:
         """The parquet files the manifest lists, sorted (each confined to the folder): the data."""
@@ -262,8 +209,46 @@ class DatasetFolder:
         return names
 
     def hash_mismatches(self) -> list[str]:
-        """Files of the manifest that are missing or changed (empty when every hash verifies)."""
-        return hash_mismatches(self.path, self.require_manifest())
+        """Files listed in a manifest that are missing, of another size or of another sha256 (one line each).
+
+        Every path is confined to the folder (:func:`confined_path`) and its size is compared with the
+        recorded one before it is read, so a manifest cannot make this read a file elsewhere or a huge one.
+        """
+        problems = []
+        files = self.require_manifest().get("files")
+        if not isinstance(files, dict) or not files:
+            return [f"{MANIFEST_NAME}: no 'files' table"]
+        for name, entry in sorted(files.items(), key=lambda item: str(item[0])):
+            try:
+                path = confined_path(self.path, name)
+            except DatasetFolderError as error:
+                problems.append(str(error))
+                continue
+            expected = entry.get("sha256") if isinstance(entry, dict) else None
+            size = entry.get("size") if isinstance(entry, dict) else None
+            if (
+                not isinstance(size, int)
+                or isinstance(size, bool)
+                or size < 0
+                or not isinstance(expected, str)
+            ):
+                problems.append(f"{name}: {MANIFEST_NAME} records no valid size and sha256 for it")
+                continue
+            try:
+                actual_size = regular_file_size(path)
+            except UnsafeFileError as error:
+                problems.append(f"{name}: {error}")
+                continue
+            except OSError:
+                problems.append(f"{name}: listed in {MANIFEST_NAME} but missing")
+                continue
+            if actual_size != size:
+                problems.append(f"{name}: size {actual_size} bytes does not match {MANIFEST_NAME} ({size})")
+                continue
+            actual = sha256_file(path)
+            if actual != expected:
+                problems.append(f"{name}: sha256 {actual} does not match {MANIFEST_NAME} ({expected})")
+        return problems
 
     def verify_hashes(self) -> None:
         """Raise :class:`DatasetFolderError` unless every file matches the manifest's sha256."""
@@ -321,7 +306,6 @@ class DatasetFolder:
         ``columns``: Columns to read; default all.
         ``files``: Shards to read (each must be listed in the manifest); default :meth:`manifest_data_files`.
         ``limit_groups``: Keep the item groups ``0 .. limit_groups - 1`` only.
-        ``row_ids``: Keep only these rows.
         Raises ``DatasetFolderError`` when a shard is not listed, differs from the manifest or cannot be
             parsed (naming it).
         """
@@ -398,7 +382,7 @@ def is_one_dataset_folder(path: Path) -> bool:
 
 
 def _dataset_name(folder: Path) -> str | None:
-    kind = kind_of_manifest(read_manifest(folder)) if (folder / DATA_DIR).is_dir() else None
+    kind = kind_of_manifest(DatasetFolder(folder).manifest) if (folder / DATA_DIR).is_dir() else None
     return None if kind is None else kind.name
 
 

@@ -37,8 +37,6 @@ def label_name(value: object, names: Sequence[str], field: str) -> str:
     """Name of a ClassLabel value, whether a dataset gives the index or the name.
 
     ``value``: An int index into ``names`` or one of its entries.
-    ``names``: The ClassLabel's names, in index order.
-    ``field``: The column, named in the error.
     Raises ``ValueError`` when ``value`` is neither, naming the field.
     """
     if isinstance(value, str) and value in names:

@@ -37,13 +37,8 @@ class PinMismatchError(ModalityConflictError):
 class PushResult:
     """Outcome of :func:`push_dataset`.
 
-    ``repo_id``: Dataset repository.
-    ``revision``: Branch committed to.
     ``commit_sha``: The new commit: pin it with ``modality-conflict pin-dataset`` (``pins.json``).
-    ``commit_url``: Link to the commit.
-    ``files``: Paths uploaded.
     ``deleted``: Stale paths removed in the same commit.
-    ``fingerprint``: The published build's content fingerprint.
     ``pinned``: Files whose pin was rewritten (with ``update_pin``).
     """
 

@@ -264,7 +264,6 @@ def primary_pass(scene: Scene, grid: RayGrid) -> Frame:
     """Cast the primary rays of ``scene`` and measure what each object shows.
 
     ``scene``: Objects (the camera of ``grid`` must be the scene's).
-    ``grid``: Primary rays.
     """
     camera, cols, rows = grid.camera, grid.cols, grid.rows
     rays = _Rays(*camera.position, grid.dx, grid.dy, grid.dz)

@@ -11,6 +11,7 @@ import io
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -77,9 +78,7 @@ class RenderedImage:
     """A drawn image and the layout values measured while drawing it.
 
     ``png``: PNG bytes (RGB, 8 bit, no ancillary chunks).
-    ``width``, ``height``: Canvas size in pixels.
     ``target_size``: Side of the target's bounding box in pixels.
-    ``num_distractors``: Number of distractors drawn.
     ``occlusion``: Share of the distractors whose pixels overlap the target's (0.0 when there are none).
     ``target_visible``: Share of the target's pixels that remain visible.
     """
@@ -91,6 +90,16 @@ class RenderedImage:
     num_distractors: int
     occlusion: float
     target_visible: float
+
+    def layout_columns(self) -> dict[str, Any]:
+        """The image's layout values, as the colour set's row columns."""
+        return {
+            "target_size": float(self.target_size),
+            "num_distractors": self.num_distractors,
+            "occlusion": float(self.occlusion),
+            "image_width": self.width,
+            "image_height": self.height,
+        }
 
 
 def _regular_polygon(size: int, sides: int, rotation: float = -math.pi / 2) -> list[tuple[float, float]]:
@@ -277,7 +286,6 @@ def render(spec: ImageSpec) -> RenderedImage:
     the target's bounding box. If the distractors above would hide more than
     ``1 - MIN_TARGET_VISIBLE`` of the target, the topmost ones are moved below it.
 
-    ``spec``: What to draw.
     Returns PNG bytes and the measured layout values.
     Raises ``RenderError`` if the layout cannot be placed (does not happen for the built-in tiers).
     """

@@ -33,7 +33,6 @@ def write_samples(folder: Path, *, seed: int = 0, groups: tuple[int, ...] = (0, 
     row per group, one column per tier, labelled with the tier and the group's question).
 
     ``folder``: Output folder (created).
-    ``seed``: Build seed.
     ``groups``: Groups shown on the contact sheet (0 asks about shape, 1 about material).
     Returns the files written.
     """

@@ -139,7 +139,6 @@ class Scene:
     """Objects, the index of the target among them and the camera position.
 
     ``objects``: Every object; ``objects[target]`` is the one the questions ask about.
-    ``target``: Index of the target.
     ``attribute``: Attribute the questions ask about (decides how the target is named).
     ``camera``: Camera position (the camera always looks at the scene centre).
     """

@@ -8,7 +8,9 @@ is shaded and encoded as an RGB PNG without metadata, so the same spec always gi
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +78,6 @@ class RenderedImage:
     """A rendered image and the layout values measured while rendering it.
 
     ``png``: PNG bytes (RGB, 8 bit, no ancillary chunks).
-    ``width``, ``height``: Image size in pixels.
     ``scene``: The accepted layout (the target is ``scene.objects[scene.target]``).
     ``target_size``: Side in pixels of a square with the area of the target's unoccluded silhouette.
     ``num_occluders``: Objects that hide part of the target.
@@ -103,12 +104,25 @@ class RenderedImage:
         """Share of the target's silhouette hidden by other objects."""
         return 1.0 - self.target_visible
 
+    def layout_columns(self) -> dict[str, Any]:
+        """The image's layout values, as the attribute set's row columns (the scene graph as JSON)."""
+        return {
+            "target_scale": self.scene.target_object.size,
+            "target_size": float(self.target_size),
+            "num_objects": self.num_objects,
+            "num_distractors": self.num_objects - 1,
+            "num_occluders": self.num_occluders,
+            "occlusion": float(self.occlusion),
+            "image_width": self.width,
+            "image_height": self.height,
+            "scene": json.dumps(self.scene.to_json(), sort_keys=True, separators=(",", ":")),
+        }
+
 
 def layout_problem(frame: Frame, scene: Scene, visible_min: float, visible_max: float) -> str | None:
     """Why a primary pass fails the pixel checks, or None when it passes.
 
     ``frame``: Primary pass of ``scene``.
-    ``scene``: The layout.
     ``visible_min``, ``visible_max``: Allowed band of the target's visible share.
     """
     ss2 = frame.supersample * frame.supersample
@@ -135,7 +149,6 @@ def render(
 ) -> RenderedImage:
     """Render the image described by ``spec``.
 
-    ``spec``: What to render.
     ``width``, ``height``, ``supersample``: Image size and sub-pixels per pixel along each axis (the dataset
         uses the defaults).
     Raises ``RenderError`` if no sampled layout passes the checks within :data:`SCENE_ATTEMPTS` tries.

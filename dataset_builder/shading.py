@@ -370,7 +370,6 @@ def shade(scene: Scene, frame: Frame) -> np.ndarray:
     The image is shaded in bands of sub-pixel rows so that every temporary array stays small (a band's
     result does not depend on the banding: every operation is per ray).
 
-    ``scene``: The scene of the frame.
     ``frame``: Output of :func:`~modality_conflict.dataset_builder.raycast.primary_pass` for ``scene``.
     """
     grid = frame.grid

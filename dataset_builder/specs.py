@@ -31,10 +31,7 @@ class DatasetKind:
 
     ``key``: Short name used on the command line (``--dataset``) and in task configs.
     ``name``: The manifest's ``dataset`` value, which identifies a built folder.
-    ``pretty_name``: Title of the dataset card.
     ``builder_version``: Version of its generation procedure (recorded in the manifest).
-    ``presets``: Named sizes in groups.
-    ``groups_per_shard``: Groups per parquet file.
     ``answer_labels``: ClassLabel names of ``vision_answer`` and ``text_answer`` (every answer of every row).
     ``attributes``: The attributes questions ask about (``color``; or ``shape`` and ``material``). A dataset
         with more than one has an ``attribute`` column.
@@ -46,9 +43,8 @@ class DatasetKind:
     ``subject_columns``, ``layout_columns``: ``(column, type)`` of the columns that name what a question asks
         about, and of the image's layout values
         (:func:`~modality_conflict.dataset_builder.features.features_for` places them).
-    ``texts``: The conflict-text templates.
 
-    Its generator and renderer are ``plan.PLANNERS[key]`` (choices, image spec, drawing).
+    Its generator is ``plan.PLANNERS[key]`` (the group's choices, the image spec and its renderer).
     """
 
     key: str

@@ -36,12 +36,8 @@ _BATCH_ROWS = 512
 class ValidationReport:
     """Summary of a folder that passed :func:`validate_dataset`.
 
-    ``folder``: The folder checked.
     ``dataset``: Which set it holds (``color``, ``attribute``).
-    ``num_rows``, ``num_groups``: Rows and item groups.
-    ``files``: Parquet files checked.
     ``counts``: ``{"condition": {...}, "control": {...}}`` row counts by name.
-    ``images_decoded``: Distinct images decoded.
     """
 
     folder: Path
@@ -146,7 +142,6 @@ def validate_dataset(
     (so every conflict is a conflict by construction), tier coverage of every group, answer balance over
     groups, and that each distinct image decodes to its tier's size.
 
-    ``folder``: Dataset folder.
     ``check_images``: Decode images (the slowest step).
     ``max_problems``: Problems listed in the error before the rest are only counted.
     Raises ``DatasetValidationError``, listing every problem found (up to ``max_problems``), each naming the

@@ -38,7 +38,6 @@ def shard_name(index: int, count: int, split: str = SPLIT) -> str:
 class ShardWriter:
     """Stream rows into one parquet file with fixed, reproducible settings.
 
-    ``path``: File to create.
     ``schema``: Arrow schema (with the ``huggingface`` metadata).
     """
 
