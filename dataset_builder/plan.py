@@ -14,7 +14,6 @@ attribute (:func:`plan_attribute_group`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -66,9 +65,19 @@ class GroupChoices:
         """The columns of a control's rows that say what is asked and the answers."""
         raise NotImplementedError
 
+    def image_spec(self, visual_tier: int) -> Any:
+        """What the kind's renderer needs to draw the image of one visual tier."""
+        raise NotImplementedError
+
+    @staticmethod
+    def render(spec: Any) -> Any:
+        """The kind's renderer: an image spec to a rendered image with ``png`` and ``layout_columns()``."""
+        raise NotImplementedError
+
     def draw(self, visual_tier: int) -> tuple[bytes, dict[str, Any]]:
         """PNG bytes and layout columns of one visual tier's image."""
-        raise NotImplementedError
+        img = self.render(self.image_spec(visual_tier))
+        return img.png, img.layout_columns()
 
 
 def _image_seeds(rng: np.random.Generator, tiers: int) -> tuple[int, ...]:
@@ -101,6 +110,8 @@ class GroupPlan(GroupChoices):
     vision_color: str
     text_color: str
 
+    render = staticmethod(shape_render.render)
+
     def asked_shape(self, control: str) -> str:
         """Shape named by the question of a control type."""
         return self.absent_shape if control == "image_irrelevant" else self.target_shape
@@ -131,17 +142,6 @@ class GroupPlan(GroupChoices):
             "vision_answer": COLORS.index(self.vision_color),
             "text_answer": COLORS.index(self.text_color),
             "answer_choices": list(COLORS),
-        }
-
-    def draw(self, visual_tier: int) -> tuple[bytes, dict[str, Any]]:
-        """PNG bytes and layout columns of one visual tier's image."""
-        img = shape_render.render(self.image_spec(visual_tier))
-        return img.png, {
-            "target_size": float(img.target_size),
-            "num_distractors": img.num_distractors,
-            "occlusion": float(img.occlusion),
-            "image_width": img.width,
-            "image_height": img.height,
         }
 
 
@@ -209,6 +209,8 @@ class AttributeGroupPlan(GroupChoices):
     vision_value: str
     text_value: str
 
+    render = staticmethod(scene_render.render)
+
     @property
     def target_name(self) -> str:
         """Name of the target, e.g. ``"purple metal object"``."""
@@ -249,21 +251,6 @@ class AttributeGroupPlan(GroupChoices):
             "vision_answer": ANSWERS.index(self.vision_value),
             "text_answer": ANSWERS.index(self.text_value),
             "answer_choices": list(ATTRIBUTE_VALUES[self.attribute]),
-        }
-
-    def draw(self, visual_tier: int) -> tuple[bytes, dict[str, Any]]:
-        """PNG bytes and layout columns of one visual tier's image."""
-        img = scene_render.render(self.image_spec(visual_tier))
-        return img.png, {
-            "target_scale": img.scene.target_object.size,
-            "target_size": float(img.target_size),
-            "num_objects": img.num_objects,
-            "num_distractors": img.num_objects - 1,
-            "num_occluders": img.num_occluders,
-            "occlusion": float(img.occlusion),
-            "image_width": img.width,
-            "image_height": img.height,
-            "scene": json.dumps(img.scene.to_json(), sort_keys=True, separators=(",", ":")),
         }
 
 

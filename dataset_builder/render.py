@@ -11,6 +11,7 @@ import io
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -89,6 +90,16 @@ class RenderedImage:
     num_distractors: int
     occlusion: float
     target_visible: float
+
+    def layout_columns(self) -> dict[str, Any]:
+        """The image's layout values, as the colour set's row columns."""
+        return {
+            "target_size": float(self.target_size),
+            "num_distractors": self.num_distractors,
+            "occlusion": float(self.occlusion),
+            "image_width": self.width,
+            "image_height": self.height,
+        }
 
 
 def _regular_polygon(size: int, sides: int, rotation: float = -math.pi / 2) -> list[tuple[float, float]]:

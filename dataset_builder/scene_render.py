@@ -8,7 +8,9 @@ is shaded and encoded as an RGB PNG without metadata, so the same spec always gi
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -101,6 +103,20 @@ class RenderedImage:
     def occlusion(self) -> float:
         """Share of the target's silhouette hidden by other objects."""
         return 1.0 - self.target_visible
+
+    def layout_columns(self) -> dict[str, Any]:
+        """The image's layout values, as the attribute set's row columns (the scene graph as JSON)."""
+        return {
+            "target_scale": self.scene.target_object.size,
+            "target_size": float(self.target_size),
+            "num_objects": self.num_objects,
+            "num_distractors": self.num_objects - 1,
+            "num_occluders": self.num_occluders,
+            "occlusion": float(self.occlusion),
+            "image_width": self.width,
+            "image_height": self.height,
+            "scene": json.dumps(self.scene.to_json(), sort_keys=True, separators=(",", ":")),
+        }
 
 
 def layout_problem(frame: Frame, scene: Scene, visible_min: float, visible_max: float) -> str | None:

@@ -44,7 +44,7 @@ class DatasetKind:
         about, and of the image's layout values
         (:func:`~modality_conflict.dataset_builder.features.features_for` places them).
 
-    Its generator and renderer are ``plan.PLANNERS[key]`` (choices, image spec, drawing).
+    Its generator is ``plan.PLANNERS[key]`` (the group's choices, the image spec and its renderer).
     """
 
     key: str
