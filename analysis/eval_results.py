@@ -147,12 +147,9 @@ def write_eval_results(
     task = submission["task"]["name"]
     if task not in task_process_docs():  # it names files and Hub task ids: only this package's tasks
         raise ValueError(f"task.name {task!r} is not a modality_conflict task of this package")
+    sources = {"source_url": source_url, "source_name": source_name}
     entries, skipped = eval_result_entries(
-        submission,
-        dataset_id=dataset_id,
-        source_url=source_url,
-        source_name=source_name,
-        verified=not unverified,
+        submission, dataset_id=dataset_id, verified=not unverified, **sources
     )
     if not entries:
         raise ValueError("the submission reports none of the headline metrics: " + "; ".join(skipped))
@@ -163,21 +160,15 @@ def write_eval_results(
         "# `lmms-eval` must be on the Hub's list of evaluation frameworks before the Hub accepts this file.\n"
     )
     eval_path = out / "eval.yaml"
-    write_text_atomic(
-        eval_path,
-        header
-        + yaml.safe_dump(eval_yaml(dataset_id, task, split=submission["dataset"]["split"]), sort_keys=False),
-    )
+    benchmark = eval_yaml(dataset_id, task, split=submission["dataset"]["split"])
+    write_text_atomic(eval_path, header + yaml.safe_dump(benchmark, sort_keys=False))
     name = dataset_id.split("/")[-1] + ("" if task == MAIN_TASK else f"_{task}")
     result_path = out / ".eval_results" / f"{name}.yaml"
-    write_text_atomic(
-        result_path,
-        f"# {submission['model']['id']} on {dataset_id}, "
-        + (
-            "from a submission verified against the dataset by `modality-conflict verify`.\n"
-            if not unverified
-            else "UNVERIFIED: the submission was not checked against the dataset.\n"
-        )
-        + yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False),
+    checked = (
+        "UNVERIFIED: the submission was not checked against the dataset.\n"
+        if unverified
+        else "from a submission verified against the dataset by `modality-conflict verify`.\n"
     )
+    results = yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False)
+    write_text_atomic(result_path, f"# {submission['model']['id']} on {dataset_id}, {checked}{results}")
     return eval_path, result_path, skipped

@@ -63,13 +63,8 @@ def find_run_outputs(output_dir: Path, tasks: list[str], *, since: float = 0.0) 
         if log is not None:
             samples[task] = log
     runs = tuple(read_task_results([results_json], tasks=expected))
-    return RunOutputs(
-        results_json=results_json,
-        samples=samples,
-        results=results.data,
-        report_json=results.report_path if results.reports else None,
-        runs=runs,
-    )
+    report = results.report_path if results.reports else None
+    return RunOutputs(results_json, samples, results.data, report_json=report, runs=runs)
 
 
 def dataset_lines(results: ResultsFile | dict[str, Any]) -> list[str]:

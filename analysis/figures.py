@@ -80,20 +80,14 @@ def plot_following_curve(runs: Sequence[TaskResult], path: Path) -> Path:
             continue
         drawn += 1
         centres = np.asarray(curve["centres"], dtype=float)
-        rate = np.array([np.nan if v is None else v for v in curve["tfr"]], dtype=float)
-        low = np.array([np.nan if v is None else v for v in curve["tfr_ci_low"]], dtype=float)
-        high = np.array([np.nan if v is None else v for v in curve["tfr_ci_high"]], dtype=float)
+        rate, low, high = (
+            np.array([np.nan if v is None else v for v in curve[key]], dtype=float)
+            for key in ("tfr", "tfr_ci_low", "tfr_ci_high")
+        )
         shown = np.isfinite(rate)
+        spread = [rate[shown] - low[shown], high[shown] - rate[shown]]
         axes.errorbar(
-            centres[shown],
-            rate[shown],
-            yerr=[rate[shown] - low[shown], high[shown] - rate[shown]],
-            fmt="o",
-            color=colour,
-            ms=5,
-            capsize=3,
-            lw=1,
-            alpha=0.9,
+            centres[shown], rate[shown], yerr=spread, fmt="o", color=colour, ms=5, capsize=3, lw=1, alpha=0.9
         )
         intercept, slope = summary.logistic_fit
         edges = np.asarray(curve["edges"], dtype=float)
@@ -109,15 +103,8 @@ def plot_following_curve(runs: Sequence[TaskResult], path: Path) -> Path:
         if estimate is not None:
             if point.has_interval:
                 axes.axvspan(ci_low, ci_high, color=colour, alpha=0.15, lw=0)
-                axes.errorbar(
-                    [estimate],
-                    [0.5],
-                    xerr=[[estimate - ci_low], [ci_high - estimate]],
-                    fmt="none",
-                    ecolor=colour,
-                    capsize=5,
-                    lw=2,
-                )
+                spread = [[estimate - ci_low], [ci_high - estimate]]
+                axes.errorbar([estimate], [0.5], xerr=spread, fmt="none", ecolor=colour, capsize=5, lw=2)
             axes.plot([estimate], [0.5], marker="D", ms=9, color=colour, mec="black", zorder=5)
         if estimate is None and point.censored:
             arrow = "<" if point.status == "censored_below" else ">"
@@ -168,16 +155,8 @@ def plot_entropy_by_tier(runs: Sequence[TaskResult], path: Path) -> Path:
             tiers = np.array(list(means), dtype=float)
             values = np.array(list(means.values()))
             errors = np.array([spread.get(int(t), (0.0, 0))[0] for t in tiers])
-            axes.errorbar(
-                tiers + offsets[index],
-                values,
-                yerr=errors,
-                fmt="-o",
-                color=colour,
-                capsize=3,
-                ms=4,
-                label=figure_text(run.label),
-            )
+            style = {"fmt": "-o", "color": colour, "capsize": 3, "ms": 4, "label": figure_text(run.label)}
+            axes.errorbar(tiers + offsets[index], values, yerr=errors, **style)
     vision_axes.set_xlabel("visual difficulty tier dv")
     vision_axes.set_ylabel("mean entropy Hv (nats)")
     vision_axes.set_title("Vision-only entropy")
@@ -218,15 +197,8 @@ def plot_tfr_heatmap(run: TaskResult, path: Path) -> Path:
         for j, dt in enumerate(text):
             n = (counts.get(str(dv)) or {}).get(str(dt), 0)
             shown = "n/a" if np.isnan(grid[i, j]) else f"{grid[i, j]:.2f}"
-            axes.text(
-                j,
-                i,
-                f"{shown}\nn={n}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if not np.isnan(grid[i, j]) and abs(grid[i, j] - 0.5) > 0.3 else "black",
-            )
+            ink = "white" if not np.isnan(grid[i, j]) and abs(grid[i, j] - 0.5) > 0.3 else "black"
+            axes.text(j, i, f"{shown}\nn={n}", ha="center", va="center", fontsize=7, color=ink)
     axes.set_xticks(range(len(text)), [str(t) for t in text])
     axes.set_yticks(range(len(visual)), [str(v) for v in visual])
     axes.set_xlabel("text difficulty tier dt")

@@ -317,18 +317,14 @@ class TaskSummary:
         reason = self._values.get("balance_point_reason") or self._values.get("reason")
         low, high = self.number("balance_point_bound_low"), self.number("balance_point_bound_high")
         bracket = (low, high) if status == "separated" and low is not None and high is not None else None
+        numbers = ("ci_low", "ci_high", "delta_low", "delta_high", "isotonic", "bound")
         return BalancePoint(
             status=status,
             estimate=self.number("balance_point") if status == "ok" else None,
-            ci_low=self.number("balance_point_ci_low"),
-            ci_high=self.number("balance_point_ci_high"),
             ci_method=self._values.get("balance_point_ci_method"),
-            delta_low=self.number("balance_point_delta_low"),
-            delta_high=self.number("balance_point_delta_high"),
-            isotonic=self.number("balance_point_isotonic"),
-            bound=self.number("balance_point_bound"),
             reason=None if reason is None else str(reason),
             bracket=bracket,
+            **{name: self.number(f"balance_point_{name}") for name in numbers},
         )
 
     def inherent_preference(self) -> Preference:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from modality_conflict.analysis.formatting import number_text
+from modality_conflict.analysis.formatting import interval_text, number_text
 from modality_conflict.analysis.results import TaskSummary, read_task_results
 from modality_conflict.analysis.submission import build_submission, verify_file, write_submission
 from modality_conflict.cli.arguments import add_subcommand
@@ -18,11 +18,8 @@ def headline(submission: Mapping[str, Any]) -> str:
     """One line: model, task, balance point with its interval, TFR, conflicts, estimator."""
     summary = TaskSummary(submission["metrics"])
     point = summary.balance_point
-    interval = (
-        f" [{number_text(point.ci_low, signed=True)}, {number_text(point.ci_high, signed=True)}]"
-        if point.has_interval
-        else ""
-    )
+    shown = interval_text(point.ci_low, point.ci_high, signed=True)
+    interval = f" {shown}" if shown else ""
     return (
         f"{submission['model']['id']} on {submission['task']['name']}: "
         f"balance point {point.text()}{interval}, "

@@ -30,15 +30,10 @@ SERVED_MODEL_CLASS_PATH = "modality_conflict.models.served_model.ModalityConflic
 _HUB_KWARGS = ("revision", "token")
 
 
-def task_dirs() -> list[str]:
-    """The task folders to index: the package's own."""
-    return [str(TASKS_DIR)]
-
-
 def with_project_tasks(include_path: str | list[str] | None) -> list[str]:
-    """``--include_path`` followed by the project's task folders (a user's own copy of a task wins)."""
+    """``--include_path`` followed by the project's task folder (a user's own copy of a task wins)."""
     paths = [include_path] if isinstance(include_path, str) else list(include_path or [])
-    return paths + [p for p in task_dirs() if p not in paths]
+    return paths if str(TASKS_DIR) in paths else [*paths, str(TASKS_DIR)]
 
 
 def pinned_fingerprint(config: Any) -> str | None:

@@ -25,15 +25,9 @@ def plot_heatmap(grid: Mapping[str, Any], balance: Balance, radius: float, path:
     limit = float(np.nanmax(np.abs(mean))) if np.isfinite(mean).any() else 1.0
     limit = limit if limit > 0 else 1.0
     palette = colormaps["RdBu_r"].with_extremes(bad="0.85")  # bins without items in grey
-    image = axes.pcolormesh(
-        edges,
-        np.arange(n_layers + 1) + 0.5,
-        np.ma.masked_invalid(mean),
-        cmap=palette,
-        vmin=-limit,
-        vmax=limit,
-        shading="flat",
-    )
+    layers = np.arange(n_layers + 1) + 0.5
+    shown = np.ma.masked_invalid(mean)
+    image = axes.pcolormesh(edges, layers, shown, cmap=palette, vmin=-limit, vmax=limit, shading="flat")
     if balance.value is not None:
         axes.axvline(balance.value, color="black", lw=1.5, label=f"balance point {balance.value:+.2f}")
         for edge in (balance.value - radius, balance.value + radius):

@@ -8,7 +8,7 @@ subset, even one whose metrics recompute, can be cherry-picked.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,18 +48,9 @@ def task_process_docs(tasks_dir: Path = TASKS_DIR) -> dict[str, str | None]:
     return out
 
 
-def task_selection(task: str) -> Callable[[Any], Any] | None:
-    """The ``process_docs`` hook of ``task`` (None when it evaluates every row); ``KeyError`` for no task."""
-    hooks = task_process_docs()
-    if task not in hooks:
-        raise KeyError(task)
-    name = hooks[task]
-    return None if name is None else getattr(task_logic, name)
-
-
 def split_row_ids(task: str, rows: Mapping[str, Mapping[str, Any]]) -> set[str]:
     """The row ids of ``rows`` (``row_id -> fields``) that ``task`` evaluates; ``KeyError`` for no task."""
-    hook = task_selection(task)
+    hook = task_process_docs()[task]  # the name of its process_docs hook, None for every row
     if hook is None:
         return set(rows)
     import datasets
@@ -70,7 +61,7 @@ def split_row_ids(task: str, rows: Mapping[str, Mapping[str, Any]]) -> set[str]:
     shown = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # the filter's bar would only clutter the command's output
     try:
-        selected = hook(datasets.Dataset.from_dict(table))
+        selected = getattr(task_logic, hook)(datasets.Dataset.from_dict(table))
     finally:
         if shown:
             datasets.enable_progress_bars()
