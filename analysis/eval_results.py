@@ -24,9 +24,8 @@ def hub_task_id(task: str, metric: str) -> str:
 
 
 def eval_yaml(dataset_id: str, task: str, *, split: str = "test") -> dict[str, Any]:
-    """The ``eval.yaml`` of the benchmark dataset repo: one Hub task (leaderboard) per ranked metric.
-
-    The Hub accepts it once ``lmms-eval`` is on its list of ``evaluation_framework`` values (huggingface.js
+    """The ``eval.yaml`` of the benchmark dataset repo: one Hub task (leaderboard) per ranked metric. The Hub
+    accepts it once ``lmms-eval`` is on its list of ``evaluation_framework`` values (huggingface.js
     ``packages/tasks/src/eval.ts``).
     """
     return {

@@ -20,9 +20,8 @@ from modality_conflict.dataset_builder.atomic import atomic_file
 
 
 def entropy_spread(records: Sequence[Mapping[str, Any]], condition: str) -> dict[int, tuple[float, int]]:
-    """Per tier, the half-width of a normal 95% interval of the mean entropy, and the number of prompts.
-
-    Only main-set (``control == "none"``) unimodal records of ``condition`` with an entropy count; each
+    """Per tier, the half-width of a normal 95% interval of the mean entropy, and the number of prompts. Only
+    main-set (``control == "none"``) unimodal records of ``condition`` with an entropy count; each
     unimodal prompt is one record, which is the unit the report's per-tier means average over.
     """
     tier_key = "visual_tier" if condition == "vision_only" else "text_tier"
@@ -148,9 +147,8 @@ def plot_following_curve(runs: Sequence[TaskResult], path: Path) -> Path:
 
 
 def plot_entropy_by_tier(runs: Sequence[TaskResult], path: Path) -> Path:
-    """Mean vision-only entropy per visual tier and mean text-only entropy per text tier, runs overlaid.
-
-    Means are the run's reported per-tier means; error bars (95%, normal) come from its per-doc records.
+    """Mean vision-only entropy per visual tier and mean text-only entropy per text tier, runs overlaid. Means
+    are the run's reported per-tier means; error bars (95%, normal) come from its per-doc records.
     """
     from modality_conflict.dataset_builder.constants import TEXT_TIER_NAMES
 

@@ -1,8 +1,4 @@
-"""The HTML report: how to read it, the overlaid figures, and per run its preference, table and heatmap.
-
-``modality-conflict report`` writes it from lmms-eval result folders (read by
-:mod:`modality_conflict.analysis.results`); the model is never run again.
-"""
+"""The HTML report: how to read it, the overlaid figures, and per run its preference, table and heatmap."""
 
 from __future__ import annotations
 
@@ -184,11 +180,9 @@ def render_html(runs: Sequence[TaskResult], images: Mapping[str, str]) -> str:
 
 
 def write_report(runs: Sequence[TaskResult], out: Path) -> Path:
-    """Write the PNG plots and ``index.html`` for ``runs`` into ``out``; return the page's path.
-
-    Every summary is checked first; the files are made in a hidden folder and moved in only when all exist,
-    so a failure leaves nothing half-written behind.
-    """
+    """Write the PNG plots and ``index.html`` for ``runs`` into ``out``; return the page's path. Every summary
+    is checked first; the files are made in a hidden folder and moved in only when all exist, so a failure
+    leaves nothing half-written behind."""
     for run in runs:
         run.summary.check()
     out = Path(out)

@@ -29,14 +29,11 @@ class UntrustedJSONError(ModalityConflictError, ValueError):
 
 
 def nesting_depth(data: bytes | bytearray | memoryview, *, limit: int | None = None) -> int:
-    """Deepest nesting of arrays and objects outside strings, in one vectorised linear pass (stopping once
-    it exceeds ``limit``).
-
-    Only quotes, backslashes and brackets are looked at (UTF-8 multi-byte sequences never hold them): the
-    parity of the backslash run before a quote says whether it is escaped, the parity of the unescaped
-    quotes before a bracket whether it stands in a string. Each chunk carries over the run at its end,
-    whether it ends inside a string, and the depth, so memory stays bounded.
-    """
+    """Deepest nesting of arrays and objects outside strings, in one vectorised linear pass (stopping once it
+    exceeds ``limit``). Only quotes, backslashes and brackets are looked at (UTF-8 multi-byte sequences
+    never hold them): the parity of the backslash run before a quote says whether it is escaped, the parity
+    of the unescaped quotes before a bracket whether it stands in a string. Each chunk carries over the run
+    at its end, whether it ends inside a string, and the depth, so memory stays bounded."""
     codes = np.frombuffer(data, dtype=np.uint8)
     depth = deepest = 0
     in_string = False  # the state carried from one chunk to the next
@@ -100,11 +97,9 @@ def parse_json(
     data: bytes, *, source: str, max_nesting: int, strict: bool = True, error: type[Exception] | None = None
 ) -> Any:
     """Parse untrusted bytes as JSON after the linear nesting check, raising ``error`` (default
-    :class:`UntrustedJSONError`) naming ``source`` and the problem.
-
-    ``strict`` also refuses NaN, Infinity, numbers that overflow a double and duplicate keys (lmms-eval's
-    own files may hold NaN, so its readers pass False).
-    """
+    :class:`UntrustedJSONError`) naming ``source`` and the problem. ``strict`` also refuses NaN, Infinity,
+    numbers that overflow a double and duplicate keys (lmms-eval's own files may hold NaN, so its readers
+    pass False)."""
     fail = error or UntrustedJSONError
     if nesting_depth(data, limit=max_nesting) > max_nesting:
         raise fail(f"{source} nests arrays/objects deeper than {max_nesting} levels")

@@ -225,10 +225,8 @@ _LINK_ENTITIES = {"[": "&#91;", "]": "&#93;"}  # in free text only: no link can 
 
 def _md_cell(text: str, *, free_text: bool = True) -> str:
     """``text`` safe in a Markdown table cell: markup and raw HTML become entities, line breaks spaces.
-
     Entities render as the characters themselves, so a model id reads the same as in the HTML page, and
-    nothing in it can open a tag, a link, a code span or a new table cell.
-    """
+    nothing in it can open a tag, a link, a code span or a new table cell."""
     out = []
     for char in str(text):
         if char in _MARKDOWN_ENTITIES:

@@ -190,18 +190,8 @@ def _record_of(sample: object) -> Any:
     return next((sample[key] for key in RECORD_KEYS if key in sample), None)
 
 
-def _read_sample_line(
-    path: Path,
-    number: int,
-    line: str,
-    with_envelopes: bool,
-    records: list[dict[str, Any]],
-    envelopes: dict[str, dict[str, Any]],
-    lines: dict[str, int],
-    prompts: Counter[tuple[str, str]],
-) -> None:
-    if not line.strip():
-        return
+def _parse_sample_line(path: Path, number: int, line: str, with_envelopes: bool) -> tuple[dict, dict | None]:
+    """A sample-log line's record and, when it carries prompt facts or ``with_envelopes``, its envelope."""
     try:
         sample = json.loads(line)  # the C decoder is linear and stops deep nesting with RecursionError
     except (json.JSONDecodeError, RecursionError) as error:
@@ -212,8 +202,6 @@ def _read_sample_line(
     problem = record_problem(record)
     if problem is not None:
         raise ValueError(f"{path}:{number}: the per-doc record is malformed: {problem}")
-    records.append(record)
-    lines.setdefault(record["row_id"], number)
     for key in ("resps", "filtered_resps"):
         response = _first_string(sample.get(key))
         if not with_envelopes and (response is None or '"prompt":' not in response):
@@ -222,24 +210,16 @@ def _read_sample_line(
             envelope = decode_envelope(response)
         except ValueError as error:
             raise ValueError(f"{path}:{number}: field {key!r}: {error}") from None
-        if envelope is None:
-            continue
-        if with_envelopes:
-            envelopes[record["row_id"]] = envelope
-        facts = envelope.get("prompt")
-        if isinstance(facts, dict):
-            prompts[(str(facts.get("date")), str(facts.get("preamble")))] += 1
-        return
+        if envelope is not None:
+            return record, envelope
+    return record, None
 
 
 def read_sample_log(path: Path, *, with_envelopes: bool = False) -> SampleLog:
-    """Read an lmms-eval sample log in one pass.
-
-    With ``with_envelopes`` each doc's raw response (``resps``, or ``filtered_resps`` where lmms-eval
-    dropped an identical ``resps``) is decoded as the wrapper's envelope and kept by row id; the envelopes'
-    prompt facts are always counted. A line that is not JSON or holds a malformed record or envelope is a
-    ``ValueError`` naming the file, the line and the field.
-    """
+    """Read an lmms-eval sample log in one pass. With ``with_envelopes`` each doc's raw response (``resps``,
+    or ``filtered_resps`` where lmms-eval dropped an identical ``resps``) is decoded as the wrapper's
+    envelope and kept by row id; the envelopes' prompt facts are always counted. A line that is not JSON or
+    holds a malformed record or envelope is a ``ValueError`` naming the file, the line and the field."""
     records: list[dict[str, Any]] = []
     envelopes: dict[str, dict[str, Any]] = {}
     lines: dict[str, int] = {}
@@ -247,7 +227,16 @@ def read_sample_log(path: Path, *, with_envelopes: bool = False) -> SampleLog:
     with Path(path).open(encoding="utf-8") as handle:
         try:
             for number, line in enumerate(handle, start=1):
-                _read_sample_line(path, number, line, with_envelopes, records, envelopes, lines, prompts)
+                if not line.strip():
+                    continue
+                record, envelope = _parse_sample_line(path, number, line, with_envelopes)
+                records.append(record)
+                lines.setdefault(record["row_id"], number)
+                if envelope is not None and with_envelopes:
+                    envelopes[record["row_id"]] = envelope
+                facts = None if envelope is None else envelope.get("prompt")
+                if isinstance(facts, dict):
+                    prompts[(str(facts.get("date")), str(facts.get("preamble")))] += 1
         except UnicodeDecodeError as error:
             raise ValueError(f"{path} is not UTF-8 text (byte {error.start} of a block)") from None
     return SampleLog(Path(path), tuple(records), envelopes, dict(prompts), lines)
@@ -339,10 +328,8 @@ def _summary_of(results: ResultsFile, task: str, samples: SampleLog | None) -> T
 
 
 def find_results_files(path: Path) -> list[Path]:
-    """The newest ``*_results.json`` of every folder under ``path`` (or ``path`` itself if it is one).
-
-    lmms-eval names the files by start time, so a folder's lexicographically last file is its latest run.
-    """
+    """The newest ``*_results.json`` of every folder under ``path`` (or ``path`` itself if it is one): the
+    files are named by start time, so a folder's lexicographically last file is its latest run."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
@@ -373,13 +360,10 @@ def read_task_results(
     with_envelopes: bool = False,
 ) -> list[TaskResult]:
     """Every modality_conflict task result under ``paths`` (output folders, model folders or results files),
-    in the order of ``paths``, folder and task name, with unique labels.
-
-    ``require_samples`` raises for a task without a sample log (submissions need the records);
-    ``with_envelopes`` keeps each doc's envelope (probing needs its lens). Raises ``FileNotFoundError``
-    when a path has no results or no wanted task, ``MalformedSummaryError`` / ``ValueError`` naming the file
-    and the field or line of what is malformed.
-    """
+    in the order of ``paths``, folder and task name, with unique labels. ``require_samples`` raises for a
+    task without a sample log (submissions need the records); ``with_envelopes`` keeps each doc's envelope
+    (probing needs its lens). Raises ``FileNotFoundError`` when a path has no results or no wanted task,
+    ``MalformedSummaryError`` / ``ValueError`` naming the file and the field or line of what is malformed."""
     runs: list[TaskResult] = []
     for path in paths:
         found = 0

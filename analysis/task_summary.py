@@ -332,11 +332,9 @@ class TaskSummary:
         )
 
     def inherent_preference(self) -> Preference:
-        """Which modality the model follows when both are equally uncertain (dH = 0).
-
-        P(follow text) falls with dH, so a balance point below zero means the image wins at equal
-        uncertainty; the call needs the whole interval (or a censored estimate's bound) on one side of 0.
-        """
+        """Which modality the model follows when both are equally uncertain (dH = 0): P(follow text) falls
+        with dH, so a balance point below zero means the image wins at equal uncertainty; the call needs
+        the whole interval (or a censored estimate's bound) on one side of 0."""
         point = self.balance_point
         if point.defined:
             estimate, low, high = point.estimate, point.ci_low, point.ci_high

@@ -1,7 +1,4 @@
-"""``modality-conflict eval``: run lmms-eval and check its output; ``tasks``: write a local task folder.
-
-The checks are :mod:`modality_conflict.analysis.evaluate`; this module is the command line only.
-"""
+"""``modality-conflict eval``: run lmms-eval and check its output; ``tasks``: write a local task folder."""
 
 from __future__ import annotations
 
@@ -20,13 +17,10 @@ from modality_conflict.analysis.evaluate import (
 )
 from modality_conflict.cli.arguments import add_subcommand
 from modality_conflict.dataset_builder.atomic import ensure_folder
-from modality_conflict.dataset_builder.folder import (
-    DatasetFolderError,
-    dataset_folders,
-    is_one_dataset_folder,
-)
+from modality_conflict.dataset_builder.folder import DatasetFolderError
 from modality_conflict.dataset_builder.resolve import DATA_ENV, DataResolutionError, verify_folder
 from modality_conflict.mc_tasks.names import GROUP
+from modality_conflict.mc_tasks.plugin import data_folders
 from modality_conflict.mc_tasks.task_config import write_local_task_dir
 
 
@@ -41,16 +35,6 @@ def lmms_eval_command(args: argparse.Namespace) -> list[str]:
     return command
 
 
-def _dataset_folders_of(data: Path) -> list[Path]:
-    """The dataset folders ``--data`` names: itself, or the folders it holds (one per dataset)."""
-    if is_one_dataset_folder(data):
-        return [data]  # one dataset folder (the check names what is wrong with it)
-    try:
-        return list(dataset_folders(data).values())
-    except FileNotFoundError as error:
-        raise DataResolutionError(str(error)) from None
-
-
 def run_eval(args: argparse.Namespace) -> int:
     output = ensure_folder(Path(args.output))
     env = dict(os.environ)
@@ -58,7 +42,7 @@ def run_eval(args: argparse.Namespace) -> int:
         # Checked here too, so a bad folder is one line (bad input: exit 2) before lmms-eval starts a model.
         data = Path(args.data).expanduser().resolve()
         try:
-            for folder in _dataset_folders_of(data):
+            for folder in data_folders(data).values() or [data]:
                 verify_folder(folder)
         except DataResolutionError as error:
             raise DatasetFolderError(str(error)) from None

@@ -1,8 +1,4 @@
-"""``modality-conflict leaderboard`` and ``modality-conflict eval-results``: publishing verified submissions.
-
-The libraries are :mod:`modality_conflict.analysis.leaderboard` and
-:mod:`modality_conflict.analysis.eval_results`; this module is the command line only.
-"""
+"""``modality-conflict leaderboard`` and ``eval-results``: publishing verified submissions."""
 
 from __future__ import annotations
 
@@ -55,9 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> None:
         summary = "ranked tables (Markdown, HTML) of verified submissions"
         parser = add_subcommand(subparsers, name, run_leaderboard, summary)
         parser.add_argument("submissions", help="folder of submission JSON files")
-        parser.add_argument(
-            "--out", help="where to write leaderboard.md/.html (default: the submissions folder)"
-        )
+        parser.add_argument("--out", help="folder for leaderboard.md and .html (default: the submissions')")
         parser.add_argument("--data", help="dataset folder to check every submission against")
         parser.add_argument("--dataset-revision", help="list only submissions on this dataset revision")
         parser.add_argument("--sort", choices=SORT_KEYS, default="balance_point", help="ranking metric")

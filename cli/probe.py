@@ -1,7 +1,4 @@
-"""``modality-conflict probe``: the logit lens at the answer position, layer by layer, on conflict items.
-
-The library is :mod:`modality_conflict.analysis.probe`; this module is the command line only.
-"""
+"""``modality-conflict probe``: the logit lens at the answer position, layer by layer, on conflict items."""
 
 from __future__ import annotations
 

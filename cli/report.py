@@ -1,8 +1,4 @@
-"""``modality-conflict report``: plots and an HTML page from lmms-eval result folders.
-
-The page is :mod:`modality_conflict.analysis.html_report` and its figures
-:mod:`modality_conflict.analysis.figures`; this module is the command line only.
-"""
+"""``modality-conflict report``: plots and an HTML page from lmms-eval result folders."""
 
 from __future__ import annotations
 

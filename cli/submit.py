@@ -1,7 +1,4 @@
-"""``modality-conflict submit`` writes a leaderboard submission; ``modality-conflict verify`` checks one.
-
-The library is :mod:`modality_conflict.analysis.submission`; this module is the command line only.
-"""
+"""``modality-conflict submit`` writes a leaderboard submission; ``modality-conflict verify`` checks one."""
 
 from __future__ import annotations
 

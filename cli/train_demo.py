@@ -1,7 +1,4 @@
-"""``modality-conflict train-demo-model``: train the demo LLaVA from scratch on the CPU.
-
-The library is :mod:`modality_conflict.models.demo`; this module is the command line only.
-"""
+"""``modality-conflict train-demo-model``: train the demo LLaVA from scratch on the CPU."""
 
 from __future__ import annotations
 
@@ -43,16 +40,14 @@ def run_train_demo_model(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     """Register the ``train-demo-model`` subcommand."""
-    parser = add_subcommand(
-        subparsers,
-        name,
-        run_train_demo_model,
-        "train the demo model (a small LLaVA that reads colours) from scratch on the CPU",
-        "Train the demo LLaVA (CLIP-style ViT + Llama-style language model, about 650K "
-        "parameters) on rendered images and texts that never conflict, and save it as a Hugging Face "
-        "checkpoint folder with its processor and chat template. One thread, deterministic for a seed; "
-        "about 4 minutes with the default recipe.",
+    summary = "train the demo model (a small LLaVA that reads colours) from scratch on the CPU"
+    description = (
+        "Train the demo LLaVA (CLIP-style ViT + Llama-style language model, about 650K parameters) on "
+        "rendered images and texts that never conflict, and save it as a Hugging Face checkpoint folder with "
+        "its processor and chat template. One thread, deterministic for a seed; about 4 minutes with the "
+        "default recipe."
     )
+    parser = add_subcommand(subparsers, name, run_train_demo_model, summary, description)
     parser.add_argument("--out", required=True, metavar="DIR", help="new (or empty) folder to write")
     parser.add_argument("--seed", type=seed_type, default=0, help="seed of weights and data (default 0)")
     parser.add_argument(

@@ -5,15 +5,7 @@ them in every lmms-eval process, handing over what they call (:class:`TaskHooks`
 calls the original and is idempotent. :data:`PATCHES` says what each relies on, and
 ``tests/mc_tasks/test_lmms_eval_patches.py`` fails with the method's name when lmms-eval changes it.
 
-- ``TaskManager.initialize_tasks``: index the installed task folder after any ``--include_path``
-  (``LMMS_EVAL_PLUGINS`` is read only after the CLI built its TaskManager; the entry point runs earlier).
-- ``ConfigurableTask.download``: a pinned task reads the verified rows of its resolved folder instead of
-  ``datasets.load_dataset`` (which follows the card and its Arrow cache unchecked), records what it read in
-  its ``metadata``, and a signal meanwhile is one line (``dataset_kwargs`` cannot verify a fingerprint).
-- ``TaskOutput.calculate_aggregate_metric``: keep the whole summary the aggregation computed (rank 0);
-  lmms-eval keeps only the number an aggregation returns.
-- ``EvaluationTracker.save_results_aggregated``: write the report file beside ``<date_id>_results.json``;
-  lmms-eval writes no file a task asks for.
+ARCHITECTURE.md lists each patch, what it adds and why no lmms-eval mechanism serves.
 """
 
 from __future__ import annotations

@@ -9,17 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-GROUP = "modality_conflict"
-"""The lmms-eval group that runs every main task."""
-
-MAIN_TASK = "modality_conflict_color"
-"""The colour-recognition task on the whole dataset."""
-
-ATTRIBUTE_TASK = "modality_conflict_attribute"
-"""The attribute-recognition task (shape and material questions) on the whole dataset."""
-
+GROUP = "modality_conflict"  # the lmms-eval group that runs every main task
+MAIN_TASK = "modality_conflict_color"  # colour questions on the whole colour set
+ATTRIBUTE_TASK = "modality_conflict_attribute"  # shape and material questions on the whole attribute set
 GROUP_TASKS: dict[str, tuple[str, ...]] = {GROUP: (MAIN_TASK, ATTRIBUTE_TASK)}
-"""The tasks each group runs."""
 
 TASK_DATASETS: dict[str, str] = {
     MAIN_TASK: "modality-conflict-colour",
@@ -35,8 +28,7 @@ TASK_DATASETS: dict[str, str] = {
 }
 """The dataset (its manifest name) each task reads; the YAMLs say the same in ``metadata.dataset``."""
 
-MAIN_TASKS: tuple[str, ...] = (MAIN_TASK, ATTRIBUTE_TASK)
-"""The task on the whole of each dataset, one per dataset."""
+MAIN_TASKS: tuple[str, ...] = (MAIN_TASK, ATTRIBUTE_TASK)  # the task on the whole of each dataset
 
 LEGACY_SUMMARY_METRIC = "report"
 """The metric that held the whole summary in results (and the record in sample logs) of earlier versions."""
@@ -52,22 +44,20 @@ class TaskMetric:
     name: str  # also the summary key it is read from
     higher_is_better: bool  # as the YAML declares it
     required: bool = False  # `modality-conflict eval` fails when a run lacks it
-    headline: bool = False  # shown first when submissions are compared and verified
 
 
 TASK_METRICS: tuple[TaskMetric, ...] = (
-    TaskMetric("tfr", True, required=True, headline=True),
-    TaskMetric("vfr", True, required=True, headline=True),
-    TaskMetric("other_rate", False, required=True, headline=True),
-    TaskMetric("balance_point", True, required=True, headline=True),
-    TaskMetric("balance_point_ci_low", True, headline=True),
-    TaskMetric("balance_point_ci_high", True, headline=True),
-    TaskMetric("mean_dh", True, required=True, headline=True),
-    TaskMetric("n_conflicts", True, required=True, headline=True),
+    TaskMetric("tfr", True, required=True),
+    TaskMetric("vfr", True, required=True),
+    TaskMetric("other_rate", False, required=True),
+    TaskMetric("balance_point", True, required=True),
+    TaskMetric("balance_point_ci_low", True),
+    TaskMetric("balance_point_ci_high", True),
+    TaskMetric("mean_dh", True, required=True),
+    TaskMetric("n_conflicts", True, required=True),
 )
 
-METRIC_NAMES: tuple[str, ...] = tuple(metric.name for metric in TASK_METRICS)
-"""Every metric, in the YAMLs' order."""
+METRIC_NAMES: tuple[str, ...] = tuple(metric.name for metric in TASK_METRICS)  # in the YAMLs' order
 
 RECORD_KEY = METRIC_NAMES[0]
 """A sample log's key of the per-doc record (``process_results`` puts the record under every metric)."""
@@ -77,16 +67,10 @@ REQUIRED_METRICS: tuple[str, ...] = tuple(metric.name for metric in TASK_METRICS
 
 HEADLINE_METRICS: tuple[str, ...] = tuple(
     sorted(
-        (
-            *(metric.name for metric in TASK_METRICS if metric.headline),
-            "mean_hv",
-            "mean_ht",
-            "entropy_estimator",
-        ),
-        key=lambda name: not name.startswith("balance_point"),  # the balance point first, order kept
+        (*METRIC_NAMES, "mean_hv", "mean_ht", "entropy_estimator"), key=lambda n: not n.startswith("balance_")
     )
 )
-"""Summary keys listed first in submissions' comparisons, balance point first."""
+"""Summary keys listed first in submissions' comparisons: the balance point's, then the others in order."""
 
 RANKED_METRICS: tuple[str, ...] = ("balance_point", "tfr", "mean_hv", "mean_ht")
 """Summary keys a leaderboard sorts by and the Hub's eval results publish (one Hub task each)."""

@@ -80,23 +80,30 @@ def task_dataset_name(config: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _explicit_folder(data_dir: str, dataset: str | None) -> str:
-    """The folder of ``dataset`` in ``data_dir``: itself, or the dataset folder it holds for ``dataset``."""
+def data_folders(data_dir: Path) -> dict[str, Path]:
+    """The dataset folders a ``--data`` folder (one dataset folder, or a folder of them) holds, by dataset;
+    empty for one dataset folder that cannot be read, whose own check then names what is wrong."""
     from modality_conflict.dataset_builder.folder import dataset_folders, is_one_dataset_folder
     from modality_conflict.dataset_builder.resolve import DataResolutionError
 
-    root = Path(data_dir)
-    if is_one_dataset_folder(root):
-        # One dataset folder: resolution checks it and names what is wrong; only its kind is checked here.
+    if is_one_dataset_folder(Path(data_dir)):
         try:
-            folders = dataset_folders(root)
+            return dataset_folders(Path(data_dir))
         except (FileNotFoundError, OSError, ValueError):
-            return data_dir
-    else:
-        try:
-            folders = dataset_folders(root)
-        except FileNotFoundError as error:
-            raise DataResolutionError(str(error)) from None
+            return {}
+    try:
+        return dataset_folders(Path(data_dir))
+    except FileNotFoundError as error:
+        raise DataResolutionError(str(error)) from None
+
+
+def _explicit_folder(data_dir: str, dataset: str | None) -> str:
+    """The folder of ``dataset`` in ``data_dir``: itself, or the dataset folder it holds for ``dataset``."""
+    from modality_conflict.dataset_builder.resolve import DataResolutionError
+
+    folders = data_folders(Path(data_dir))
+    if not folders:
+        return data_dir  # resolution checks it and names what is wrong
     if dataset is None:
         return data_dir if len(folders) != 1 else str(next(iter(folders.values())))
     if dataset not in folders:

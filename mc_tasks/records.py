@@ -74,12 +74,10 @@ def _parse_loglikelihood(result: object) -> float:
 
 
 def _scores_to_answer(values: list[float], answers: Sequence[str]) -> tuple[str, float, str, list[float]]:
-    """Answer, entropy, estimator and log-probabilities from one score per candidate answer.
-
-    Wrappers return a log-probability (<= 0, the project's) or a mean token loss (>= 0, llava_hf and
-    others); the sign tells them apart, and a loss gives a length-normalised log-probability (the task is
-    not passed the token count).
-    """
+    """Answer, entropy, estimator and log-probabilities from one score per candidate answer. Wrappers return a
+    log-probability (<= 0, the project's) or a mean token loss (>= 0, llava_hf and others); the sign tells
+    them apart, and a loss gives a length-normalised log-probability (the task is not passed the token
+    count)."""
     scores = np.asarray(values, dtype=float)
     if np.all(scores <= 0) and np.any(scores < 0):
         estimate = answer_set_entropy(log_probs=scores)
@@ -365,11 +363,9 @@ def join_records(
 def summarize_records(
     records: Sequence[Mapping[str, Any]], *, candidates: Sequence[str] | None = None
 ) -> dict[str, Any]:
-    """The task's summary as a flat JSON-safe dict (undefined numbers are None with a reason).
-
-    When the records ask about several attributes, ``by_attribute`` holds each one's summary over its own
-    records (same keys, without the nested tables and curves) next to the pooled one.
-    """
+    """The task's summary as a flat JSON-safe dict (undefined numbers are None with a reason). When the
+    records ask about several attributes, ``by_attribute`` holds each one's summary over its own records
+    (same keys, without the nested tables and curves) next to the pooled one."""
     attributes = records_attributes(records)
     try:
         items, bookkeeping = join_records(records, candidates=candidates)

@@ -114,13 +114,10 @@ def _answer_logit(lens: Mapping[str, Any], answer: str, layer: int) -> float | N
 
 def probe_item(lens: Mapping[str, Any], yv: str, yt: str) -> dict[str, Any]:
     """Layer-wise labels, logit differences and oscillations of one conflict item, from its lens record and
-    the model's vision-only and text-only answers.
-
-    Per layer: ``top1_ids``/``top1_tokens``, ``top1_labels`` ("vision", "text" or "other") and
-    ``logit_diff`` = logit(Yt) - logit(Yv) (None where one was not finite); also ``oscillations`` and the
-    first tokens matched. A ``ProbeError`` when the record is malformed, an answer is not one of its answers,
-    or Yv and Yt share a first token.
-    """
+    the model's vision-only and text-only answers. Per layer: ``top1_ids``/``top1_tokens``, ``top1_labels``
+    ("vision", "text" or "other") and ``logit_diff`` = logit(Yt) - logit(Yv) (None where one was not
+    finite); also ``oscillations`` and the first tokens matched. A ``ProbeError`` when the record is
+    malformed, an answer is not one of its answers, or Yv and Yt share a first token."""
     problem = lens_problem(lens)
     if problem is not None:
         raise ProbeError(f"the logit-lens record is malformed: {problem}")

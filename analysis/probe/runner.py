@@ -162,13 +162,26 @@ def answer_rows(wrapper: Any, rows: Any, *, max_new_tokens: int | None = None) -
     return wrapper.generate_until(requests)
 
 
-def _provenance_of_wrapper(wrapper: Any, calls_before: int, forwards_before: int) -> dict[str, Any]:
-    return {
+def _answer_with_lens(
+    model: Any, rows: Any, options: ProbeOptions
+) -> tuple[list[dict[str, Any]], list[str], dict[str, Any], dict[str, Any]]:
+    """Records, envelopes and lens records (by row id) of ``model`` answering ``rows``, and its provenance."""
+    wrapper = probing_wrapper(model, options.wrapper_kwargs)
+    calls, forwards = wrapper.n_model_calls, wrapper.n_forward_passes
+    responses = answer_rows(wrapper, rows, max_new_tokens=options.max_new_tokens)
+    records = [task_records.make_record(rows[i], [response]) for i, response in enumerate(responses)]
+    lenses = {
+        record["row_id"]: lens
+        for record, response in zip(records, responses, strict=True)
+        if (lens := lens_of(decode_envelope(response))) is not None
+    }
+    provenance = {
         "model": str(wrapper.pretrained),
         "model_class": type(wrapper.model).__name__,
-        "generate_calls": int(wrapper.n_model_calls - calls_before),
-        "forward_passes": int(wrapper.n_forward_passes - forwards_before),
+        "generate_calls": int(wrapper.n_model_calls - calls),
+        "forward_passes": int(wrapper.n_forward_passes - forwards),
     }
+    return records, responses, lenses, provenance
 
 
 def probe_from_model(
@@ -178,17 +191,10 @@ def probe_from_model(
     ``lens=True``) and probe the conflict items; the result also holds every row's record and envelope."""
     options = options or ProbeOptions()
     rows = load_rows(Path(data), limit_groups=limit_groups)
-    wrapper = probing_wrapper(model, options.wrapper_kwargs)
-    calls, forwards = wrapper.n_model_calls, wrapper.n_forward_passes
-    responses = answer_rows(wrapper, rows, max_new_tokens=options.max_new_tokens)
-    records, envelopes, lenses = [], {}, {}
-    for i, response in enumerate(responses):
-        record = task_records.make_record(rows[i], [response])
-        records.append(record)
-        envelopes[record["row_id"]] = response
-        lens = lens_of(decode_envelope(response))
-        if record["condition"] == "conflict" and lens is not None:
-            lenses[record["row_id"]] = lens
+    records, responses, lenses, answered = _answer_with_lens(model, rows, options)
+    envelopes = {record["row_id"]: response for record, response in zip(records, responses, strict=True)}
+    conflicts = {record["row_id"] for record in records if record["condition"] == "conflict"}
+    lenses = {row_id: lens for row_id, lens in lenses.items() if row_id in conflicts}
     if options.balance_point is not None:
         balance = Balance(float(options.balance_point), "--balance-point", "given")
     else:
@@ -199,7 +205,7 @@ def probe_from_model(
         "data": str(Path(data)),
         "limit_groups": limit_groups,
         "n_rows": len(rows),
-        **_provenance_of_wrapper(wrapper, calls, forwards),
+        **answered,
     }
     result = probe_records(records, lenses, balance, options, provenance)
     result.envelopes, result.records = envelopes, records
@@ -269,17 +275,11 @@ def probe_from_results(
             f"data; running {model} on those rows for the lens only"
         )
         rows = load_rows(Path(data), row_ids=missing)
-        wrapper = probing_wrapper(model, options.wrapper_kwargs)
-        calls, forwards = wrapper.n_model_calls, wrapper.n_forward_passes
-        logged = {r["row_id"]: r for r in records}
-        mismatches = 0
-        for i, response in enumerate(answer_rows(wrapper, rows, max_new_tokens=options.max_new_tokens)):
-            record = task_records.make_record(rows[i], [response])
-            lens = lens_of(decode_envelope(response))
-            if lens is not None:
-                lenses[record["row_id"]] = lens
-            mismatches += record["answer"] != logged[record["row_id"]]["answer"]
-        provenance.update(_provenance_of_wrapper(wrapper, calls, forwards))
+        answers, _, found, answered = _answer_with_lens(model, rows, options)
+        lenses.update(found)
+        logged = {r["row_id"]: r["answer"] for r in records}
+        mismatches = sum(record["answer"] != logged[record["row_id"]] for record in answers)
+        provenance.update(answered)
         provenance["lens_from_model"] = len(rows)
         provenance["answers_differing_from_logs"] = int(mismatches)
         if mismatches:

@@ -75,11 +75,10 @@ def summarize_oscillations(
     n_resamples: int = 2000,
     seed: int = REPORT_SEED,
 ) -> dict[str, Any]:
-    """Mean oscillations of one set of items, overall and in the ambiguous vs the clear region.
-
-    Intervals: Student t (``ci_*``) and percentile bootstrap over items (``bootstrap_*``), from
-    :func:`modality_conflict.metrics.probing.oscillation_summary`. Undefined numbers are None with a reason.
-    """
+    """Mean oscillations of one set of items, overall and in the ambiguous vs the clear region. Intervals:
+    Student t (``ci_*``) and percentile bootstrap over items (``bootstrap_*``), from
+    :func:`modality_conflict.metrics.probing.oscillation_summary`. Undefined numbers are None with a
+    reason."""
     counts_array = np.asarray(counts, dtype=float)
     dh_array = np.asarray(dh, dtype=float)
     out: dict[str, Any] = {"n_items": int(counts_array.size)}
@@ -156,12 +155,10 @@ def oscillations_by_control(
 
 
 def heatmap_grid(items: Sequence[Mapping[str, Any]], n_layers: int, bins: int = 8) -> dict[str, Any]:
-    """Mean logit(Yt) - logit(Yv) per (layer, dH bin) over the main (``control == "none"``) items.
-
-    Bins are equal-width over dH's whole range [-2, 2] (the last one closed), so heatmaps of different
-    runs line up. Returns ``edges`` (bins + 1), ``counts`` (items per bin) and ``mean`` (n_layers x bins,
-    None where a bin has no item).
-    """
+    """Mean logit(Yt) - logit(Yv) per (layer, dH bin) over the main (``control == "none"``) items. Bins are
+    equal-width over dH's whole range [-2, 2] (the last one closed), so heatmaps of different runs line up.
+    Returns ``edges`` (bins + 1), ``counts`` (items per bin) and ``mean`` (n_layers x bins, None where a
+    bin has no item)."""
     if int(bins) < 1:
         raise ProbeError(f"bins must be a positive integer, got {bins!r}")
     edges = np.linspace(*DH_RANGE, int(bins) + 1)

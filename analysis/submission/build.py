@@ -92,8 +92,7 @@ def build_submission(
     data_dir: Path | None = None,
     created: str | None = None,
 ) -> dict[str, Any]:
-    """A submission for one task run (with its records), after checking that they reproduce its report.
-
+    """A submission for one task run (with its records), after checking that they reproduce its report:
     ``model_id``/``model_revision`` override ``--model_args``' ``pretrained=``/``revision=``;
     ``dataset_repo``/``dataset_revision`` the task's Hub source (a local folder published as that revision);
     ``data_dir`` gives the fingerprint (found when the run's ``dataset_path`` is a local build). A

@@ -221,12 +221,10 @@ def _find_named(root: Path, name: str, sha256: str) -> tuple[Path | None, list[P
 
 
 def run_problems(submission: Mapping[str, Any], run: Path) -> tuple[list[str], list[str]]:
-    """Problems and notes from checking a submission against the lmms-eval output it names (``run``).
-
-    The files are found by name and sha256; the records must equal the sample log's (without lens data),
-    the metrics the run's report, the model the results file's, the dataset claim the run's
-    ``metadata.dataset_used`` (:func:`~.claims.claim_problems`).
-    """
+    """Problems and notes from checking a submission against the lmms-eval output it names (``run``): the
+    files are found by name and sha256; the records must equal the sample log's (without lens data), the
+    metrics the run's report, the model the results file's, the dataset claim the run's
+    ``metadata.dataset_used`` (:func:`~.claims.claim_problems`)."""
     from modality_conflict.analysis.results import read_task_results
 
     recorded = submission["run"]
@@ -319,12 +317,10 @@ def verify_submission(
     run: Path | None = None,
     allow_partial: bool = False,
 ) -> Verification:
-    """Check a schema-valid submission: its records, the dataset, every metric recomputed, its run.
-
-    ``data`` is a dataset folder (or its index) for the fingerprint, rows and split; ``run`` the lmms-eval
-    output the submission was made from (:func:`run_problems`); ``allow_partial`` accepts records covering
-    part of the split (then unranked). Raises :class:`RejectedSubmissionError` listing every problem.
-    """
+    """Check a schema-valid submission: its records, the dataset, every metric recomputed, its run. ``data``
+    is a dataset folder (or its index) for the fingerprint, rows and split; ``run`` the lmms-eval output
+    the submission was made from (:func:`run_problems`); ``allow_partial`` accepts records covering part of
+    the split (then unranked). Raises :class:`RejectedSubmissionError` listing every problem."""
     problems: list[str] = []
     notes: list[str] = []
     analysis = submission["analysis"]

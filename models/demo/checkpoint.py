@@ -208,13 +208,13 @@ def remove_stale_partials(out: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: Path, *, remove: bool = False) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created); ``remove`` deletes it after, else the next run
-    reuses it."""
+def exclusive_lock(path: Path, *, remove: bool = False, report_as: Path | None = None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created; an error names ``report_as``, default ``path``);
+    ``remove`` deletes it after, else the next run reuses it."""
     try:
         handle = path.open("a")
     except OSError as error:
-        raise OutputWriteError(os_error_text(error, path)) from None
+        raise OutputWriteError(os_error_text(error, report_as or path)) from None
     with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -249,7 +249,7 @@ def train_checkpoint_folder(
     except OSError as error:
         raise OutputWriteError(os_error_text(error, out)) from None
     try:
-        with exclusive_lock(tmp / _TRAINING_LOCK, remove=True):
+        with exclusive_lock(tmp / _TRAINING_LOCK, remove=True, report_as=out):
             _train_into(tmp, seed, recipe or TrainingRecipe(), log)
         if out.exists():
             out.rmdir()
