@@ -95,42 +95,6 @@ def check_coverage(
     return num_groups
 
 
-def check_tiers_and_keys(
-    fail: Callable[[str, str, str], None],
-    where: str,
-    row: dict[str, Any],
-    *,
-    condition: str,
-    control: str,
-    group: int,
-    n_visual_tiers: int,
-    text_tiers: Sequence[int],
-) -> tuple[int, int] | None:
-    """Check a row's tiers against its condition and its row id and join keys against its tiers.
-
-    Returns the (visual, text) tiers, or None when a tier is out of range (the key checks are then
-    skipped).
-    """
-    dv, dt = row.get("visual_tier"), row.get("text_tier")
-    has_image = condition in ("vision_only", "conflict")
-    has_text = condition in ("text_only", "conflict")
-    if has_image and dv not in range(n_visual_tiers):
-        fail(where, "visual_tier", f"is {dv!r}, expected 0..{n_visual_tiers - 1}")
-        return None
-    if not has_image and dv != -1:
-        fail(where, "visual_tier", f"is {dv!r}, expected -1 for a {condition} row")
-    if has_text and dt not in text_tiers:
-        fail(where, "text_tier", f"is {dt!r}, expected one of {list(text_tiers)}")
-        return None
-    if not has_text and dt != -1:
-        fail(where, "text_tier", f"is {dt!r}, expected -1 for a {condition} row")
-    expected = row_keys(group, dv, dt, control, condition)
-    for name, want in expected.items():
-        if row.get(name) != want:
-            fail(where, name, f"is {row.get(name)!r}, expected {want!r}")
-    return int(dv), int(dt)
-
-
 class RowChecker:
     """Per-row and per-group invariants of a folder of ``kind``, accumulated while streaming."""
 
@@ -213,41 +177,52 @@ class RowChecker:
         elif result != size:
             self._fail(where, "image", f"is {result[0]}x{result[1]}, {expected_by} {size[0]}x{size[1]}")
 
+    def _check_tiers_and_keys(
+        self, where: str, row: dict[str, Any], condition: str, control: str, group: int
+    ) -> tuple[int, int] | None:
+        """Check a row's tiers against its condition and its row id and join keys against its tiers.
+
+        Returns the (visual, text) tiers, or None when a tier is out of range (the key checks are then
+        skipped).
+        """
+        n_visual_tiers = len(self.kind.layout.visual_tiers)
+        dv, dt = row.get("visual_tier"), row.get("text_tier")
+        has_image = condition in ("vision_only", "conflict")
+        has_text = condition in ("text_only", "conflict")
+        if has_image and dv not in range(n_visual_tiers):
+            self._fail(where, "visual_tier", f"is {dv!r}, expected 0..{n_visual_tiers - 1}")
+            return None
+        if not has_image and dv != -1:
+            self._fail(where, "visual_tier", f"is {dv!r}, expected -1 for a {condition} row")
+        if has_text and dt not in TEXT_TIERS:
+            self._fail(where, "text_tier", f"is {dt!r}, expected one of {list(TEXT_TIERS)}")
+            return None
+        if not has_text and dt != -1:
+            self._fail(where, "text_tier", f"is {dt!r}, expected -1 for a {condition} row")
+        for name, want in row_keys(group, dv, dt, control, condition).items():
+            if row.get(name) != want:
+                self._fail(where, name, f"is {row.get(name)!r}, expected {want!r}")
+        return int(dv), int(dt)
+
     def _check_modalities(
-        self,
-        where: str,
-        row: dict[str, Any],
-        unit: tuple[str, str, int],
-        n_visual_tiers: int,
-        *,
-        text: Callable[[int], None],
-        image: Callable[[int], None],
-        image_columns: tuple[str, ...] = (),
+        self, where: str, row: dict[str, Any], labels: dict[str, str], group: int, attribute: str
     ) -> None:
-        """Tiers and keys of a ``(condition, control, group)`` row, then ``text(dt)`` on a row with a text and
-        ``image(dv)`` on one with an image; the other modality's fields must be empty (``image`` and
-        ``image_columns``)."""
-        condition, control, group = unit
-        tiers = check_tiers_and_keys(
-            self._fail,
-            where,
-            row,
-            condition=condition,
-            control=control,
-            group=group,
-            n_visual_tiers=n_visual_tiers,
-            text_tiers=TEXT_TIERS,
-        )
+        """Tiers and keys of a row, then its text on a row with a text and its image on one with an image;
+        the other modality's fields must be empty (the image and the kind's string layout columns)."""
+        condition, control = labels["condition"], labels["control"]
+        tiers = self._check_tiers_and_keys(where, row, condition, control, group)
         if tiers is None:
             return
         dv, dt = tiers
         if condition in ("text_only", "conflict"):
-            text(dt)
+            self._check_text(where, row, dt, control, attribute, labels["text_answer"])
         elif row.get("text") or row.get("template_id"):
             self._fail(where, "text", "is not empty on a vision_only row")
         if condition in ("vision_only", "conflict"):
-            image(dv)
-        elif row.get("image") is not None or any(row.get(name) for name in image_columns):
+            self._check_image(where, row, dv, control, attribute, labels["vision_answer"])
+        elif row.get("image") is not None or any(
+            row.get(name) for name, kind in self.kind.layout_columns if kind == "string"
+        ):
             self._fail(where, "image", "is set on a text_only row")
 
     def check(self, file: str, row: dict[str, Any]) -> None:
@@ -256,7 +231,7 @@ class RowChecker:
         if started is None:
             return
         where, labels, group = started
-        condition, control = labels["condition"], labels["control"]
+        control = labels["control"]
         yv, yt = labels["vision_answer"], labels["text_answer"]
         attribute = labels.get("attribute", self.kind.attributes[0])
         if "attribute" in labels:
@@ -288,15 +263,7 @@ class RowChecker:
         else:
             self.group_subjects[group][control].add(subject)
 
-        self._check_modalities(
-            where,
-            row,
-            (condition, control, group),
-            len(self.kind.layout.visual_tiers),
-            text=lambda dt: self._check_text(where, row, dt, control, attribute, yt),
-            image=lambda dv: self._check_image(where, row, dv, control, attribute, yv),
-            image_columns=tuple(c for c, t in self.kind.layout_columns if t == "string"),
-        )
+        self._check_modalities(where, row, labels, group, attribute)
 
     def _check_text(
         self, where: str, row: dict[str, Any], dt: int, control: str, attribute: str, yt: str

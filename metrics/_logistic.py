@@ -11,6 +11,7 @@ whose step passes 0.75 are refitted on the items.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.polynomial import Polynomial
@@ -203,49 +204,35 @@ def fit_logistic(
     """Fit P(follow text) = expit(b0 + b1 dH), with covariances and (optionally) a cluster bootstrap."""
     dh, y = data.dh, data.y
     n, n_text = int(dh.size), int(y.sum())
-    common = {"n": n, "n_groups": data.n_groups, "n_text": n_text}
+    common: dict[str, Any] = {"n": n, "n_groups": data.n_groups, "n_text": n_text, "dh_range": None}
+
+    def undefined(failure: str, reason: str, **extra: Any) -> LogisticFit:
+        return LogisticFit("undefined", reason, failure=failure, **common, **extra)
+
     if n == 0:
-        return LogisticFit(
-            "undefined",
-            "no conflicts answered with the text or the vision answer",
-            dh_range=None,
-            failure="no_conflicts",
-            **common,
-        )
+        return undefined("no_conflicts", "no conflicts answered with the text or the vision answer")
     dh_range = (float(dh.min()), float(dh.max()))
     common["dh_range"] = dh_range
     if n < min_conflicts:
-        return LogisticFit(
-            "undefined",
-            f"only {n} text- or vision-following conflicts (< min_conflicts={min_conflicts})",
-            failure="too_few",
-            **common,
+        return undefined(
+            "too_few", f"only {n} text- or vision-following conflicts (< min_conflicts={min_conflicts})"
         )
     if dh_range[0] == dh_range[1]:
-        return LogisticFit(
-            "undefined",
-            f"all {n} conflicts share one dH value ({dh_range[0]:.4g}); the slope is not identifiable",
-            failure="one_dh",
-            **common,
-        )
+        reason = f"all {n} conflicts share one dH value ({dh_range[0]:.4g}); the slope is not identifiable"
+        return undefined("one_dh", reason)
     if n_text in (0, n):
         side = "vision" if n_text == 0 else "text"
-        return LogisticFit(
-            "undefined",
-            f"all {n} conflicts followed the {side}; the logistic fit does not exist",
-            failure="one_class",
-            **common,
+        return undefined(
+            "one_class", f"all {n} conflicts followed the {side}; the logistic fit does not exist"
         )
     separated = _separation(dh, y)
     if separated is not None:
         reason, gap = separated
-        return LogisticFit("undefined", reason, failure="separated", separation_gap=gap, **common)
+        return undefined("separated", reason, separation_gap=gap)
     beta, info, converged = _newton(dh, y)
     det = np.linalg.det(info)
     if not converged or not np.all(np.isfinite(beta)) or not det > 0:
-        return LogisticFit(
-            "undefined", "the logistic fit did not converge", failure="not_converged", **common
-        )
+        return undefined("not_converged", "the logistic fit did not converge")
     bread = np.linalg.inv(info)
     cov_cluster = _cluster_covariance(dh, y, data.group, data.n_groups, beta, bread)
     boot = np.zeros((0, 2))

@@ -19,16 +19,6 @@ from torch import nn
 
 from modality_conflict.dataset_builder.errors import ModalityConflictError
 
-__all__ = [
-    "LastPositionRecorder",
-    "LensModules",
-    "UnsupportedModelError",
-    "find_lens_modules",
-    "calibrate_lens",
-    "lens_logits",
-    "lens_records",
-]
-
 _NORM_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f", "norm_f")
 _LAYER_NAMES = ("layers", "h", "blocks")
 

@@ -20,20 +20,6 @@ from typing import Any
 import torch
 import transformers
 
-__all__ = [
-    "SHARED_MODEL_TYPES",
-    "UNSHARED_MODEL_TYPES",
-    "PrefixSplit",
-    "SharingSupport",
-    "continuation_inputs",
-    "fork_cache",
-    "prefill",
-    "sharing_support",
-    "split_encoded",
-    "split_prompts",
-    "vision_tower",
-]
-
 SHARED_MODEL_TYPES = frozenset(
     {
         "llava",  # LLaVA-1.5 and Pixtral checkpoints

@@ -34,17 +34,6 @@ from modality_conflict.models.demo.training import deterministic_torch, non_fini
 from modality_conflict.models.demo.vocabulary import build_processor, build_tokenizer, save_processor
 from modality_conflict.models.hub_layout import save_hub_layout
 
-__all__ = [
-    "RECIPE_FILE",
-    "WEIGHTS_FILE",
-    "checkpoint_problem",
-    "code_version",
-    "exclusive_lock",
-    "remove_stale_partials",
-    "shipped_checkpoint",
-    "train_checkpoint_folder",
-]
-
 #: Folder of the packaged seed-0 checkpoint, in the ``modality_conflict.models`` package.
 SHIPPED_CHECKPOINT_DIR = "demo_checkpoint"
 #: File of a checkpoint folder that records the seed, the recipe and the code that trained it.

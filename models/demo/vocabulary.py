@@ -13,20 +13,6 @@ from modality_conflict.dataset_builder.atomic import write_text_atomic
 from modality_conflict.dataset_builder.constants import ANSWER_COMMAND, COLORS, QUESTION_TEMPLATE, SHAPES
 from modality_conflict.dataset_builder.texts import INTERMEDIARY_OBJECTS, TEMPLATES, WORLD_OBJECTS
 
-__all__ = [
-    "FACT_TEMPLATE",
-    "IMAGE_SIZE",
-    "IMAGE_TOKEN",
-    "IMAGE_TOKENS",
-    "PATCH_SIZE",
-    "TRAINING_DIRECT_TEMPLATES",
-    "build_processor",
-    "build_tokenizer",
-    "chat_template",
-    "save_processor",
-    "vocabulary",
-]
-
 IMAGE_SIZE = 112
 PATCH_SIZE = 16
 IMAGE_TOKENS = (IMAGE_SIZE // PATCH_SIZE) ** 2
