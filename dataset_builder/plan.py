@@ -15,14 +15,13 @@ attribute (:func:`plan_attribute_group`).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from modality_conflict.dataset_builder import render as shape_render
 from modality_conflict.dataset_builder import scene_render
 from modality_conflict.dataset_builder.attribute_constants import (
-    ANSWERS,
     ATTRIBUTE_VALUES,
     ATTRIBUTES,
     QUESTION_TEMPLATES,
@@ -50,10 +49,19 @@ LAYOUT = COLOR.layout
 
 @dataclass(frozen=True, kw_only=True)
 class GroupChoices:
-    """What a group of either kind holds: its id, a layout seed per visual tier and the conflict text of
-    each ``(text tier, control)``; each kind adds its own choices."""
+    """What a group of either kind holds: its id, the asked ``attribute``, Yv and Yt, what its questions and
+    texts name (the ``target``; ``absent``, in none of its images, asked by ``image_irrelevant``;
+    ``irrelevant``, which ``text_irrelevant`` texts talk about), a layout seed per visual tier and the
+    conflict text of each ``(text tier, control)``; each kind adds its own choices."""
 
+    kind: ClassVar[DatasetKind]
     group_id: int
+    attribute: str
+    vision_value: str
+    text_value: str
+    target: str
+    absent: str
+    irrelevant: str
     image_seeds: tuple[int, ...]
     texts: tuple[tuple[tuple[int, str], ConflictText], ...] = ()
 
@@ -61,9 +69,33 @@ class GroupChoices:
         """Conflict text of ``(text tier, control)``."""
         return dict(self.texts)[(text_tier, control)]
 
+    def asked(self, control: str) -> str:
+        """What the question of a control type names."""
+        return self.absent if control == "image_irrelevant" else self.target
+
+    def text_subject(self, control: str) -> str:
+        """What the conflict text of a control type talks about."""
+        return self.irrelevant if control == "text_irrelevant" else self.asked(control)
+
+    def question(self, subject: str) -> str:
+        """The kind's question about the group's attribute of ``subject``."""
+        raise NotImplementedError
+
     def question_columns(self, control: str) -> dict[str, Any]:
         """The columns of a control's rows that say what is asked and the answers."""
-        raise NotImplementedError
+        asked, kind = self.asked(control), self.kind
+        # The kind's subject columns: the attribute's label, or what the question names.
+        subject = {
+            c: kind.attributes.index(self.attribute) if t == "label" else asked
+            for c, t in kind.subject_columns
+        }
+        return {
+            **subject,
+            "question": self.question(asked),
+            "vision_answer": kind.answer_labels.index(self.vision_value),
+            "text_answer": kind.answer_labels.index(self.text_value),
+            "answer_choices": list(kind.answer_sets[self.attribute]),
+        }
 
     def image_spec(self, visual_tier: int) -> Any:
         """What the kind's renderer needs to draw the image of one visual tier."""
@@ -100,49 +132,27 @@ def group_colors(seed: int, group: int) -> tuple[str, str]:
 
 @dataclass(frozen=True, kw_only=True)
 class GroupPlan(GroupChoices):
-    """Every choice made for one colour group: the target shape (drawn in ``vision_color``), the shape in
-    none of its images (asked by ``image_irrelevant``), the shape ``text_irrelevant`` texts talk about,
-    Yv and Yt, a placement seed per visual tier and the text of each ``(text tier, control)``."""
+    """Every choice made for one colour group: the shapes it names (the ``target``, drawn in Yv), Yv and Yt, a
+    placement seed per visual tier and the text of each ``(text tier, control)``."""
 
-    target_shape: str
-    absent_shape: str
-    other_shape: str
-    vision_color: str
-    text_color: str
-
+    kind = COLOR
+    attribute: str = "color"
     render = staticmethod(shape_render.render)
 
-    def asked_shape(self, control: str) -> str:
-        """Shape named by the question of a control type."""
-        return self.absent_shape if control == "image_irrelevant" else self.target_shape
-
-    def text_shape(self, control: str) -> str:
-        """Shape the conflict text of a control type talks about."""
-        if control == "text_irrelevant":
-            return self.other_shape
-        return self.asked_shape(control)
+    def question(self, subject: str) -> str:
+        """The question about the colour of shape ``subject``."""
+        return QUESTION_TEMPLATE.format(shape=subject)
 
     def image_spec(self, visual_tier: int) -> shape_render.ImageSpec:
         """Image of one visual tier (shared by all controls and conditions of the group)."""
         return shape_render.ImageSpec(
             tier=visual_tier,
-            target_shape=self.target_shape,
-            target_color=self.vision_color,
-            distractor_shapes=tuple(s for s in SHAPES if s not in (self.target_shape, self.absent_shape)),
-            distractor_colors=tuple(c for c in COLORS if c not in (self.vision_color, self.text_color)),
+            target_shape=self.target,
+            target_color=self.vision_value,
+            distractor_shapes=tuple(s for s in SHAPES if s not in (self.target, self.absent)),
+            distractor_colors=tuple(c for c in COLORS if c not in (self.vision_value, self.text_value)),
             seed=self.image_seeds[visual_tier],
         )
-
-    def question_columns(self, control: str) -> dict[str, Any]:
-        """The columns of a control's rows that say what is asked and the answers."""
-        shape = self.asked_shape(control)
-        return {
-            "shape": shape,
-            "question": QUESTION_TEMPLATE.format(shape=shape),
-            "vision_answer": COLORS.index(self.vision_color),
-            "text_answer": COLORS.index(self.text_color),
-            "answer_choices": list(COLORS),
-        }
 
 
 def plan_group(seed: int, group: int) -> GroupPlan:
@@ -157,15 +167,15 @@ def plan_group(seed: int, group: int) -> GroupPlan:
     other = shapes[int(rng.integers(len(shapes)))]
     plan = GroupPlan(
         group_id=group,
-        target_shape=target,
-        absent_shape=absent,
-        other_shape=other,
-        vision_color=vision_color,
-        text_color=text_color,
+        target=target,
+        absent=absent,
+        irrelevant=other,
+        vision_value=vision_color,
+        text_value=text_color,
         image_seeds=_image_seeds(rng, len(VISUAL_TIERS)),
     )
     texts = [
-        (slot, COLOR_TEXTS.draw(rng, slot[0], "color", plan.text_shape(slot[1]), text_color))
+        (slot, COLOR_TEXTS.draw(rng, slot[0], "color", plan.text_subject(slot[1]), text_color))
         for slot in LAYOUT.text_slots()
     ]
     return replace(plan, texts=tuple(texts))
@@ -194,40 +204,21 @@ def group_answers(seed: int, group: int) -> tuple[str, str]:
 @dataclass(frozen=True, kw_only=True)
 class AttributeGroupPlan(GroupChoices):
     """Every choice made for one attribute group: the asked ``attribute``, the target (its size is set by
-    the visual tier), the colour no object of its images takes and the other attribute's value naming the
-    ``image_irrelevant`` object, the name of the object ``text_irrelevant`` texts talk about, Yv and Yt,
-    a layout seed per visual tier and the text of each ``(text tier, control)``."""
+    the visual tier), the colour no object of its images takes (naming ``absent``), the colour naming
+    ``irrelevant``, the names, Yv and Yt, a layout seed per visual tier and the text of each
+    ``(text tier, control)``."""
 
-    attribute: str
+    kind = ATTRIBUTE
     target_color: str
     target_shape: str
     target_material: str
     absent_color: str
-    absent_other: str
     irrelevant_color: str
-    irrelevant_other: str
-    vision_value: str
-    text_value: str
-
     render = staticmethod(scene_render.render)
 
-    @property
-    def target_name(self) -> str:
-        """Name of the target, e.g. ``"purple metal object"``."""
-        other = self.target_shape if other_attribute(self.attribute) == "shape" else self.target_material
-        return object_name(self.attribute, self.target_color, other)
-
-    def asked_name(self, control: str) -> str:
-        """Name of the object the question of a control type asks about."""
-        if control == "image_irrelevant":
-            return object_name(self.attribute, self.absent_color, self.absent_other)
-        return self.target_name
-
-    def text_name(self, control: str) -> str:
-        """Name of the object the conflict text of a control type talks about."""
-        if control == "text_irrelevant":
-            return object_name(self.attribute, self.irrelevant_color, self.irrelevant_other)
-        return self.asked_name(control)
+    def question(self, subject: str) -> str:
+        """The question about the group's attribute of the object named ``subject``."""
+        return QUESTION_TEMPLATES[self.attribute].format(name=subject)
 
     def image_spec(self, visual_tier: int) -> scene_render.ImageSpec:
         """Image of one visual tier (shared by all controls and conditions of the group)."""
@@ -240,18 +231,6 @@ class AttributeGroupPlan(GroupChoices):
             absent_colors=(self.absent_color,),
             seed=self.image_seeds[visual_tier],
         )
-
-    def question_columns(self, control: str) -> dict[str, Any]:
-        """The columns of a control's rows that say what is asked and the answers."""
-        name = self.asked_name(control)
-        return {
-            "attribute": ATTRIBUTES.index(self.attribute),
-            "target": name,
-            "question": QUESTION_TEMPLATES[self.attribute].format(name=name),
-            "vision_answer": ANSWERS.index(self.vision_value),
-            "text_answer": ANSWERS.index(self.text_value),
-            "answer_choices": list(ATTRIBUTE_VALUES[self.attribute]),
-        }
 
 
 def _pick(rng: np.random.Generator, pool: tuple[str, ...] | list[str]) -> str:
@@ -284,15 +263,16 @@ def plan_attribute_group(seed: int, group: int) -> AttributeGroupPlan:
         target_shape=target_shape,
         target_material=target_material,
         absent_color=absent_color,
-        absent_other=absent_other,
         irrelevant_color=irrelevant_color,
-        irrelevant_other=irrelevant_other,
+        target=object_name(attribute, target_color, target_other),
+        absent=object_name(attribute, absent_color, absent_other),
+        irrelevant=object_name(attribute, irrelevant_color, irrelevant_other),
         vision_value=vision_value,
         text_value=text_value,
         image_seeds=_image_seeds(rng, len(SCENE_TIERS)),
     )
     texts = [
-        (slot, ATTRIBUTE_TEXTS.draw(rng, slot[0], attribute, plan.text_name(slot[1]), text_value))
+        (slot, ATTRIBUTE_TEXTS.draw(rng, slot[0], attribute, plan.text_subject(slot[1]), text_value))
         for slot in LAYOUT.text_slots()
     ]
     return replace(plan, texts=tuple(texts))

@@ -11,7 +11,6 @@ from modality_conflict.dataset_builder.atomic import write_bytes_atomic
 from modality_conflict.dataset_builder.attribute_constants import (
     IMAGE_HEIGHT,
     IMAGE_WIDTH,
-    QUESTION_TEMPLATES,
     VISUAL_TIERS,
 )
 from modality_conflict.dataset_builder.plan import plan_attribute_group
@@ -44,7 +43,7 @@ def write_samples(folder: Path, *, seed: int = 0, groups: tuple[int, ...] = (0, 
     written = []
     for row, group in enumerate(groups):
         plan = plan_attribute_group(seed, group)
-        question = QUESTION_TEMPLATES[plan.attribute].format(name=plan.target_name)
+        question = plan.question(plan.target)
         for dv in range(len(VISUAL_TIERS)):
             img = render(plan.image_spec(dv))
             if row == 0:

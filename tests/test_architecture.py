@@ -106,3 +106,59 @@ def test_no_constant_is_declared_twice_with_the_same_value() -> None:
             declared[(target.id, repr(value))].append(module)
     twice = [f"{name} in {', '.join(modules)}" for (name, _), modules in declared.items() if len(modules) > 1]
     assert not twice, "constants declared more than once with the same value:\n" + "\n".join(sorted(twice))
+
+
+def _tree(module: str) -> ast.AST:
+    return ast.parse(SOURCES[module].read_text(encoding="utf-8"))
+
+
+def _calls(module: str) -> set[str]:
+    """The names a module calls as written: ``f(...)`` gives ``f``, ``pq.read_table(...)`` ``read_table``."""
+    calls = (node.func for node in ast.walk(_tree(module)) if isinstance(node, ast.Call))
+    return {
+        f.id if isinstance(f, ast.Name) else f.attr for f in calls if isinstance(f, (ast.Name, ast.Attribute))
+    }
+
+
+def _file_names(module: str) -> set[str]:
+    """String constants that can be file names or patterns (prose, with its spaces, is left out)."""
+    return {
+        node.value
+        for node in ast.walk(_tree(module))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value
+        and " " not in node.value
+    }
+
+
+#: Each artifact, how reading it shows in code, and the one module (or pair) that may do it.
+ARTIFACT_READERS = {
+    # DatasetFolder parses the shards' verified bytes; validate streams the same bytes batch by batch.
+    # Nothing calls datasets.load_dataset, which would follow the card and reuse an unchecked Arrow cache.
+    "dataset shards": (
+        lambda module: bool(
+            _calls(module) & {"read_table", "ParquetFile", "read_schema", "read_metadata", "load_dataset"}
+        ),
+        {"modality_conflict.dataset_builder.folder", "modality_conflict.dataset_builder.validate"},
+    ),
+    "the dataset pins": (
+        lambda module: any("pins.json" in name for name in _file_names(module)),
+        {"modality_conflict.dataset_builder.canonical"},
+    ),
+    # lmms-eval's results files and sample logs: only the results view knows their names (the report-file
+    # hook also names the results file its report sits beside, and reads nothing).
+    "lmms-eval outputs": (
+        lambda module: any("_results.json" in n or "_samples_" in n for n in _file_names(module)),
+        {"modality_conflict.analysis.results", "modality_conflict.mc_tasks.report_file"},
+    ),
+}
+
+
+@pytest.mark.parametrize("artifact", sorted(ARTIFACT_READERS))
+def test_each_artifact_has_one_reader(artifact: str) -> None:
+    reads, allowed = ARTIFACT_READERS[artifact]
+    readers = {module for module in SOURCES if reads(module)}
+    assert readers == allowed, (
+        f"{artifact} read by {sorted(readers)}; ARCHITECTURE.md names {sorted(allowed)}"
+    )

@@ -80,17 +80,17 @@ def test_group_names_texts_and_controls(group: int) -> None:
     assert value == plan.vision_value
     assert plan.absent_color != plan.target_color
     assert plan.irrelevant_color not in (plan.target_color, plan.absent_color)
-    assert plan.asked_name("image_irrelevant").startswith(plan.absent_color + " ")
-    assert plan.text_name("text_irrelevant") != plan.target_name
+    assert plan.asked("image_irrelevant").startswith(plan.absent_color + " ")
+    assert plan.text_subject("text_irrelevant") != plan.target
     assert plan.image_spec(0).absent_colors == (plan.absent_color,)
     for control in CONTROLS:
         for dt in ATTRIBUTE.layout.control_tiers(control)[1]:
             text = plan.text(dt, control)
             # Every text tier reads back as the text answer, and talks about the right object.
             assert claimed_value(text.text, attribute, dt) == plan.text_value
-            assert plan.text_name(control) in text.text
+            assert plan.text_subject(control) in text.text
             if control == "text_irrelevant":
-                assert plan.asked_name(control) not in text.text
+                assert plan.asked(control) not in text.text
             assert text.template_id.startswith(("direct-", "simple-", "world-")[dt] + attribute)
 
 

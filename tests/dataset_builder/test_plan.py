@@ -46,14 +46,14 @@ def test_plan_depends_only_on_seed_and_group() -> None:
     assert plan_group(3, 17) == plan_group(3, 17)
     assert plan_group(3, 17) != plan_group(4, 17)
     plan = plan_group(3, 17)
-    assert len({plan.target_shape, plan.absent_shape, plan.other_shape}) == 3
+    assert len({plan.target, plan.absent, plan.irrelevant}) == 3
     for dv in range(14):
         spec = plan.image_spec(dv)
         # Distractors never use either answer colour, the target shape or the reserved absent shape.
-        assert plan.vision_color not in spec.distractor_colors
-        assert plan.text_color not in spec.distractor_colors
-        assert plan.target_shape not in spec.distractor_shapes
-        assert plan.absent_shape not in spec.distractor_shapes
+        assert plan.vision_value not in spec.distractor_colors
+        assert plan.text_value not in spec.distractor_colors
+        assert plan.target not in spec.distractor_shapes
+        assert plan.absent not in spec.distractor_shapes
 
 
 def test_group_rows_follow_the_contract() -> None:
@@ -82,9 +82,9 @@ def test_group_rows_follow_the_contract() -> None:
             mentions_asked = re.search(rf"\b{row['shape']}\b", row["text"]) is not None
             assert mentions_asked == (control != "text_irrelevant")
         if control == "image_irrelevant":
-            assert row["shape"] == plan.absent_shape
+            assert row["shape"] == plan.absent
         else:
-            assert row["shape"] == plan.target_shape
+            assert row["shape"] == plan.target
         if condition == "conflict":
             assert row["item_id"] == row["row_id"]
             assert row["vision_key"].startswith(f"g0004-v{row['visual_tier']:02d}-")

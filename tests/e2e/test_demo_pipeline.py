@@ -95,7 +95,7 @@ def test_shipped_checkpoint_reads_lone_shapes_with_plain_transformers() -> None:
     images, prompts = [], []
     for plan in plans:
         images.append(Image.open(io.BytesIO(render(plan.image_spec(0)).png)).convert("RGB"))
-        question = QUESTION_TEMPLATE.format(shape=plan.target_shape)
+        question = QUESTION_TEMPLATE.format(shape=plan.target)
         content = [{"type": "image"}, {"type": "text", "text": prompt_for("vision_only", "", question)}]
         messages = [{"role": "user", "content": content}]
         prompts.append(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
@@ -105,7 +105,7 @@ def test_shipped_checkpoint_reads_lone_shapes_with_plain_transformers() -> None:
     with torch.no_grad():
         generated = model.generate(**inputs, max_new_tokens=3, do_sample=False)
     answers = processor.batch_decode(generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-    correct = [a.strip() == p.vision_color for a, p in zip(answers, plans, strict=True)]
+    correct = [a.strip() == p.vision_value for a, p in zip(answers, plans, strict=True)]
     assert all(a.strip() in COLORS for a in answers), answers
     assert sum(correct) >= 9, answers  # 0.95 on tier 0 over 60 groups
 
