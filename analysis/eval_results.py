@@ -78,7 +78,7 @@ def eval_result_entries(
 
     summary = TaskSummary(submission["metrics"])
     task = submission["task"]["name"]
-    version = _package_version_text(submission)
+    version = str(submission["analysis"].get("package_version", "unknown"))
     entries, skipped = [], []
     for key in RANKED_METRICS:
         value = summary.number(key)
@@ -109,10 +109,6 @@ def eval_result_entries(
             )
         )
     return entries, skipped
-
-
-def _package_version_text(submission: Mapping[str, Any]) -> str:
-    return str(submission["analysis"].get("package_version", "unknown"))
 
 
 def write_eval_results(

@@ -114,12 +114,7 @@ class ResultsFile:
 
     def is_task_of_ours(self, task: str) -> bool:
         """Whether the task reports the modality_conflict metrics (its summary can be found or recomputed)."""
-        legacy = self._results(task).get(f"{LEGACY_SUMMARY_METRIC},none")
-        return (
-            task in self.reports
-            or set(REQUIRED_METRICS) <= set(self.metrics(task))
-            or isinstance(legacy, dict)
-        )
+        return self.summary(task) is not None or set(REQUIRED_METRICS) <= set(self.metrics(task))
 
     def summary(self, task: str) -> TaskSummary | None:
         """A task's whole summary as the run wrote it (report file, else the legacy ``report`` metric), or

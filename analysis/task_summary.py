@@ -48,21 +48,21 @@ _NUMBER_FIELDS = (
 )
 _TEXT_FIELDS = ("status", "reason", "balance_point_status", "balance_point_reason", "entropy_estimator")
 _CURVE_LISTS = ("edges", "centres", "tfr", "tfr_ci_low", "tfr_ci_high")
+_FIELD_KINDS = (
+    (_NUMBER_FIELDS, _number_or_none, "a number or null"),
+    (_COUNT_FIELDS, lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an integer"),
+    (_TEXT_FIELDS, lambda v: v is None or isinstance(v, str), "a string"),
+)
 
 
 def summary_problems(values: Mapping[str, Any]) -> list[str]:
     """Every field of a summary that the views could not read as what it should hold, each named."""
-    problems = []
-    for name in _NUMBER_FIELDS:
-        if name in values and not _number_or_none(values[name]):
-            problems.append(f"field {name!r} is {_shown(values[name])}, not a number or null")
-    for name in _COUNT_FIELDS:
-        value = values.get(name)
-        if name in values and value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            problems.append(f"field {name!r} is {_shown(value)}, not an integer")
-    for name in _TEXT_FIELDS:
-        if name in values and values[name] is not None and not isinstance(values[name], str):
-            problems.append(f"field {name!r} is {_shown(values[name])}, not a string")
+    problems = [
+        f"field {name!r} is {_shown(values[name])}, not {expected}"
+        for names, fits, expected in _FIELD_KINDS
+        for name in names
+        if name in values and not fits(values[name])
+    ]
     for name, table in values.items():
         if str(name).endswith("_by_tier") and table is not None:
             problems.extend(_tier_table_problems(str(name), table))

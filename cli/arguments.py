@@ -20,27 +20,24 @@ def add_subcommand(
     return parser
 
 
-def _integer(text: str) -> int:
+def _integer(text: str, *, minimum: int, too_small: str) -> int:
     try:
-        return int(text)
+        value = int(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from error
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{too_small}, got {value}")
+    return value
 
 
 def positive_int(text: str) -> int:
     """An integer >= 1."""
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+    return _integer(text, minimum=1, too_small="expected a positive integer")
 
 
 def seed(text: str) -> int:
     """A non-negative integer seed."""
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"the seed must be non-negative, got {value}")
-    return value
+    return _integer(text, minimum=0, too_small="the seed must be non-negative")
 
 
 def finite_float(text: str) -> float:

@@ -237,14 +237,8 @@ def run_demo(args: argparse.Namespace) -> int:
     write_text_atomic(out / "headline.txt", "\n".join(lines) + "\n")
     payload = {"model": str(model_dir), "groups": groups, "seed": args.seed, "seconds": timings}
     write_text_atomic(out / "timings.json", json.dumps(payload, indent=2) + "\n")
-    print()
-    for line in lines:
-        print(line)
-    print()
-    print(f"dataset: {data_dir}")
-    print(f"results: {results_dir}")
-    print(f"probe:   {probe_dir / 'heatmap.png'}")
-    print(f"report:  {report_dir / 'index.html'}")
+    print("", *lines, "", f"dataset: {data_dir}", f"results: {results_dir}", sep="\n")
+    print(f"probe:   {probe_dir / 'heatmap.png'}", f"report:  {report_dir / 'index.html'}", sep="\n")
     return 0
 
 

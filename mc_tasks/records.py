@@ -435,10 +435,10 @@ def _flat(summary: dict[str, Any]) -> dict[str, Any]:
 def incomplete_conflicts_warning(summary: Mapping[str, Any]) -> str | None:
     """The warning for conflict rows that were left out because a unimodal row was missing, or None."""
     missing = summary.get("n_incomplete_conflicts")
-    if isinstance(missing, bool) or not isinstance(missing, int) or missing <= 0:
+    if not _is_int(missing) or missing <= 0:
         return None
     total = summary.get("n_conflict_rows")
-    of = f" of {total}" if isinstance(total, int) and not isinstance(total, bool) else ""
+    of = f" of {total}" if _is_int(total) else ""
     return (
         f"{missing}{of} conflict rows were left out: their vision-only or text-only row is missing from "
         "the run (a --limit run, or a dataset with rows removed); the numbers cover the complete items only"

@@ -237,6 +237,7 @@ def probe_from_results(
         )
     records = [dict(r) for r in run.records]
     conflict_ids = {r["row_id"] for r in records if r["condition"] == "conflict"}
+    lenses: dict[str, Mapping[str, Any]] = {}
     for row_id in sorted(conflict_ids & set(run.envelopes)):
         # A lens that is there but broken is an error of its own, not "made without the lens".
         envelope = run.envelopes[row_id]
@@ -244,11 +245,8 @@ def probe_from_results(
             raise ProbeError(
                 f"{run.samples.where(row_id)}: row {row_id}: the logit-lens record is malformed: {problem}"
             )
-    lenses = {
-        row_id: lens
-        for row_id, envelope in run.envelopes.items()
-        if row_id in conflict_ids and (lens := lens_of(envelope)) is not None
-    }
+        if (lens := lens_of(envelope)) is not None:
+            lenses[row_id] = lens
     missing = conflict_ids - set(lenses)
     provenance: dict[str, Any] = {
         "source": "results",

@@ -11,7 +11,6 @@ the responses: only a trusted re-run catches a forger who writes consistent resp
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -153,26 +152,22 @@ def dataset_problems(submission: Mapping[str, Any], index: DatasetIndex, *, limi
         problems.append(
             f"dataset.fingerprint {claimed} differs from the dataset in {index.folder} ({index.fingerprint})"
         )
-    bad_rows = 0
+    differing = []
     for position, record in enumerate(submission["records"]):
         row = index.rows.get(record["row_id"])
         if row is None:
-            message = f"records[{position}]: row_id {record['row_id']!r} is not in the dataset"
-        else:
-            changed = [key for key in TRUTH_FIELDS if record[key] != row[key]]
-            if not changed:
-                continue
-            key = changed[0]
-            message = (
-                f"records[{position}] ({record['row_id']}): {key} is {record[key]!r} "
-                f"but the dataset has {row[key]!r}"
+            differing.append(f"records[{position}]: row_id {record['row_id']!r} is not in the dataset")
+        elif changed := [key for key in TRUTH_FIELDS if record[key] != row[key]]:
+            differing.append(
+                f"records[{position}] ({record['row_id']}): {changed[0]} is {record[changed[0]]!r} "
+                f"but the dataset has {row[changed[0]]!r}"
             )
-        bad_rows += 1
-        if bad_rows <= limit:
-            problems.append(message)
-    if bad_rows > limit:
-        problems.append(f"... {bad_rows - limit} more records differ from the dataset")
-    return problems
+    return problems + _capped(differing, limit, "more records differ from the dataset")
+
+
+def _capped(problems: list[str], limit: int, more: str) -> list[str]:
+    """The first ``limit`` problems, then ``... <how many> <more>`` for the rest."""
+    return problems[:limit] + ([f"... {len(problems) - limit} {more}"] if len(problems) > limit else [])
 
 
 def task_split(submission: Mapping[str, Any], index: DatasetIndex) -> set[str]:
@@ -192,21 +187,11 @@ def split_problems(
     """Records of dataset rows that the submission's task does not evaluate."""
     task = submission["task"]["name"]
     outside = [
-        (position, record["row_id"])
-        for position, record in enumerate(submission["records"])
-        if record["row_id"] in index.rows and record["row_id"] not in split
-    ]
-    problems = [
         f"records[{position}]: row {row_id!r} is in the dataset but not in the split of task {task!r}"
-        for position, row_id in outside[:limit]
+        for position, record in enumerate(submission["records"])
+        if (row_id := record["row_id"]) in index.rows and row_id not in split
     ]
-    if len(outside) > limit:
-        problems.append(f"... {len(outside) - limit} more records of rows outside the task's split")
-    return problems
-
-
-def _sha256(path: Path) -> str:
-    return sha256_file(path) if path.is_file() else hashlib.sha256(b"").hexdigest()
+    return _capped(outside, limit, "more records of rows outside the task's split")
 
 
 def _find_named(root: Path, name: str, sha256: str) -> tuple[Path | None, list[Path]]:
@@ -240,7 +225,7 @@ def run_problems(submission: Mapping[str, Any], run: Path) -> tuple[list[str], l
         elif candidates:
             problems.append(
                 f"run.{kind}_sha256: {candidates[0]} is not the file the submission was made from "
-                f"(sha256 {_sha256(candidates[0])}, recorded {digest})"
+                f"(sha256 {sha256_file(candidates[0])}, recorded {digest})"
             )
         else:
             problems.append(f"run.{kind}_file: no file {name!r} under {run}")
