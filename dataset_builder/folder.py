@@ -267,7 +267,6 @@ class DatasetFolder:
         Raises ``DatasetFolderError`` when the manifest does not list the shard, or the file is missing, not
             a regular file, or differs from the manifest (naming it).
         """
-        import hashlib
 
         entry = self.require_manifest()["files"].get(name)
         if not isinstance(entry, dict):

@@ -27,17 +27,9 @@ import time
 from pathlib import Path
 
 from modality_conflict.dataset_builder.canonical import CANONICAL, spec_for_fingerprint
-from modality_conflict.dataset_builder.data_cache import (
-    CACHE_ENV,
-    DATASETS_DIR,
-    LOCK_TIMEOUT_S,
-    WORKERS_ENV,
-    cache_root,
-    ensure_dataset,
-)
+from modality_conflict.dataset_builder.data_cache import CACHE_ENV, WORKERS_ENV, cache_root, ensure_dataset
 from modality_conflict.dataset_builder.data_source import (
     DATA_ENV,
-    LOG_PREFIX,
     WHAT_TO_DO,
     Log,
     ResolvedData,
@@ -45,21 +37,14 @@ from modality_conflict.dataset_builder.data_source import (
     verify_folder,
 )
 from modality_conflict.dataset_builder.errors import DataResolutionError
-from modality_conflict.dataset_builder.hub_fetch import HUB_TIMEOUT_S
 
 __all__ = [
     "CACHE_ENV",
-    "DATASETS_DIR",
     "DATA_ENV",
-    "HUB_TIMEOUT_S",
-    "LOCK_TIMEOUT_S",
-    "LOG_PREFIX",
     "WORKERS_ENV",
     "DataResolutionError",
-    "ResolvedData",
     "cache_root",
     "ensure_dataset",
-    "log_line",
     "resolve_data",
     "verify_folder",
 ]

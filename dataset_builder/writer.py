@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from modality_conflict.dataset_builder.atomic import temporary_sibling
 from modality_conflict.dataset_builder.constants import SPLIT
 from modality_conflict.dataset_builder.errors import BuildError
 from modality_conflict.dataset_builder.folder import DATA_DIR, MANIFEST_NAME, sha256_file
@@ -149,13 +149,13 @@ def atomic_output_dir(out: Path) -> Iterator[Path]:
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = temporary_sibling(out)
     tmp.mkdir()
     try:
         yield tmp
         old = None
         if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            old = temporary_sibling(out, "old")
             os.replace(out, old)
         try:
             os.replace(tmp, out)
