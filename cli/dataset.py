@@ -96,7 +96,6 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
         parser.add_argument(
             "--preset",
             choices=presets,
-            default=None,
             help="named size: "
             + "; ".join(
                 f"{k}: " + ", ".join(f"{n} = {v} groups" for n, v in spec.presets.items())
@@ -105,19 +104,11 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
             + " (default paper)",
         )
         parser.add_argument(
-            "--groups",
-            type=positive_int,
-            default=None,
-            metavar="N",
-            help="number of groups (overrides --preset)",
+            "--groups", type=positive_int, metavar="N", help="number of groups (overrides --preset)"
         )
         parser.add_argument("--seed", type=seed, default=0, metavar="S", help="random seed (default 0)")
         parser.add_argument(
-            "--workers",
-            type=positive_int,
-            default=None,
-            metavar="N",
-            help="worker processes (default: all cores)",
+            "--workers", type=positive_int, metavar="N", help="worker processes (default: all cores)"
         )
         parser.add_argument(
             "--overwrite", action="store_true", help="replace a build made with other arguments"
@@ -142,9 +133,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
         )
         parser.add_argument("folder", metavar="DIR")
         parser.add_argument("--repo-id", required=True, metavar="USER/NAME", help="dataset repository")
-        parser.add_argument(
-            "--revision", default=None, metavar="BRANCH", help="branch to commit to (default main)"
-        )
+        parser.add_argument("--revision", metavar="BRANCH", help="branch to commit to (default main)")
         parser.add_argument("--private", action="store_true", help="create the repository as private")
         parser.add_argument(
             "--update-pin",

@@ -25,7 +25,6 @@ def add_parser(subparsers: Any, name: str) -> None:
     parser.add_argument("revision", metavar="SHA", help="the commit sha printed by `modality-conflict push`")
     parser.add_argument(
         "--fingerprint",
-        default=None,
         metavar="SHA256",
         help="the published build's content fingerprint, when it changed (`push --update-pin` sets both)",
     )

@@ -89,10 +89,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     parser.add_argument(
         "--n-resamples", type=int, default=2000, help="bootstrap resamples for the intervals (2000)"
     )
-    parser.add_argument("--device", default=None, help="model device (default cuda when available)")
+    parser.add_argument("--device", help="model device (default cuda when available)")
     parser.add_argument("--dtype", default="auto", help="auto, float32, float16 or bfloat16")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="prompts per generate call")
-    parser.add_argument(
-        "--max-new-tokens", type=positive_int, default=None, help="answer length (default the task's, 8)"
-    )
+    parser.add_argument("--max-new-tokens", type=positive_int, help="answer length (default the task's, 8)")
     return parser

@@ -230,20 +230,20 @@ def probe_from_results(
     if len(runs) > 1:
         found = ", ".join(f"{run.task} in {run.results_json}" for run in runs)
         raise ProbeError(f"--results holds several task runs ({found}); choose one with --task or a folder")
-    run = runs[0]
-    if run.samples_jsonl is None:
+    run, log = runs[0], runs[0].samples
+    if log is None:
         raise ProbeError(
             f"{run.results_json}: task {run.task!r} has no sample log; rerun lmms-eval with --log_samples"
         )
-    records = [dict(r) for r in run.records]
+    records = [dict(r) for r in log.records]
     conflict_ids = {r["row_id"] for r in records if r["condition"] == "conflict"}
     lenses: dict[str, Mapping[str, Any]] = {}
-    for row_id in sorted(conflict_ids & set(run.envelopes)):
+    for row_id in sorted(conflict_ids & set(log.envelopes)):
         # A lens that is there but broken is an error of its own, not "made without the lens".
-        envelope = run.envelopes[row_id]
+        envelope = log.envelopes[row_id]
         if "lens" in envelope and (problem := lens_problem(envelope["lens"])) is not None:
             raise ProbeError(
-                f"{run.samples.where(row_id)}: row {row_id}: the logit-lens record is malformed: {problem}"
+                f"{log.where(row_id)}: row {row_id}: the logit-lens record is malformed: {problem}"
             )
         if (lens := lens_of(envelope)) is not None:
             lenses[row_id] = lens
@@ -251,7 +251,7 @@ def probe_from_results(
     provenance: dict[str, Any] = {
         "source": "results",
         "results_json": str(run.results_json),
-        "samples": str(run.samples_jsonl),
+        "samples": str(log.path),
         "task": run.task,
         "model_args": run.results_file.model_args,
         "lens_from_logs": len(conflict_ids & set(lenses)),
@@ -259,13 +259,13 @@ def probe_from_results(
     }
     if missing and not lenses and model is None:
         raise ProbeError(
-            f"{run.samples_jsonl.name}: the logged responses carry no logit-lens data (the run was not made "
+            f"{log.path.name}: the logged responses carry no logit-lens data (the run was not made "
             "with --model modality_conflict_hf and lens=True); pass --model (and --data) to compute the lens"
         )
     if missing and model is not None:
         if data is None:
             raise ProbeError(
-                f"{len(missing)} conflict rows of {run.samples_jsonl.name} have no lens data; the model "
+                f"{len(missing)} conflict rows of {log.path.name} have no lens data; the model "
                 "needs --data to answer them"
             )
         print(
