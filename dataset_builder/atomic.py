@@ -58,6 +58,19 @@ def temporary_sibling(path: Path, kind: str = "partial") -> Path:
     return path.parent / f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs (one of another user's counts); the owner of a temporary sibling."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OverflowError:
+        return False  # no process can have that number
+    except OSError:
+        return True  # another user's process, or unknown: never delete what may be in use
+    return True
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to write; it replaces ``path`` only if the block succeeds.

@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from modality_conflict.dataset_builder.atomic import temporary_sibling
+from modality_conflict.dataset_builder.atomic import process_alive, temporary_sibling
 from modality_conflict.dataset_builder.constants import SPLIT
 from modality_conflict.dataset_builder.errors import BuildError
 from modality_conflict.dataset_builder.folder import DATA_DIR, MANIFEST_NAME, sha256_file
@@ -100,16 +100,6 @@ def file_entries(folder: Path, names: Sequence[str]) -> dict[str, dict[str, Any]
     return out
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_partials(out: Path) -> list[Path]:
     """Delete temporary siblings left by interrupted builds of ``out``.
 
@@ -129,7 +119,7 @@ def remove_stale_partials(out: Path) -> list[Path]:
         if not match or match["name"] != out.name or not entry.is_dir():
             continue
         pid = int(match["pid"])
-        if pid == os.getpid() or not _pid_alive(pid):
+        if pid == os.getpid() or not process_alive(pid):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed

@@ -26,7 +26,12 @@ from safetensors.torch import load_file
 from transformers import AutoProcessor, GenerationConfig
 from transformers.utils import logging as hf_logging
 
-from modality_conflict.dataset_builder.atomic import ensure_folder, os_error_text, temporary_sibling
+from modality_conflict.dataset_builder.atomic import (
+    ensure_folder,
+    os_error_text,
+    process_alive,
+    temporary_sibling,
+)
 from modality_conflict.dataset_builder.constants import BUILDER_VERSION
 from modality_conflict.dataset_builder.errors import OutputWriteError
 from modality_conflict.models.demo.recipe import TrainingRecipe, recipe_from_mapping
@@ -168,15 +173,7 @@ def _is_stale(partial: Path) -> bool:
     except OSError:
         # No lock file (yet, or written by older code): stale once the process in its name is gone.
         pid = partial.name.rsplit(f".{_PARTIAL}-", 1)[-1].split("-")[0]
-        if not pid.isdigit():
-            return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            return False
-        return False
+        return pid.isdigit() and not process_alive(int(pid))
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
