@@ -299,7 +299,8 @@ def _existing_build(
     return None
 
 
-def _software_versions() -> dict[str, str]:
+def software_versions() -> dict[str, str]:
+    """Versions of the libraries whose output the dataset bytes depend on."""
     import numpy
     import PIL
     import pyarrow
@@ -428,7 +429,7 @@ def _build(
                 "groups_per_shard": [stop - start for start, stop in bounds],
                 "images_per_group": spec.images_per_group,
             },
-            "software": _software_versions(),
+            "software": software_versions(),
             "files": file_entries(tmp, [*names, CARD_NAME]),
         }
         # The manifest is written last: a folder with a manifest is a finished build.

@@ -168,12 +168,6 @@ def read_pins(path: Path | None = None) -> dict[str, DatasetSpec]:
 CANONICAL_BY_KIND: dict[str, DatasetSpec] = read_pins()
 CANONICAL = CANONICAL_BY_KIND["color"]
 CANONICAL_ATTRIBUTE = CANONICAL_BY_KIND["attribute"]
-# Short names of the colour pin's fields, read from the pins file (used by messages and tests).
-PRESET, SEED, FINGERPRINT = CANONICAL.preset, CANONICAL.seed, CANONICAL.fingerprint
-HUB_REPO_ID, HUB_REVISION = CANONICAL.repo_id, CANONICAL.revision
-PINNED_BUILDER_VERSION = CANONICAL.builder_version
-PINNED_SOFTWARE = dict(CANONICAL.software)
-ATTRIBUTE_PRESET, ATTRIBUTE_FINGERPRINT = CANONICAL_ATTRIBUTE.preset, CANONICAL_ATTRIBUTE.fingerprint
 
 #: Every dataset a task may pin, by fingerprint.
 KNOWN_DATASETS: dict[str, DatasetSpec] = {spec.fingerprint: spec for spec in CANONICAL_BY_KIND.values()}

@@ -186,7 +186,7 @@ def ensure_dataset(
 
 
 def _build(spec: DatasetSpec, folder: Path, workers: int | None, log: Log) -> None:
-    from modality_conflict.dataset_builder.builder import build_dataset
+    from modality_conflict.dataset_builder.builder import build_dataset, software_versions
 
     if not builder_matches_pin(spec):
         raise DataResolutionError(
@@ -215,7 +215,7 @@ def _build(spec: DatasetSpec, folder: Path, workers: int | None, log: Log) -> No
     fingerprint = DatasetFolder(folder).fingerprint
     if fingerprint != spec.fingerprint:
         _discard(folder)
-        here = _software_here()
+        here = software_versions()
         pinned = dict(spec.software)
         differ = [f"{k} {here.get(k)} (pin: {v})" for k, v in sorted(pinned.items()) if here.get(k) != v]
         hint = f"library versions differ: {', '.join(differ)}" if differ else "same library versions"
@@ -227,11 +227,3 @@ def _build(spec: DatasetSpec, folder: Path, workers: int | None, log: Log) -> No
         f"built {result.num_rows} rows in {result.seconds:.1f} s; "
         f"fingerprint {fingerprint[:12]} matches the pin"
     )
-
-
-def _software_here() -> dict[str, str]:
-    import numpy
-    import PIL
-    import pyarrow
-
-    return {"numpy": numpy.__version__, "pillow": PIL.__version__, "pyarrow": pyarrow.__version__}

@@ -140,16 +140,13 @@ def push_dataset(
             f"the Hub refused the upload to {repo_id}@{branch} (HTTP {status}){hint}; no commit was made: "
             f"{str(error).splitlines()[0]}"
         ) from error
-    except (OSError, ConnectionError, TimeoutError) as error:
+    except Exception as error:  # noqa: BLE001 - httpx transport errors do not share a base with OSError
+        transport = type(error).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore")
+        if not (transport or isinstance(error, OSError)):
+            raise
         raise PushError(
             f"could not reach the Hub to upload {repo_id}@{branch}; no commit was made: {error}"
         ) from error
-    except Exception as error:  # noqa: BLE001 - httpx transport errors do not share a base with OSError
-        if type(error).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore"):
-            raise PushError(
-                f"could not reach the Hub to upload {repo_id}@{branch}; no commit was made: {error}"
-            ) from error
-        raise
     rewritten: list[Path] = []
     if update_pin:
         rewritten = canonical.write_pin(

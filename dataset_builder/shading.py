@@ -98,25 +98,16 @@ def _gamma_table() -> np.ndarray:
 
 
 _GAMMA = _gamma_table()
-#: CLEVR's RGB values read as display colours and turned into linear reflectance (scalar maths, once).
-_ALBEDO: dict[str, tuple[float, float, float]] = {
-    name: (
-        (rgb[0] / 255.0) ** 2.2 / _DISPLAY_WHITE,
-        (rgb[1] / 255.0) ** 2.2 / _DISPLAY_WHITE,
-        (rgb[2] / 255.0) ** 2.2 / _DISPLAY_WHITE,
-    )
-    for name, rgb in COLOR_RGB.items()
+#: CLEVR's RGB values read as display colours and turned into linear reflectance (scalar maths, once), so
+#: that a colour's display value under full key light is its RGB.
+_ALBEDO: dict[str, tuple[float, ...]] = {
+    name: tuple((c / 255.0) ** 2.2 / _DISPLAY_WHITE for c in rgb) for name, rgb in COLOR_RGB.items()
 }
 
 
 # ---------------------------------------------------------------------------------------------------
 # Shading
 # ---------------------------------------------------------------------------------------------------
-
-
-def _albedo(color: str) -> tuple[float, float, float]:
-    """Linear reflectance of a colour whose display value under full key light is its RGB."""
-    return _ALBEDO[color]
 
 
 def _dot(ax: np.ndarray, ay: np.ndarray, az: np.ndarray, b: tuple[float, float, float]) -> np.ndarray:
@@ -164,7 +155,7 @@ class _Surface:
                 continue
             nx, ny, nz = _normals(o, self.x[idx], self.y[idx], self.z[idx])
             self.nx[idx], self.ny[idx], self.nz[idx] = nx, ny, nz
-            red, green, blue = _albedo(o.color)
+            red, green, blue = _ALBEDO[o.color]
             self.ar[idx], self.ag[idx], self.ab[idx] = red, green, blue
             if o.material == "metal":
                 self.kind[idx] = self.METAL

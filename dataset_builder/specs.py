@@ -25,7 +25,7 @@ from modality_conflict.dataset_builder import constants as color
 from modality_conflict.dataset_builder.texts import ATTRIBUTE_TEXTS, COLOR_TEXTS, TextTemplates
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DatasetKind:
     """One kind of dataset the package builds (colour or attribute): what differs between them.
 
@@ -52,7 +52,7 @@ class DatasetKind:
     pretty_name: str
     builder_version: str
     presets: Mapping[str, int]
-    groups_per_shard: int
+    groups_per_shard: int = color.GROUPS_PER_SHARD
     answer_labels: tuple[str, ...]
     attributes: tuple[str, ...]
     answer_sets: Mapping[str, tuple[str, ...]]
@@ -117,7 +117,6 @@ COLOR = DatasetKind(
     pretty_name="Modality Conflict: colour recognition",
     builder_version=color.BUILDER_VERSION,
     presets=color.PRESETS,
-    groups_per_shard=color.GROUPS_PER_SHARD,
     answer_labels=color.COLORS,
     attributes=("color",),
     answer_sets={"color": color.COLORS},
@@ -141,7 +140,6 @@ ATTRIBUTE = DatasetKind(
     pretty_name="Modality Conflict: attribute recognition",
     builder_version=attribute.BUILDER_VERSION,
     presets=attribute.PRESETS,
-    groups_per_shard=color.GROUPS_PER_SHARD,
     answer_labels=attribute.ANSWERS,
     attributes=attribute.ATTRIBUTES,
     answer_sets=attribute.ATTRIBUTE_VALUES,

@@ -11,6 +11,7 @@ import yaml
 
 from modality_conflict.dataset_builder import canonical
 from modality_conflict.dataset_builder.attribute_constants import PRESETS as ATTRIBUTE_PRESETS
+from modality_conflict.dataset_builder.canonical import CANONICAL, CANONICAL_ATTRIBUTE
 from modality_conflict.dataset_builder.constants import BUILDER_VERSION, PRESETS
 from modality_conflict.mc_tasks.plugin import pinned_fingerprint
 from modality_conflict.mc_tasks.task_config import PIN_TEMPLATES, TASKS_DIR
@@ -67,7 +68,7 @@ def test_the_attribute_pin_is_a_build_this_builder_can_make() -> None:
     spec = canonical.CANONICAL_ATTRIBUTE
     assert _template("attribute")["metadata"]["dataset"] == "modality-conflict-attribute"
     assert spec.kind == "attribute" and canonical.builder_matches_pin(spec)
-    assert spec.groups == ATTRIBUTE_PRESETS[canonical.ATTRIBUTE_PRESET] == ATTRIBUTE_PRESETS["medium"]
+    assert spec.groups == ATTRIBUTE_PRESETS[CANONICAL_ATTRIBUTE.preset] == ATTRIBUTE_PRESETS["medium"]
     assert spec.cache_name == f"attribute-conflict-{spec.fingerprint[:16]}"
     assert spec.fingerprint == "5d8370c72875ae0e3b127dfc1c4a7d74feb9af66f157a3245e3d3b4fe1822886"
 
@@ -93,7 +94,7 @@ def test_write_pin_rewrites_only_the_pin_of_the_named_kind(tmp_path: Path) -> No
         (("pyarrow", "1"),),
         True,
     )
-    assert color.fingerprint == canonical.FINGERPRINT
+    assert color.fingerprint == CANONICAL.fingerprint
     assert not list(tmp_path.glob(".*"))  # no temporary file is left beside it
     before = pins.read_bytes()
     with pytest.raises(ValueError, match="not a 40-character commit sha"):
@@ -168,16 +169,16 @@ def test_a_missing_or_malformed_pins_file_is_one_clear_line(tmp_path: Path) -> N
 def test_the_pin_is_a_build_this_builder_can_make() -> None:
     spec = canonical.CANONICAL
     assert (spec.preset, spec.groups, spec.seed) == (
-        canonical.PRESET,
-        PRESETS[canonical.PRESET],
-        canonical.SEED,
+        CANONICAL.preset,
+        PRESETS[CANONICAL.preset],
+        CANONICAL.seed,
     )
     assert spec.builder_version == BUILDER_VERSION, "the builder changed: rebuild and re-pin the dataset"
     assert canonical.builder_matches_pin()
-    assert canonical.spec_for_fingerprint(canonical.FINGERPRINT) is spec
+    assert canonical.spec_for_fingerprint(CANONICAL.fingerprint) is spec
     assert spec.published is (len(spec.revision) == 40)
-    assert spec.cache_name == f"color-conflict-{canonical.FINGERPRINT[:16]}"
-    assert canonical.FINGERPRINT == "bfcfece7300082857bde21b988e3df415d35976444dd7110bd089cfb622a1c2b"
+    assert spec.cache_name == f"color-conflict-{CANONICAL.fingerprint[:16]}"
+    assert CANONICAL.fingerprint == "bfcfece7300082857bde21b988e3df415d35976444dd7110bd089cfb622a1c2b"
 
 
 def test_the_pinned_library_versions_are_the_tested_ones() -> None:
@@ -187,5 +188,5 @@ def test_the_pinned_library_versions_are_the_tested_ones() -> None:
         for line in (REPO_ROOT / ".ci" / "constraints.txt").read_text().splitlines()
         if "==" in line and not line.startswith("#")
     )
-    for name, version in canonical.PINNED_SOFTWARE.items():
+    for name, version in dict(CANONICAL.software).items():
         assert constraints[name] == version, name

@@ -25,6 +25,7 @@ from huggingface_hub.utils._http import hf_request_event_hook
 from modality_conflict.cli.main import main as cli_main
 from modality_conflict.dataset_builder import canonical
 from modality_conflict.dataset_builder.builder import build_dataset
+from modality_conflict.dataset_builder.canonical import CANONICAL_ATTRIBUTE
 from modality_conflict.dataset_builder.errors import DatasetValidationError, PushError
 from modality_conflict.dataset_builder.folder import DatasetFolder
 from modality_conflict.dataset_builder.push import PinMismatchError, PushAuthError, push_dataset
@@ -180,7 +181,7 @@ def test_push_publishes_the_attribute_set_the_same_way(
 ) -> None:
     # The attribute set is checked against its own pin, not the colour set's.
     assert cli_main(["push", str(attribute_dataset_dir), "--repo-id", "user/attributes"]) == 2
-    assert "but the tasks pin " + canonical.ATTRIBUTE_FINGERPRINT in capsys.readouterr().err
+    assert "but the tasks pin " + CANONICAL_ATTRIBUTE.fingerprint in capsys.readouterr().err
     pinned = dataclasses.replace(
         canonical.CANONICAL_ATTRIBUTE, fingerprint=DatasetFolder(attribute_dataset_dir).fingerprint or ""
     )

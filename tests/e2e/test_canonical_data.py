@@ -24,6 +24,7 @@ from lmms_eval_runs import offline_env
 from modality_conflict.analysis.evaluate import find_run_outputs
 from modality_conflict.cli.main import main as cli_main
 from modality_conflict.dataset_builder import canonical
+from modality_conflict.dataset_builder.canonical import CANONICAL, CANONICAL_ATTRIBUTE
 from modality_conflict.dataset_builder.folder import DatasetFolder
 from modality_conflict.dataset_builder.resolve import CACHE_ENV, WORKERS_ENV
 from modality_conflict.mc_tasks.names import ATTRIBUTE_TASK, GROUP, MAIN_TASK, RECORD_KEY
@@ -69,7 +70,7 @@ def _model_args(tiny_llava_dir: Path) -> str:
 @pytest.fixture(scope="module")
 def one_worker_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("canonical") / "color-conflict"
-    build = ["build", "--preset", canonical.PRESET, "--seed", str(canonical.SEED), "--workers", "1"]
+    build = ["build", "--preset", CANONICAL.preset, "--seed", str(CANONICAL.seed), "--workers", "1"]
     assert cli_main([*build, "--out", str(out), "--quiet"]) == 0
     return out
 
@@ -116,15 +117,15 @@ def test_the_first_run_builds_the_pinned_dataset_into_the_cache(first_run: Run, 
         "no Hub copy is pinned, so it is made here once and reused by later runs"
         for spec, where in ((canonical.CANONICAL, folder), (canonical.CANONICAL_ATTRIBUTE, attribute_folder))
     )
-    assert DatasetFolder(attribute_folder).fingerprint == canonical.ATTRIBUTE_FINGERPRINT
+    assert DatasetFolder(attribute_folder).fingerprint == CANONICAL_ATTRIBUTE.fingerprint
     attribute_used = first_run.results["configs"][ATTRIBUTE_TASK]["metadata"]["dataset_used"]
     assert attribute_used["source"] == "built" and attribute_used["canonical"] is True
-    assert f"fingerprint {canonical.FINGERPRINT[:12]} matches the pin" in first_run.stderr
+    assert f"fingerprint {CANONICAL.fingerprint[:12]} matches the pin" in first_run.stderr
     assert _used(first_run) == {
         "source": "built",
         "path": str(folder),
         "revision": None,
-        "fingerprint": canonical.FINGERPRINT,
+        "fingerprint": CANONICAL.fingerprint,
         "canonical": True,
     }
     assert first_run.results["configs"][MAIN_TASK]["dataset_path"] == str(folder)
@@ -135,8 +136,8 @@ def test_builds_with_one_and_two_workers_are_the_pinned_bytes(
     first_run: Run, cache: Path, one_worker_build: Path
 ) -> None:
     two_workers = cache / "datasets" / canonical.CANONICAL.cache_name
-    assert DatasetFolder(one_worker_build).fingerprint == canonical.FINGERPRINT
-    assert DatasetFolder(two_workers).fingerprint == canonical.FINGERPRINT
+    assert DatasetFolder(one_worker_build).fingerprint == CANONICAL.fingerprint
+    assert DatasetFolder(two_workers).fingerprint == CANONICAL.fingerprint
     assert _digests(two_workers) == _digests(one_worker_build)
 
 
@@ -147,11 +148,11 @@ def test_the_second_run_reuses_the_cache(second_run: tuple[Run, dict[Path, int]]
     folder = Path(_used(run)["path"])
     assert {p: p.stat().st_mtime_ns for p in [folder, *folder.rglob("*")]} == before
     assert (
-        f"[modality_conflict] data: cache (canonical, fingerprint {canonical.FINGERPRINT[:12]})" in run.stderr
+        f"[modality_conflict] data: cache (canonical, fingerprint {CANONICAL.fingerprint[:12]})" in run.stderr
     )
     # `modality-conflict eval` says which data the run read.
     assert (
-        f"data ({MAIN_TASK}): cache - the pinned dataset, fingerprint {canonical.FINGERPRINT}, {folder}"
+        f"data ({MAIN_TASK}): cache - the pinned dataset, fingerprint {CANONICAL.fingerprint}, {folder}"
         in run.stdout
     )
 

@@ -203,7 +203,7 @@ def test_bad_labels_name_the_field() -> None:
 def test_pin_dataset_rewrites_only_the_pin(tmp_path: Path) -> None:
     from modality_conflict.cli.main import main as cli_main
     from modality_conflict.dataset_builder import canonical
-    from modality_conflict.dataset_builder.canonical import write_pin
+    from modality_conflict.dataset_builder.canonical import CANONICAL, write_pin
     from modality_conflict.mc_tasks.task_config import TASKS_DIR
 
     tasks_before = {path.name: path.read_bytes() for path in TASKS_DIR.iterdir() if path.is_file()}
@@ -215,7 +215,7 @@ def test_pin_dataset_rewrites_only_the_pin(tmp_path: Path) -> None:
     assert (color.repo_id, color.revision, color.fingerprint) == (
         "someone/color-conflict",
         sha,
-        canonical.FINGERPRINT,
+        CANONICAL.fingerprint,
     )
     write_pin(
         repo_id="someone/attribute-conflict", revision=sha, fingerprint="ab" * 32, kind="attribute", pins=pins
