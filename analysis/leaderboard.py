@@ -24,7 +24,6 @@ from modality_conflict.analysis.submission import (
     MAX_SUBMISSION_BYTES,
     DatasetIndex,
     SubmissionError,
-    Verification,
     load_dataset_index,
     verify_file,
 )
@@ -56,6 +55,9 @@ def reference_dataset() -> Path:
 SORT_KEYS = (*RANKED_METRICS, "n_conflicts", "model")
 
 
+ENTRY_FIELDS = ("model", "dataset", "task", "estimator", "created", "metrics")  # copied from the submission
+
+
 @dataclass(frozen=True)
 class Entry:
     """One verified submission, without its records."""
@@ -80,12 +82,6 @@ class Entry:
         the dataset's fingerprint (checked against the dataset) and the estimator (checked against the
         records)."""
         return (str(self.task["name"]), f"fingerprint {self.dataset['fingerprint'][:12]}", self.estimator)
-
-
-def _entry(path: Path, verification: Verification) -> Entry:
-    names = ("model", "dataset", "task", "estimator", "created", "metrics")
-    fields = {name: verification.submission[name] for name in names}
-    return Entry(path, **fields, unranked_reason=verification.unranked_reason)
 
 
 def collect_submissions(
@@ -118,7 +114,8 @@ def collect_submissions(
             reason = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
             rejected.append((path, reason))
             continue
-        entries.append(_entry(path, verification))
+        fields = {name: verification.submission[name] for name in ENTRY_FIELDS}
+        entries.append(Entry(path, **fields, unranked_reason=verification.unranked_reason))
     return entries, rejected
 
 

@@ -79,20 +79,17 @@ class KeepAllResponses:
 def process_results(doc: Mapping[str, Any], results: Sequence[object]) -> dict[str, dict[str, Any]]:
     """lmms-eval hook for greedy generation: the same record under every metric, since each
     aggregation sees only the values of its own key."""
-    record = make_record(doc, results, mode="generate")
-    return {name: record for name in METRIC_NAMES}
+    return dict.fromkeys(METRIC_NAMES, make_record(doc, results, mode="generate"))
 
 
 def process_results_loglik(doc: Mapping[str, Any], results: Sequence[object]) -> dict[str, dict[str, Any]]:
     """lmms-eval hook for the multiple_choice variant (one loglikelihood per candidate answer)."""
-    record = make_record(doc, results, mode="loglik")
-    return {name: record for name in METRIC_NAMES}
+    return dict.fromkeys(METRIC_NAMES, make_record(doc, results, mode="loglik"))
 
 
 def process_results_sampled(doc: Mapping[str, Any], results: Sequence[object]) -> dict[str, dict[str, Any]]:
     """lmms-eval hook for the sampled variant (``repeats`` answers per prompt)."""
-    record = make_record(doc, results, mode="sampled")
-    return {name: record for name in METRIC_NAMES}
+    return dict.fromkeys(METRIC_NAMES, make_record(doc, results, mode="sampled"))
 
 
 def metric_aggregation(name: str) -> Callable[[Sequence[Mapping[str, Any]]], Any]:
